@@ -1,0 +1,353 @@
+//! The HTTP client every third-party adapter (Vercel, GitHub, Jira, Loki, Auth0, webhooks) uses.
+//!
+//! - timeouts on connect and on the whole request;
+//! - retries with full-jitter exponential backoff on 429 (always safe: the server refused before
+//!   acting) and on 5xx or timeouts only for idempotent requests;
+//! - `Retry-After` (seconds or HTTP date) honoured first, then `X-RateLimit-Reset` (epoch
+//!   seconds, Vercel and GitHub), and a wait longer than the policy allows is reported, not slept;
+//! - bearer tokens travel as sensitive headers, are registered with the [`Redactor`], and every
+//!   URL and body excerpt in an error passes through it.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::redact::{Redactor, SafeText};
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_backoff: Duration,
+    /// A server asking to wait longer than this gets an error instead of a sleeping Lambda.
+    pub max_server_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(10),
+            max_server_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Whether repeating the request after an ambiguous failure (5xx, timeout) is harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    Idempotent,
+    /// Retried only on 429 and on failures to connect, where the server never acted.
+    NotIdempotent,
+}
+
+#[derive(Debug)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: HeaderMap,
+    pub bearer: Option<SecretString>,
+    pub body: Option<Vec<u8>>,
+    pub idempotency: Idempotency,
+}
+
+impl HttpRequest {
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        let idempotency = if matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        ) {
+            Idempotency::Idempotent
+        } else {
+            Idempotency::NotIdempotent
+        };
+        Self {
+            method,
+            url: url.into(),
+            headers: HeaderMap::new(),
+            bearer: None,
+            body: None,
+            idempotency,
+        }
+    }
+
+    pub fn bearer(mut self, token: SecretString) -> Self {
+        self.bearer = Some(token);
+        self
+    }
+
+    pub fn json<T: serde::Serialize>(mut self, body: &T) -> Result<Self, HttpError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| HttpError::InvalidRequest(format!("body does not serialise: {e}")))?;
+        self.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.body = Some(bytes);
+        Ok(self)
+    }
+
+    pub fn body(mut self, content_type: &'static str, bytes: Vec<u8>) -> Self {
+        self.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        self.body = Some(bytes);
+        self
+    }
+
+    pub fn header(mut self, name: reqwest::header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    pub fn idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
+        self
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// How many attempts it took.
+    pub attempts: u32,
+}
+
+impl HttpResponse {
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HttpError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| HttpError::Decode(format!("response body is not the expected JSON: {e}")))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{method} {url} returned {status} after {attempts} attempt(s): {body}")]
+    Status {
+        method: Method,
+        url: SafeText,
+        status: StatusCode,
+        body: SafeText,
+        attempts: u32,
+        /// The server's requested wait, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    #[error("{method} {url} asked to wait {wait:?}, longer than the {limit:?} this client waits")]
+    WaitTooLong {
+        method: Method,
+        url: SafeText,
+        wait: Duration,
+        limit: Duration,
+    },
+    #[error("{method} {url} failed after {attempts} attempt(s): {message}")]
+    Transport {
+        method: Method,
+        url: SafeText,
+        message: SafeText,
+        attempts: u32,
+    },
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Decode(String),
+}
+
+impl HttpError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    policy: RetryPolicy,
+    redactor: Redactor,
+}
+
+/// The longest body excerpt kept in an error.
+const BODY_EXCERPT: usize = 512;
+
+impl HttpClient {
+    pub fn new(
+        user_agent: &str,
+        timeout: Duration,
+        policy: RetryPolicy,
+        redactor: Redactor,
+    ) -> Result<Self, HttpError> {
+        let client = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
+            .build()
+            .map_err(|e| HttpError::InvalidRequest(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            policy,
+            redactor,
+        })
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        if let Some(token) = &request.bearer {
+            self.redactor.register(token);
+        }
+        let url = self.redactor.safe(&request.url);
+        let mut headers = request.headers.clone();
+        if let Some(token) = &request.bearer {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| {
+                    HttpError::InvalidRequest("the bearer token is not a valid header value".into())
+                })?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut builder = self
+                .client
+                .request(request.method.clone(), &request.url)
+                .headers(headers.clone());
+            if let Some(body) = &request.body {
+                builder = builder.body(body.clone());
+            }
+            let last = attempt >= self.policy.max_attempts;
+            match builder.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let response_headers = response.headers().clone();
+                    let body = response
+                        .bytes()
+                        .await
+                        .map(|b| b.to_vec())
+                        .unwrap_or_default();
+                    if status.is_success() || status.is_redirection() || status.is_informational() {
+                        return Ok(HttpResponse {
+                            status,
+                            headers: response_headers,
+                            body,
+                            attempts: attempt,
+                        });
+                    }
+                    let server_wait = server_requested_wait(&response_headers, SystemTime::now());
+                    let retryable = status == StatusCode::TOO_MANY_REQUESTS
+                        || (request.idempotency == Idempotency::Idempotent
+                            && matches!(status.as_u16(), 500 | 502 | 503 | 504));
+                    if !retryable || last {
+                        let excerpt =
+                            String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)])
+                                .into_owned();
+                        return Err(HttpError::Status {
+                            method: request.method.clone(),
+                            url,
+                            status,
+                            body: self.redactor.safe(&excerpt),
+                            attempts: attempt,
+                            retry_after: server_wait,
+                        });
+                    }
+                    let wait = match server_wait {
+                        Some(wait) if wait > self.policy.max_server_wait => {
+                            return Err(HttpError::WaitTooLong {
+                                method: request.method.clone(),
+                                url,
+                                wait,
+                                limit: self.policy.max_server_wait,
+                            });
+                        }
+                        // Jitter even a server-given wait, so a fleet of retries does not return
+                        // in lockstep.
+                        Some(wait) => wait + jitter(self.policy.base_delay),
+                        None => self.backoff(attempt),
+                    };
+                    tracing::warn!(status = status.as_u16(), url = %url, attempt, wait_ms = wait.as_millis() as u64, "retrying HTTP request");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => {
+                    let never_reached_server = err.is_connect();
+                    let retryable = never_reached_server
+                        || (request.idempotency == Idempotency::Idempotent && err.is_timeout());
+                    if !retryable || last {
+                        return Err(HttpError::Transport {
+                            method: request.method.clone(),
+                            url,
+                            message: self.redactor.safe(&error_chain(&err)),
+                            attempts: attempt,
+                        });
+                    }
+                    let wait = self.backoff(attempt);
+                    tracing::warn!(url = %url, attempt, wait_ms = wait.as_millis() as u64, "retrying HTTP request after a transport error");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Full jitter: uniform in [0, min(max, base * 2^attempt)).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .policy
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16));
+        jitter(exp.min(self.policy.max_backoff))
+    }
+}
+
+fn jitter(upper: Duration) -> Duration {
+    let millis = upper.as_millis().min(u128::from(u64::MAX)) as u64;
+    Duration::from_millis(if millis == 0 {
+        0
+    } else {
+        fastrand::u64(0..millis)
+    })
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The wait a server asked for: `Retry-After` (delta-seconds or HTTP-date), else
+/// `X-RateLimit-Reset` (epoch seconds).
+pub fn server_requested_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(value) = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+    {
+        let value = value.trim();
+        if let Ok(secs) = value.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(date) = httpdate::parse_http_date(value) {
+            return Some(date.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+    }
+    let reset = headers
+        .get("x-ratelimit-reset")
+        .and_then(|v| v.to_str().ok())?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+    Some(reset.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests;

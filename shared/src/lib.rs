@@ -1,0 +1,16 @@
+//! keyward's domain crate, shared by every function.
+//!
+//! Pure domain modules ([`naming`], [`governance`], [`tags`], [`manifest`], [`events`],
+//! [`redact`]) hold no I/O; [`ports`] names what functions need from outside, and [`adapters`]
+//! implements those ports over the AWS SDK and a shared HTTP client.
+
+pub mod adapters;
+pub mod config;
+pub mod events;
+pub mod governance;
+pub mod manifest;
+pub mod naming;
+pub mod ports;
+pub mod redact;
+pub mod tags;
+pub mod telemetry;

@@ -1,0 +1,1075 @@
+//! The declared-secrets manifest: the secrets an organisation declares, per environment and
+//! service, in YAML (one file or a directory of files), checked against `enums.yaml`.
+//!
+//! Loading collects every problem it finds, each pointing at its file and path
+//! (`secrets[3].rotation.days: 120 exceeds the 90-day maximum`), and yields either a whole,
+//! valid [`Manifest`] or nothing: callers never act on a half-read manifest.
+//!
+//! The published JSON Schemas (`schemas/manifest.schema.json`, `schemas/enums.schema.json`) are
+//! generated from the document types below and checked in CI.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::governance::{
+    Classification, EnvVarKey, Governance, GovernanceError, JsonKey, Label, MAX_ROTATION_DAYS,
+    PasswordPolicy, PrincipalArn, Region, RotationInterval, RotationPolicy, RotationStrategy,
+    VercelBinding, VercelMapping, VercelTarget,
+};
+use crate::naming::{NameError, SecretName, Segment, SegmentKind};
+use crate::tags;
+
+pub const MANIFEST_VERSION: u32 = 1;
+pub const ENUMS_FILE: &str = "enums.yaml";
+
+// ---------------------------------------------------------------------------------------------
+// Documents as written (the JSON Schema is derived from these).
+// ---------------------------------------------------------------------------------------------
+
+/// One manifest file. In a directory, `org` and `environments` may be given in any one file
+/// (or repeated identically); `secrets` from all files are combined.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "keyward declared-secrets manifest")]
+pub struct ManifestDocument {
+    /// Manifest format version. Must be 1.
+    pub version: u32,
+    /// The organisation: the first segment of every secret name (`/<org>/<env>/<service>/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// The environments secrets may be declared in (e.g. dev, staging, prod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environments: Option<Vec<String>>,
+    #[serde(default)]
+    pub secrets: Vec<SecretDecl>,
+}
+
+/// A secret declared for one service, in one or more environments.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretDecl {
+    /// The service segment of the name.
+    pub service: String,
+    /// The last segment of the name.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A secret type from enums.yaml.
+    #[serde(rename = "type")]
+    pub secret_type: String,
+    /// A domain from enums.yaml.
+    pub domain: String,
+    /// An owner from enums.yaml.
+    pub owner: String,
+    pub classification: Classification,
+    /// Strategy and days are required here; environments may override any field.
+    pub rotation: RotationDecl,
+    /// Regions the secret is replicated to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
+    /// IAM principal ARNs allowed to read the value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vercel: Option<VercelDecl>,
+    /// The environments the secret exists in: a list, or a map of environment to overrides.
+    pub environments: EnvironmentsDecl,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotationDecl {
+    /// A rotation choice from enums.yaml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// Days between rotations: 1 to 90.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
+    /// Generated password length (16 to 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u32>,
+    /// Characters never used in generated passwords.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_characters: Option<String>,
+    /// In a JSON secret, the field that is rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VercelDecl {
+    /// Project id (prj_...) or name.
+    pub project: String,
+    /// Team id (team_...) or slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// production, preview, development, or custom environment slugs/ids.
+    pub targets: Vec<String>,
+    /// Git branch for the preview record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// One variable holding the whole value...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// ...or one variable per JSON field (field -> variable key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_map: Option<BTreeMap<String, String>>,
+}
+
+/// Per-environment overrides of a secret declaration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<Classification>,
+    /// Fields given here replace the secret's rotation fields one by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationDecl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readers: Option<Vec<String>>,
+    /// Replaces the secret's Vercel mapping in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vercel: Option<VercelDecl>,
+}
+
+/// `environments: [dev, prod]` or `environments: {dev: {}, prod: {rotation: {days: 30}}}`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvironmentsDecl {
+    List(Vec<String>),
+    Map(BTreeMap<String, Option<EnvOverride>>),
+}
+
+impl<'de> Deserialize<'de> for EnvironmentsDecl {
+    // Hand-written rather than `untagged`, so a bad entry reports its own path and message
+    // instead of "data did not match any variant".
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvVisitor;
+        impl<'de> Visitor<'de> for EnvVisitor {
+            type Value = EnvironmentsDecl;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of environments or a map of environment to overrides")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut envs = Vec::new();
+                while let Some(env) = seq.next_element::<String>()? {
+                    envs.push(env);
+                }
+                Ok(EnvironmentsDecl::List(envs))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut envs = BTreeMap::new();
+                while let Some(env) = map.next_key::<String>()? {
+                    let value = map.next_value::<Option<EnvOverride>>()?;
+                    if envs.insert(env.clone(), value).is_some() {
+                        return Err(de::Error::custom(format!(
+                            "environment `{env}` is listed twice"
+                        )));
+                    }
+                }
+                Ok(EnvironmentsDecl::Map(envs))
+            }
+        }
+        deserializer.deserialize_any(EnvVisitor)
+    }
+}
+
+/// `enums.yaml`: the allowed values validation enforces.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "keyward manifest enums")]
+pub struct EnumsDocument {
+    /// Must be 1.
+    pub version: u32,
+    /// Secret types, each optionally restricting the rotation strategies it may use.
+    pub secret_types: BTreeMap<String, SecretTypeDecl>,
+    pub domains: Vec<String>,
+    pub owners: Vec<String>,
+    /// The rotation strategies this organisation allows.
+    pub rotation: Vec<RotationStrategy>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretTypeDecl {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Strategies allowed for this type; absent means any allowed strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Vec<RotationStrategy>>,
+}
+
+pub fn manifest_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ManifestDocument)).unwrap_or_default()
+}
+
+pub fn enums_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(EnumsDocument)).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+// ---------------------------------------------------------------------------------------------
+
+/// One problem, located by file and path inside the document.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ManifestIssue {
+    pub file: String,
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.file.is_empty(), self.path.is_empty()) {
+            (false, false) => write!(f, "{}: {}: {}", self.file, self.path, self.message),
+            (false, true) => write!(f, "{}: {}", self.file, self.message),
+            (true, false) => write!(f, "{}: {}", self.path, self.message),
+            (true, true) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Every problem found; the manifest is unusable while any remains.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ManifestError {
+    pub issues: Vec<ManifestIssue>,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the manifest has {} problem(s):", self.issues.len())?;
+        for issue in &self.issues {
+            writeln!(f, "  {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Issues(BTreeSet<ManifestIssue>);
+
+impl Issues {
+    fn push(&mut self, file: &str, path: impl Into<String>, message: impl Into<String>) {
+        self.0.insert(ManifestIssue {
+            file: file.to_owned(),
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated manifest.
+// ---------------------------------------------------------------------------------------------
+
+/// Where a declared secret came from, for error messages and drift evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub file: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeclaredSecret {
+    pub name: SecretName,
+    pub description: Option<String>,
+    pub governance: Governance,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enums {
+    pub secret_types: BTreeMap<String, Option<Vec<RotationStrategy>>>,
+    pub domains: BTreeSet<String>,
+    pub owners: BTreeSet<String>,
+    pub rotation: Vec<RotationStrategy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub org: Segment,
+    pub environments: Vec<Segment>,
+    pub enums: Enums,
+    /// Sorted by name.
+    pub secrets: Vec<DeclaredSecret>,
+}
+
+impl Manifest {
+    pub fn secret(&self, name: &SecretName) -> Option<&DeclaredSecret> {
+        self.secrets
+            .binary_search_by(|s| s.name.cmp(name))
+            .ok()
+            .map(|i| &self.secrets[i])
+    }
+
+    /// The secrets declared for one environment and, optionally, one service.
+    pub fn scope<'a>(
+        &'a self,
+        env: &'a str,
+        service: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a DeclaredSecret> {
+        self.secrets.iter().filter(move |s| {
+            s.name.env().as_str() == env
+                && service.is_none_or(|svc| s.name.service().as_str() == svc)
+        })
+    }
+
+    /// Loads a manifest file, or every `*.yaml`/`*.yml` in a directory (except `enums.yaml`),
+    /// with `enums.yaml` from the same directory (or beside the file).
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let fail = |file: &Path, message: String| ManifestError {
+            issues: vec![ManifestIssue {
+                file: file.display().to_string(),
+                path: String::new(),
+                message,
+            }],
+        };
+        let (files, enums_path) = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| fail(path, format!("cannot read the manifest directory: {e}")))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                        && p.file_name().and_then(|n| n.to_str()) != Some(ENUMS_FILE)
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(fail(path, "holds no manifest files (*.yaml)".to_owned()));
+            }
+            (files, path.join(ENUMS_FILE))
+        } else {
+            let parent = path.parent().unwrap_or(Path::new("."));
+            (vec![path.to_path_buf()], parent.join(ENUMS_FILE))
+        };
+        let read =
+            |p: &Path| std::fs::read_to_string(p).map_err(|e| fail(p, format!("cannot read: {e}")));
+        let enums_text = read(&enums_path)?;
+        let mut sources = Vec::with_capacity(files.len());
+        for file in &files {
+            sources.push((file.display().to_string(), read(file)?));
+        }
+        let sources: Vec<(&str, &str)> = sources
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        Self::from_sources(&sources, (&enums_path.display().to_string(), &enums_text))
+    }
+
+    /// Parses and validates manifest documents given as (file label, YAML text).
+    pub fn from_sources(
+        documents: &[(&str, &str)],
+        enums: (&str, &str),
+    ) -> Result<Self, ManifestError> {
+        let mut issues = Issues::default();
+        let enums_doc = parse_yaml::<EnumsDocument>(enums.0, enums.1, &mut issues);
+        let docs: Vec<(&str, ManifestDocument)> = documents
+            .iter()
+            .filter_map(|(file, text)| {
+                parse_yaml::<ManifestDocument>(file, text, &mut issues).map(|d| (*file, d))
+            })
+            .collect();
+        // Syntax and shape errors come first: semantic checks on a half-parsed set would only
+        // add noise (and "missing" errors for secrets that are merely unparsed).
+        if !issues.0.is_empty() {
+            return Err(ManifestError {
+                issues: issues.0.into_iter().collect(),
+            });
+        }
+        let Some(enums_doc) = enums_doc else {
+            unreachable!("no parse issue implies the enums parsed");
+        };
+        let enums = validate_enums(enums.0, &enums_doc, &mut issues);
+        let (org, environments) = resolve_header(&docs, &mut issues);
+        let mut secrets: BTreeMap<SecretName, DeclaredSecret> = BTreeMap::new();
+        if let (Some(org), Some(environments)) = (&org, &environments) {
+            for (file, doc) in &docs {
+                if doc.version != MANIFEST_VERSION {
+                    issues.push(
+                        file,
+                        "version",
+                        format!(
+                            "{} is not a supported manifest version (expected {MANIFEST_VERSION})",
+                            doc.version
+                        ),
+                    );
+                    continue;
+                }
+                for (index, decl) in doc.secrets.iter().enumerate() {
+                    let ctx = DeclContext {
+                        file,
+                        base: format!("secrets[{index}]"),
+                        org,
+                        environments,
+                        enums: &enums,
+                    };
+                    for declared in expand(&ctx, decl, &mut issues) {
+                        match secrets.get(&declared.name) {
+                            Some(existing) => issues.push(
+                                file,
+                                declared.origin.path.clone(),
+                                format!(
+                                    "{} is declared twice (also at {}: {})",
+                                    declared.name, existing.origin.file, existing.origin.path
+                                ),
+                            ),
+                            None => {
+                                secrets.insert(declared.name.clone(), declared);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !issues.0.is_empty() {
+            return Err(ManifestError {
+                issues: issues.0.into_iter().collect(),
+            });
+        }
+        let (Some(org), Some(environments)) = (org, environments) else {
+            unreachable!("header problems are issues");
+        };
+        Ok(Self {
+            org,
+            environments,
+            enums,
+            secrets: secrets.into_values().collect(),
+        })
+    }
+}
+
+fn parse_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+    issues: &mut Issues,
+) -> Option<T> {
+    // serde_yaml_ng's errors already carry the path (`secrets[0].rotation.days: ...`) and the
+    // line and column, which is exactly what a person fixing the file needs.
+    match serde_yaml_ng::from_str::<T>(text) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            issues.push(file, String::new(), err.to_string());
+            None
+        }
+    }
+}
+
+fn validate_enums(file: &str, doc: &EnumsDocument, issues: &mut Issues) -> Enums {
+    if doc.version != MANIFEST_VERSION {
+        issues.push(
+            file,
+            "version",
+            format!(
+                "{} is not a supported enums version (expected {MANIFEST_VERSION})",
+                doc.version
+            ),
+        );
+    }
+    let mut check_labels = |field: &str, values: &mut dyn Iterator<Item = &String>| {
+        let mut seen = BTreeSet::new();
+        for (i, value) in values.enumerate() {
+            if let Err(e) = value.parse::<Label>() {
+                issues.push(file, format!("{field}[{i}]"), e.to_string());
+            }
+            if !seen.insert(value.clone()) {
+                issues.push(
+                    file,
+                    format!("{field}[{i}]"),
+                    format!("`{value}` is listed twice"),
+                );
+            }
+        }
+        seen
+    };
+    check_labels("secret_types", &mut doc.secret_types.keys());
+    let domains = check_labels("domains", &mut doc.domains.iter());
+    let owners = check_labels("owners", &mut doc.owners.iter());
+    if doc.rotation.is_empty() {
+        issues.push(
+            file,
+            "rotation",
+            "must allow at least one rotation strategy",
+        );
+    }
+    for (name, decl) in &doc.secret_types {
+        for (i, strategy) in decl.rotation.iter().flatten().enumerate() {
+            if !doc.rotation.contains(strategy) {
+                issues.push(
+                    file,
+                    format!("secret_types.{name}.rotation[{i}]"),
+                    format!("`{strategy}` is not in the top-level rotation list"),
+                );
+            }
+        }
+    }
+    Enums {
+        secret_types: doc
+            .secret_types
+            .iter()
+            .map(|(k, v)| (k.clone(), v.rotation.clone()))
+            .collect(),
+        domains,
+        owners,
+        rotation: doc.rotation.clone(),
+    }
+}
+
+fn resolve_header(
+    docs: &[(&str, ManifestDocument)],
+    issues: &mut Issues,
+) -> (Option<Segment>, Option<Vec<Segment>>) {
+    let mut org: Option<(&str, &String)> = None;
+    let mut envs: Option<(&str, &Vec<String>)> = None;
+    for (file, doc) in docs {
+        if let Some(o) = &doc.org {
+            match org {
+                Some((first_file, first)) if first != o => issues.push(
+                    file,
+                    "org",
+                    format!("`{o}` conflicts with org `{first}` declared in {first_file}"),
+                ),
+                _ => org = Some((file, o)),
+            }
+        }
+        if let Some(e) = &doc.environments {
+            match envs {
+                Some((first_file, first)) if first != e => issues.push(
+                    file,
+                    "environments",
+                    format!("conflicts with the environments declared in {first_file}"),
+                ),
+                _ => envs = Some((file, e)),
+            }
+        }
+    }
+    let first_file = docs.first().map(|(f, _)| *f).unwrap_or("");
+    let org = match org {
+        None => {
+            issues.push(first_file, "org", "no manifest file declares the org");
+            None
+        }
+        Some((file, o)) => Segment::parse(SegmentKind::Org, o)
+            .map_err(|e| issues.push(file, "org", segment_message(&e)))
+            .ok(),
+    };
+    let envs = match envs {
+        None => {
+            issues.push(
+                first_file,
+                "environments",
+                "no manifest file declares the environments",
+            );
+            None
+        }
+        Some((file, list)) => {
+            let mut out = Vec::new();
+            let mut seen = BTreeSet::new();
+            for (i, env) in list.iter().enumerate() {
+                match Segment::parse(SegmentKind::Env, env) {
+                    Ok(seg) if seen.insert(seg.clone()) => out.push(seg),
+                    Ok(_) => issues.push(
+                        file,
+                        format!("environments[{i}]"),
+                        format!("`{env}` is listed twice"),
+                    ),
+                    Err(e) => issues.push(file, format!("environments[{i}]"), segment_message(&e)),
+                }
+            }
+            if list.is_empty() {
+                issues.push(file, "environments", "must list at least one environment");
+            }
+            Some(out)
+        }
+    };
+    (org, envs)
+}
+
+fn segment_message(err: &NameError) -> String {
+    match err {
+        NameError::InvalidSegment {
+            segment, reason, ..
+        } => format!("`{segment}` {reason}"),
+        NameError::EmptySegment { .. } => "must not be empty".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+struct DeclContext<'a> {
+    file: &'a str,
+    base: String,
+    org: &'a Segment,
+    environments: &'a [Segment],
+    enums: &'a Enums,
+}
+
+/// A value together with the path it was written at, so merged fields report the right place.
+struct At<'a, T> {
+    value: &'a T,
+    path: String,
+}
+
+fn at<T>(value: &T, path: String) -> At<'_, T> {
+    At { value, path }
+}
+
+/// Turns one declaration into one [`DeclaredSecret`] per environment.
+fn expand(ctx: &DeclContext, decl: &SecretDecl, issues: &mut Issues) -> Vec<DeclaredSecret> {
+    let base = &ctx.base;
+    let file = ctx.file;
+    let service = Segment::parse(SegmentKind::Service, &decl.service)
+        .map_err(|e| issues.push(file, format!("{base}.service"), segment_message(&e)))
+        .ok();
+    let name = Segment::parse(SegmentKind::Name, &decl.name)
+        .map_err(|e| issues.push(file, format!("{base}.name"), segment_message(&e)))
+        .ok();
+    let label = |field: &str,
+                 value: &str,
+                 allowed: &dyn Fn(&str) -> bool,
+                 list: String,
+                 issues: &mut Issues| {
+        match value.parse::<Label>() {
+            Err(e) => {
+                issues.push(file, format!("{base}.{field}"), e.to_string());
+                None
+            }
+            Ok(_) if !allowed(value) => {
+                issues.push(
+                    file,
+                    format!("{base}.{field}"),
+                    format!("`{value}` is not a {field} declared in enums.yaml ({list})"),
+                );
+                None
+            }
+            Ok(l) => Some(l),
+        }
+    };
+    let enums = ctx.enums;
+    let secret_type = label(
+        "type",
+        &decl.secret_type,
+        &|v| enums.secret_types.contains_key(v),
+        enums
+            .secret_types
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        issues,
+    );
+    let domain = label(
+        "domain",
+        &decl.domain,
+        &|v| enums.domains.contains(v),
+        enums.domains.iter().cloned().collect::<Vec<_>>().join(", "),
+        issues,
+    );
+    let owner = label(
+        "owner",
+        &decl.owner,
+        &|v| enums.owners.contains(v),
+        enums.owners.iter().cloned().collect::<Vec<_>>().join(", "),
+        issues,
+    );
+
+    let envs: Vec<(String, String, Option<&EnvOverride>)> = match &decl.environments {
+        EnvironmentsDecl::List(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.clone(), format!("{base}.environments[{i}]"), None))
+            .collect(),
+        EnvironmentsDecl::Map(map) => map
+            .iter()
+            .map(|(e, o)| (e.clone(), format!("{base}.environments.{e}"), o.as_ref()))
+            .collect(),
+    };
+    if envs.is_empty() {
+        issues.push(
+            file,
+            format!("{base}.environments"),
+            "must name at least one environment",
+        );
+    }
+    let mut out = Vec::new();
+    let mut seen_envs = BTreeSet::new();
+    for (env, env_path, overrides) in envs {
+        if !seen_envs.insert(env.clone()) {
+            issues.push(
+                file,
+                env_path.clone(),
+                format!("environment `{env}` is listed twice"),
+            );
+            continue;
+        }
+        let Some(env_seg) = ctx.environments.iter().find(|s| s.as_str() == env) else {
+            let declared: Vec<&str> = ctx.environments.iter().map(Segment::as_str).collect();
+            issues.push(
+                file,
+                env_path,
+                format!(
+                    "`{env}` is not a declared environment ({})",
+                    declared.join(", ")
+                ),
+            );
+            continue;
+        };
+        let governance = resolve_governance(
+            ctx,
+            decl,
+            overrides,
+            &env_path,
+            secret_type.as_ref(),
+            issues,
+        );
+        let (
+            Some(service),
+            Some(name),
+            Some(secret_type),
+            Some(domain),
+            Some(owner),
+            Some((classification, rotation, replicas, readers, vercel)),
+        ) = (&service, &name, &secret_type, &domain, &owner, governance)
+        else {
+            continue;
+        };
+        let secret_name = match SecretName::new(
+            ctx.org.clone(),
+            env_seg.clone(),
+            service.clone(),
+            name.clone(),
+        ) {
+            Ok(n) => n,
+            Err(e) => {
+                issues.push(file, format!("{base}.name"), e.to_string());
+                continue;
+            }
+        };
+        let governance = Governance {
+            secret_type: secret_type.clone(),
+            domain: domain.clone(),
+            owner: owner.clone(),
+            classification,
+            rotation,
+            replicas,
+            readers,
+            vercel,
+        };
+        let where_ = if overrides.is_some() {
+            env_path.clone()
+        } else {
+            base.clone()
+        };
+        if let Err(e) = governance.validate() {
+            issues.push(file, where_.clone(), e.to_string());
+            continue;
+        }
+        // Everything declared must also be storable as tags.
+        if let Err(e) = tags::encode(&governance) {
+            issues.push(file, where_, e.to_string());
+            continue;
+        }
+        out.push(DeclaredSecret {
+            name: secret_name,
+            description: decl.description.clone(),
+            governance,
+            origin: Origin {
+                file: file.to_owned(),
+                path: env_path,
+            },
+        });
+    }
+    out
+}
+
+type Resolved = (
+    Classification,
+    RotationPolicy,
+    Vec<Region>,
+    Vec<PrincipalArn>,
+    Option<VercelMapping>,
+);
+
+fn resolve_governance(
+    ctx: &DeclContext,
+    decl: &SecretDecl,
+    overrides: Option<&EnvOverride>,
+    env_path: &str,
+    secret_type: Option<&Label>,
+    issues: &mut Issues,
+) -> Option<Resolved> {
+    let base = &ctx.base;
+    let file = ctx.file;
+    let over = |field: &str| format!("{env_path}.{field}");
+    let classification = overrides
+        .and_then(|o| o.classification)
+        .unwrap_or(decl.classification);
+
+    // Rotation: each field from the override when given there, else from the declaration.
+    let o_rot = overrides.and_then(|o| o.rotation.as_ref());
+    fn pick<'a, T>(
+        o: Option<&'a RotationDecl>,
+        b: &'a RotationDecl,
+        get: fn(&RotationDecl) -> &Option<T>,
+        opath: String,
+        bpath: String,
+    ) -> Option<At<'a, T>> {
+        if let Some(v) = o.and_then(|o| get(o).as_ref()) {
+            return Some(at(v, opath));
+        }
+        get(b).as_ref().map(|v| at(v, bpath))
+    }
+    let rp = |f: &str| {
+        (
+            over(&format!("rotation.{f}")),
+            format!("{base}.rotation.{f}"),
+        )
+    };
+    let (o, b) = rp("strategy");
+    let strategy = pick(o_rot, &decl.rotation, |r| &r.strategy, o, b);
+    let (o, b) = rp("days");
+    let days = pick(o_rot, &decl.rotation, |r| &r.days, o, b);
+    let (o, b) = rp("length");
+    let length = pick(o_rot, &decl.rotation, |r| &r.length, o, b);
+    let (o, b) = rp("exclude_characters");
+    let exclude = pick(o_rot, &decl.rotation, |r| &r.exclude_characters, o, b);
+    let (o, b) = rp("json_key");
+    let json_key = pick(o_rot, &decl.rotation, |r| &r.json_key, o, b);
+
+    let mut ok = true;
+    let strategy = match strategy {
+        None => {
+            issues.push(file, format!("{base}.rotation.strategy"), "is required");
+            ok = false;
+            None
+        }
+        Some(At { value, path }) => match value.parse::<RotationStrategy>() {
+            Err(e) => {
+                issues.push(file, path, e.to_string());
+                ok = false;
+                None
+            }
+            Ok(s) if !ctx.enums.rotation.contains(&s) => {
+                let allowed: Vec<&str> = ctx.enums.rotation.iter().map(|r| r.as_str()).collect();
+                issues.push(
+                    file,
+                    path,
+                    format!(
+                        "`{s}` is not a rotation choice allowed in enums.yaml ({})",
+                        allowed.join(", ")
+                    ),
+                );
+                ok = false;
+                None
+            }
+            Ok(s) => {
+                let type_allows = secret_type
+                    .and_then(|t| ctx.enums.secret_types.get(t.as_str()))
+                    .and_then(|allowed| allowed.as_ref());
+                if let (Some(allowed), Some(t)) = (type_allows, secret_type)
+                    && !allowed.contains(&s)
+                {
+                    let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+                    issues.push(
+                        file,
+                        path,
+                        format!(
+                            "`{s}` is not allowed for secret type `{t}` (allowed: {})",
+                            names.join(", ")
+                        ),
+                    );
+                    ok = false;
+                }
+                Some(s)
+            }
+        },
+    };
+    let interval = match days {
+        None => {
+            issues.push(file, format!("{base}.rotation.days"), "is required");
+            ok = false;
+            None
+        }
+        Some(At { value, path }) => match RotationInterval::try_from(*value) {
+            Ok(i) => Some(i),
+            Err(_) if *value == 0 => {
+                issues.push(file, path, "must be at least 1 day");
+                ok = false;
+                None
+            }
+            Err(_) => {
+                issues.push(
+                    file,
+                    path,
+                    format!("{value} exceeds the {MAX_ROTATION_DAYS}-day maximum"),
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    let json_key = match json_key {
+        None => None,
+        Some(At { value, path }) => match value.parse::<JsonKey>() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                issues.push(file, path, e.to_string());
+                ok = false;
+                None
+            }
+        },
+    };
+    let password = PasswordPolicy {
+        length: length.as_ref().map(|l| *l.value),
+        exclude_characters: exclude.as_ref().map(|e| e.value.clone()),
+        json_key,
+    };
+    if let Err(e) = password.validate() {
+        let path = match e.what {
+            "password length" => length.map(|l| l.path),
+            _ => exclude.map(|e| e.path),
+        }
+        .unwrap_or_else(|| format!("{base}.rotation"));
+        issues.push(file, path, e.to_string());
+        ok = false;
+    }
+
+    // Replicas and readers: the override's list replaces the declaration's.
+    let (replicas_src, replicas_path) = match overrides.and_then(|o| o.replicas.as_ref()) {
+        Some(list) => (list, over("replicas")),
+        None => (&decl.replicas, format!("{base}.replicas")),
+    };
+    let replicas = parse_list::<Region>(file, &replicas_path, replicas_src, issues, &mut ok);
+    let (readers_src, readers_path) = match overrides.and_then(|o| o.readers.as_ref()) {
+        Some(list) => (list, over("readers")),
+        None => (&decl.readers, format!("{base}.readers")),
+    };
+    let readers = parse_list::<PrincipalArn>(file, &readers_path, readers_src, issues, &mut ok);
+
+    let vercel = match overrides.and_then(|o| o.vercel.as_ref()) {
+        Some(v) => resolve_vercel(file, &over("vercel"), v, issues, &mut ok),
+        None => decl
+            .vercel
+            .as_ref()
+            .and_then(|v| resolve_vercel(file, &format!("{base}.vercel"), v, issues, &mut ok)),
+    };
+
+    let (Some(strategy), Some(interval), true) = (strategy, interval, ok) else {
+        return None;
+    };
+    Some((
+        classification,
+        RotationPolicy {
+            strategy,
+            interval,
+            password,
+        },
+        replicas,
+        readers,
+        vercel,
+    ))
+}
+
+fn parse_list<T: std::str::FromStr<Err = GovernanceError>>(
+    file: &str,
+    path: &str,
+    values: &[String],
+    issues: &mut Issues,
+    ok: &mut bool,
+) -> Vec<T> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match v.parse::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                issues.push(file, format!("{path}[{i}]"), e.to_string());
+                *ok = false;
+                None
+            }
+        })
+        .collect()
+}
+
+fn resolve_vercel(
+    file: &str,
+    path: &str,
+    decl: &VercelDecl,
+    issues: &mut Issues,
+    ok: &mut bool,
+) -> Option<VercelMapping> {
+    let targets =
+        parse_list::<VercelTarget>(file, &format!("{path}.targets"), &decl.targets, issues, ok);
+    let binding = match (&decl.key, &decl.env_map) {
+        (Some(_), Some(_)) => {
+            issues.push(file, path, "set either `key` or `env_map`, not both");
+            *ok = false;
+            None
+        }
+        (None, None) => {
+            issues.push(
+                file,
+                path,
+                "needs `key` (one variable) or `env_map` (one variable per JSON field)",
+            );
+            *ok = false;
+            None
+        }
+        (Some(key), None) => match key.parse::<EnvVarKey>() {
+            Ok(k) => Some(VercelBinding::Key(k)),
+            Err(e) => {
+                issues.push(file, format!("{path}.key"), e.to_string());
+                *ok = false;
+                None
+            }
+        },
+        (None, Some(map)) => {
+            let mut out = BTreeMap::new();
+            for (field, key) in map {
+                let field_ok = field.parse::<JsonKey>();
+                let key_ok = key.parse::<EnvVarKey>();
+                match (field_ok, key_ok) {
+                    (Ok(f), Ok(k)) => {
+                        out.insert(f, k);
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        issues.push(file, format!("{path}.env_map.{field}"), e.to_string());
+                        *ok = false;
+                    }
+                }
+            }
+            Some(VercelBinding::JsonMap(out))
+        }
+    }?;
+    let mapping = VercelMapping {
+        project: decl.project.clone(),
+        team: decl.team.clone(),
+        targets,
+        git_branch: decl.branch.clone(),
+        binding,
+    };
+    if let Err(e) = mapping.validate() {
+        let field = match e.what {
+            "Vercel project" => ".project",
+            "Vercel team" => ".team",
+            "Vercel targets" | "Vercel target" => ".targets",
+            "Vercel git branch" => ".branch",
+            _ => ".env_map",
+        };
+        issues.push(file, format!("{path}{field}"), e.to_string());
+        *ok = false;
+        return None;
+    }
+    Some(mapping)
+}
+
+#[cfg(test)]
+mod tests;
