@@ -1,0 +1,145 @@
+//! A moto server (PyPI `moto[server]`) on 127.0.0.1, started from the project's virtualenv.
+//!
+//! moto diverges from AWS in known places (see `../shared/reference/`); tests are written to hold
+//! on real AWS too, and any workaround for moto is named where it is made.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use crate::process::Supervised;
+use crate::{free_port, venv_dir, wait_until};
+
+pub const REGION: &str = "eu-west-1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MotoError {
+    #[error(
+        "moto_server not found at {0}: run `scripts/test.sh` (or `source scripts/lib.sh && ensure_python_tools`) to create the virtualenv"
+    )]
+    NotInstalled(PathBuf),
+    #[error("starting moto failed: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("moto did not become ready on {endpoint} within {secs}s (log: {log})")]
+    NotReady {
+        endpoint: String,
+        secs: u64,
+        log: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct MotoServer {
+    pub endpoint: String,
+    pub log_path: PathBuf,
+    _process: Supervised,
+}
+
+impl MotoServer {
+    /// Starts a fresh moto server on a free loopback port and waits until it answers.
+    pub async fn start() -> Result<Self, MotoError> {
+        let binary = venv_dir().join("bin/moto_server");
+        if !binary.exists() {
+            return Err(MotoError::NotInstalled(binary));
+        }
+        let log_dir = crate::target_dir().join("keyward-logs");
+        std::fs::create_dir_all(&log_dir)?;
+        let mut last_error = None;
+        // The free port can be taken between probing and binding: try a few.
+        for _ in 0..3 {
+            let port = free_port()?;
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let log_path = log_dir.join(format!("moto-{port}.log"));
+            let log = std::fs::File::create(&log_path)?;
+            let mut command = Command::new(&binary);
+            command
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
+            let mut process = Supervised::spawn("moto", command)?;
+            let probe = reqwest::Client::new();
+            let url = format!("{endpoint}/moto-api/");
+            let ready = wait_until(Duration::from_secs(60), || {
+                let probe = probe.clone();
+                let url = url.clone();
+                async move {
+                    probe
+                        .get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            })
+            .await;
+            if ready {
+                return Ok(Self {
+                    endpoint,
+                    log_path,
+                    _process: process,
+                });
+            }
+            process.terminate();
+            last_error = Some(MotoError::NotReady {
+                endpoint,
+                secs: 60,
+                log: log_path.display().to_string(),
+            });
+        }
+        Err(last_error
+            .unwrap_or_else(|| MotoError::Spawn(std::io::Error::other("no attempt made"))))
+    }
+
+    /// One moto per test process, started on first use: moto keeps state per account and
+    /// region, so tests isolate themselves with unique resource names instead of restarts.
+    pub async fn shared() -> &'static MotoServer {
+        static SHARED: OnceLock<MotoServer> = OnceLock::new();
+        static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        if let Some(server) = SHARED.get() {
+            return server;
+        }
+        let _guard = STARTING.lock().await;
+        if let Some(server) = SHARED.get() {
+            return server;
+        }
+        let server = Self::start().await.unwrap_or_else(|e| panic!("{e}"));
+        SHARED.get_or_init(|| server)
+    }
+
+    /// SDK configuration for talking to this server, as the functions' default chain would build
+    /// it from `AWS_ENDPOINT_URL` and test credentials.
+    pub fn sdk_config(&self) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                aws_sdk_s3::config::Credentials::for_tests(),
+            ))
+            .build()
+    }
+
+    /// The environment a function process needs to reach this server through the default chain.
+    pub fn function_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_REGION", REGION),
+            ("AWS_DEFAULT_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            // moto serves every bucket on one host: path-style addressing.
+            ("KEYWARD_S3_FORCE_PATH_STYLE", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        keyward_shared::adapters::aws::s3_client(&self.sdk_config(), true)
+    }
+}

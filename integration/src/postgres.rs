@@ -1,0 +1,231 @@
+//! A throwaway PostgreSQL cluster: `initdb` into a temp dir, `postgres` on a free loopback port,
+//! password (SCRAM) authentication over TCP, stopped and deleted on drop. When the harness runs
+//! as root (PostgreSQL refuses to), the server runs as the `postgres` user, or `nobody`.
+
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::process::Supervised;
+use crate::{free_port, wait_until};
+
+pub const SUPERUSER: &str = "keyward_admin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    #[error(
+        "PostgreSQL server binaries (initdb, postgres) not found: install the Debian package `postgresql` (scripts/lib.sh does)"
+    )]
+    NotInstalled,
+    #[error("{step} failed: {message}")]
+    Step { step: &'static str, message: String },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn step(step: &'static str) -> impl Fn(std::io::Error) -> PostgresError {
+    move |e| PostgresError::Step {
+        step,
+        message: e.to_string(),
+    }
+}
+
+/// `pg_config --bindir`, else the newest `/usr/lib/postgresql/<v>/bin`, else `PATH`.
+pub fn find_bindir() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, p): &(u32, PathBuf)| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, p)| p)
+}
+
+/// The (uid, gid) to run the server as when we are root.
+fn unprivileged_user() -> Option<(u32, u32)> {
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    for name in ["postgres", "nobody"] {
+        let cname = CString::new(name).ok()?;
+        let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
+        if !pw.is_null() {
+            let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+            return Some((uid, gid));
+        }
+    }
+    None
+}
+
+fn chown_recursive(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_recursive(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+pub struct PostgresCluster {
+    pub port: u16,
+    pub superuser_password: String,
+    process: Option<Supervised>,
+    dir: tempfile::TempDir,
+}
+
+impl PostgresCluster {
+    pub async fn start() -> Result<Self, PostgresError> {
+        let bindir = find_bindir().ok_or(PostgresError::NotInstalled)?;
+        let dir = tempfile::Builder::new()
+            .prefix("keyward-pg-")
+            .tempdir_in(std::env::temp_dir())?;
+        let data = dir.path().join("data");
+        let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+        let pwfile = dir.path().join("pwfile");
+        std::fs::write(&pwfile, &password)?;
+        let user = unprivileged_user();
+        if let Some((uid, gid)) = user {
+            chown_recursive(dir.path(), uid, gid)?;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        }
+        let as_user = |command: &mut Command| {
+            if let Some((uid, gid)) = user {
+                command.uid(uid).gid(gid);
+            }
+        };
+        let mut initdb = Command::new(bindir.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-sync",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null());
+        as_user(&mut initdb);
+        let out = initdb.output().map_err(step("initdb"))?;
+        if !out.status.success() {
+            return Err(PostgresError::Step {
+                step: "initdb",
+                message: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        let mut last = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let log = std::fs::File::create(dir.path().join(format!("postgres-{port}.log")))?;
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(
+                    dir.path().join(format!("postgres-{port}.log")),
+                    Some(uid),
+                    Some(gid),
+                )?;
+            }
+            let mut server = Command::new(bindir.join("postgres"));
+            server
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "max_connections=50",
+                ])
+                .arg("-k")
+                .arg(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
+            as_user(&mut server);
+            let mut process =
+                Supervised::spawn("postgres", server).map_err(step("starting postgres"))?;
+            let ready = wait_until(Duration::from_secs(30), || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            })
+            .await;
+            if ready {
+                let cluster = Self {
+                    port,
+                    superuser_password: password,
+                    process: Some(process),
+                    dir,
+                };
+                // The port accepting connections is not the same as accepting logins.
+                for _ in 0..100 {
+                    if cluster.connect_superuser().await.is_ok() {
+                        return Ok(cluster);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                return Err(PostgresError::Step {
+                    step: "first login",
+                    message: "the server never accepted the superuser".into(),
+                });
+            }
+            process.terminate();
+            last = Some(PostgresError::Step {
+                step: "postgres start",
+                message: format!("not listening on {port} after 30s"),
+            });
+        }
+        Err(last.unwrap_or(PostgresError::NotInstalled))
+    }
+
+    /// A libpq-style connection string for a user (no TLS: loopback only).
+    pub fn connection_string(&self, user: &str, password: &str, dbname: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password='{}' dbname={dbname} sslmode=disable",
+            self.port,
+            password.replace('\\', "\\\\").replace('\'', "\\'")
+        )
+    }
+
+    pub async fn connect_superuser(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, connection) = tokio_postgres::connect(
+            &self.connection_string(SUPERUSER, &self.superuser_password, "postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+impl Drop for PostgresCluster {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.terminate();
+        }
+    }
+}

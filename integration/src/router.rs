@@ -1,0 +1,344 @@
+//! The EventBridge rules of `infra/template.yaml`, matched locally with quamina (a real
+//! implementation of EventBridge event patterns), so the local stack routes events exactly as the
+//! deployed rules would.
+//!
+//! Read from the template: each `AWS::Serverless::Function`'s `Metadata.BuildProperties.Binary`,
+//! its `Environment.Variables` names, and its `Events` of type `EventBridgeRule` (pattern, bus) and
+//! `Schedule`; and each `AWS::Events::Rule` whose targets are functions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_yaml_ng::Value as Yaml;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the template is not valid YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("{0}")]
+    Shape(String),
+    #[error("rule {rule}: pattern rejected by the pattern engine: {message}")]
+    Pattern { rule: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionDef {
+    pub logical_id: String,
+    pub binary: String,
+    /// Names of the environment variables the template sets (values are CloudFormation
+    /// references; the local stack supplies its own).
+    pub env_vars: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleDef {
+    /// `<FunctionLogicalId>.<EventName>` or the `AWS::Events::Rule` logical id.
+    pub id: String,
+    pub function: String,
+    /// The bus's logical id (from `!Ref`) or name; `None` is the default bus.
+    pub bus: Option<String>,
+    pub pattern: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleDef {
+    pub id: String,
+    pub function: String,
+    pub expression: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TemplateModel {
+    pub functions: BTreeMap<String, FunctionDef>,
+    pub rules: Vec<RuleDef>,
+    pub schedules: Vec<ScheduleDef>,
+}
+
+fn get<'a>(value: &'a Yaml, key: &str) -> Option<&'a Yaml> {
+    value.as_mapping()?.get(key)
+}
+
+fn ref_name(value: &Yaml) -> Option<String> {
+    match value {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str().map(str::to_owned),
+        _ => get(value, "Ref")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+    }
+}
+
+/// The logical id a target `Arn: !GetAtt X.Arn` points at.
+fn getatt_target(value: &Yaml) -> Option<String> {
+    match value {
+        Yaml::Tagged(tagged) if tagged.tag == "GetAtt" => match &tagged.value {
+            Yaml::String(s) => s.split('.').next().map(str::to_owned),
+            Yaml::Sequence(seq) => seq.first().and_then(|v| v.as_str()).map(str::to_owned),
+            _ => None,
+        },
+        _ => get(value, "Fn::GetAtt")
+            .and_then(|v| v.as_sequence())
+            .and_then(|s| s.first())
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+    }
+}
+
+fn yaml_to_json(value: &Yaml, at: &str) -> Result<serde_json::Value, TemplateError> {
+    if matches!(value, Yaml::Tagged(_)) {
+        return Err(TemplateError::Shape(format!(
+            "{at}: a pattern must be literal YAML, not an intrinsic function"
+        )));
+    }
+    serde_json::to_value(value).map_err(|e| TemplateError::Shape(format!("{at}: {e}")))
+}
+
+impl TemplateModel {
+    pub fn load(path: &Path) -> Result<Self, TemplateError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let doc: Yaml = serde_yaml_ng::from_str(text)?;
+        let resources = get(&doc, "Resources")
+            .and_then(|r| r.as_mapping())
+            .ok_or_else(|| TemplateError::Shape("the template has no Resources".into()))?;
+        let mut model = TemplateModel::default();
+        for (id, resource) in resources {
+            let Some(id) = id.as_str() else { continue };
+            let kind = get(resource, "Type")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default();
+            let props = get(resource, "Properties");
+            match kind {
+                "AWS::Serverless::Function" => {
+                    let binary = get(resource, "Metadata")
+                        .and_then(|m| get(m, "BuildProperties"))
+                        .and_then(|b| get(b, "Binary"))
+                        .and_then(|b| b.as_str())
+                        .ok_or_else(|| {
+                            TemplateError::Shape(format!(
+                                "{id}: Metadata.BuildProperties.Binary is required"
+                            ))
+                        })?;
+                    let env_vars = props
+                        .and_then(|p| get(p, "Environment"))
+                        .and_then(|e| get(e, "Variables"))
+                        .and_then(|v| v.as_mapping())
+                        .map(|m| {
+                            m.keys()
+                                .filter_map(|k| k.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    model.functions.insert(
+                        id.to_owned(),
+                        FunctionDef {
+                            logical_id: id.to_owned(),
+                            binary: binary.to_owned(),
+                            env_vars,
+                        },
+                    );
+                    let events = props
+                        .and_then(|p| get(p, "Events"))
+                        .and_then(|e| e.as_mapping());
+                    for (event_name, event) in events.into_iter().flatten() {
+                        let event_name = event_name.as_str().unwrap_or_default();
+                        let rule_id = format!("{id}.{event_name}");
+                        let event_props = get(event, "Properties");
+                        match get(event, "Type").and_then(|t| t.as_str()) {
+                            Some("EventBridgeRule") => {
+                                let pattern = event_props
+                                    .and_then(|p| get(p, "Pattern"))
+                                    .ok_or_else(|| {
+                                        TemplateError::Shape(format!(
+                                            "{rule_id}: Pattern is required"
+                                        ))
+                                    })?;
+                                model.rules.push(RuleDef {
+                                    pattern: yaml_to_json(pattern, &rule_id)?,
+                                    bus: event_props
+                                        .and_then(|p| get(p, "EventBusName"))
+                                        .and_then(ref_name),
+                                    id: rule_id,
+                                    function: id.to_owned(),
+                                });
+                            }
+                            Some("Schedule" | "ScheduleV2") => {
+                                let expression = event_props
+                                    .and_then(|p| {
+                                        get(p, "Schedule").or_else(|| get(p, "ScheduleExpression"))
+                                    })
+                                    .and_then(|s| s.as_str())
+                                    .ok_or_else(|| {
+                                        TemplateError::Shape(format!(
+                                            "{rule_id}: a schedule expression is required"
+                                        ))
+                                    })?;
+                                model.schedules.push(ScheduleDef {
+                                    id: rule_id,
+                                    function: id.to_owned(),
+                                    expression: expression.to_owned(),
+                                });
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                "AWS::Events::Rule" => {
+                    let (Some(props), Some(pattern)) =
+                        (props, props.and_then(|p| get(p, "EventPattern")))
+                    else {
+                        continue;
+                    };
+                    let targets = get(props, "Targets").and_then(|t| t.as_sequence());
+                    for target in targets.into_iter().flatten() {
+                        if let Some(function) = get(target, "Arn").and_then(getatt_target) {
+                            model.rules.push(RuleDef {
+                                id: id.to_owned(),
+                                function,
+                                bus: get(props, "EventBusName").and_then(ref_name),
+                                pattern: yaml_to_json(pattern, id)?,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Targets must be functions of this template.
+        model
+            .rules
+            .retain(|r| model.functions.contains_key(&r.function));
+        Ok(model)
+    }
+}
+
+/// Matches events against the template's rules for one bus.
+pub struct Router {
+    engine: quamina::Quamina<usize>,
+    rules: Vec<RuleDef>,
+}
+
+impl Router {
+    /// Rules on `bus` (a logical id or name as written in the template).
+    pub fn new(model: &TemplateModel, bus: &str) -> Result<Self, TemplateError> {
+        let rules: Vec<RuleDef> = model
+            .rules
+            .iter()
+            .filter(|r| r.bus.as_deref() == Some(bus))
+            .cloned()
+            .collect();
+        let mut engine = quamina::Quamina::new();
+        for (index, rule) in rules.iter().enumerate() {
+            engine
+                .add_pattern(index, &rule.pattern.to_string())
+                .map_err(|e| TemplateError::Pattern {
+                    rule: rule.id.clone(),
+                    message: format!("{e:?}"),
+                })?;
+        }
+        Ok(Self { engine, rules })
+    }
+
+    /// The rules an EventBridge envelope matches, in template order.
+    pub fn route(&self, envelope: &serde_json::Value) -> Result<Vec<&RuleDef>, String> {
+        let bytes = serde_json::to_vec(envelope).map_err(|e| e.to_string())?;
+        let mut matched = self
+            .engine
+            .matches_for_event(&bytes)
+            .map_err(|e| format!("{e:?}"))?;
+        matched.sort_unstable();
+        matched.dedup();
+        Ok(matched.into_iter().map(|i| &self.rules[i]).collect())
+    }
+
+    pub fn rules(&self) -> &[RuleDef] {
+        &self.rules
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> TemplateModel {
+        TemplateModel::load(&crate::repo_root().join("infra/template.yaml")).unwrap()
+    }
+
+    #[test]
+    fn reads_functions_and_rules_from_the_template() {
+        let model = model();
+        let audit = &model.functions["AuditWriterFunction"];
+        assert_eq!(audit.binary, "audit-writer");
+        assert!(audit.env_vars.contains(&"AUDIT_BUCKET".to_owned()));
+        let rule = model
+            .rules
+            .iter()
+            .find(|r| r.id == "AuditWriterFunction.AllDomainEvents")
+            .unwrap();
+        assert_eq!(rule.bus.as_deref(), Some("EventBus"));
+        assert_eq!(
+            rule.pattern,
+            serde_json::json!({"source": [{"prefix": "keyward."}]})
+        );
+    }
+
+    #[test]
+    fn routes_keyward_events_to_the_audit_writer_and_nothing_else() {
+        let router = Router::new(&model(), "EventBus").unwrap();
+        let keyward = serde_json::json!({"source": "keyward.rotation", "detail-type": "SecretRotated", "detail": {}});
+        let ids: Vec<&str> = router
+            .route(&keyward)
+            .unwrap()
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect();
+        assert!(
+            ids.contains(&"AuditWriterFunction.AllDomainEvents"),
+            "{ids:?}"
+        );
+        let foreign = serde_json::json!({"source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail", "detail": {}});
+        assert!(
+            !router
+                .route(&foreign)
+                .unwrap()
+                .iter()
+                .any(|r| r.function == "AuditWriterFunction")
+        );
+        let lookalike = serde_json::json!({"source": "keywardx.rotation", "detail": {}});
+        assert!(router.route(&lookalike).unwrap().is_empty());
+    }
+
+    #[test]
+    fn template_shape_errors_are_clear() {
+        let err = TemplateModel::parse(
+            "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties: {}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "F: Metadata.BuildProperties.Binary is required"
+        );
+        let err = TemplateModel::parse("Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata: {BuildProperties: {Binary: f}}\n    Properties:\n      Events:\n        E:\n          Type: EventBridgeRule\n          Properties:\n            Pattern: !Sub x\n").unwrap_err();
+        assert!(err.to_string().contains("must be literal YAML"), "{err}");
+        assert!(TemplateModel::parse("Outputs: {}").is_err());
+    }
+
+    #[test]
+    fn bad_patterns_are_rejected_by_the_engine() {
+        let mut model = model();
+        model.rules[0].pattern = serde_json::json!({"source": [{"prefix": 5}]});
+        let bus = model.rules[0].bus.clone().unwrap();
+        assert!(Router::new(&model, &bus).is_err());
+    }
+}

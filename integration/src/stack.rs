@@ -1,0 +1,473 @@
+//! The local stack: moto, the bus, buckets and queues of `infra/template.yaml`, the secrets of the
+//! sample manifest, and every function binary under a local Runtime API, with events routed
+//! between them by the template's EventBridge rules.
+//!
+//! Events take the production path: functions call `PutEvents` on the bus in moto (through
+//! `AWS_ENDPOINT_URL`); a catch-all rule on that bus copies every event to a tap queue; the stack
+//! drains the tap, matches each event against the template's rules with quamina and invokes the
+//! target functions. A failed invocation goes to the dead-letter queue, as Lambda's async DLQ
+//! would after its retries.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled,
+    ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
+};
+use keyward_shared::adapters::aws::{EventBridgePublisher, tags_to_sdk};
+use keyward_shared::events::DomainEvent;
+use keyward_shared::manifest::Manifest;
+use keyward_shared::ports::EventPublisher;
+use keyward_shared::redact::SecretString;
+use keyward_shared::tags;
+
+use crate::moto::MotoServer;
+use crate::router::{Router, TemplateModel};
+use crate::runtime_api::LocalFunction;
+
+pub const BUS_LOGICAL_ID: &str = "EventBus";
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub template: PathBuf,
+    pub manifest: PathBuf,
+    /// Where the function binaries are (`target/debug` or `target/release`).
+    pub bin_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// Appended to resource names so two stacks on one moto never collide.
+    pub suffix: String,
+}
+
+impl StackOptions {
+    pub fn defaults() -> Self {
+        let root = crate::repo_root();
+        Self {
+            template: root.join("infra/template.yaml"),
+            manifest: root.join("infra/config/manifest"),
+            bin_dir: crate::target_dir().join("debug"),
+            log_dir: crate::target_dir().join("keyward-logs/local-stack"),
+            suffix: format!("{:08x}", fastrand_suffix()),
+        }
+    }
+}
+
+fn fastrand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// One line of the timeline: what happened to an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    pub at_ms: u128,
+    pub event: String,
+    pub rule: String,
+    pub function: String,
+    pub outcome: String,
+}
+
+pub struct LocalStack {
+    pub moto: MotoServer,
+    pub bus_name: String,
+    pub audit_bucket: String,
+    pub dlq_url: String,
+    pub tap_url: String,
+    pub manifest: Manifest,
+    /// Secret values provisioned, kept only so tests can prove none of them leaks into output.
+    pub provisioned_values: Vec<SecretString>,
+    pub functions: BTreeMap<String, LocalFunction>,
+    pub timeline: Vec<TimelineEntry>,
+    /// Every envelope drained from the bus, in order (for redelivery drills).
+    pub delivered: Vec<serde_json::Value>,
+    router: Router,
+    started: Instant,
+    sqs: aws_sdk_sqs::Client,
+    publisher: EventBridgePublisher,
+}
+
+impl LocalStack {
+    pub async fn start(options: &StackOptions) -> Result<Self> {
+        let started = Instant::now();
+        let model = TemplateModel::load(&options.template)?;
+        let router = Router::new(&model, BUS_LOGICAL_ID)?;
+        let manifest = Manifest::load(&options.manifest)?;
+        let moto = MotoServer::start().await?;
+        let sdk = moto.sdk_config();
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let events = aws_sdk_eventbridge::Client::new(&sdk);
+        let s3 = moto.s3();
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        let suffix = &options.suffix;
+
+        // The bus, and a tap: a catch-all rule copying every event on it to a queue we drain.
+        let bus_name = format!("keyward-{}-{suffix}", manifest.org);
+        events
+            .create_event_bus()
+            .name(&bus_name)
+            .send()
+            .await
+            .context("create the event bus")?;
+        let tap_url = create_queue(&sqs, &format!("keyward-tap-{suffix}")).await?;
+        let tap_arn = queue_arn(&sqs, &tap_url).await?;
+        let tap_rule = format!("keyward-tap-{suffix}");
+        events
+            .put_rule()
+            .name(&tap_rule)
+            .event_bus_name(&bus_name)
+            .event_pattern(r#"{"source":[{"prefix":""}]}"#)
+            .send()
+            .await
+            .context("create the tap rule")?;
+        events
+            .put_targets()
+            .rule(&tap_rule)
+            .event_bus_name(&bus_name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("tap")
+                    .arn(&tap_arn)
+                    .build()?,
+            )
+            .send()
+            .await
+            .context("target the tap queue")?;
+        let dlq_url = create_queue(&sqs, &format!("keyward-dlq-{suffix}")).await?;
+
+        // The audit bucket as the template declares it: Object Lock, COMPLIANCE, 365 days.
+        let audit_bucket = format!("keyward-audit-{suffix}");
+        s3.create_bucket()
+            .bucket(&audit_bucket)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                        crate::moto::REGION,
+                    ))
+                    .build(),
+            )
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .context("create the audit bucket")?;
+        s3.put_bucket_versioning()
+            .bucket(&audit_bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await?;
+        s3.put_object_lock_configuration()
+            .bucket(&audit_bucket)
+            .object_lock_configuration(
+                ObjectLockConfiguration::builder()
+                    .object_lock_enabled(ObjectLockEnabled::Enabled)
+                    .rule(
+                        ObjectLockRule::builder()
+                            .default_retention(
+                                DefaultRetention::builder()
+                                    .mode(ObjectLockRetentionMode::Compliance)
+                                    .days(365)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .context("set the audit bucket's default retention")?;
+
+        // The manifest's secrets, tagged by the tag contract, with random placeholder values.
+        let mut provisioned_values = Vec::new();
+        for declared in &manifest.secrets {
+            let value = secrets
+                .get_random_password()
+                .password_length(40)
+                .exclude_characters(
+                    declared
+                        .governance
+                        .rotation
+                        .strategy
+                        .default_excluded_characters(),
+                )
+                .send()
+                .await?
+                .random_password
+                .context("GetRandomPassword returned no password")?;
+            let value = SecretString::from(value);
+            let tags = tags::encode(&declared.governance)?;
+            secrets
+                .create_secret()
+                .name(declared.name.to_string())
+                .set_description(declared.description.clone())
+                .secret_string(keyward_shared::redact::ExposeSecret::expose_secret(&value))
+                .set_tags(Some(tags_to_sdk(&tags)))
+                .send()
+                .await
+                .with_context(|| format!("create {}", declared.name))?;
+            provisioned_values.push(value);
+        }
+
+        // Every function of the template, as its real binary.
+        let mut functions = BTreeMap::new();
+        for function in model.functions.values() {
+            let binary = options.bin_dir.join(&function.binary);
+            if !binary.exists() {
+                bail!(
+                    "{} not found: build the functions first (`cargo build --workspace --bins`)",
+                    binary.display()
+                );
+            }
+            let mut env = moto.function_env();
+            env.push(("KEYWARD_EVENT_BUS".into(), bus_name.clone()));
+            for var in &function.env_vars {
+                let value = match var.as_str() {
+                    "AUDIT_BUCKET" => audit_bucket.clone(),
+                    "KEYWARD_EVENT_BUS" => continue,
+                    other => bail!(
+                        "the local stack does not know how to provide {other} for {}",
+                        function.logical_id
+                    ),
+                };
+                env.push((var.clone(), value));
+            }
+            let log = options.log_dir.join(format!("{}.log", function.binary));
+            let local = LocalFunction::spawn(&function.binary, &binary, &env, &log).await?;
+            functions.insert(function.logical_id.clone(), local);
+        }
+
+        Ok(Self {
+            publisher: EventBridgePublisher::new(events, &bus_name),
+            moto,
+            bus_name,
+            audit_bucket,
+            dlq_url,
+            tap_url,
+            manifest,
+            provisioned_values,
+            functions,
+            timeline: Vec::new(),
+            delivered: Vec::new(),
+            router,
+            started,
+            sqs,
+        })
+    }
+
+    /// Puts domain events on the bus through the production adapter.
+    pub async fn publish(&self, events: &[DomainEvent]) -> Result<()> {
+        self.publisher.publish(events).await?;
+        Ok(())
+    }
+
+    /// Drains the tap queue, delivering each event to the functions whose rules match, until the
+    /// queue stays empty (functions may publish more events while handling one).
+    pub async fn pump(&mut self) -> Result<usize> {
+        let mut delivered = 0;
+        let mut idle_rounds = 0;
+        while idle_rounds < 2 {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.tap_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+            let messages = received.messages();
+            if messages.is_empty() {
+                idle_rounds += 1;
+                continue;
+            }
+            idle_rounds = 0;
+            for message in messages {
+                let body = message.body().unwrap_or_default();
+                let envelope: serde_json::Value = serde_json::from_str(body)
+                    .context("tap message is not an EventBridge envelope")?;
+                delivered += self.deliver(&envelope, "").await?;
+                self.delivered.push(envelope);
+                if let Some(handle) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.tap_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await?;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Delivers one envelope to every function whose rule matches it (also used to simulate
+    /// EventBridge's at-least-once redelivery).
+    /// `note` is shown after the event in the timeline (e.g. "redelivered").
+    pub async fn deliver(&mut self, envelope: &serde_json::Value, note: &str) -> Result<usize> {
+        let mut label = format!(
+            "{} ({})",
+            envelope["detail-type"].as_str().unwrap_or("?"),
+            envelope["source"].as_str().unwrap_or("?")
+        );
+        if !note.is_empty() {
+            label = format!("{label} [{note}]");
+        }
+        let rules: Vec<(String, String)> = self
+            .router
+            .route(envelope)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .map(|r| (r.id.clone(), r.function.clone()))
+            .collect();
+        if rules.is_empty() {
+            self.record(&label, "-", "-", "no rule matched".into());
+        }
+        for (rule, function_id) in &rules {
+            let function = self
+                .functions
+                .get(function_id)
+                .context("rule targets an unknown function")?;
+            let name = function.name.clone();
+            let outcome = match function.invoke(envelope, INVOKE_TIMEOUT).await {
+                Ok(response) => summarise(&response),
+                Err(error) => {
+                    self.sqs
+                        .send_message()
+                        .queue_url(&self.dlq_url)
+                        .message_body(envelope.to_string())
+                        .send()
+                        .await?;
+                    format!(
+                        "FAILED {}: {} -> dead-letter queue",
+                        error.error_type, error.error_message
+                    )
+                }
+            };
+            self.record(&label, rule, &name, outcome);
+        }
+        Ok(rules.len())
+    }
+
+    fn record(&mut self, event: &str, rule: &str, function: &str, outcome: String) {
+        self.timeline.push(TimelineEntry {
+            at_ms: self.started.elapsed().as_millis(),
+            event: event.to_owned(),
+            rule: rule.to_owned(),
+            function: function.to_owned(),
+            outcome,
+        });
+    }
+
+    pub async fn dlq_depth(&self) -> Result<usize> {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.dlq_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await?;
+        Ok(attrs
+            .attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Every object version under `audit/` (a rewrite would show as a second version).
+    pub async fn audit_versions(&self) -> Result<Vec<(String, String)>> {
+        let out = self
+            .moto
+            .s3()
+            .list_object_versions()
+            .bucket(&self.audit_bucket)
+            .prefix("audit/")
+            .send()
+            .await?;
+        Ok(out
+            .versions()
+            .iter()
+            .map(|v| {
+                (
+                    v.key().unwrap_or_default().to_owned(),
+                    v.version_id().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    /// Everything the functions logged so far.
+    pub fn function_logs(&self) -> String {
+        self.functions
+            .values()
+            .map(|f| std::fs::read_to_string(&f.log_path).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn print_timeline(&self) {
+        println!(
+            "{:>8}  {:<44} {:<38} {:<14} outcome",
+            "t+ms", "event", "rule", "function"
+        );
+        for e in &self.timeline {
+            println!(
+                "{:>8}  {:<44} {:<38} {:<14} {}",
+                e.at_ms, e.event, e.rule, e.function, e.outcome
+            );
+        }
+    }
+
+    pub fn stop(&self) {
+        for function in self.functions.values() {
+            function.stop();
+        }
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn summarise(response: &serde_json::Value) -> String {
+    match (
+        response.get("outcome").and_then(|o| o.as_str()),
+        response.get("key").and_then(|k| k.as_str()),
+    ) {
+        (Some(outcome), Some(key)) => format!("{outcome} {key}"),
+        _ => response.to_string(),
+    }
+}
+
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String> {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await?
+        .queue_url
+        .context("CreateQueue returned no URL")
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .cloned()
+        .context("queue has no ARN")
+}
