@@ -21,6 +21,7 @@ use keyward_shared::events::DomainEvent;
 use keyward_shared::redact::SafeText;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 pub mod s3;
 
@@ -181,9 +182,19 @@ pub async fn handle<S: AuditStore>(
     let key = record.key();
     let bytes = record.to_bytes()?;
     let sha256 = sha256_base64(&bytes);
-    let _span =
-        keyward_shared::telemetry::correlation_span(record.event.correlation_id.as_str()).entered();
+    let span = keyward_shared::telemetry::correlation_span(record.event.correlation_id.as_str());
+    store_record(store, &record, key, bytes, sha256)
+        .instrument(span)
+        .await
+}
 
+async fn store_record<S: AuditStore>(
+    store: &S,
+    record: &AuditRecord,
+    key: String,
+    bytes: Vec<u8>,
+    sha256: String,
+) -> Result<AuditAck, AuditError> {
     let mut attempt = 0;
     let outcome = loop {
         match store.put_if_absent(&key, &bytes, &sha256).await {
