@@ -164,6 +164,17 @@ impl LocalFunction {
         env: &[(String, String)],
         log_path: &Path,
     ) -> std::io::Result<Self> {
+        Self::spawn_program(name, binary, &[], env, log_path).await
+    }
+
+    /// Like [`Self::spawn`] for an interpreter and its arguments (the Python baseline).
+    pub async fn spawn_program(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        log_path: &Path,
+    ) -> std::io::Result<Self> {
         let (submit, queue) = mpsc::channel(16);
         let function_arn = format!(
             "arn:aws:lambda:{}:123456789012:function:{name}",
@@ -189,8 +200,9 @@ impl LocalFunction {
             std::fs::create_dir_all(parent)?;
         }
         let log = std::fs::File::create(log_path)?;
-        let mut command = Command::new(binary);
+        let mut command = Command::new(program);
         command
+            .args(args)
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", server.addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", name)

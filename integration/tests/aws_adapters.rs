@@ -7,8 +7,8 @@ use audit_writer::s3::S3AuditStore;
 use audit_writer::{AuditError, WriteOutcome, handle};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
-    ObjectLockRule, VersioningConfiguration,
+    BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention, ObjectLockConfiguration,
+    ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
 };
 use keyward_integration::moto::{MotoServer, REGION};
 use keyward_shared::adapters::aws::{EventBridgePublisher, SecretsManagerCatalog, tags_to_sdk};
@@ -26,14 +26,22 @@ async fn locked_bucket(moto: &MotoServer) -> String {
     let bucket = unique("audit");
     s3.create_bucket()
         .bucket(&bucket)
-        .create_bucket_configuration(CreateBucketConfiguration::builder().location_constraint(REGION.into()).build())
+        .create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(REGION.into())
+                .build(),
+        )
         .object_lock_enabled_for_bucket(true)
         .send()
         .await
         .unwrap();
     s3.put_bucket_versioning()
         .bucket(&bucket)
-        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -42,7 +50,16 @@ async fn locked_bucket(moto: &MotoServer) -> String {
         .object_lock_configuration(
             ObjectLockConfiguration::builder()
                 .object_lock_enabled(ObjectLockEnabled::Enabled)
-                .rule(ObjectLockRule::builder().default_retention(DefaultRetention::builder().mode(ObjectLockRetentionMode::Compliance).days(365).build()).build())
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(
+                            DefaultRetention::builder()
+                                .mode(ObjectLockRetentionMode::Compliance)
+                                .days(365)
+                                .build(),
+                        )
+                        .build(),
+                )
                 .build(),
         )
         .send()
@@ -81,22 +98,59 @@ async fn audit_records_are_locked_checksummed_and_written_once() {
     let ack = handle(&store, &envelope).await.unwrap();
     assert_eq!(ack.outcome, WriteOutcome::Written);
 
-    let head = moto.s3().head_object().bucket(&bucket).key(&ack.key).checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await.unwrap();
-    assert_eq!(head.object_lock_mode(), Some(&aws_sdk_s3::types::ObjectLockMode::Compliance));
+    let head = moto
+        .s3()
+        .head_object()
+        .bucket(&bucket)
+        .key(&ack.key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.object_lock_mode(),
+        Some(&aws_sdk_s3::types::ObjectLockMode::Compliance)
+    );
     assert!(head.object_lock_retain_until_date().is_some());
     assert_eq!(head.checksum_sha256(), Some(ack.sha256.as_str()));
 
-    assert_eq!(handle(&store, &envelope).await.unwrap().outcome, WriteOutcome::Duplicate);
+    assert_eq!(
+        handle(&store, &envelope).await.unwrap().outcome,
+        WriteOutcome::Duplicate
+    );
     let mut forged = envelope.clone();
     forged.detail["outcome"] = "success".into();
-    assert!(matches!(handle(&store, &forged).await, Err(AuditError::Conflict { .. })));
+    assert!(matches!(
+        handle(&store, &forged).await,
+        Err(AuditError::Conflict { .. })
+    ));
 
     // COMPLIANCE: deleting the locked version is refused.
-    let versions = moto.s3().list_object_versions().bucket(&bucket).send().await.unwrap();
-    assert_eq!(versions.versions().len(), 1, "one version: nothing was overwritten");
+    let versions = moto
+        .s3()
+        .list_object_versions()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        versions.versions().len(),
+        1,
+        "one version: nothing was overwritten"
+    );
     let version_id = versions.versions()[0].version_id().unwrap().to_owned();
-    let delete = moto.s3().delete_object().bucket(&bucket).key(&ack.key).version_id(version_id).send().await;
-    assert!(delete.is_err(), "a COMPLIANCE-locked version must not be deletable");
+    let delete = moto
+        .s3()
+        .delete_object()
+        .bucket(&bucket)
+        .key(&ack.key)
+        .version_id(version_id)
+        .send()
+        .await;
+    assert!(
+        delete.is_err(),
+        "a COMPLIANCE-locked version must not be deletable"
+    );
 }
 
 #[tokio::test]
@@ -119,7 +173,13 @@ async fn eight_concurrent_writers_of_one_event_leave_one_object() {
         }
     }
     assert_eq!(written, 1);
-    let versions = moto.s3().list_object_versions().bucket(&bucket).send().await.unwrap();
+    let versions = moto
+        .s3()
+        .list_object_versions()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(versions.versions().len(), 1);
 }
 
@@ -131,7 +191,14 @@ async fn published_events_arrive_on_the_bus_intact() {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let bus = unique("bus");
     events.create_event_bus().name(&bus).send().await.unwrap();
-    let queue_url = sqs.create_queue().queue_name(unique("q")).send().await.unwrap().queue_url.unwrap();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique("q"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     let queue_arn = sqs
         .get_queue_attributes()
         .queue_url(&queue_url)
@@ -142,22 +209,47 @@ async fn published_events_arrive_on_the_bus_intact() {
         .attributes()
         .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
         .clone();
-    events.put_rule().name("all").event_bus_name(&bus).event_pattern(r#"{"source":[{"prefix":"keyward."}]}"#).send().await.unwrap();
+    events
+        .put_rule()
+        .name("all")
+        .event_bus_name(&bus)
+        .event_pattern(r#"{"source":[{"prefix":"keyward."}]}"#)
+        .send()
+        .await
+        .unwrap();
     events
         .put_targets()
         .rule("all")
         .event_bus_name(&bus)
-        .targets(aws_sdk_eventbridge::types::Target::builder().id("q").arn(queue_arn).build().unwrap())
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(queue_arn)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
     let event = serde_json::from_value::<DomainEvent>(drift_envelope().detail).unwrap();
-    EventBridgePublisher::new(events, &bus).publish(std::slice::from_ref(&event)).await.unwrap();
-    let messages = sqs.receive_message().queue_url(&queue_url).wait_time_seconds(2).send().await.unwrap();
-    let body: serde_json::Value = serde_json::from_str(messages.messages()[0].body().unwrap()).unwrap();
+    EventBridgePublisher::new(events, &bus)
+        .publish(std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    let messages = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(messages.messages()[0].body().unwrap()).unwrap();
     assert_eq!(body["source"], "keyward.drift-detector");
     assert_eq!(body["detail-type"], "DriftDetected");
-    let back = DomainEvent::from_envelope("keyward.drift-detector", "DriftDetected", &body["detail"]).unwrap();
+    let back =
+        DomainEvent::from_envelope("keyward.drift-detector", "DriftDetected", &body["detail"])
+            .unwrap();
     assert_eq!(back, event);
 }
 
@@ -165,16 +257,22 @@ async fn published_events_arrive_on_the_bus_intact() {
 async fn the_catalog_reads_governance_from_list_secrets_alone() {
     let moto = MotoServer::shared().await;
     let client = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
-    let manifest = Manifest::load(&keyward_integration::repo_root().join("infra/config/manifest")).unwrap();
+    let manifest =
+        Manifest::load(&keyward_integration::repo_root().join("infra/config/manifest")).unwrap();
     // A unique org prefix isolates this test's secrets on the shared moto.
     let org = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     for declared in &manifest.secrets {
-        let name = declared.name.to_string().replacen("/acme/", &format!("/{org}/"), 1);
+        let name = declared
+            .name
+            .to_string()
+            .replacen("/acme/", &format!("/{org}/"), 1);
         client
             .create_secret()
             .name(name)
             .secret_string("placeholder-value")
-            .set_tags(Some(tags_to_sdk(&tags::encode(&declared.governance).unwrap())))
+            .set_tags(Some(tags_to_sdk(
+                &tags::encode(&declared.governance).unwrap(),
+            )))
             .send()
             .await
             .unwrap();
@@ -184,23 +282,59 @@ async fn the_catalog_reads_governance_from_list_secrets_alone() {
         .create_secret()
         .name(format!("/{org}/prod/legacy/typo"))
         .secret_string("x")
-        .tags(aws_sdk_secretsmanager::types::Tag::builder().key("keyward:contract").value("1").build())
-        .tags(aws_sdk_secretsmanager::types::Tag::builder().key("keyward:ownr").value("bob").build())
+        .tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key("keyward:contract")
+                .value("1")
+                .build(),
+        )
+        .tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key("keyward:ownr")
+                .value("bob")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    client.create_secret().name(format!("/{org}/prod/legacy/untagged")).secret_string("x").send().await.unwrap();
+    client
+        .create_secret()
+        .name(format!("/{org}/prod/legacy/untagged"))
+        .secret_string("x")
+        .send()
+        .await
+        .unwrap();
 
-    let listed = SecretsManagerCatalog::new(client).list(&format!("/{org}/")).await.unwrap();
+    let listed = SecretsManagerCatalog::new(client)
+        .list(&format!("/{org}/"))
+        .await
+        .unwrap();
     assert_eq!(listed.len(), manifest.secrets.len() + 2);
     for declared in &manifest.secrets {
-        let name = declared.name.to_string().replacen("/acme/", &format!("/{org}/"), 1);
+        let name = declared
+            .name
+            .to_string()
+            .replacen("/acme/", &format!("/{org}/"), 1);
         let entry = listed.iter().find(|e| e.name == name).unwrap();
-        assert_eq!(entry.governance.as_ref().unwrap().as_ref(), Some(&declared.governance), "{name}");
+        assert_eq!(
+            entry.governance.as_ref().unwrap().as_ref(),
+            Some(&declared.governance),
+            "{name}"
+        );
         assert!(entry.arn.starts_with("arn:aws:secretsmanager:"));
     }
     let typo = listed.iter().find(|e| e.name.ends_with("/typo")).unwrap();
-    assert!(matches!(&typo.governance, Err(TagContractError::Missing { .. } | TagContractError::Unknown { .. })), "{:?}", typo.governance);
-    let untagged = listed.iter().find(|e| e.name.ends_with("/untagged")).unwrap();
+    assert!(
+        matches!(
+            &typo.governance,
+            Err(TagContractError::Missing { .. } | TagContractError::Unknown { .. })
+        ),
+        "{:?}",
+        typo.governance
+    );
+    let untagged = listed
+        .iter()
+        .find(|e| e.name.ends_with("/untagged"))
+        .unwrap();
     assert!(matches!(untagged.governance, Ok(None)));
 }

@@ -13,14 +13,21 @@ async fn moto_serves_real_aws_api_calls_on_loopback() {
         .bucket("harness-check")
         .create_bucket_configuration(
             aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(keyward_integration::moto::REGION))
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                    keyward_integration::moto::REGION,
+                ))
                 .build(),
         )
         .send()
         .await
         .unwrap();
     let buckets = s3.list_buckets().send().await.unwrap();
-    assert!(buckets.buckets().iter().any(|b| b.name() == Some("harness-check")));
+    assert!(
+        buckets
+            .buckets()
+            .iter()
+            .any(|b| b.name() == Some("harness-check"))
+    );
 }
 
 #[tokio::test]
@@ -33,22 +40,46 @@ async fn two_moto_servers_never_share_a_port() {
 async fn postgres_cluster_accepts_password_logins_and_stops() {
     let cluster = PostgresCluster::start().await.unwrap();
     let client = cluster.connect_superuser().await.unwrap();
-    client.batch_execute("CREATE ROLE app LOGIN PASSWORD 'p@ss:w/rd\"''x'").await.unwrap();
-    client.batch_execute("CREATE DATABASE appdb OWNER app").await.unwrap();
-    // A password full of connection-string metacharacters still logs in.
-    let (app, connection) = tokio_postgres::connect(&cluster.connection_string("app", "p@ss:w/rd\"'x", "appdb"), tokio_postgres::NoTls)
+    client
+        .batch_execute("CREATE ROLE app LOGIN PASSWORD 'p@ss:w/rd\"''x'")
         .await
         .unwrap();
+    client
+        .batch_execute("CREATE DATABASE appdb OWNER app")
+        .await
+        .unwrap();
+    // A password full of connection-string metacharacters still logs in.
+    let (app, connection) = tokio_postgres::connect(
+        &cluster.connection_string("app", "p@ss:w/rd\"'x", "appdb"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
     tokio::spawn(connection);
-    let row = app.query_one("SELECT current_user::text, 1 + 1", &[]).await.unwrap();
+    let row = app
+        .query_one("SELECT current_user::text, 1 + 1", &[])
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, String>(0), "app");
     assert_eq!(row.get::<_, i32>(1), 2);
     // A wrong password is refused: authentication is real, not trust.
-    assert!(tokio_postgres::connect(&cluster.connection_string("app", "wrong", "appdb"), tokio_postgres::NoTls).await.is_err());
+    assert!(
+        tokio_postgres::connect(
+            &cluster.connection_string("app", "wrong", "appdb"),
+            tokio_postgres::NoTls
+        )
+        .await
+        .is_err()
+    );
     let port = cluster.port;
     let data_dir = cluster.data_dir();
     drop(app);
     drop(cluster);
     assert!(!data_dir.exists(), "the cluster's directory is removed");
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "the server is stopped");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "the server is stopped"
+    );
 }

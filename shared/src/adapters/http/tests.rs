@@ -11,9 +11,12 @@ use super::*;
 
 /// A loopback server that answers each request from a script: (status, headers, body) per call,
 /// repeating the last entry. Records the Authorization header it saw.
+/// One scripted reply: status, headers, body.
+type Reply = (u16, Vec<(&'static str, String)>, &'static str);
+
 #[derive(Clone)]
 struct Script {
-    replies: Arc<Vec<(u16, Vec<(&'static str, String)>, &'static str)>>,
+    replies: Arc<Vec<Reply>>,
     calls: Arc<AtomicU32>,
     saw_auth: Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -35,7 +38,7 @@ async fn reply(State(script): State<Script>, headers: AxumHeaders) -> impl IntoR
     (AxumStatus::from_u16(status).unwrap(), out, body)
 }
 
-async fn serve(replies: Vec<(u16, Vec<(&'static str, String)>, &'static str)>) -> (String, Script) {
+async fn serve(replies: Vec<Reply>) -> (String, Script) {
     let script = Script {
         replies: Arc::new(replies),
         calls: Arc::new(AtomicU32::new(0)),

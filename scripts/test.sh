@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every check keyward has, on a fresh machine too: installs what is missing (project
+# virtualenv with pinned moto/cfn-lint/cargo-lambda, PostgreSQL server binaries), then format,
+# lint, build, unit + integration tests (against moto and a real PostgreSQL on loopback), the
+# local-stack scenario, the cargo-lambda smoke path and the SAM template lint.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$KEYWARD_ROOT"
+ensure_all
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building the function binaries (the local stack and its test run them)"
+cargo build --workspace --bins --locked
+
+log "unit and integration tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+log "local stack scenario"
+"$CARGO_TARGET_DIR/debug/local-stack"
+
+log "smoke: the real binaries under cargo lambda"
+"$KEYWARD_ROOT/scripts/smoke.sh"
+
+log "SAM template lint"
+"$KEYWARD_ROOT/scripts/lint-template.sh"
+
+log "all checks passed"
