@@ -26,13 +26,25 @@ pub enum TemplateError {
     Pattern { rule: String, message: String },
 }
 
+/// An environment variable's value as the template writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplateValue {
+    Literal(String),
+    /// `!Ref X`, `!GetAtt X.Y`, `!Sub ...`: resolved by the local stack for its own resources.
+    Reference(String),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionDef {
     pub logical_id: String,
     pub binary: String,
-    /// Names of the environment variables the template sets (values are CloudFormation
-    /// references; the local stack supplies its own).
-    pub env_vars: Vec<String>,
+    pub env: Vec<(String, TemplateValue)>,
+}
+
+impl FunctionDef {
+    pub fn env_names(&self) -> impl Iterator<Item = &str> {
+        self.env.iter().map(|(k, _)| k.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +101,43 @@ fn getatt_target(value: &Yaml) -> Option<String> {
     }
 }
 
+fn template_value(value: &Yaml) -> TemplateValue {
+    match value {
+        Yaml::String(s) => TemplateValue::Literal(s.clone()),
+        Yaml::Number(n) => TemplateValue::Literal(n.to_string()),
+        Yaml::Bool(b) => TemplateValue::Literal(b.to_string()),
+        Yaml::Tagged(t) => TemplateValue::Reference(format!(
+            "!{} {}",
+            t.tag,
+            serde_yaml_ng::to_string(&t.value)
+                .unwrap_or_default()
+                .trim()
+        )),
+        other => TemplateValue::Reference(
+            serde_yaml_ng::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        ),
+    }
+}
+
+/// A literal string, or `!Ref Parameter` resolved to the parameter's default.
+fn resolve_parameter(doc: &Yaml, value: &Yaml) -> Option<String> {
+    match value {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Tagged(t) if t.tag == "Ref" => {
+            let name = t.value.as_str()?;
+            get(doc, "Parameters")
+                .and_then(|p| get(p, name))
+                .and_then(|p| get(p, "Default"))
+                .and_then(|d| d.as_str())
+                .map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
 fn yaml_to_json(value: &Yaml, at: &str) -> Result<serde_json::Value, TemplateError> {
     if matches!(value, Yaml::Tagged(_)) {
         return Err(TemplateError::Shape(format!(
@@ -130,13 +179,15 @@ impl TemplateModel {
                                 "{id}: Metadata.BuildProperties.Binary is required"
                             ))
                         })?;
-                    let env_vars = props
+                    let env = props
                         .and_then(|p| get(p, "Environment"))
                         .and_then(|e| get(e, "Variables"))
                         .and_then(|v| v.as_mapping())
                         .map(|m| {
-                            m.keys()
-                                .filter_map(|k| k.as_str().map(str::to_owned))
+                            m.iter()
+                                .filter_map(|(k, v)| {
+                                    Some((k.as_str()?.to_owned(), template_value(v)))
+                                })
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -145,7 +196,7 @@ impl TemplateModel {
                         FunctionDef {
                             logical_id: id.to_owned(),
                             binary: binary.to_owned(),
-                            env_vars,
+                            env,
                         },
                     );
                     let events = props
@@ -178,7 +229,7 @@ impl TemplateModel {
                                     .and_then(|p| {
                                         get(p, "Schedule").or_else(|| get(p, "ScheduleExpression"))
                                     })
-                                    .and_then(|s| s.as_str())
+                                    .and_then(|s| resolve_parameter(&doc, s))
                                     .ok_or_else(|| {
                                         TemplateError::Shape(format!(
                                             "{rule_id}: a schedule expression is required"
@@ -187,7 +238,7 @@ impl TemplateModel {
                                 model.schedules.push(ScheduleDef {
                                     id: rule_id,
                                     function: id.to_owned(),
-                                    expression: expression.to_owned(),
+                                    expression,
                                 });
                             }
                             _ => {}
@@ -280,7 +331,18 @@ mod tests {
         let model = model();
         let audit = &model.functions["AuditWriterFunction"];
         assert_eq!(audit.binary, "audit-writer");
-        assert!(audit.env_vars.contains(&"AUDIT_BUCKET".to_owned()));
+        assert!(audit.env_names().any(|n| n == "AUDIT_BUCKET"));
+        let digest = &model.functions["AuditDigestFunction"];
+        assert!(digest.env.contains(&(
+            "DIGEST_LOOKBACK_HOURS".to_owned(),
+            TemplateValue::Literal("48".into())
+        )));
+        let seal = model
+            .schedules
+            .iter()
+            .find(|s| s.id == "AuditDigestFunction.Seal")
+            .unwrap();
+        assert_eq!(seal.expression, "rate(1 hour)");
         let rule = model
             .rules
             .iter()

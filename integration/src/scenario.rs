@@ -2,7 +2,8 @@
 //! events to the functions, and check every outcome. Each function issue extends it.
 
 use anyhow::Result;
-use keyward_shared::adapters::aws::SecretsManagerCatalog;
+use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket, SecretsManagerCatalog};
+use keyward_shared::audit::{DigestSigner, ObjectKind, Status, VerifyOptions, verify};
 use keyward_shared::events::{
     Actor, ActorKind, CorrelationId, DomainEvent, EventData, Outcome, SecretRef, Severity,
 };
@@ -228,6 +229,47 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
             .map(|t| t.outcome.clone())
             .unwrap_or_default(),
     );
+    // 6. The digest schedule seals the trail; the verifier walks it offline with the public key.
+    // (Wait out the current second: S3 LastModified has one-second resolution, and the digest
+    // covers records written before its period end.)
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let sealed = stack
+        .tick("AuditDigestFunction.Seal", chrono::Utc::now())
+        .await?;
+    let public_key = KmsDigestSigner::new(
+        aws_sdk_kms::Client::new(&stack.moto.sdk_config()),
+        &stack.digest_key_id,
+    )
+    .public_key_der()
+    .await?;
+    let bucket = S3AuditBucket::new(stack.moto.s3(), &stack.audit_bucket);
+    let verification = verify(
+        &bucket,
+        &stack.audit_bucket,
+        &public_key,
+        &VerifyOptions::default(),
+    )
+    .await?;
+    let sealed_records = sealed["records"].as_u64().unwrap_or(0) as usize;
+    report.check(
+        "digest seals every record",
+        sealed_records == after_forgery.len(),
+        format!(
+            "{sealed_records} of {} records in {}",
+            after_forgery.len(),
+            sealed["key"].as_str().unwrap_or("?")
+        ),
+    );
+    report.check(
+        "audit verify: trail valid",
+        verification.ok()
+            && verification.count(ObjectKind::Record, Status::Valid) == after_forgery.len(),
+        verification.summary(),
+    );
+    if verbose {
+        println!("\naudit verify: {}", verification.summary());
+    }
+
     let dlq = stack.dlq_depth().await?;
     report.check(
         "dead-letter queue holds the failures",
@@ -235,7 +277,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         format!("{dlq} messages"),
     );
 
-    // 6. No provisioned secret value appears in any function's logs.
+    // 7. No provisioned secret value appears in any function's logs.
     let logs = stack.function_logs();
     let leaked = stack
         .provisioned_values

@@ -25,7 +25,7 @@ use keyward_shared::redact::SecretString;
 use keyward_shared::tags;
 
 use crate::moto::MotoServer;
-use crate::router::{Router, TemplateModel};
+use crate::router::{Router, ScheduleDef, TemplateModel, TemplateValue};
 use crate::runtime_api::LocalFunction;
 
 pub const BUS_LOGICAL_ID: &str = "EventBus";
@@ -79,6 +79,8 @@ pub struct LocalStack {
     pub audit_bucket: String,
     pub dlq_url: String,
     pub tap_url: String,
+    pub digest_key_id: String,
+    pub schedules: Vec<ScheduleDef>,
     pub manifest: Manifest,
     /// Secret values provisioned, kept only so tests can prove none of them leaks into output.
     pub provisioned_values: Vec<SecretString>,
@@ -185,6 +187,20 @@ impl LocalStack {
             .await
             .context("set the audit bucket's default retention")?;
 
+        // The asymmetric key that signs audit digests.
+        let kms = aws_sdk_kms::Client::new(&sdk);
+        let digest_key_id = kms
+            .create_key()
+            .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
+            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+            .description("keyward audit digest signing key (local)")
+            .send()
+            .await
+            .context("create the digest signing key")?
+            .key_metadata
+            .map(|m| m.key_id)
+            .context("CreateKey returned no key")?;
+
         // The manifest's secrets, tagged by the tag contract, with random placeholder values.
         let mut provisioned_values = Vec::new();
         for declared in &manifest.secrets {
@@ -228,12 +244,14 @@ impl LocalStack {
             }
             let mut env = moto.function_env();
             env.push(("KEYWARD_EVENT_BUS".into(), bus_name.clone()));
-            for var in &function.env_vars {
-                let value = match var.as_str() {
-                    "AUDIT_BUCKET" => audit_bucket.clone(),
-                    "KEYWARD_EVENT_BUS" => continue,
-                    other => bail!(
-                        "the local stack does not know how to provide {other} for {}",
+            for (var, value) in &function.env {
+                let value = match (var.as_str(), value) {
+                    (_, TemplateValue::Literal(literal)) => literal.clone(),
+                    ("AUDIT_BUCKET", _) => audit_bucket.clone(),
+                    ("DIGEST_KMS_KEY_ID", _) => digest_key_id.clone(),
+                    ("KEYWARD_EVENT_BUS", _) => continue,
+                    (other, reference) => bail!(
+                        "the local stack does not know how to provide {other} ({reference:?}) for {}",
                         function.logical_id
                     ),
                 };
@@ -251,6 +269,8 @@ impl LocalStack {
             audit_bucket,
             dlq_url,
             tap_url,
+            digest_key_id,
+            schedules: model.schedules.clone(),
             manifest,
             provisioned_values,
             functions,
@@ -353,6 +373,46 @@ impl LocalStack {
             self.record(&label, rule, &name, outcome);
         }
         Ok(rules.len())
+    }
+
+    /// Fires a schedule of the template (as EventBridge Scheduler would) at `time`.
+    pub async fn tick(
+        &mut self,
+        schedule_id: &str,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<serde_json::Value> {
+        let schedule = self
+            .schedules
+            .iter()
+            .find(|s| s.id == schedule_id)
+            .cloned()
+            .with_context(|| format!("no schedule {schedule_id} in the template"))?;
+        let envelope = serde_json::json!({
+            "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "region": crate::moto::REGION,
+            "resources": [format!("arn:aws:events:{}:123456789012:rule/{}", crate::moto::REGION, schedule.id)], "detail": {}
+        });
+        let function = self
+            .functions
+            .get(&schedule.function)
+            .context("schedule targets an unknown function")?;
+        let name = function.name.clone();
+        let label = format!("Scheduled Event ({})", schedule.expression);
+        match function.invoke(&envelope, INVOKE_TIMEOUT).await {
+            Ok(response) => {
+                let outcome = format!(
+                    "digest {} ({} records)",
+                    response["key"].as_str().unwrap_or("?"),
+                    response["records"].as_u64().unwrap_or(0)
+                );
+                self.record(&label, &schedule.id, &name, outcome);
+                Ok(response)
+            }
+            Err(error) => {
+                self.record(&label, &schedule.id, &name, format!("FAILED {error}"));
+                Err(anyhow::anyhow!("{schedule_id} failed: {error}"))
+            }
+        }
     }
 
     fn record(&mut self, event: &str, rule: &str, function: &str, outcome: String) {

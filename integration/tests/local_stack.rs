@@ -15,7 +15,7 @@ async fn the_scenario_passes_every_check() {
         .map(|c| format!("{}: {}", c.name, c.detail))
         .collect();
     assert!(failures.is_empty(), "failed checks: {failures:#?}");
-    assert!(report.checks.len() >= 7);
+    assert!(report.checks.len() >= 9);
     // Every routed delivery is on the timeline, with its rule and function.
     assert!(
         stack

@@ -5,6 +5,7 @@
 //! implements those ports over the AWS SDK and a shared HTTP client.
 
 pub mod adapters;
+pub mod audit;
 pub mod config;
 pub mod events;
 pub mod governance;

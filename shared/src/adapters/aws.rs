@@ -6,6 +6,11 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use chrono::{DateTime, Utc};
 
+use crate::audit::{
+    AuditReader, DigestSigner, DigestWriter, FetchedObject, META_SIGNATURE,
+    META_SIGNATURE_ALGORITHM, ObjectVersion, ReadError, SIGNATURE_ALGORITHM, SealedDigest,
+    SignError,
+};
 use crate::events::DomainEvent;
 use crate::ports::{CatalogEntry, CatalogError, EventPublisher, PublishError, SecretCatalog};
 use crate::redact::Redactor;
@@ -198,6 +203,206 @@ impl SecretCatalog for SecretsManagerCatalog {
             }
         }
         Ok(out)
+    }
+}
+
+/// The audit bucket as the digest job and the verifier see it.
+#[derive(Debug, Clone)]
+pub struct S3AuditBucket {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3AuditBucket {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+fn read_error<E: std::error::Error>(err: &E) -> ReadError {
+    ReadError(sdk_error_text(err).to_string())
+}
+
+impl AuditReader for S3AuditBucket {
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, ReadError> {
+        // ListObjectVersions has two markers, so the SDK offers no paginator for it.
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| read_error(&e))?;
+            for v in page.versions() {
+                out.push(ObjectVersion {
+                    key: v.key().unwrap_or_default().to_owned(),
+                    version_id: v.version_id().map(str::to_owned),
+                    is_latest: v.is_latest().unwrap_or(false),
+                    is_delete_marker: false,
+                    last_modified: v.last_modified().and_then(to_chrono),
+                });
+            }
+            for m in page.delete_markers() {
+                out.push(ObjectVersion {
+                    key: m.key().unwrap_or_default().to_owned(),
+                    version_id: m.version_id().map(str::to_owned),
+                    is_latest: m.is_latest().unwrap_or(false),
+                    is_delete_marker: true,
+                    last_modified: m.last_modified().and_then(to_chrono),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<FetchedObject>, ReadError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => {
+                let metadata = output
+                    .metadata()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default();
+                let bytes = output
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| read_error(&e))?
+                    .into_bytes()
+                    .to_vec();
+                Ok(Some(FetchedObject { bytes, metadata }))
+            }
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(err)
+                if err
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(read_error(&err)),
+        }
+    }
+}
+
+impl DigestWriter for S3AuditBucket {
+    async fn put_digest(&self, digest: &SealedDigest) -> Result<bool, ReadError> {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
+        let sha256 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+                &digest.bytes,
+            )),
+        );
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&digest.document.key)
+            .content_type("application/json")
+            .if_none_match("*")
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+            .checksum_sha256(sha256)
+            .metadata(META_SIGNATURE, &digest.signature_b64)
+            .metadata(META_SIGNATURE_ALGORITHM, SIGNATURE_ALGORITHM)
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                digest.bytes.clone(),
+            ))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err.code() == Some("PreconditionFailed")
+                    || err
+                        .raw_response()
+                        .is_some_and(|r| r.status().as_u16() == 412) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(read_error(&err)),
+        }
+    }
+}
+
+/// Signs digests with an asymmetric KMS key (`RSA_2048`+, `SIGN_VERIFY`).
+#[derive(Debug)]
+pub struct KmsDigestSigner {
+    client: aws_sdk_kms::Client,
+    key_id: String,
+    public_key: tokio::sync::OnceCell<Vec<u8>>,
+}
+
+impl KmsDigestSigner {
+    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            key_id: key_id.into(),
+            public_key: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+impl DigestSigner for KmsDigestSigner {
+    async fn public_key_der(&self) -> Result<Vec<u8>, SignError> {
+        self.public_key
+            .get_or_try_init(|| async {
+                let out = self
+                    .client
+                    .get_public_key()
+                    .key_id(&self.key_id)
+                    .send()
+                    .await
+                    .map_err(|e| SignError(sdk_error_text(&e).to_string()))?;
+                out.public_key
+                    .map(|b| b.into_inner())
+                    .ok_or_else(|| SignError("KMS returned no public key".into()))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let out = self
+            .client
+            .sign()
+            .key_id(&self.key_id)
+            .message(aws_smithy_types::Blob::new(message))
+            .message_type(aws_sdk_kms::types::MessageType::Raw)
+            .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::RsassaPkcs1V15Sha256)
+            .send()
+            .await
+            .map_err(|e| SignError(sdk_error_text(&e).to_string()))?;
+        out.signature
+            .map(|b| b.into_inner())
+            .ok_or_else(|| SignError("KMS returned no signature".into()))
     }
 }
 

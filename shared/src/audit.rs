@@ -1,0 +1,832 @@
+//! The audit trail's formats and its verifier.
+//!
+//! Records: `audit/v1/YYYY/MM/DD/HH/<event-id>.json`, one per domain event, written once
+//! (conditional PUT, S3 Object Lock COMPLIANCE). Digests: `digests/v1/YYYY/MM/DD/HH/<end>.json`,
+//! one per period, each listing the records written in its period with their SHA-256 and naming the
+//! previous digest's key, SHA-256 and signature, so the digests form a chain. Each digest is
+//! signed (RSASSA-PKCS1-v1_5 with SHA-256, by an asymmetric KMS key) over a signing string that
+//! binds its end time, its location and its hash; the signature travels in the object's metadata,
+//! as CloudTrail's digest files do.
+//!
+//! The verifier walks the chain offline with the public key and reports, per object: valid,
+//! modified, missing, not covered by any digest, chain breaks and signature failures. It trusts
+//! nothing the store says about immutability.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+pub const RECORD_PREFIX: &str = "audit/v1/";
+pub const DIGEST_PREFIX: &str = "digests/v1/";
+pub const DIGEST_VERSION: u32 = 1;
+/// KMS's name for RSASSA-PKCS1-v1_5 with SHA-256 (CloudTrail's `SHA256withRSA`).
+pub const SIGNATURE_ALGORITHM: &str = "RSASSA_PKCS1_V1_5_SHA_256";
+/// Object metadata keys (sent as `x-amz-meta-signature`, `x-amz-meta-signature-algorithm`).
+pub const META_SIGNATURE: &str = "signature";
+pub const META_SIGNATURE_ALGORITHM: &str = "signature-algorithm";
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// SHA-256 of a DER public key: names the key a digest was signed with.
+pub fn key_fingerprint(public_key_der: &[u8]) -> String {
+    sha256_hex(public_key_der)
+}
+
+fn hour_path(t: &DateTime<Utc>) -> String {
+    format!(
+        "{:04}/{:02}/{:02}/{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour()
+    )
+}
+
+/// `digests/v1/YYYY/MM/DD/HH/YYYYMMDDTHHMMSSZ.json` for a period ending at `end`: keys sort by
+/// time, so the newest digest is the last key.
+pub fn digest_key(end: &DateTime<Utc>) -> String {
+    format!(
+        "{DIGEST_PREFIX}{}/{}.json",
+        hour_path(end),
+        end.format("%Y%m%dT%H%M%SZ")
+    )
+}
+
+/// The hour partition prefix of records for the hour containing `t`.
+pub fn record_partition(t: &DateTime<Utc>) -> String {
+    format!("{RECORD_PREFIX}{}/", hour_path(t))
+}
+
+/// The hour partition a record key names (`audit/v1/YYYY/MM/DD/HH/...`).
+pub fn record_hour(key: &str) -> Option<DateTime<Utc>> {
+    let rest = key.strip_prefix(RECORD_PREFIX)?;
+    let parts: Vec<&str> = rest.splitn(5, '/').collect();
+    if parts.len() != 5 {
+        return None;
+    }
+    let text = format!("{}-{}-{}T{}:00:00Z", parts[0], parts[1], parts[2], parts[3]);
+    DateTime::parse_from_rfc3339(&text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestEntry {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Hex SHA-256 of the record's bytes.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousDigest {
+    pub key: String,
+    /// Hex SHA-256 of the previous digest's bytes.
+    pub sha256: String,
+    /// Base64 signature of the previous digest.
+    pub signature: String,
+}
+
+/// One digest: the records of a period and the link to the previous digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestDocument {
+    pub digest_version: u32,
+    /// Where the digest was written: a digest read from anywhere else has been moved.
+    pub bucket: String,
+    pub key: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub records: Vec<DigestEntry>,
+    /// `None` only for the first digest of the chain.
+    pub previous: Option<PreviousDigest>,
+    pub public_key_fingerprint: String,
+    pub signature_algorithm: String,
+}
+
+impl DigestDocument {
+    /// Compact JSON in fixed field order, records sorted by key: the same digest always has the
+    /// same bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut sorted = self.clone();
+        sorted.records.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut bytes = serde_json::to_vec(&sorted).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
+/// What is signed: a domain separator, the period end, the location and the digest's hash.
+pub fn signing_string(
+    period_end: &DateTime<Utc>,
+    bucket: &str,
+    key: &str,
+    digest_bytes: &[u8],
+) -> Vec<u8> {
+    format!(
+        "keyward-audit-digest/v1\n{}\n{bucket}/{key}\n{}",
+        period_end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        sha256_hex(digest_bytes)
+    )
+    .into_bytes()
+}
+
+/// Verifies an RSASSA-PKCS1-v1_5 SHA-256 signature with a DER public key (SubjectPublicKeyInfo,
+/// as KMS `GetPublicKey` returns it, or PKCS#1 RSAPublicKey).
+pub fn verify_signature(public_key_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_key_der)
+        .verify(message, signature)
+        .is_ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+#[error("signing failed: {0}")]
+pub struct SignError(pub String);
+
+/// Signs digests: KMS in production ([`crate::adapters::aws::KmsDigestSigner`]), an in-memory
+/// key for offline use and tests ([`LocalKeySigner`]).
+pub trait DigestSigner: Send + Sync {
+    /// The DER SubjectPublicKeyInfo of the signing key.
+    fn public_key_der(&self) -> impl Future<Output = Result<Vec<u8>, SignError>> + Send;
+    /// RSASSA-PKCS1-v1_5 SHA-256 over `message`.
+    fn sign(&self, message: &[u8]) -> impl Future<Output = Result<Vec<u8>, SignError>> + Send;
+}
+
+/// A digest ready to store: its bytes and their signature.
+#[derive(Debug, Clone)]
+pub struct SealedDigest {
+    pub document: DigestDocument,
+    pub bytes: Vec<u8>,
+    pub signature_b64: String,
+}
+
+impl SealedDigest {
+    /// The link the next digest records.
+    pub fn as_previous(&self) -> PreviousDigest {
+        PreviousDigest {
+            key: self.document.key.clone(),
+            sha256: sha256_hex(&self.bytes),
+            signature: self.signature_b64.clone(),
+        }
+    }
+}
+
+pub async fn seal<S: DigestSigner>(
+    signer: &S,
+    document: DigestDocument,
+) -> Result<SealedDigest, SignError> {
+    let bytes = document.to_bytes();
+    let message = signing_string(
+        &document.period_end,
+        &document.bucket,
+        &document.key,
+        &bytes,
+    );
+    let signature = signer.sign(&message).await?;
+    Ok(SealedDigest {
+        document,
+        bytes,
+        signature_b64: BASE64.encode(signature),
+    })
+}
+
+/// An RSA key held in memory.
+pub struct LocalKeySigner {
+    key: aws_lc_rs::rsa::KeyPair,
+}
+
+impl LocalKeySigner {
+    pub fn generate() -> Result<Self, SignError> {
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|e| SignError(e.to_string()))?;
+        Ok(Self { key })
+    }
+
+    pub fn public_key_spki(&self) -> Result<Vec<u8>, SignError> {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::signature::KeyPair as _;
+        self.key
+            .public_key()
+            .as_der()
+            .map(|der| der.as_ref().to_vec())
+            .map_err(|e| SignError(e.to_string()))
+    }
+}
+
+impl DigestSigner for LocalKeySigner {
+    async fn public_key_der(&self) -> Result<Vec<u8>, SignError> {
+        self.public_key_spki()
+    }
+
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &rng,
+                message,
+                &mut signature,
+            )
+            .map_err(|e| SignError(e.to_string()))?;
+        Ok(signature)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the bucket.
+// ---------------------------------------------------------------------------------------------
+
+/// One version of an object, as `ListObjectVersions` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub is_latest: bool,
+    pub is_delete_marker: bool,
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchedObject {
+    pub bytes: Vec<u8>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading the audit bucket failed: {0}")]
+pub struct ReadError(pub String);
+
+/// What the verifier needs from the bucket.
+pub trait AuditReader: Send + Sync {
+    /// Every version (and delete marker) under `prefix`.
+    fn list_versions(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<ObjectVersion>, ReadError>> + Send;
+    /// The current version of `key` (`None` if absent or deleted).
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<FetchedObject>, ReadError>> + Send;
+}
+
+/// Stores sealed digests (create-only).
+pub trait DigestWriter: Send + Sync {
+    /// Writes the digest unless its key exists; `Ok(false)` when it already did.
+    fn put_digest(
+        &self,
+        digest: &SealedDigest,
+    ) -> impl Future<Output = Result<bool, ReadError>> + Send;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The verifier.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Valid,
+    /// Written after the newest digest: not yet due for coverage.
+    Pending,
+    /// Bytes differ from the digest's hash (or more than one version exists).
+    Modified,
+    /// Listed in a digest, absent (or deleted) in the bucket.
+    Missing,
+    /// A record no digest lists (and older than the newest digest).
+    NotCovered,
+    /// A digest whose chain link to its predecessor is wrong.
+    ChainBreak,
+    /// A digest whose signature, key fingerprint or location does not verify.
+    SignatureFailure,
+}
+
+impl Status {
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Status::Valid | Status::Pending)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectReport {
+    pub key: String,
+    pub kind: ObjectKind,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Record,
+    Digest,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    pub bucket: String,
+    pub digests_checked: usize,
+    pub records_checked: usize,
+    pub objects: Vec<ObjectReport>,
+}
+
+impl VerifyReport {
+    pub fn failures(&self) -> impl Iterator<Item = &ObjectReport> {
+        self.objects.iter().filter(|o| o.status.is_failure())
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failures().next().is_none()
+    }
+
+    pub fn count(&self, kind: ObjectKind, status: Status) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| o.kind == kind && o.status == status)
+            .count()
+    }
+
+    pub fn summary(&self) -> String {
+        let mut by_status: BTreeMap<(ObjectKind, Status), usize> = BTreeMap::new();
+        for o in &self.objects {
+            *by_status.entry((o.kind, o.status)).or_default() += 1;
+        }
+        let parts: Vec<String> = by_status
+            .iter()
+            .map(|((kind, status), n)| format!("{n} {kind:?} {status:?}").to_lowercase())
+            .collect();
+        format!(
+            "{}: {} digests and {} records checked; {}",
+            if self.ok() { "VALID" } else { "INVALID" },
+            self.digests_checked,
+            self.records_checked,
+            parts.join(", ")
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Only records whose hour partition is at or after this (and digests ending after it).
+    pub from: Option<DateTime<Utc>>,
+    /// Only records whose hour partition is at or before this (and digests ending before it,
+    /// plus the next one, which may cover late records).
+    pub to: Option<DateTime<Utc>>,
+}
+
+struct ParsedDigest {
+    key: String,
+    bytes: Vec<u8>,
+    document: Option<DigestDocument>,
+    signature_b64: Option<String>,
+}
+
+fn in_range(t: &DateTime<Utc>, options: &VerifyOptions) -> bool {
+    options
+        .from
+        .is_none_or(|from| *t >= from - chrono::Duration::hours(1))
+        && options.to.is_none_or(|to| *t <= to)
+}
+
+/// Walks the digest chain and every record, and reports on each object.
+pub async fn verify<R: AuditReader>(
+    reader: &R,
+    bucket: &str,
+    public_key_der: &[u8],
+    options: &VerifyOptions,
+) -> Result<VerifyReport, ReadError> {
+    let fingerprint = key_fingerprint(public_key_der);
+    let mut report = VerifyReport {
+        bucket: bucket.to_owned(),
+        ..Default::default()
+    };
+
+    // Digests, oldest first (keys sort by period end).
+    let digest_versions = reader.list_versions(DIGEST_PREFIX).await?;
+    let mut digest_keys: BTreeSet<String> = BTreeSet::new();
+    let mut deleted_digests: BTreeSet<String> = BTreeSet::new();
+    for v in &digest_versions {
+        if v.is_latest && v.is_delete_marker {
+            deleted_digests.insert(v.key.clone());
+        } else if v.is_latest {
+            digest_keys.insert(v.key.clone());
+        }
+    }
+    let mut digests = Vec::new();
+    for key in &digest_keys {
+        let Some(object) = reader.get(key).await? else {
+            deleted_digests.insert(key.clone());
+            continue;
+        };
+        let document = serde_json::from_slice::<DigestDocument>(&object.bytes).ok();
+        digests.push(ParsedDigest {
+            key: key.clone(),
+            signature_b64: object.metadata.get(META_SIGNATURE).cloned(),
+            bytes: object.bytes,
+            document,
+        });
+    }
+    for key in &deleted_digests {
+        report.objects.push(ObjectReport {
+            key: key.clone(),
+            kind: ObjectKind::Digest,
+            status: Status::Missing,
+            detail: "the digest was deleted (a delete marker is its current version)".into(),
+        });
+    }
+
+    // Which digests to walk: those in range, plus the one just before (to check the first link).
+    let in_scope: Vec<usize> = (0..digests.len())
+        .filter(|&i| {
+            digests[i]
+                .document
+                .as_ref()
+                .map(|d| {
+                    options.from.is_none_or(|from| d.period_end >= from)
+                        && options
+                            .to
+                            .is_none_or(|to| d.period_start <= to + chrono::Duration::hours(48))
+                })
+                .unwrap_or(true)
+        })
+        .collect();
+
+    let mut covered: BTreeMap<String, (String, Option<String>, String)> = BTreeMap::new();
+    let mut newest_end: Option<DateTime<Utc>> = None;
+    let by_key: BTreeMap<&str, usize> = digests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.key.as_str(), i))
+        .collect();
+
+    for &i in &in_scope {
+        let digest = &digests[i];
+        report.digests_checked += 1;
+        let mut problems: Vec<(Status, String)> = Vec::new();
+        let Some(doc) = &digest.document else {
+            report.objects.push(ObjectReport {
+                key: digest.key.clone(),
+                kind: ObjectKind::Digest,
+                status: Status::SignatureFailure,
+                detail: "the digest is not a valid digest document (modified or corrupt)".into(),
+            });
+            continue;
+        };
+        if doc.key != digest.key || doc.bucket != bucket {
+            problems.push((
+                Status::SignatureFailure,
+                format!("the digest says it belongs at {}/{} but was read from {bucket}/{} (moved or swapped)", doc.bucket, doc.key, digest.key),
+            ));
+        }
+        if doc.public_key_fingerprint != fingerprint {
+            problems.push((
+                Status::SignatureFailure,
+                format!(
+                    "signed with key {} (not the key given)",
+                    doc.public_key_fingerprint
+                ),
+            ));
+        }
+        match &digest.signature_b64 {
+            None => problems.push((
+                Status::SignatureFailure,
+                "the digest carries no signature".into(),
+            )),
+            Some(sig) => {
+                let message = signing_string(&doc.period_end, &doc.bucket, &doc.key, &digest.bytes);
+                let valid = BASE64
+                    .decode(sig)
+                    .is_ok_and(|s| verify_signature(public_key_der, &message, &s));
+                if !valid {
+                    problems.push((
+                        Status::SignatureFailure,
+                        "signature verification failed".into(),
+                    ));
+                }
+            }
+        }
+        // The chain link: the newest existing digest before this one must be the one named.
+        let predecessor = digests[..i].iter().rev().find(|d| d.document.is_some());
+        match (&doc.previous, predecessor) {
+            (None, None) => {}
+            (None, Some(p)) => problems.push((
+                Status::ChainBreak,
+                format!("starts a new chain although {} precedes it", p.key),
+            )),
+            (Some(prev), _) if !by_key.contains_key(prev.key.as_str()) => {
+                problems.push((
+                    Status::ChainBreak,
+                    format!("the previous digest {} is missing", prev.key),
+                ));
+                if !deleted_digests.contains(&prev.key) {
+                    report.objects.push(ObjectReport {
+                        key: prev.key.clone(),
+                        kind: ObjectKind::Digest,
+                        status: Status::Missing,
+                        detail: format!("named by {} but not in the bucket", digest.key),
+                    });
+                }
+            }
+            (Some(prev), _) => {
+                let named = &digests[by_key[prev.key.as_str()]];
+                if sha256_hex(&named.bytes) != prev.sha256 {
+                    problems.push((
+                        Status::ChainBreak,
+                        format!(
+                            "the previous digest {} does not hash to the recorded value (modified)",
+                            prev.key
+                        ),
+                    ));
+                }
+                if named.signature_b64.as_deref() != Some(prev.signature.as_str()) {
+                    problems.push((
+                        Status::ChainBreak,
+                        format!(
+                            "the previous digest {} carries a different signature than recorded",
+                            prev.key
+                        ),
+                    ));
+                }
+                if let Some(p) = predecessor
+                    && p.key != prev.key
+                {
+                    problems.push((
+                        Status::ChainBreak,
+                        format!("names {} as previous but {} lies between", prev.key, p.key),
+                    ));
+                }
+            }
+        }
+        for entry in &doc.records {
+            covered.insert(
+                entry.key.clone(),
+                (
+                    entry.sha256.clone(),
+                    entry.version_id.clone(),
+                    digest.key.clone(),
+                ),
+            );
+        }
+        newest_end = newest_end.max(Some(doc.period_end));
+        let (status, detail) = problems
+            .iter()
+            .max_by_key(|(s, _)| *s)
+            .map(|(s, _)| {
+                (
+                    *s,
+                    problems
+                        .iter()
+                        .map(|(_, d)| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })
+            .unwrap_or((
+                Status::Valid,
+                format!("{} records, signature and chain valid", doc.records.len()),
+            ));
+        report.objects.push(ObjectReport {
+            key: digest.key.clone(),
+            kind: ObjectKind::Digest,
+            status,
+            detail,
+        });
+    }
+
+    // Records.
+    let record_versions = reader.list_versions(RECORD_PREFIX).await?;
+    let mut versions_by_key: BTreeMap<String, Vec<&ObjectVersion>> = BTreeMap::new();
+    for v in &record_versions {
+        versions_by_key.entry(v.key.clone()).or_default().push(v);
+    }
+    let mut all_keys: BTreeSet<String> = versions_by_key.keys().cloned().collect();
+    all_keys.extend(covered.keys().cloned());
+    for key in all_keys {
+        let Some(hour) = record_hour(&key) else {
+            continue;
+        };
+        if !in_range(&hour, options) {
+            continue;
+        }
+        report.records_checked += 1;
+        let versions = versions_by_key.get(&key).cloned().unwrap_or_default();
+        let latest = versions.iter().find(|v| v.is_latest);
+        let (status, detail) = match covered.get(&key) {
+            Some((sha, version_id, digest_key)) => match latest {
+                None => (
+                    Status::Missing,
+                    format!("listed in {digest_key} but absent"),
+                ),
+                Some(v) if v.is_delete_marker => (
+                    Status::Missing,
+                    format!("listed in {digest_key} but deleted"),
+                ),
+                Some(_) => match reader.get(&key).await? {
+                    None => (
+                        Status::Missing,
+                        format!("listed in {digest_key} but unreadable"),
+                    ),
+                    Some(object) if sha256_hex(&object.bytes) != *sha => (
+                        Status::Modified,
+                        format!("does not hash to the value in {digest_key}"),
+                    ),
+                    Some(_) if versions.iter().filter(|v| !v.is_delete_marker).count() > 1 => (
+                        Status::Modified,
+                        format!(
+                            "{} versions exist; a record is written once",
+                            versions.len()
+                        ),
+                    ),
+                    Some(_)
+                        if version_id.is_some()
+                            && latest.and_then(|l| l.version_id.as_ref())
+                                != version_id.as_ref() =>
+                    {
+                        (
+                            Status::Modified,
+                            format!("the current version is not the one {digest_key} lists"),
+                        )
+                    }
+                    Some(_) => (Status::Valid, format!("matches {digest_key}")),
+                },
+            },
+            None => {
+                let written = latest.and_then(|v| v.last_modified);
+                match (latest, written, newest_end) {
+                    (Some(v), _, _) if v.is_delete_marker => continue,
+                    (_, Some(written), Some(end))
+                        if written < end - chrono::Duration::minutes(5) =>
+                    {
+                        (
+                            Status::NotCovered,
+                            format!("written {written} but in no digest up to {end}"),
+                        )
+                    }
+                    _ => (Status::Pending, "written after the newest digest".into()),
+                }
+            }
+        };
+        report.objects.push(ObjectReport {
+            key,
+            kind: ObjectKind::Record,
+            status,
+            detail,
+        });
+    }
+    Ok(report)
+}
+
+/// A versioned bucket in memory that enforces nothing (like an attacker past Object Lock): for
+/// unit tests of the digest job and the verifier.
+#[derive(Default)]
+pub struct InMemoryAuditBucket {
+    objects: std::sync::Mutex<BTreeMap<String, Vec<MemoryVersion>>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone)]
+struct MemoryVersion {
+    id: String,
+    bytes: Option<Vec<u8>>,
+    metadata: BTreeMap<String, String>,
+    at: DateTime<Utc>,
+}
+
+impl InMemoryAuditBucket {
+    fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<MemoryVersion>>> {
+        self.objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a version (S3 semantics: a PUT to an existing key adds a version).
+    pub fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        metadata: BTreeMap<String, String>,
+        at: DateTime<Utc>,
+    ) -> String {
+        let id = format!(
+            "v{}",
+            self.next_id
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1
+        );
+        self.objects()
+            .entry(key.to_owned())
+            .or_default()
+            .push(MemoryVersion {
+                id: id.clone(),
+                bytes: Some(bytes),
+                metadata,
+                at,
+            });
+        id
+    }
+
+    /// Adds a delete marker.
+    pub fn delete(&self, key: &str, at: DateTime<Utc>) {
+        self.objects()
+            .entry(key.to_owned())
+            .or_default()
+            .push(MemoryVersion {
+                id: "delete-marker".into(),
+                bytes: None,
+                metadata: BTreeMap::new(),
+                at,
+            });
+    }
+
+    /// Removes every version of a key, as if they had been deleted one by one.
+    pub fn purge(&self, key: &str) {
+        self.objects().remove(key);
+    }
+
+    pub fn current_bytes(&self, key: &str) -> Option<Vec<u8>> {
+        self.objects()
+            .get(key)
+            .and_then(|v| v.last())
+            .and_then(|v| v.bytes.clone())
+    }
+
+    pub fn current_version(&self, key: &str) -> Option<String> {
+        self.objects()
+            .get(key)
+            .and_then(|v| v.last())
+            .map(|v| v.id.clone())
+    }
+}
+
+impl AuditReader for InMemoryAuditBucket {
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, ReadError> {
+        let objects = self.objects();
+        Ok(objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .flat_map(|(k, versions)| {
+                versions
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, v)| ObjectVersion {
+                        key: k.clone(),
+                        version_id: Some(v.id.clone()),
+                        is_latest: i + 1 == versions.len(),
+                        is_delete_marker: v.bytes.is_none(),
+                        last_modified: Some(v.at),
+                    })
+            })
+            .collect())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<FetchedObject>, ReadError> {
+        let objects = self.objects();
+        Ok(objects.get(key).and_then(|v| v.last()).and_then(|v| {
+            v.bytes.clone().map(|bytes| FetchedObject {
+                bytes,
+                metadata: v.metadata.clone(),
+            })
+        }))
+    }
+}
+
+impl DigestWriter for InMemoryAuditBucket {
+    async fn put_digest(&self, digest: &SealedDigest) -> Result<bool, ReadError> {
+        if self.current_bytes(&digest.document.key).is_some() {
+            return Ok(false);
+        }
+        let metadata = BTreeMap::from([
+            (META_SIGNATURE.to_owned(), digest.signature_b64.clone()),
+            (
+                META_SIGNATURE_ALGORITHM.to_owned(),
+                SIGNATURE_ALGORITHM.to_owned(),
+            ),
+        ]);
+        self.put(
+            &digest.document.key,
+            digest.bytes.clone(),
+            metadata,
+            Utc::now(),
+        );
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests;
