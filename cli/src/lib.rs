@@ -54,6 +54,9 @@ pub struct VerifyArgs {
     /// Fetch the public key from KMS instead.
     #[arg(long)]
     pub kms_key_id: Option<String>,
+    /// How late records may be written after their event (the digest job's DIGEST_LOOKBACK_HOURS).
+    #[arg(long, default_value_t = 48)]
+    pub lookback_hours: i64,
     /// Print the full report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -40,6 +40,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
             let options = VerifyOptions {
                 from: args.from,
                 to: args.to,
+                lookback: chrono::Duration::hours(args.lookback_hours),
             };
             let report = verify(&bucket, &args.bucket, &public_key, &options)
                 .await

@@ -246,7 +246,10 @@ async fn drill_modify_and_delete_digests() {
     // Its records lost their digest. Written seconds ago, they are inside the next digest's
     // overlap window, so they read as pending rather than not covered (the in-memory drills,
     // which control time, assert NotCovered); either way they are no longer valid.
-    assert!(matches!(status(&report, &trail.records[0]), Status::Pending | Status::NotCovered));
+    assert!(matches!(
+        status(&report, &trail.records[0]),
+        Status::Pending | Status::NotCovered
+    ));
 }
 
 #[tokio::test]

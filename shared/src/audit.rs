@@ -381,13 +381,26 @@ impl VerifyReport {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct VerifyOptions {
-    /// Only records whose hour partition is at or after this (and digests ending after it).
+    /// Only records whose hour partition is at or after this.
     pub from: Option<DateTime<Utc>>,
-    /// Only records whose hour partition is at or before this (and digests ending before it,
-    /// plus the next one, which may cover late records).
+    /// Only records whose hour partition is at or before this.
     pub to: Option<DateTime<Utc>>,
+    /// How late a record may be written after its event (the digest job's
+    /// `DIGEST_LOOKBACK_HOURS`): digests up to this long after `to` are read, since they may cover
+    /// late records of the range.
+    pub lookback: chrono::Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            from: None,
+            to: None,
+            lookback: chrono::Duration::hours(48),
+        }
+    }
 }
 
 struct ParsedDigest {
@@ -451,17 +464,20 @@ pub async fn verify<R: AuditReader>(
         });
     }
 
-    // Which digests to walk: those in range, plus the one just before (to check the first link).
+    // Which digests to walk: every one that can cover a record of the range. A record in hour
+    // partition H is written at or after H and at most `lookback` after its event.
     let in_scope: Vec<usize> = (0..digests.len())
         .filter(|&i| {
             digests[i]
                 .document
                 .as_ref()
                 .map(|d| {
-                    options.from.is_none_or(|from| d.period_end >= from)
-                        && options
-                            .to
-                            .is_none_or(|to| d.period_start <= to + chrono::Duration::hours(48))
+                    options
+                        .from
+                        .is_none_or(|from| d.period_end >= from - chrono::Duration::hours(1))
+                        && options.to.is_none_or(|to| {
+                            d.period_start <= to + options.lookback + chrono::Duration::hours(1)
+                        })
                 })
                 .unwrap_or(true)
         })
@@ -669,7 +685,12 @@ pub async fn verify<R: AuditReader>(
             None => {
                 let written = latest.and_then(|v| v.last_modified);
                 match (latest, written, newest_end) {
-                    (Some(v), _, _) if v.is_delete_marker => continue,
+                    // A delete marker over a record no digest ever listed: it was removed before it
+                    // could be sealed. Records are never deleted legitimately.
+                    (Some(v), _, _) if v.is_delete_marker => (
+                        Status::Missing,
+                        "deleted before any digest listed it".into(),
+                    ),
                     (_, Some(written), Some(end))
                         if written < end - chrono::Duration::minutes(5) =>
                     {

@@ -620,6 +620,49 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_details_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let good = serde_json::to_value(rotated()).unwrap();
+        let values = [
+            serde_json::Value::Null,
+            serde_json::json!(""),
+            serde_json::json!(-1),
+            serde_json::json!(1e300),
+            serde_json::json!([]),
+            serde_json::json!({}),
+            serde_json::json!("019aa6c5-1f4a-7c3e-9b1d-4e2f8a6b0c11"),
+            serde_json::json!({"type": "SecretRotated"}),
+            serde_json::json!(true),
+        ];
+        for _ in 0..5000 {
+            let mut detail = good.clone();
+            // (parent JSON pointer, field) pairs to overwrite with junk.
+            let fields: &[(&str, &str)] = &[
+                ("", "schema_version"),
+                ("", "event_id"),
+                ("", "time"),
+                ("", "correlation_id"),
+                ("", "actor"),
+                ("/actor", "kind"),
+                ("", "secret"),
+                ("", "outcome"),
+                ("", "data"),
+                ("/data", "type"),
+                ("/data", "fields"),
+                ("/data/fields", "strategy"),
+            ];
+            for _ in 0..rng.usize(1..4) {
+                let (parent, field) = fields[rng.usize(0..fields.len())];
+                let junk = values[rng.usize(0..values.len())].clone();
+                if let Some(object) = detail.pointer_mut(parent).and_then(|v| v.as_object_mut()) {
+                    object.insert(field.to_owned(), junk);
+                }
+            }
+            let _ = DomainEvent::from_envelope("keyward.rotation", "SecretRotated", &detail);
+        }
+    }
+
+    #[test]
     fn oversized_events_are_refused() {
         let mut evidence = BTreeMap::new();
         evidence.insert("blob".to_owned(), "x".repeat(MAX_EVENT_BYTES));

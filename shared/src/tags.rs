@@ -712,6 +712,56 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_tags_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let good = encode(&base()).unwrap();
+        let junk = [
+            "",
+            " ",
+            "b64:",
+            "b64:!!",
+            "0",
+            "-1",
+            "99999999999",
+            "x y",
+            "\u{0}",
+            "é",
+            "keyward:",
+            "keyward:reader:0",
+            "keyward:vercel:map:",
+            "production preview",
+            "arn:aws:iam::123456789012:role/x",
+        ];
+        for _ in 0..5000 {
+            let mut tags = good.clone();
+            for _ in 0..rng.usize(1..4) {
+                let pick = |rng: &mut fastrand::Rng| junk[rng.usize(0..junk.len())].to_owned();
+                match rng.u8(0..3) {
+                    0 if !tags.is_empty() => {
+                        let i = rng.usize(0..tags.len());
+                        tags[i].value = pick(&mut rng);
+                    }
+                    1 if !tags.is_empty() => {
+                        tags.remove(rng.usize(0..tags.len()));
+                    }
+                    _ => {
+                        let key = if rng.bool() {
+                            format!("{}{}", keys::READER_PREFIX, pick(&mut rng))
+                        } else {
+                            pick(&mut rng)
+                        };
+                        tags.push(Tag::new(key, pick(&mut rng)));
+                    }
+                }
+            }
+            // Either a governance or an error naming a tag: never a panic.
+            if let Err(err) = decode(&tags) {
+                assert!(err.to_string().contains("tag"), "{err}");
+            }
+        }
+    }
+
+    #[test]
     fn duplicate_tag_keys_are_rejected() {
         let mut tags = encode(&minimal()).unwrap();
         tags.push(Tag::new(keys::OWNER, "someone-else"));

@@ -1,18 +1,24 @@
 //! `keyward-bench`: prints the benchmark table. Figures, not pass/fail: targets are judged by
 //! reading them (timed assertions flake on shared machines).
 //!
-//! Rows: the release binary size of every function in the template, and each function's cold
-//! start (process spawn to first response through the local Runtime API, doing its real work
-//! against moto) side by side with a Python + boto3 handler doing the same, with peak RSS.
+//! Rows: the release binary size of every function in the template; each function's cold start
+//! (process spawn to first response through the local Runtime API, doing its real work against
+//! moto) with peak RSS, the audit writer side by side with a Python + boto3 handler doing the same;
+//! audit verification throughput against `sha256sum`; audit writes per second against moto.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, ensure};
 use clap::Parser;
-use keyward_integration::moto::MotoServer;
-use keyward_integration::router::TemplateModel;
+use keyward_integration::moto::{MotoServer, REGION};
+use keyward_integration::router::{TemplateModel, TemplateValue};
 use keyward_integration::runtime_api::LocalFunction;
+use keyward_shared::audit::{
+    self, DigestDocument, DigestEntry, DigestSigner, DigestWriter, InMemoryAuditBucket,
+    LocalKeySigner,
+};
 use keyward_shared::events::{Actor, CorrelationId, DomainEvent, EventData, Outcome, Severity};
 
 #[derive(Parser)]
@@ -23,9 +29,12 @@ struct Args {
     /// Cold starts measured per program (the median is reported).
     #[arg(long, default_value_t = 10)]
     runs: usize,
+    /// Records in the verification benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    records: usize,
 }
 
-fn envelope() -> serde_json::Value {
+fn domain_envelope() -> serde_json::Value {
     let event = DomainEvent::new(
         CorrelationId::generate(),
         Actor::service("drift-detector"),
@@ -40,8 +49,16 @@ fn envelope() -> serde_json::Value {
     );
     serde_json::json!({
         "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": event.detail_type(), "source": event.source(),
-        "account": "123456789012", "time": event.time.to_rfc3339(), "region": keyward_integration::moto::REGION, "resources": [],
+        "account": "123456789012", "time": event.time.to_rfc3339(), "region": REGION, "resources": [],
         "detail": serde_json::to_value(&event).unwrap_or_default(),
+    })
+}
+
+fn scheduled_envelope() -> serde_json::Value {
+    serde_json::json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "region": REGION,
+        "resources": [], "detail": {}
     })
 }
 
@@ -51,20 +68,25 @@ struct ColdStart {
     peak_rss_mib: f64,
 }
 
+type Spawn<'a> = Box<
+    dyn Fn(
+            usize,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = std::io::Result<LocalFunction>> + 'a>,
+        > + 'a,
+>;
+
 async fn measure(
     runs: usize,
-    spawn: impl Fn(
-        usize,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = std::io::Result<LocalFunction>>>,
-    >,
+    spawn: Spawn<'_>,
+    event: fn() -> serde_json::Value,
 ) -> Result<ColdStart> {
     let mut times = Vec::with_capacity(runs);
     let mut peak = 0u64;
     for run in 0..runs {
         let function = spawn(run).await?;
         function
-            .invoke(&envelope(), Duration::from_secs(60))
+            .invoke(&event(), Duration::from_secs(60))
             .await
             .with_context(|| {
                 format!(
@@ -85,39 +107,50 @@ async fn measure(
     })
 }
 
+async fn create_bucket(moto: &MotoServer, name: &str, locked: bool) -> Result<()> {
+    moto.s3()
+        .create_bucket()
+        .bucket(name)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                .build(),
+        )
+        .object_lock_enabled_for_bucket(locked)
+        .send()
+        .await?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let root = keyward_integration::repo_root();
     let model = TemplateModel::load(&root.join("infra/template.yaml"))?;
     let moto = MotoServer::start().await?;
-    let s3 = moto.s3();
     let bucket = "keyward-bench";
-    s3.create_bucket()
-        .bucket(bucket)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-                    keyward_integration::moto::REGION,
-                ))
-                .build(),
-        )
+    create_bucket(&moto, bucket, true).await?;
+    let kms_key = aws_sdk_kms::Client::new(&moto.sdk_config())
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
         .send()
-        .await?;
-    let mut env = moto.function_env();
-    env.push(("AUDIT_BUCKET".into(), bucket.into()));
-    env.push(("KEYWARD_EVENT_BUS".into(), "keyward-bench".into()));
+        .await?
+        .key_metadata
+        .context("no key")?
+        .key_id;
     let logs = keyward_integration::target_dir().join("keyward-logs/bench");
 
     println!(
-        "keyward benchmarks ({} runs per cold start, {} cores)",
+        "keyward benchmarks ({} runs per cold start, {} cores, {})",
         args.runs,
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        std::env::consts::ARCH
     );
     println!();
-    println!("| metric | keyward | baseline | ratio |");
+    println!("| metric | keyward | baseline | baseline / keyward |");
     println!("|---|---:|---:|---:|");
     for function in model.functions.values() {
         let binary = args.bin_dir.join(&function.binary);
@@ -130,86 +163,239 @@ async fn main() -> Result<()> {
             })?
             .len();
         println!(
-            "| {} release binary ({}) | {:.2} MiB | | |",
+            "| {} release binary | {:.2} MiB | | |",
             function.binary,
-            std::env::consts::ARCH,
             size as f64 / 1_048_576.0
         );
     }
+
     let python = keyward_integration::venv_dir().join("bin/python");
     let handler = root.join("integration/bench/python_handler.py");
     for function in model.functions.values() {
+        let mut env = moto.function_env();
+        env.push(("KEYWARD_EVENT_BUS".into(), "keyward-bench".into()));
+        for (name, value) in &function.env {
+            let value = match (name.as_str(), value) {
+                (_, TemplateValue::Literal(v)) => v.clone(),
+                ("AUDIT_BUCKET", _) => bucket.into(),
+                ("DIGEST_KMS_KEY_ID", _) => kms_key.clone(),
+                (other, _) => anyhow::bail!("the bench does not know how to provide {other}"),
+            };
+            env.push((name.clone(), value));
+        }
+        let scheduled = model
+            .schedules
+            .iter()
+            .any(|s| s.function == function.logical_id);
+        let event: fn() -> serde_json::Value = if scheduled {
+            scheduled_envelope
+        } else {
+            domain_envelope
+        };
         let binary = args.bin_dir.join(&function.binary);
-        let rust = measure(args.runs, |run| {
-            let (binary, env, log) = (
+        let rust = {
+            let (binary, env, logs, name) = (
                 binary.clone(),
                 env.clone(),
-                logs.join(format!("{}-{run}.log", function.binary)),
+                logs.clone(),
+                function.binary.clone(),
             );
-            Box::pin(async move { LocalFunction::spawn("bench-rust", &binary, &env, &log).await })
-        })
-        .await?;
-        let baseline = if function.binary == "audit-writer" {
-            Some(
-                measure(args.runs, |run| {
-                    let (python, handler, env, log) = (
-                        python.clone(),
-                        handler.clone(),
+            measure(
+                args.runs,
+                Box::new(move |run| {
+                    let (binary, env, log) = (
+                        binary.clone(),
                         env.clone(),
-                        logs.join(format!("python-{run}.log")),
+                        logs.join(format!("{name}-{run}.log")),
                     );
                     Box::pin(async move {
-                        LocalFunction::spawn_program(
-                            "bench-python",
-                            &python,
-                            &[handler.to_str().unwrap_or_default()],
-                            &env,
-                            &log,
-                        )
-                        .await
+                        LocalFunction::spawn("bench-rust", &binary, &env, &log).await
                     })
-                })
+                }),
+                event,
+            )
+            .await?
+        };
+        let baseline = if function.binary == "audit-writer" {
+            let (python, handler, env, logs) =
+                (python.clone(), handler.clone(), env.clone(), logs.clone());
+            Some(
+                measure(
+                    args.runs,
+                    Box::new(move |run| {
+                        let (python, handler, env, log) = (
+                            python.clone(),
+                            handler.clone(),
+                            env.clone(),
+                            logs.join(format!("python-{run}.log")),
+                        );
+                        Box::pin(async move {
+                            LocalFunction::spawn_program(
+                                "bench-python",
+                                &python,
+                                &[handler.to_str().unwrap_or_default()],
+                                &env,
+                                &log,
+                            )
+                            .await
+                        })
+                    }),
+                    domain_envelope,
+                )
                 .await?,
             )
         } else {
             None
         };
-        let cell = |b: &Option<ColdStart>, f: fn(&ColdStart) -> f64, unit: &str| {
-            b.as_ref()
+        let cell = |f: fn(&ColdStart) -> f64, unit: &str| {
+            baseline
+                .as_ref()
                 .map(|b| format!("{:.1} {unit}", f(b)))
                 .unwrap_or_default()
         };
-        let ratio = |b: &Option<ColdStart>, f: fn(&ColdStart) -> f64, r: f64| {
-            b.as_ref()
-                .map(|b| format!("{:.1}x", f(b) / r))
+        let ratio = |f: fn(&ColdStart) -> f64| {
+            baseline
+                .as_ref()
+                .map(|b| format!("{:.1}x", f(b) / f(&rust)))
                 .unwrap_or_default()
         };
+        let what = if scheduled {
+            "scheduled run"
+        } else {
+            "one audit write"
+        };
         println!(
-            "| {} cold start, median (spawn → first response, real S3 write) | {:.1} ms | {} | {} |",
+            "| {} cold start, median (spawn → first response, {what}) | {:.1} ms | {} | {} |",
             function.binary,
             rust.median_ms,
-            cell(&baseline, |b| b.median_ms, "ms"),
-            ratio(&baseline, |b| b.median_ms, rust.median_ms)
+            cell(|c| c.median_ms, "ms"),
+            ratio(|c| c.median_ms)
         );
         println!(
             "| {} cold start, p90 | {:.1} ms | {} | {} |",
             function.binary,
             rust.p90_ms,
-            cell(&baseline, |b| b.p90_ms, "ms"),
-            ratio(&baseline, |b| b.p90_ms, rust.p90_ms)
+            cell(|c| c.p90_ms, "ms"),
+            ratio(|c| c.p90_ms)
         );
         println!(
-            "| {} peak RSS during cold start | {:.1} MiB | {} | {} |",
+            "| {} peak RSS | {:.1} MiB | {} | {} |",
             function.binary,
             rust.peak_rss_mib,
-            cell(&baseline, |b| b.peak_rss_mib, "MiB"),
-            ratio(&baseline, |b| b.peak_rss_mib, rust.peak_rss_mib)
+            cell(|c| c.peak_rss_mib, "MiB"),
+            ratio(|c| c.peak_rss_mib)
         );
     }
+    verify_row(args.records).await?;
+    writes_row(&moto, args.runs).await?;
     println!();
     println!(
-        "baseline: Python {} + boto3 (integration/bench/python_handler.py) doing the same PUT",
+        "baselines: {} + boto3 (integration/bench/python_handler.py) doing the same conditional PUT; `sha256sum` over the same record bytes",
         python.display()
+    );
+    Ok(())
+}
+
+/// Verification against the physical limit: every record byte must be hashed once.
+async fn verify_row(records: usize) -> Result<()> {
+    let bucket = InMemoryAuditBucket::default();
+    let signer = LocalKeySigner::generate()?;
+    let end = chrono::Utc::now();
+    let written = end - chrono::Duration::minutes(30);
+    let partition = audit::record_partition(&written);
+    let mut entries = Vec::with_capacity(records);
+    let mut all_bytes = Vec::new();
+    for n in 0..records {
+        let envelope = serde_json::from_value(domain_envelope())?;
+        let record =
+            audit_writer::AuditRecord::from_envelope(&envelope).map_err(|e| anyhow!("{e}"))?;
+        let bytes = record.to_bytes().map_err(|e| anyhow!("{e}"))?;
+        let key = format!("{partition}{n:08}.json");
+        all_bytes.extend_from_slice(&bytes);
+        let version = bucket.put(&key, bytes.clone(), Default::default(), written);
+        entries.push(DigestEntry {
+            key,
+            version_id: Some(version),
+            sha256: audit::sha256_hex(&bytes),
+        });
+    }
+    let public_key = signer.public_key_der().await?;
+    let document = DigestDocument {
+        digest_version: audit::DIGEST_VERSION,
+        bucket: "bench".into(),
+        key: audit::digest_key(&end),
+        period_start: end - chrono::Duration::hours(1),
+        period_end: end,
+        records: entries,
+        previous: None,
+        public_key_fingerprint: audit::key_fingerprint(&public_key),
+        signature_algorithm: audit::SIGNATURE_ALGORITHM.into(),
+    };
+    let sealed = audit::seal(&signer, document).await?;
+    bucket.put_digest(&sealed).await?;
+    let started = Instant::now();
+    let report = audit::verify(
+        &bucket,
+        "bench",
+        &public_key,
+        &audit::VerifyOptions::default(),
+    )
+    .await?;
+    let verify_secs = started.elapsed().as_secs_f64();
+    ensure!(
+        report.ok() && report.records_checked == records,
+        "bench trail did not verify: {}",
+        report.summary()
+    );
+
+    let file = keyward_integration::target_dir().join("keyward-logs/bench/records.bin");
+    std::fs::create_dir_all(file.parent().context("no parent")?)?;
+    std::fs::write(&file, &all_bytes)?;
+    let started = Instant::now();
+    let status = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    let sha_secs = started.elapsed().as_secs_f64();
+    ensure!(status.success(), "sha256sum failed");
+    println!(
+        "| audit verify, {records} records ({:.1} MiB, one digest) | {:.0} records/s | {:.0} records/s (sha256sum) | {:.2}x |",
+        all_bytes.len() as f64 / 1_048_576.0,
+        records as f64 / verify_secs,
+        records as f64 / sha_secs,
+        (records as f64 / sha_secs) / (records as f64 / verify_secs)
+    );
+    Ok(())
+}
+
+/// Conditional, checksummed writes through the audit writer's S3 adapter, 8 writers at once.
+async fn writes_row(moto: &MotoServer, runs: usize) -> Result<()> {
+    let locked = "keyward-bench-writes";
+    create_bucket(moto, locked, true).await?;
+    let store = Arc::new(audit_writer::s3::S3AuditStore::new(moto.s3(), locked));
+    let per_writer = (runs * 20).max(50);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_writer {
+                let envelope = serde_json::from_value(domain_envelope())?;
+                audit_writer::handle(store.as_ref(), &envelope)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "| audit writes against moto, 8 concurrent writers ({} writes) | {:.0} writes/s | (moto bounds it) | |",
+        8 * per_writer,
+        (8 * per_writer) as f64 / secs
     );
     Ok(())
 }

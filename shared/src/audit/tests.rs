@@ -334,14 +334,26 @@ async fn a_corrupt_digest_is_reported_not_a_panic() {
 async fn ranges_limit_what_is_checked() {
     let trail = trail().await;
     let options = VerifyOptions {
-        from: Some(t0() + Duration::hours(1)),
-        to: Some(t0() + Duration::hours(1)),
+        from: Some(t0() + Duration::hours(1) + Duration::minutes(30)),
+        to: Some(t0() + Duration::hours(1) + Duration::minutes(30)),
+        ..VerifyOptions::default()
     };
     let report = verify(&trail.bucket, BUCKET, &trail.public_key, &options)
         .await
         .unwrap();
     assert!(report.ok(), "{}", report.summary());
     assert!(report.records_checked < 6, "{}", report.records_checked);
+}
+
+#[tokio::test]
+async fn drill_delete_a_record_before_any_digest_lists_it() {
+    let trail = trail().await;
+    let at = t0() + Duration::hours(3) + Duration::minutes(2);
+    let key = format!("{}{}.json", record_partition(&at), uuid::Uuid::now_v7());
+    trail.bucket.put(&key, b"{}".to_vec(), BTreeMap::new(), at);
+    trail.bucket.delete(&key, at + Duration::minutes(1));
+    let report = run(&trail).await;
+    assert_eq!(status_of(&report, &key), Status::Missing);
 }
 
 #[test]
