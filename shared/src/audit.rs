@@ -18,6 +18,7 @@ use std::future::Future;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -32,6 +33,19 @@ pub const META_SIGNATURE_ALGORITHM: &str = "signature-algorithm";
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Whether `bytes` hash to `expected_hex`, without allocating.
+pub fn sha256_matches(bytes: &[u8], expected_hex: &str) -> bool {
+    let mut buffer = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(bytes), &mut buffer).is_ok()
+        && buffer.as_slice() == expected_hex.as_bytes()
+}
+
+/// `audit/v1/YYYY/MM/DD/HH/<name>`: the shape of a record key (cheap check, no date parse).
+fn is_record_key(key: &str) -> bool {
+    key.strip_prefix(RECORD_PREFIX)
+        .is_some_and(|rest| rest.splitn(5, '/').count() == 5)
 }
 
 /// SHA-256 of a DER public key: names the key a digest was signed with.
@@ -403,6 +417,17 @@ impl Default for VerifyOptions {
     }
 }
 
+/// Records fetched at once by the verifier.
+const VERIFY_CONCURRENCY: usize = 32;
+
+/// One record key, with what the digests and the bucket say about it.
+struct RecordCheck<'a> {
+    key: &'a str,
+    listed: Option<(&'a str, &'a str, Option<&'a str>, &'a str)>,
+    versions: &'a [&'a ObjectVersion],
+    latest: Option<&'a ObjectVersion>,
+}
+
 struct ParsedDigest {
     key: String,
     bytes: Vec<u8>,
@@ -483,7 +508,9 @@ pub async fn verify<R: AuditReader>(
         })
         .collect();
 
-    let mut covered: BTreeMap<String, (String, Option<String>, String)> = BTreeMap::new();
+    // (record key, sha256, version id, digest key), borrowed from the parsed digests, so a large
+    // trail costs an allocation per digest, not per record.
+    let mut covered: Vec<(&str, &str, Option<&str>, &str)> = Vec::new();
     let mut newest_end: Option<DateTime<Utc>> = None;
     let by_key: BTreeMap<&str, usize> = digests
         .iter()
@@ -590,14 +617,12 @@ pub async fn verify<R: AuditReader>(
             }
         }
         for entry in &doc.records {
-            covered.insert(
-                entry.key.clone(),
-                (
-                    entry.sha256.clone(),
-                    entry.version_id.clone(),
-                    digest.key.clone(),
-                ),
-            );
+            covered.push((
+                entry.key.as_str(),
+                entry.sha256.as_str(),
+                entry.version_id.as_deref(),
+                digest.key.as_str(),
+            ));
         }
         newest_end = newest_end.max(Some(doc.period_end));
         let (status, detail) = problems
@@ -625,62 +650,113 @@ pub async fn verify<R: AuditReader>(
         });
     }
 
-    // Records.
+    // Records: a merge-join of the digests' entries and the bucket's versions, both sorted by
+    // key (S3 lists in key order; a stable sort keeps each key's versions in order).
+    covered.sort_by(|a, b| a.0.cmp(b.0));
+    // A key listed by two digests keeps the first; the second listing adds nothing to check.
+    covered.dedup_by(|later, first| later.0 == first.0);
     let record_versions = reader.list_versions(RECORD_PREFIX).await?;
-    let mut versions_by_key: BTreeMap<String, Vec<&ObjectVersion>> = BTreeMap::new();
-    for v in &record_versions {
-        versions_by_key.entry(v.key.clone()).or_default().push(v);
-    }
-    let mut all_keys: BTreeSet<String> = versions_by_key.keys().cloned().collect();
-    all_keys.extend(covered.keys().cloned());
-    for key in all_keys {
-        let Some(hour) = record_hour(&key) else {
-            continue;
+    let mut versions: Vec<&ObjectVersion> = record_versions.iter().collect();
+    versions.sort_by(|a, b| a.key.cmp(&b.key));
+    let ranged = options.from.is_some() || options.to.is_some();
+    let mut checks: Vec<RecordCheck> = Vec::new();
+    let (mut ci, mut vi) = (0, 0);
+    while ci < covered.len() || vi < versions.len() {
+        let key: &str = match (covered.get(ci), versions.get(vi)) {
+            (Some(c), Some(v)) => c.0.min(v.key.as_str()),
+            (Some(c), None) => c.0,
+            (None, Some(v)) => v.key.as_str(),
+            (None, None) => break,
         };
-        if !in_range(&hour, options) {
+        let listed = covered.get(ci).filter(|c| c.0 == key).copied();
+        if listed.is_some() {
+            ci += 1;
+        }
+        let group_start = vi;
+        while versions.get(vi).is_some_and(|v| v.key == key) {
+            vi += 1;
+        }
+        let versions = &versions[group_start..vi];
+        if ranged {
+            match record_hour(key) {
+                Some(hour) if in_range(&hour, options) => {}
+                _ => continue,
+            }
+        } else if !is_record_key(key) {
             continue;
         }
         report.records_checked += 1;
-        let versions = versions_by_key.get(&key).cloned().unwrap_or_default();
-        let latest = versions.iter().find(|v| v.is_latest);
-        let (status, detail) = match covered.get(&key) {
-            Some((sha, version_id, digest_key)) => match latest {
-                None => (
+        let latest = versions.iter().find(|v| v.is_latest).copied();
+        checks.push(RecordCheck {
+            key,
+            listed,
+            versions,
+            latest,
+        });
+    }
+
+    // Fetch and hash the records that need it, a bounded number at a time: against S3 each is a
+    // GET, and a sequential walk would be bound by latency, not by hashing.
+    let hashed: Vec<Option<Result<Option<bool>, ReadError>>> =
+        futures::stream::iter(checks.iter().map(|check| async move {
+            let (Some((_, sha, _, _)), Some(latest)) = (check.listed, check.latest) else {
+                return None;
+            };
+            if latest.is_delete_marker {
+                return None;
+            }
+            Some(
+                reader
+                    .get(check.key)
+                    .await
+                    .map(|object| object.map(|o| sha256_matches(&o.bytes, sha))),
+            )
+        }))
+        .buffered(VERIFY_CONCURRENCY)
+        .collect()
+        .await;
+
+    for (check, hashed) in checks.iter().zip(hashed) {
+        let (versions, latest) = (check.versions, check.latest);
+        let (status, detail) = match check.listed {
+            Some((_, _, version_id, digest_key)) => match (latest, hashed.transpose()?) {
+                (None, _) => (
                     Status::Missing,
                     format!("listed in {digest_key} but absent"),
                 ),
-                Some(v) if v.is_delete_marker => (
+                (Some(v), _) if v.is_delete_marker => (
                     Status::Missing,
                     format!("listed in {digest_key} but deleted"),
                 ),
-                Some(_) => match reader.get(&key).await? {
-                    None => (
-                        Status::Missing,
-                        format!("listed in {digest_key} but unreadable"),
-                    ),
-                    Some(object) if sha256_hex(&object.bytes) != *sha => (
-                        Status::Modified,
-                        format!("does not hash to the value in {digest_key}"),
-                    ),
-                    Some(_) if versions.iter().filter(|v| !v.is_delete_marker).count() > 1 => (
+                (Some(_), None | Some(None)) => (
+                    Status::Missing,
+                    format!("listed in {digest_key} but unreadable"),
+                ),
+                (Some(_), Some(Some(false))) => (
+                    Status::Modified,
+                    format!("does not hash to the value in {digest_key}"),
+                ),
+                (Some(_), Some(Some(true)))
+                    if versions.iter().filter(|v| !v.is_delete_marker).count() > 1 =>
+                {
+                    (
                         Status::Modified,
                         format!(
                             "{} versions exist; a record is written once",
                             versions.len()
                         ),
-                    ),
-                    Some(_)
-                        if version_id.is_some()
-                            && latest.and_then(|l| l.version_id.as_ref())
-                                != version_id.as_ref() =>
-                    {
-                        (
-                            Status::Modified,
-                            format!("the current version is not the one {digest_key} lists"),
-                        )
-                    }
-                    Some(_) => (Status::Valid, format!("matches {digest_key}")),
-                },
+                    )
+                }
+                (Some(l), Some(Some(true)))
+                    if version_id.is_some() && l.version_id.as_deref() != version_id =>
+                {
+                    (
+                        Status::Modified,
+                        format!("the current version is not the one {digest_key} lists"),
+                    )
+                }
+                // No per-record text for the common case: it is the bulk of a large report.
+                (Some(_), Some(Some(true))) => (Status::Valid, String::new()),
             },
             None => {
                 let written = latest.and_then(|v| v.last_modified);
@@ -704,7 +780,7 @@ pub async fn verify<R: AuditReader>(
             }
         };
         report.objects.push(ObjectReport {
-            key,
+            key: check.key.to_owned(),
             kind: ObjectKind::Record,
             status,
             detail,

@@ -333,31 +333,38 @@ async fn verify_row(records: usize) -> Result<()> {
     };
     let sealed = audit::seal(&signer, document).await?;
     bucket.put_digest(&sealed).await?;
-    let started = Instant::now();
-    let report = audit::verify(
-        &bucket,
-        "bench",
-        &public_key,
-        &audit::VerifyOptions::default(),
-    )
-    .await?;
-    let verify_secs = started.elapsed().as_secs_f64();
-    ensure!(
-        report.ok() && report.records_checked == records,
-        "bench trail did not verify: {}",
-        report.summary()
-    );
+    // Best of three on both sides: one-off timings on a shared 2-core machine are noisy.
+    let mut verify_secs = f64::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let report = audit::verify(
+            &bucket,
+            "bench",
+            &public_key,
+            &audit::VerifyOptions::default(),
+        )
+        .await?;
+        verify_secs = verify_secs.min(started.elapsed().as_secs_f64());
+        ensure!(
+            report.ok() && report.records_checked == records,
+            "bench trail did not verify: {}",
+            report.summary()
+        );
+    }
 
     let file = keyward_integration::target_dir().join("keyward-logs/bench/records.bin");
     std::fs::create_dir_all(file.parent().context("no parent")?)?;
     std::fs::write(&file, &all_bytes)?;
-    let started = Instant::now();
-    let status = std::process::Command::new("sha256sum")
-        .arg(&file)
-        .stdout(std::process::Stdio::null())
-        .status()?;
-    let sha_secs = started.elapsed().as_secs_f64();
-    ensure!(status.success(), "sha256sum failed");
+    let mut sha_secs = f64::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let status = std::process::Command::new("sha256sum")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        sha_secs = sha_secs.min(started.elapsed().as_secs_f64());
+        ensure!(status.success(), "sha256sum failed");
+    }
     println!(
         "| audit verify, {records} records ({:.1} MiB, one digest) | {:.0} records/s | {:.0} records/s (sha256sum) | {:.2}x |",
         all_bytes.len() as f64 / 1_048_576.0,
