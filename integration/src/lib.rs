@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod process;
 pub mod router;
 pub mod runtime_api;
+pub mod samples;
 pub mod scenario;
 pub mod stack;
 

@@ -143,3 +143,77 @@ impl MotoServer {
         keyward_shared::adapters::aws::s3_client(&self.sdk_config(), true)
     }
 }
+
+/// How a test bucket is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketKind {
+    /// Versioned, without Object Lock: plays an attacker who got past the lock.
+    Versioned,
+    /// As the template declares the audit bucket: Object Lock, COMPLIANCE default retention.
+    ObjectLockCompliance { days: i32 },
+}
+
+impl MotoServer {
+    pub async fn create_bucket(&self, name: &str, kind: BucketKind) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::{
+            BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+            DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+            ObjectLockRule, VersioningConfiguration,
+        };
+        let s3 = self.s3();
+        s3.create_bucket()
+            .bucket(name)
+            .create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(REGION))
+                    .build(),
+            )
+            .object_lock_enabled_for_bucket(matches!(kind, BucketKind::ObjectLockCompliance { .. }))
+            .send()
+            .await?;
+        s3.put_bucket_versioning()
+            .bucket(name)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await?;
+        if let BucketKind::ObjectLockCompliance { days } = kind {
+            let retention = DefaultRetention::builder()
+                .mode(ObjectLockRetentionMode::Compliance)
+                .days(days)
+                .build();
+            s3.put_object_lock_configuration()
+                .bucket(name)
+                .object_lock_configuration(
+                    ObjectLockConfiguration::builder()
+                        .object_lock_enabled(ObjectLockEnabled::Enabled)
+                        .rule(
+                            ObjectLockRule::builder()
+                                .default_retention(retention)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// An asymmetric RSA key for signing audit digests, as the template's `AuditDigestKey`.
+    pub async fn create_signing_key(&self) -> anyhow::Result<String> {
+        let out = aws_sdk_kms::Client::new(&self.sdk_config())
+            .create_key()
+            .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
+            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+            .description("keyward audit digest signing key (local)")
+            .send()
+            .await?;
+        out.key_metadata
+            .map(|m| m.key_id)
+            .ok_or_else(|| anyhow::anyhow!("CreateKey returned no key"))
+    }
+}

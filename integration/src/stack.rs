@@ -13,10 +13,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled,
-    ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
-};
 use keyward_shared::adapters::aws::{EventBridgePublisher, tags_to_sdk};
 use keyward_shared::events::DomainEvent;
 use keyward_shared::manifest::Manifest;
@@ -24,7 +20,7 @@ use keyward_shared::ports::EventPublisher;
 use keyward_shared::redact::SecretString;
 use keyward_shared::tags;
 
-use crate::moto::MotoServer;
+use crate::moto::{BucketKind, MotoServer};
 use crate::router::{Router, ScheduleDef, TemplateModel, TemplateValue};
 use crate::runtime_api::LocalFunction;
 
@@ -104,7 +100,6 @@ impl LocalStack {
         let sdk = moto.sdk_config();
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let events = aws_sdk_eventbridge::Client::new(&sdk);
-        let s3 = moto.s3();
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
         let suffix = &options.suffix;
 
@@ -142,64 +137,19 @@ impl LocalStack {
             .context("target the tap queue")?;
         let dlq_url = create_queue(&sqs, &format!("keyward-dlq-{suffix}")).await?;
 
-        // The audit bucket as the template declares it: Object Lock, COMPLIANCE, 365 days.
+        // The audit bucket as the template declares it: Object Lock, COMPLIANCE, 365 days; and
+        // the asymmetric key that signs audit digests.
         let audit_bucket = format!("keyward-audit-{suffix}");
-        s3.create_bucket()
-            .bucket(&audit_bucket)
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-                        crate::moto::REGION,
-                    ))
-                    .build(),
-            )
-            .object_lock_enabled_for_bucket(true)
-            .send()
+        moto.create_bucket(
+            &audit_bucket,
+            BucketKind::ObjectLockCompliance { days: 365 },
+        )
+        .await
+        .context("create the audit bucket")?;
+        let digest_key_id = moto
+            .create_signing_key()
             .await
-            .context("create the audit bucket")?;
-        s3.put_bucket_versioning()
-            .bucket(&audit_bucket)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await?;
-        s3.put_object_lock_configuration()
-            .bucket(&audit_bucket)
-            .object_lock_configuration(
-                ObjectLockConfiguration::builder()
-                    .object_lock_enabled(ObjectLockEnabled::Enabled)
-                    .rule(
-                        ObjectLockRule::builder()
-                            .default_retention(
-                                DefaultRetention::builder()
-                                    .mode(ObjectLockRetentionMode::Compliance)
-                                    .days(365)
-                                    .build(),
-                            )
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .context("set the audit bucket's default retention")?;
-
-        // The asymmetric key that signs audit digests.
-        let kms = aws_sdk_kms::Client::new(&sdk);
-        let digest_key_id = kms
-            .create_key()
-            .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
-            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-            .description("keyward audit digest signing key (local)")
-            .send()
-            .await
-            .context("create the digest signing key")?
-            .key_metadata
-            .map(|m| m.key_id)
-            .context("CreateKey returned no key")?;
+            .context("create the digest signing key")?;
 
         // The manifest's secrets, tagged by the tag contract, with random placeholder values.
         let mut provisioned_values = Vec::new();

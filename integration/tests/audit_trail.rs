@@ -11,15 +11,12 @@ use audit_writer::handle;
 use audit_writer::s3::S3AuditStore;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, CreateBucketConfiguration, VersioningConfiguration,
-};
-use keyward_integration::moto::{MotoServer, REGION};
+use keyward_integration::moto::{BucketKind, MotoServer};
+use keyward_integration::samples::{drift_detected, typed_envelope};
 use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket};
 use keyward_shared::audit::{
     DigestSigner, ObjectKind, Status, VerifyOptions, VerifyReport, verify,
 };
-use keyward_shared::events::{Actor, CorrelationId, DomainEvent, EventData, Outcome, Severity};
 
 struct Trail {
     moto: &'static MotoServer,
@@ -30,23 +27,7 @@ struct Trail {
 }
 
 fn envelope(n: usize) -> EventBridgeEvent<serde_json::Value> {
-    let event = DomainEvent::new(
-        CorrelationId::generate(),
-        Actor::service("drift-detector"),
-        None,
-        Outcome::Detected,
-        EventData::DriftDetected {
-            fingerprint: format!("fp-{n}"),
-            finding: "rotation-disabled".into(),
-            severity: Severity::Low,
-            evidence: Default::default(),
-        },
-    );
-    serde_json::from_value(serde_json::json!({
-        "version": "0", "id": "x", "detail-type": event.detail_type(), "source": event.source(), "account": "123456789012",
-        "time": event.time.to_rfc3339(), "region": REGION, "resources": [], "detail": serde_json::to_value(&event).unwrap(),
-    }))
-    .unwrap()
+    typed_envelope(&drift_detected(&format!("fp-{n}")))
 }
 
 async fn tick() {
@@ -59,37 +40,11 @@ async fn trail() -> Trail {
     let moto = MotoServer::shared().await;
     let s3 = moto.s3();
     let bucket = format!("trail-{}", uuid::Uuid::new_v4().simple());
-    s3.create_bucket()
-        .bucket(&bucket)
-        .create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(REGION.into())
-                .build(),
-        )
-        .send()
+    moto.create_bucket(&bucket, BucketKind::Versioned)
         .await
         .unwrap();
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let key_id = moto.create_signing_key().await.unwrap();
     let kms = aws_sdk_kms::Client::new(&moto.sdk_config());
-    let key_id = kms
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
     let signer = KmsDigestSigner::new(kms, &key_id);
     let store = S3AuditStore::new(s3.clone(), &bucket);
     let reader = S3AuditBucket::new(s3, &bucket);
@@ -267,16 +222,7 @@ async fn drill_swap_digests_and_forge_a_signature() {
     // Forge: restore digest 0, then re-sign digest 1 with another KMS key.
     let trail = self::trail().await;
     let kms = aws_sdk_kms::Client::new(&trail.moto.sdk_config());
-    let other = kms
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let other = trail.moto.create_signing_key().await.unwrap();
     let forger = KmsDigestSigner::new(kms, other);
     let (bytes, _) = get(&trail, &trail.digests[1]).await;
     let document: keyward_shared::audit::DigestDocument = serde_json::from_slice(&bytes).unwrap();

@@ -6,13 +6,10 @@ use std::sync::Arc;
 use audit_writer::s3::S3AuditStore;
 use audit_writer::{AuditError, WriteOutcome, handle};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention, ObjectLockConfiguration,
-    ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
-};
-use keyward_integration::moto::{MotoServer, REGION};
+use keyward_integration::moto::{BucketKind, MotoServer};
+use keyward_integration::samples::{drift_detected, typed_envelope};
 use keyward_shared::adapters::aws::{EventBridgePublisher, SecretsManagerCatalog, tags_to_sdk};
-use keyward_shared::events::{Actor, CorrelationId, DomainEvent, EventData, Outcome, Severity};
+use keyward_shared::events::DomainEvent;
 use keyward_shared::manifest::Manifest;
 use keyward_shared::ports::{EventPublisher, SecretCatalog};
 use keyward_shared::tags::{self, TagContractError};
@@ -22,71 +19,15 @@ fn unique(prefix: &str) -> String {
 }
 
 async fn locked_bucket(moto: &MotoServer) -> String {
-    let s3 = moto.s3();
     let bucket = unique("audit");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(REGION.into())
-                .build(),
-        )
-        .object_lock_enabled_for_bucket(true)
-        .send()
-        .await
-        .unwrap();
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    s3.put_object_lock_configuration()
-        .bucket(&bucket)
-        .object_lock_configuration(
-            ObjectLockConfiguration::builder()
-                .object_lock_enabled(ObjectLockEnabled::Enabled)
-                .rule(
-                    ObjectLockRule::builder()
-                        .default_retention(
-                            DefaultRetention::builder()
-                                .mode(ObjectLockRetentionMode::Compliance)
-                                .days(365)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
+    moto.create_bucket(&bucket, BucketKind::ObjectLockCompliance { days: 365 })
         .await
         .unwrap();
     bucket
 }
 
 fn drift_envelope() -> EventBridgeEvent<serde_json::Value> {
-    let event = DomainEvent::new(
-        CorrelationId::generate(),
-        Actor::service("drift-detector"),
-        None,
-        Outcome::Detected,
-        EventData::DriftDetected {
-            fingerprint: unique("fp"),
-            finding: "rotation-disabled".into(),
-            severity: Severity::Medium,
-            evidence: Default::default(),
-        },
-    );
-    serde_json::from_value(serde_json::json!({
-        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": event.detail_type(), "source": event.source(),
-        "account": "123456789012", "time": event.time.to_rfc3339(), "region": REGION, "resources": [],
-        "detail": serde_json::to_value(&event).unwrap(),
-    }))
-    .unwrap()
+    typed_envelope(&drift_detected(&unique("fp")))
 }
 
 #[tokio::test]

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
 use clap::Parser;
-use keyward_integration::moto::{MotoServer, REGION};
+use keyward_integration::moto::{BucketKind, MotoServer, REGION};
 use keyward_integration::router::{TemplateModel, TemplateValue};
 use keyward_integration::runtime_api::LocalFunction;
+use keyward_integration::samples;
 use keyward_shared::audit::{
     self, DigestDocument, DigestEntry, DigestSigner, DigestWriter, InMemoryAuditBucket,
     LocalKeySigner,
 };
-use keyward_shared::events::{Actor, CorrelationId, DomainEvent, EventData, Outcome, Severity};
 
 #[derive(Parser)]
 struct Args {
@@ -35,23 +35,7 @@ struct Args {
 }
 
 fn domain_envelope() -> serde_json::Value {
-    let event = DomainEvent::new(
-        CorrelationId::generate(),
-        Actor::service("drift-detector"),
-        None,
-        Outcome::Detected,
-        EventData::DriftDetected {
-            fingerprint: "bench".into(),
-            finding: "rotation-disabled".into(),
-            severity: Severity::Low,
-            evidence: Default::default(),
-        },
-    );
-    serde_json::json!({
-        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": event.detail_type(), "source": event.source(),
-        "account": "123456789012", "time": event.time.to_rfc3339(), "region": REGION, "resources": [],
-        "detail": serde_json::to_value(&event).unwrap_or_default(),
-    })
+    samples::envelope(&samples::drift_detected("bench"))
 }
 
 fn scheduled_envelope() -> serde_json::Value {
@@ -107,21 +91,6 @@ async fn measure(
     })
 }
 
-async fn create_bucket(moto: &MotoServer, name: &str, locked: bool) -> Result<()> {
-    moto.s3()
-        .create_bucket()
-        .bucket(name)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
-                .build(),
-        )
-        .object_lock_enabled_for_bucket(locked)
-        .send()
-        .await?;
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -129,16 +98,9 @@ async fn main() -> Result<()> {
     let model = TemplateModel::load(&root.join("infra/template.yaml"))?;
     let moto = MotoServer::start().await?;
     let bucket = "keyward-bench";
-    create_bucket(&moto, bucket, true).await?;
-    let kms_key = aws_sdk_kms::Client::new(&moto.sdk_config())
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await?
-        .key_metadata
-        .context("no key")?
-        .key_id;
+    moto.create_bucket(bucket, BucketKind::ObjectLockCompliance { days: 1 })
+        .await?;
+    let kms_key = moto.create_signing_key().await?;
     let logs = keyward_integration::target_dir().join("keyward-logs/bench");
 
     println!(
@@ -378,7 +340,8 @@ async fn verify_row(records: usize) -> Result<()> {
 /// Conditional, checksummed writes through the audit writer's S3 adapter, 8 writers at once.
 async fn writes_row(moto: &MotoServer, runs: usize) -> Result<()> {
     let locked = "keyward-bench-writes";
-    create_bucket(moto, locked, true).await?;
+    moto.create_bucket(locked, BucketKind::ObjectLockCompliance { days: 1 })
+        .await?;
     let store = Arc::new(audit_writer::s3::S3AuditStore::new(moto.s3(), locked));
     let per_writer = (runs * 20).max(50);
     let started = Instant::now();

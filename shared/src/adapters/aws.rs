@@ -312,42 +312,77 @@ impl AuditReader for S3AuditBucket {
     }
 }
 
-impl DigestWriter for S3AuditBucket {
-    async fn put_digest(&self, digest: &SealedDigest) -> Result<bool, ReadError> {
+/// What a create-only PUT found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOnly {
+    Created,
+    /// HTTP 412: an object already exists under the key.
+    Exists,
+    /// HTTP 409 `ConditionalRequestConflict`: a concurrent conditional write is in flight (retry).
+    Conflict,
+}
+
+impl S3AuditBucket {
+    /// A create-only PUT (`If-None-Match: *`) carrying the body's SHA-256, which S3 verifies
+    /// (`BadDigest` on mismatch) and Object Lock buckets require. Passing the checksum ourselves
+    /// makes the SDK send `x-amz-checksum-sha256` instead of computing a CRC32 of its own.
+    /// `sha256_b64` is the base64 SHA-256 of `body`.
+    pub async fn put_create_only(
+        &self,
+        key: &str,
+        body: &[u8],
+        sha256_b64: &str,
+        metadata: &[(&str, &str)],
+    ) -> Result<CreateOnly, ReadError> {
         use aws_sdk_s3::error::ProvideErrorMetadata;
-        let sha256 = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
-                &digest.bytes,
-            )),
-        );
-        let result = self
+        let mut request = self
             .client
             .put_object()
             .bucket(&self.bucket)
-            .key(&digest.document.key)
+            .key(key)
             .content_type("application/json")
             .if_none_match("*")
             .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
-            .checksum_sha256(sha256)
-            .metadata(META_SIGNATURE, &digest.signature_b64)
-            .metadata(META_SIGNATURE_ALGORITHM, SIGNATURE_ALGORITHM)
-            .body(aws_sdk_s3::primitives::ByteStream::from(
-                digest.bytes.clone(),
-            ))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err.code() == Some("PreconditionFailed")
-                    || err
-                        .raw_response()
-                        .is_some_and(|r| r.status().as_u16() == 412) =>
-            {
-                Ok(false)
+            .checksum_sha256(sha256_b64)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()));
+        for (name, value) in metadata {
+            request = request.metadata(*name, *value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(CreateOnly::Created),
+            // 412 and 409 are not modelled by the SDK: match the code, or the status.
+            Err(err) if err.code() == Some("PreconditionFailed") => Ok(CreateOnly::Exists),
+            Err(err) if err.code() == Some("ConditionalRequestConflict") => {
+                Ok(CreateOnly::Conflict)
             }
-            Err(err) => Err(read_error(&err)),
+            Err(err) => match err.raw_response().map(|r| r.status().as_u16()) {
+                Some(412) => Ok(CreateOnly::Exists),
+                Some(409) => Ok(CreateOnly::Conflict),
+                _ => Err(read_error(&err)),
+            },
+        }
+    }
+}
+
+impl DigestWriter for S3AuditBucket {
+    async fn put_digest(&self, digest: &SealedDigest) -> Result<bool, ReadError> {
+        let metadata = [
+            (META_SIGNATURE, digest.signature_b64.as_str()),
+            (META_SIGNATURE_ALGORITHM, SIGNATURE_ALGORITHM),
+        ];
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let sha256 =
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&digest.bytes));
+        match self
+            .put_create_only(&digest.document.key, &digest.bytes, &sha256, &metadata)
+            .await?
+        {
+            CreateOnly::Created => Ok(true),
+            CreateOnly::Exists => Ok(false),
+            CreateOnly::Conflict => Err(ReadError(
+                "a concurrent digest write to the same key is in flight".into(),
+            )),
         }
     }
 }
