@@ -197,7 +197,10 @@ where
 
     // Every hour partition a record written in the window can sit in.
     let mut entries = Vec::new();
-    let mut hour = window_start - Duration::hours(config.lookback_hours);
+    // Step through whole hours: stepping from an unaligned instant (say hh:56) would skip the
+    // hour of `period_end` whenever it ends a few minutes past the hour.
+    let first = window_start - Duration::hours(config.lookback_hours);
+    let mut hour = first - Duration::seconds(first.timestamp().rem_euclid(3600));
     let mut partitions = BTreeSet::new();
     while hour <= period_end {
         partitions.insert(record_partition(&hour));

@@ -117,6 +117,28 @@ async fn a_write_in_flight_at_the_previous_digest_is_caught_once() {
 }
 
 #[tokio::test]
+async fn a_period_ending_just_past_the_hour_covers_that_hour() {
+    let bucket = InMemoryAuditBucket::default();
+    let signer = LocalKeySigner::generate().unwrap();
+    let early = record(&bucket, at(11, 0), at(11, 0), 1);
+    let just_before_end = record(&bucket, at(11, 1), at(11, 1), 2);
+    let sealed = seal_period(&bucket, BUCKET, &signer, &config(), at(11, 2))
+        .await
+        .unwrap();
+    assert_eq!(sealed.records, 2, "{sealed:?}");
+    let report = verified(&bucket, &signer).await;
+    for key in [&early, &just_before_end] {
+        assert!(
+            report
+                .objects
+                .iter()
+                .any(|o| &o.key == key && o.status == Status::Valid),
+            "{key}: {report:#?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_retried_firing_writes_nothing_new() {
     let bucket = InMemoryAuditBucket::default();
     let signer = LocalKeySigner::generate().unwrap();
