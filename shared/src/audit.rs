@@ -73,7 +73,9 @@ pub fn digest_key(end: &DateTime<Utc>) -> String {
     )
 }
 
-/// The hour partition prefix of records for the hour containing `t`.
+/// The hour partition prefix of records for the hour containing `t`: the one place the record
+/// key layout is written (the audit writer keys records with it, the digest job and the verifier
+/// list with it).
 pub fn record_partition(t: &DateTime<Utc>) -> String {
     format!("{RECORD_PREFIX}{}/", hour_path(t))
 }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -44,18 +44,6 @@ impl EventId {
         Utc.timestamp_opt(secs as i64, nanos)
             .single()
             .unwrap_or(DateTime::UNIX_EPOCH)
-    }
-
-    /// `YYYY/MM/DD/HH` of the id's instant, for time-partitioned object keys.
-    pub fn hour_partition(&self) -> String {
-        let t = self.timestamp();
-        format!(
-            "{:04}/{:02}/{:02}/{:02}",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour()
-        )
     }
 
     pub fn as_uuid(&self) -> &Uuid {
@@ -587,7 +575,6 @@ mod tests {
         let id = EventId::new();
         let age = Utc::now() - id.timestamp();
         assert!(age.num_seconds().abs() < 5);
-        assert_eq!(id.hour_partition().len(), "2026/11/22/20".len());
         assert!(
             "9a4a2f9e-0c5e-4c1a-9f3e-0a1b2c3d4e5f"
                 .parse::<EventId>()

@@ -16,6 +16,7 @@ use std::future::Future;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use keyward_shared::audit::record_partition;
 use keyward_shared::config::{self, ConfigError, EnvSource};
 use keyward_shared::events::DomainEvent;
 use keyward_shared::redact::SafeText;
@@ -27,7 +28,6 @@ pub mod s3;
 
 /// Version of the audit record layout (also the `v1` in the key).
 pub const RECORD_VERSION: u32 = 1;
-pub const KEY_PREFIX: &str = "audit/v1/";
 /// S3 answers a concurrent conditional write with 409 `ConditionalRequestConflict`: retry it.
 const CONFLICT_RETRIES: u32 = 3;
 
@@ -81,7 +81,7 @@ impl AuditRecord {
     /// `audit/v1/YYYY/MM/DD/HH/<event-id>.json`: lists by time, and fixed by the id alone.
     pub fn key(&self) -> String {
         let id = &self.event.event_id;
-        format!("{KEY_PREFIX}{}/{id}.json", id.hour_partition())
+        format!("{}{id}.json", record_partition(&id.timestamp()))
     }
 
     /// The stored bytes: compact JSON in the struct's fixed field order, so the same event always

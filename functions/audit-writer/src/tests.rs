@@ -60,11 +60,8 @@ async fn writes_one_record_under_a_time_partitioned_key() {
     let ack = handle(&store, &envelope(ROTATED)).await.unwrap();
     assert_eq!(ack.outcome, WriteOutcome::Written);
     let id = "019aa6c5-1f4a-7c3e-9b1d-4e2f8a6b0c11";
-    let partition = id
-        .parse::<keyward_shared::events::EventId>()
-        .unwrap()
-        .hour_partition();
-    assert_eq!(ack.key, format!("audit/v1/{partition}/{id}.json"));
+    // The hour comes from the UUIDv7's own timestamp (2025-11-21T14:..Z), not the envelope time.
+    assert_eq!(ack.key, format!("audit/v1/2025/11/21/14/{id}.json"));
     let stored = store.get(&ack.key).await.unwrap().unwrap();
     let record: AuditRecord = serde_json::from_slice(&stored).unwrap();
     assert_eq!(record.source, "keyward.rotation");
