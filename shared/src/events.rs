@@ -266,7 +266,9 @@ pub enum EventData {
     },
     /// keyward.rotation: a rotation step failed; AWSCURRENT is untouched.
     RotationFailed {
-        strategy: RotationStrategy,
+        /// Absent when the failure came before the strategy was known (bad governance tags).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        strategy: Option<RotationStrategy>,
         step: RotationStep,
         version_id: String,
         error: SafeText,
@@ -595,7 +597,7 @@ mod tests {
             None,
             Outcome::Failure,
             EventData::RotationFailed {
-                strategy: RotationStrategy::PostgresSingleUser,
+                strategy: Some(RotationStrategy::PostgresSingleUser),
                 step: RotationStep::SetSecret,
                 version_id: "v".into(),
                 error: redactor.safe(db_error),

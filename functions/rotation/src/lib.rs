@@ -1,0 +1,869 @@
+//! keyward's rotation function: Secrets Manager's four-step rotation protocol
+//! (createSecret → setSecret → testSecret → finishSecret) with the strategy chosen by the
+//! secret's `keyward:rotation` tag.
+//!
+//! | strategy                     | createSecret                          | setSecret                           | testSecret                     |
+//! |------------------------------|---------------------------------------|-------------------------------------|--------------------------------|
+//! | `random`                     | `GetRandomPassword` (whole value or `keyward:json-key` field) | nothing                  | value well-formed, new          |
+//! | `postgres-single-user`       | same document, new password           | `ALTER ROLE` as the user (CURRENT, else PREVIOUS) | PENDING logs in    |
+//! | `postgres-alternating-users` | other user of `app`/`app_clone`, new password | as master: create/alter, copy grants | PENDING logs in       |
+//! | `auth0-client-secret`        | Auth0 `rotate-secret`, stored at once | identity unchanged                  | client credentials grant works |
+//!
+//! Before every step the guard checks: rotation enabled; the token is a version of this secret;
+//! a token already `AWSCURRENT` means the step is done; otherwise it must hold `AWSPENDING`.
+//! Every step is re-entrant, so Secrets Manager's retries (of the whole rotation) converge, and
+//! nothing moves `AWSCURRENT` until testSecret has passed.
+//!
+//! Ports: [`store::SecretStore`], [`pg::Database`], [`auth0::Auth0Api`] and the shared
+//! [`EventPublisher`]; `main.rs` wires the AWS, PostgreSQL and HTTP adapters.
+
+pub mod auth0;
+pub mod documents;
+pub mod pg;
+pub mod request;
+pub mod scram;
+pub mod store;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use keyward_shared::config::{CommonConfig, ConfigError, EnvSource, flag, parsed_or};
+use keyward_shared::events::{
+    Actor, CorrelationId, DomainEvent, EventData, Outcome, RotationStep, SecretRef,
+};
+use keyward_shared::governance::{RotationPolicy, RotationStrategy};
+use keyward_shared::ports::{EventPublisher, PublishError};
+use keyward_shared::redact::Redactor;
+use keyward_shared::tags::{self, TagContractError};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::auth0::{Auth0Api, Auth0Error, Tenant, TenantError};
+use crate::documents::{
+    Auth0Secret, ClientCredentials, DocumentError, MasterSecret, PgSecret, alternate_user,
+    base_user,
+};
+use crate::pg::{AlternatingUsers, Database, DbError, PgLogin, PostgresConfig};
+use crate::request::{RequestError, RotationRequest};
+use crate::store::{
+    AWSCURRENT, AWSPENDING, AWSPREVIOUS, PasswordRequest, SecretState, SecretStore, Selector,
+    StoreError,
+};
+
+pub const FUNCTION: &str = "rotation";
+
+/// Configuration, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub postgres: PostgresConfig,
+    pub settings: Settings,
+}
+
+/// What the protocol itself needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long testSecret keeps retrying a freshly rotated Auth0 secret: Auth0 documents that a
+    /// rotation may take up to 30 seconds to apply (`KEYWARD_AUTH0_PROPAGATION_SECS`, 40).
+    pub auth0_propagation: Duration,
+    /// First wait between those retries; it doubles up to 8 s.
+    pub auth0_retry_base: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            auth0_propagation: Duration::from_secs(40),
+            auth0_retry_base: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let ca_bundle = env.get("KEYWARD_DB_CA_BUNDLE").map(PathBuf::from);
+        Ok(Self {
+            common: CommonConfig::from_env(env)?,
+            postgres: PostgresConfig {
+                ca_bundle,
+                allow_plaintext: flag(env, "KEYWARD_DB_ALLOW_PLAINTEXT", false)?,
+                connect_timeout: Duration::from_secs(parsed_or(
+                    env,
+                    "KEYWARD_DB_CONNECT_TIMEOUT_SECS",
+                    5u64,
+                )?),
+            },
+            settings: Settings {
+                auth0_propagation: Duration::from_secs(parsed_or(
+                    env,
+                    "KEYWARD_AUTH0_PROPAGATION_SECS",
+                    40u64,
+                )?),
+                ..Settings::default()
+            },
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("rotation is disabled for {secret}")]
+    RotationDisabled { secret: String },
+    #[error(
+        "version {token} is not a labelled version of {secret}: a token of another secret, or one whose rotation another has replaced"
+    )]
+    UnknownVersion { token: String, secret: String },
+    #[error(
+        "version {token} of {secret} is neither AWSCURRENT nor AWSPENDING: another rotation has taken over, or it was stopped by hand"
+    )]
+    NotPending { token: String, secret: String },
+    #[error("{secret} carries no keyward governance tags: tag it `keyward:rotation` to rotate it")]
+    NotGoverned { secret: String },
+    #[error("the governance tags of {secret} break the contract: {source}")]
+    Tags {
+        secret: String,
+        #[source]
+        source: TagContractError,
+    },
+    #[error("{secret} is rotated by hand (`keyward:rotation` = manual); no function rotates it")]
+    Manual { secret: String },
+    #[error("{secret} has no AWSCURRENT value")]
+    NoCurrentValue { secret: String },
+    #[error("version {token} (AWSPENDING) holds no value: createSecret has not completed")]
+    MissingPending { token: String },
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error("AWSPENDING changes the `{field}` of AWSCURRENT; refusing to act on another identity")]
+    IdentityChanged { field: &'static str },
+    #[error("alternating users need `masterarn` (the master secret's ARN) in the secret")]
+    NoMaster,
+    #[error("the secret {arn} named by `{field}` has no AWSCURRENT value")]
+    LinkedSecretMissing { field: &'static str, arn: String },
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(
+        "none of the stored credentials of `{user}` logs in (AWSCURRENT, AWSPREVIOUS), so its password cannot be changed as the user itself"
+    )]
+    NoWorkingLogin { user: String },
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    #[error(transparent)]
+    Auth0(#[from] Auth0Error),
+    #[error(
+        "Auth0 rotated the client secret of `{client_id}` but storing it as AWSPENDING failed ({source}); the old secret no longer works and the next attempt rotates again"
+    )]
+    Auth0NotStored {
+        client_id: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("the new client secret of `{client_id}` was still refused after {waited_secs}s")]
+    Auth0NotPropagated { client_id: String, waited_secs: u64 },
+    #[error("the AWSPENDING value {problem}")]
+    BadPending { problem: &'static str },
+    #[error("{secret} has no version labelled AWSCURRENT")]
+    NoCurrentVersion { secret: String },
+    #[error("the rotation succeeded but its event was not published: {0}")]
+    Publish(#[from] PublishError),
+}
+
+impl RotationError {
+    /// The `errorType` Secrets Manager and CloudWatch show.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Request(_) => "InvalidRotationEvent",
+            Self::Store(_) => "SecretsManagerError",
+            Self::RotationDisabled { .. }
+            | Self::UnknownVersion { .. }
+            | Self::NotPending { .. }
+            | Self::NoCurrentVersion { .. } => "RotationProtocolError",
+            Self::NotGoverned { .. } | Self::Tags { .. } | Self::Manual { .. } => "GovernanceError",
+            Self::NoCurrentValue { .. }
+            | Self::MissingPending { .. }
+            | Self::Document(_)
+            | Self::IdentityChanged { .. }
+            | Self::NoMaster
+            | Self::LinkedSecretMissing { .. }
+            | Self::BadPending { .. } => "SecretValueError",
+            Self::Database(_) | Self::NoWorkingLogin { .. } => "DatabaseError",
+            Self::Tenant(_)
+            | Self::Auth0(_)
+            | Self::Auth0NotStored { .. }
+            | Self::Auth0NotPropagated { .. } => "Auth0Error",
+            Self::Publish(_) => "EventPublishError",
+        }
+    }
+}
+
+impl From<RotationError> for lambda_runtime::Diagnostic {
+    fn from(error: RotationError) -> Self {
+        // Every variant is built from names, ids and redacted text only.
+        lambda_runtime::Diagnostic {
+            error_type: error.kind().to_owned(),
+            error_message: error_chain(&error),
+        }
+    }
+}
+
+/// What a step produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The step's work is (now) done.
+    Done,
+    /// The token already holds AWSCURRENT: nothing to do.
+    AlreadyCurrent,
+    /// finishSecret moved AWSCURRENT (or found it moved by an earlier attempt).
+    Finished { previous_version: Option<String> },
+}
+
+pub struct Rotator<S, D, A, P> {
+    pub store: S,
+    pub db: D,
+    pub auth0: A,
+    pub publisher: P,
+    pub settings: Settings,
+    pub redactor: Redactor,
+}
+
+enum Guard {
+    AlreadyCurrent,
+    Pending,
+}
+
+impl<S, D, A, P> Rotator<S, D, A, P>
+where
+    S: SecretStore,
+    D: Database,
+    A: Auth0Api,
+    P: EventPublisher,
+{
+    /// The Lambda entry: parses the invocation and runs one step.
+    pub async fn handle_event(&self, event: &serde_json::Value) -> Result<(), RotationError> {
+        let request = RotationRequest::parse(event).inspect_err(|e| {
+            tracing::error!(error = %e, "rejected a rotation invocation");
+        })?;
+        self.handle(&request).await
+    }
+
+    pub async fn handle(&self, request: &RotationRequest) -> Result<(), RotationError> {
+        let step = step_name(request.step);
+        let correlation = CorrelationId::new(format!("rotation:{}", request.token))
+            .unwrap_or_else(|_| CorrelationId::generate());
+        let state = match self.store.describe(&request.secret_id).await {
+            Ok(state) => state,
+            Err(err) => {
+                let err = RotationError::from(err);
+                let secret = SecretRef {
+                    name: request.secret_id.clone(),
+                    arn: None,
+                };
+                self.report_failure(request, secret, None, &err, &correlation)
+                    .await;
+                return Err(err);
+            }
+        };
+        let secret = SecretRef {
+            name: state.name.clone(),
+            arn: Some(state.arn.clone()),
+        };
+        let started = Instant::now();
+        let (strategy, result) = self.run(request, &state).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let strategy_name = strategy.map(RotationStrategy::as_str).unwrap_or("unknown");
+        match result {
+            Ok(StepOutcome::Finished { previous_version }) => {
+                tracing::info!(secret = %state.name, step, version = %request.token, strategy = strategy_name, elapsed_ms, "rotation finished: AWSCURRENT moved");
+                if let Some(strategy) = strategy {
+                    let event = DomainEvent::new(
+                        correlation,
+                        Actor::service(FUNCTION),
+                        Some(secret),
+                        Outcome::Success,
+                        EventData::SecretRotated {
+                            strategy,
+                            version_id: request.token.clone(),
+                            previous_version_id: previous_version,
+                        },
+                    );
+                    // Returning the error makes Secrets Manager retry; finishSecret then finds
+                    // the token current and publishes again (at least once).
+                    self.publisher.publish(&[event]).await?;
+                }
+                Ok(())
+            }
+            Ok(outcome) => {
+                tracing::info!(secret = %state.name, step, version = %request.token, strategy = strategy_name, elapsed_ms, already_current = outcome == StepOutcome::AlreadyCurrent, "rotation step done");
+                Ok(())
+            }
+            Err(err) => {
+                self.report_failure(request, secret, strategy, &err, &correlation)
+                    .await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn report_failure(
+        &self,
+        request: &RotationRequest,
+        secret: SecretRef,
+        strategy: Option<RotationStrategy>,
+        err: &RotationError,
+        correlation: &CorrelationId,
+    ) {
+        let message = self.redactor.safe(&error_chain(err));
+        tracing::error!(secret = %secret.name, step = step_name(request.step), version = %request.token, error = %message.as_str(), "rotation step failed; AWSCURRENT untouched");
+        let event = DomainEvent::new(
+            correlation.clone(),
+            Actor::service(FUNCTION),
+            Some(secret),
+            Outcome::Failure,
+            EventData::RotationFailed {
+                strategy,
+                step: request.step,
+                version_id: request.token.clone(),
+                error: message,
+            },
+        );
+        // The step's own error is what Secrets Manager must see; a bus failure is logged.
+        if let Err(publish) = self.publisher.publish(&[event]).await {
+            tracing::error!(error = %self.redactor.safe(&publish.to_string()).as_str(), "RotationFailed event not published");
+        }
+    }
+
+    async fn run(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+    ) -> (Option<RotationStrategy>, Result<StepOutcome, RotationError>) {
+        let guard = match guard(state, &request.token) {
+            Ok(guard) => guard,
+            Err(err) => return (governed_strategy(state), Err(err)),
+        };
+        let policy = match policy(state) {
+            Ok(policy) => policy,
+            Err(err) => return (None, Err(err)),
+        };
+        let strategy = policy.strategy;
+        let result = match guard {
+            Guard::AlreadyCurrent if request.step == RotationStep::FinishSecret => {
+                Ok(StepOutcome::Finished {
+                    previous_version: state.version_with(AWSPREVIOUS).map(str::to_owned),
+                })
+            }
+            Guard::AlreadyCurrent => Ok(StepOutcome::AlreadyCurrent),
+            Guard::Pending => self.step(request, state, &policy).await,
+        };
+        (Some(strategy), result)
+    }
+
+    async fn step(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+        policy: &RotationPolicy,
+    ) -> Result<StepOutcome, RotationError> {
+        use RotationStrategy as S;
+        match (request.step, policy.strategy) {
+            (_, S::Manual) => Err(RotationError::Manual {
+                secret: state.name.clone(),
+            }),
+            (RotationStep::CreateSecret, _) => self.create(request, state, policy).await,
+            (RotationStep::SetSecret, S::Random) => Ok(StepOutcome::Done),
+            (RotationStep::SetSecret, S::PostgresSingleUser) => {
+                self.set_single_user(request, state).await
+            }
+            (RotationStep::SetSecret, S::PostgresAlternatingUsers) => {
+                self.set_alternating_users(request, state).await
+            }
+            (RotationStep::SetSecret, S::Auth0ClientSecret) => self.set_auth0(request, state).await,
+            (RotationStep::TestSecret, S::Random) => self.test_random(request, state, policy).await,
+            (RotationStep::TestSecret, S::PostgresSingleUser | S::PostgresAlternatingUsers) => {
+                let pending = self.pending_pg(request, state).await?;
+                self.db.check_login(&login(&pending)).await?;
+                Ok(StepOutcome::Done)
+            }
+            (RotationStep::TestSecret, S::Auth0ClientSecret) => {
+                self.test_auth0(request, state).await
+            }
+            (RotationStep::FinishSecret, _) => {
+                let current = state
+                    .version_with(AWSCURRENT)
+                    .ok_or_else(|| RotationError::NoCurrentVersion {
+                        secret: state.name.clone(),
+                    })?
+                    .to_owned();
+                self.store
+                    .promote(&state.arn, &request.token, &current)
+                    .await?;
+                Ok(StepOutcome::Finished {
+                    previous_version: Some(current),
+                })
+            }
+        }
+    }
+
+    async fn current_value(&self, state: &SecretState) -> Result<SecretString, RotationError> {
+        self.store
+            .value(&state.arn, Selector::Stage(AWSCURRENT))
+            .await?
+            .ok_or_else(|| RotationError::NoCurrentValue {
+                secret: state.name.clone(),
+            })
+    }
+
+    async fn pending_value(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+    ) -> Result<SecretString, RotationError> {
+        self.store
+            .value(&state.arn, Selector::Pending(&request.token))
+            .await?
+            .ok_or_else(|| RotationError::MissingPending {
+                token: request.token.clone(),
+            })
+    }
+
+    async fn new_password(&self, policy: &RotationPolicy) -> Result<SecretString, RotationError> {
+        let request = PasswordRequest {
+            length: policy.password.length.unwrap_or(32),
+            exclude_characters: policy
+                .password
+                .exclude_characters
+                .clone()
+                .unwrap_or_else(|| policy.strategy.default_excluded_characters().to_owned()),
+        };
+        let password = self.store.random_password(&request).await?;
+        self.redactor.register(&password);
+        Ok(password)
+    }
+
+    async fn create(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+        policy: &RotationPolicy,
+    ) -> Result<StepOutcome, RotationError> {
+        let current = self.current_value(state).await?;
+        self.redactor.register(&current);
+        // Re-entrant: a value already stored under the token is the one this rotation uses.
+        if self
+            .store
+            .value(&state.arn, Selector::Pending(&request.token))
+            .await?
+            .is_some()
+        {
+            return Ok(StepOutcome::Done);
+        }
+        let pending = match policy.strategy {
+            RotationStrategy::Random => {
+                let password = self.new_password(policy).await?;
+                match &policy.password.json_key {
+                    None => password,
+                    Some(key) => {
+                        let mut document =
+                            documents::object("AWSCURRENT", current.expose_secret())?;
+                        document.insert(
+                            key.as_str().to_owned(),
+                            serde_json::Value::String(password.expose_secret().to_owned()),
+                        );
+                        SecretString::from(serde_json::Value::Object(document).to_string())
+                    }
+                }
+            }
+            RotationStrategy::PostgresSingleUser => {
+                let current = PgSecret::parse("AWSCURRENT", current.expose_secret())?;
+                let password = self.new_password(policy).await?;
+                current.next_version(&current.username, &password)
+            }
+            RotationStrategy::PostgresAlternatingUsers => {
+                let current = PgSecret::parse("AWSCURRENT", current.expose_secret())?;
+                if current.masterarn.is_none() {
+                    return Err(RotationError::NoMaster);
+                }
+                let user = alternate_user(&current.username)?;
+                let password = self.new_password(policy).await?;
+                current.next_version(&user, &password)
+            }
+            RotationStrategy::Auth0ClientSecret => {
+                return self.create_auth0(request, state, &current).await;
+            }
+            RotationStrategy::Manual => {
+                return Err(RotationError::Manual {
+                    secret: state.name.clone(),
+                });
+            }
+        };
+        self.store
+            .put_pending(
+                &state.arn,
+                &request.token,
+                &pending,
+                request.rotation_token.as_ref(),
+            )
+            .await?;
+        Ok(StepOutcome::Done)
+    }
+
+    async fn create_auth0(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+        current: &SecretString,
+    ) -> Result<StepOutcome, RotationError> {
+        let current = Auth0Secret::parse("AWSCURRENT", current.expose_secret())?;
+        let tenant = Tenant::parse(&current.domain)?;
+        let management = self
+            .store
+            .value(&current.management_secret_arn, Selector::Stage(AWSCURRENT))
+            .await?
+            .ok_or_else(|| RotationError::LinkedSecretMissing {
+                field: "management_secret_arn",
+                arn: current.management_secret_arn.clone(),
+            })?;
+        self.redactor.register(&management);
+        let management = ClientCredentials::parse(management.expose_secret())?;
+        let token = self
+            .auth0
+            .token(
+                &tenant,
+                &management.client_id,
+                &management.client_secret,
+                &tenant.management_audience(),
+            )
+            .await?;
+        self.redactor.register(&token);
+        let new_secret = self
+            .auth0
+            .rotate_client_secret(&tenant, &token, &current.client_id)
+            .await?;
+        self.redactor.register(&new_secret);
+        let pending = current.next_version(&new_secret);
+        // The new secret exists only in memory now and the old one is dead: try hard to store it.
+        let mut last = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            match self
+                .store
+                .put_pending(
+                    &state.arn,
+                    &request.token,
+                    &pending,
+                    request.rotation_token.as_ref(),
+                )
+                .await
+            {
+                Ok(()) => return Ok(StepOutcome::Done),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(RotationError::Auth0NotStored {
+            client_id: current.client_id.clone(),
+            source: last.expect("three attempts were made"),
+        })
+    }
+
+    async fn pending_pg(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+    ) -> Result<PgSecret, RotationError> {
+        let pending = self.pending_value(request, state).await?;
+        Ok(PgSecret::parse("AWSPENDING", pending.expose_secret())?)
+    }
+
+    async fn set_single_user(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+    ) -> Result<StepOutcome, RotationError> {
+        let current = PgSecret::parse(
+            "AWSCURRENT",
+            self.current_value(state).await?.expose_secret(),
+        )?;
+        let pending = self.pending_pg(request, state).await?;
+        same_database(&current, &pending)?;
+        if current.username != pending.username {
+            return Err(RotationError::IdentityChanged { field: "username" });
+        }
+        match self.db.check_login(&login(&pending)).await {
+            Ok(()) => return Ok(StepOutcome::Done),
+            Err(err) if err.is_auth() => {}
+            Err(err) => return Err(err.into()),
+        }
+        // The previous password still works when an earlier attempt changed nothing yet but the
+        // current one was rotated out from under us by hand; try it second.
+        let previous = self
+            .store
+            .value(&state.arn, Selector::Stage(AWSPREVIOUS))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|text| PgSecret::parse("AWSPREVIOUS", text.expose_secret()).ok())
+            .filter(|p| same_database(&current, p).is_ok() && p.username == current.username);
+        for candidate in std::iter::once(&current).chain(previous.as_ref()) {
+            match self
+                .db
+                .set_own_password(&login(candidate), &pending.password)
+                .await
+            {
+                Ok(()) => return Ok(StepOutcome::Done),
+                Err(err) if err.is_auth() => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(RotationError::NoWorkingLogin {
+            user: current.username,
+        })
+    }
+
+    async fn set_alternating_users(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+    ) -> Result<StepOutcome, RotationError> {
+        let current = PgSecret::parse(
+            "AWSCURRENT",
+            self.current_value(state).await?.expose_secret(),
+        )?;
+        let pending = self.pending_pg(request, state).await?;
+        same_database(&current, &pending)?;
+        if pending.username != alternate_user(&current.username)? {
+            return Err(RotationError::IdentityChanged { field: "username" });
+        }
+        let masterarn = current.masterarn.clone().ok_or(RotationError::NoMaster)?;
+        if pending.masterarn.as_deref() != Some(masterarn.as_str()) {
+            return Err(RotationError::IdentityChanged { field: "masterarn" });
+        }
+        let master = self
+            .store
+            .value(&masterarn, Selector::Stage(AWSCURRENT))
+            .await?
+            .ok_or_else(|| RotationError::LinkedSecretMissing {
+                field: "masterarn",
+                arn: masterarn.clone(),
+            })?;
+        self.redactor.register(&master);
+        let master = MasterSecret::parse(master.expose_secret())?;
+        // RDS-managed master secrets hold only username and password: the host is the child's.
+        let master_login = PgLogin {
+            host: master.host.clone().unwrap_or_else(|| current.host.clone()),
+            port: master.port.unwrap_or(current.port),
+            dbname: current.dbname.clone(),
+            username: master.username.clone(),
+            password: master.password.clone(),
+            tls: current.tls,
+        };
+        let base = base_user(&current.username).to_owned();
+        let users = AlternatingUsers {
+            clone: format!("{base}{}", documents::CLONE_SUFFIX),
+            base,
+            current: current.username.clone(),
+            pending: pending.username.clone(),
+        };
+        self.db
+            .prepare_alternate(&master_login, &users, &pending.password)
+            .await?;
+        Ok(StepOutcome::Done)
+    }
+
+    async fn set_auth0(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+    ) -> Result<StepOutcome, RotationError> {
+        // Auth0 applied the new secret in createSecret; here only the identity is checked.
+        let current = Auth0Secret::parse(
+            "AWSCURRENT",
+            self.current_value(state).await?.expose_secret(),
+        )?;
+        let pending = Auth0Secret::parse(
+            "AWSPENDING",
+            self.pending_value(request, state).await?.expose_secret(),
+        )?;
+        if current.client_id != pending.client_id {
+            return Err(RotationError::IdentityChanged { field: "client_id" });
+        }
+        if current.domain != pending.domain {
+            return Err(RotationError::IdentityChanged { field: "domain" });
+        }
+        Ok(StepOutcome::Done)
+    }
+
+    async fn test_auth0(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+    ) -> Result<StepOutcome, RotationError> {
+        let pending = Auth0Secret::parse(
+            "AWSPENDING",
+            self.pending_value(request, state).await?.expose_secret(),
+        )?;
+        let tenant = Tenant::parse(&pending.domain)?;
+        let audience = pending
+            .audience
+            .clone()
+            .unwrap_or_else(|| tenant.management_audience());
+        let started = Instant::now();
+        let mut wait = self.settings.auth0_retry_base;
+        loop {
+            match self
+                .auth0
+                .token(
+                    &tenant,
+                    &pending.client_id,
+                    &pending.client_secret,
+                    &audience,
+                )
+                .await
+            {
+                Ok(_) => return Ok(StepOutcome::Done),
+                // Auth0 authenticates the client before it checks the grant: a 403 means the
+                // secret was accepted and only the audience is not granted.
+                Err(Auth0Error::Forbidden { .. }) => return Ok(StepOutcome::Done),
+                Err(Auth0Error::Unauthorized { .. })
+                    if started.elapsed() + wait <= self.settings.auth0_propagation =>
+                {
+                    tracing::info!(client_id = %pending.client_id, wait_ms = wait.as_millis() as u64, "new Auth0 client secret not accepted yet; waiting for propagation");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(8));
+                }
+                Err(Auth0Error::Unauthorized { client_id }) => {
+                    return Err(RotationError::Auth0NotPropagated {
+                        client_id,
+                        waited_secs: started.elapsed().as_secs(),
+                    });
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    async fn test_random(
+        &self,
+        request: &RotationRequest,
+        state: &SecretState,
+        policy: &RotationPolicy,
+    ) -> Result<StepOutcome, RotationError> {
+        let pending = self.pending_value(request, state).await?;
+        let current = self.current_value(state).await?;
+        if pending.expose_secret() == current.expose_secret() {
+            return Err(RotationError::BadPending {
+                problem: "equals AWSCURRENT",
+            });
+        }
+        match &policy.password.json_key {
+            None if pending.expose_secret().is_empty() => Err(RotationError::BadPending {
+                problem: "is empty",
+            }),
+            None => Ok(StepOutcome::Done),
+            Some(key) => {
+                let document = documents::object("AWSPENDING", pending.expose_secret())?;
+                match document.get(key.as_str()) {
+                    Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(StepOutcome::Done),
+                    _ => Err(RotationError::BadPending {
+                        problem: "lacks a non-empty string under the secret's keyward:json-key",
+                    }),
+                }
+            }
+        }
+    }
+}
+
+fn guard(state: &SecretState, token: &str) -> Result<Guard, RotationError> {
+    if state.rotation_enabled == Some(false) {
+        return Err(RotationError::RotationDisabled {
+            secret: state.name.clone(),
+        });
+    }
+    let stages = state
+        .versions
+        .get(token)
+        .ok_or_else(|| RotationError::UnknownVersion {
+            token: token.to_owned(),
+            secret: state.name.clone(),
+        })?;
+    if stages.contains(AWSCURRENT) {
+        return Ok(Guard::AlreadyCurrent);
+    }
+    if !stages.contains(AWSPENDING) {
+        return Err(RotationError::NotPending {
+            token: token.to_owned(),
+            secret: state.name.clone(),
+        });
+    }
+    Ok(Guard::Pending)
+}
+
+fn policy(state: &SecretState) -> Result<RotationPolicy, RotationError> {
+    match tags::decode(&state.tags) {
+        Ok(Some(governance)) => Ok(governance.rotation),
+        Ok(None) => Err(RotationError::NotGoverned {
+            secret: state.name.clone(),
+        }),
+        Err(source) => Err(RotationError::Tags {
+            secret: state.name.clone(),
+            source,
+        }),
+    }
+}
+
+fn governed_strategy(state: &SecretState) -> Option<RotationStrategy> {
+    policy(state).ok().map(|p| p.strategy)
+}
+
+fn same_database(current: &PgSecret, other: &PgSecret) -> Result<(), RotationError> {
+    if current.host != other.host {
+        return Err(RotationError::IdentityChanged { field: "host" });
+    }
+    if current.port != other.port {
+        return Err(RotationError::IdentityChanged { field: "port" });
+    }
+    if current.dbname != other.dbname {
+        return Err(RotationError::IdentityChanged { field: "dbname" });
+    }
+    Ok(())
+}
+
+fn login(secret: &PgSecret) -> PgLogin {
+    PgLogin {
+        host: secret.host.clone(),
+        port: secret.port,
+        dbname: secret.dbname.clone(),
+        username: secret.username.clone(),
+        password: secret.password.clone(),
+        tls: secret.tls,
+    }
+}
+
+pub fn step_name(step: RotationStep) -> &'static str {
+    match step {
+        RotationStep::CreateSecret => "createSecret",
+        RotationStep::SetSecret => "setSecret",
+        RotationStep::TestSecret => "testSecret",
+        RotationStep::FinishSecret => "finishSecret",
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;
