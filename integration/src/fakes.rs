@@ -4,6 +4,8 @@
 //! Each later function adds its own here (Vercel, Auth0, Loki, GitHub, Jira, the GitHub OIDC
 //! issuer). [`serve`] is the shared way to run one on a free port.
 
+pub mod auth0;
+
 use std::net::SocketAddr;
 
 /// A running fake: its base URL, and the task serving it (stopped on drop).

@@ -5,6 +5,7 @@
 //! - [`postgres`]: a throwaway PostgreSQL cluster (initdb into a temp dir, a free port);
 //! - [`runtime_api`]: a local Lambda Runtime API that runs the real function binaries;
 //! - [`router`]: the EventBridge rules of `infra/template.yaml`, matched with quamina;
+//! - [`tls`]: throwaway certificate authorities for TLS tests;
 //! - [`fakes`]: home of the fake third-party HTTP servers (Vercel, GitHub, Loki, ...).
 
 pub mod fakes;
@@ -16,6 +17,7 @@ pub mod runtime_api;
 pub mod samples;
 pub mod scenario;
 pub mod stack;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -217,3 +217,128 @@ impl MotoServer {
             .ok_or_else(|| anyhow::anyhow!("CreateKey returned no key"))
     }
 }
+
+/// A stand-in deployment package: moto stores it but, with Docker disabled, never runs it.
+const PLACEHOLDER_ZIP_B64: &str = "UEsDBBQAAAAAAAAAIQCB6POMAQAAAAEAAAAJAAAAYm9vdHN0cmFweFBLAQIUAxQAAAAAAAAAIQCB6POMAQAAAAEAAAAJAAAAAAAAAAAAAACAAQAAAABib290c3RyYXBQSwUGAAAAAAEAAQA3AAAAKAAAAAAA";
+pub const ROTATION_FUNCTION: &str = "keyward-rotation";
+
+impl MotoServer {
+    /// Readies moto for `RotateSecret` with the real handler driven step by step by the test
+    /// (playing Secrets Manager's part): Lambda execution off, so `RotateSecret` only enables
+    /// rotation and creates the empty AWSPENDING version; a role and a placeholder function, so
+    /// `RotateSecret` finds its `RotationLambdaARN` (moto checks it after its side effects).
+    /// Idempotent. IAM and Lambda are called over plain HTTP: their SDK crates would be built
+    /// for these three calls alone.
+    pub async fn prepare_rotation(&self) -> anyhow::Result<String> {
+        static READY: tokio::sync::Mutex<Vec<String>> = tokio::sync::Mutex::const_new(Vec::new());
+        let arn = format!("arn:aws:lambda:{REGION}:123456789012:function:{ROTATION_FUNCTION}");
+        let mut ready = READY.lock().await;
+        if ready.contains(&self.endpoint) {
+            return Ok(arn);
+        }
+        let http = reqwest::Client::new();
+        let auth = |service: &str| {
+            format!(
+                "AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+            )
+        };
+        http.post(format!("{}/moto-api/config", self.endpoint))
+            .json(&serde_json::json!({"lambda": {"use_docker": false}}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        let role = http
+            .post(format!("{}/", self.endpoint))
+            .header("authorization", auth("iam"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_encode(&[
+                ("Action", "CreateRole"),
+                ("Version", "2010-05-08"),
+                ("RoleName", ROTATION_FUNCTION),
+                ("AssumeRolePolicyDocument", trust),
+            ]))
+            .send()
+            .await?;
+        let status = role.status();
+        let body = role.text().await.unwrap_or_default();
+        if !status.is_success() && !body.contains("EntityAlreadyExists") {
+            anyhow::bail!("moto CreateRole returned {status}: {body}");
+        }
+        let function = http
+            .post(format!("{}/2015-03-31/functions", self.endpoint))
+            .header("authorization", auth("lambda"))
+            .json(&serde_json::json!({
+                "FunctionName": ROTATION_FUNCTION,
+                "Runtime": "provided.al2023",
+                "Role": format!("arn:aws:iam::123456789012:role/{ROTATION_FUNCTION}"),
+                "Handler": "bootstrap",
+                "Code": {"ZipFile": PLACEHOLDER_ZIP_B64},
+            }))
+            .send()
+            .await?;
+        let status = function.status();
+        let body = function.text().await.unwrap_or_default();
+        if !status.is_success() && !body.contains("ResourceConflictException") {
+            anyhow::bail!("moto CreateFunction returned {status}: {body}");
+        }
+        ready.push(self.endpoint.clone());
+        Ok(arn)
+    }
+
+    /// `RotateSecret` as Secrets Manager's scheduler calls it: enables rotation and creates the
+    /// empty AWSPENDING version `token`. The test then invokes the function's four steps.
+    pub async fn start_rotation(&self, secret_id: &str, token: &str) -> anyhow::Result<()> {
+        let lambda = self.prepare_rotation().await?;
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config())
+            .rotate_secret()
+            .secret_id(secret_id)
+            .client_request_token(token)
+            .rotation_lambda_arn(lambda)
+            .rotation_rules(
+                aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                    .automatically_after_days(30)
+                    .build(),
+            )
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// moto workaround: its `RotateSecret` refuses to start while AWSPENDING sits on the
+    /// AWSCURRENT version, which is the normal state after finishSecret (AWS strips it
+    /// itself). Harmless on AWS.
+    pub async fn strip_pending(&self, secret_id: &str) -> anyhow::Result<()> {
+        let sm = aws_sdk_secretsmanager::Client::new(&self.sdk_config());
+        let described = sm.describe_secret().secret_id(secret_id).send().await?;
+        for (version, stages) in described.version_ids_to_stages.unwrap_or_default() {
+            if stages.iter().any(|s| s == "AWSPENDING") {
+                sm.update_secret_version_stage()
+                    .secret_id(secret_id)
+                    .version_stage("AWSPENDING")
+                    .remove_from_version_id(version)
+                    .send()
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}

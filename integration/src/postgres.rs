@@ -87,7 +87,18 @@ pub struct PostgresCluster {
 }
 
 impl PostgresCluster {
+    /// Password logins over TCP, plaintext only.
     pub async fn start() -> Result<Self, PostgresError> {
+        Self::start_with(None).await
+    }
+
+    /// As [`start`](Self::start), and also TLS with `server` (clients choose: `host` lines in
+    /// `pg_hba.conf` accept both, as on RDS without `rds.force_ssl`).
+    pub async fn start_with_tls(server: &crate::tls::ServerCert) -> Result<Self, PostgresError> {
+        Self::start_with(Some(server)).await
+    }
+
+    async fn start_with(tls: Option<&crate::tls::ServerCert>) -> Result<Self, PostgresError> {
         let bindir = find_bindir().ok_or(PostgresError::NotInstalled)?;
         let dir = tempfile::Builder::new()
             .prefix("keyward-pg-")
@@ -129,6 +140,27 @@ impl PostgresCluster {
                 message: String::from_utf8_lossy(&out.stderr).into_owned(),
             });
         }
+        let mut tls_args = Vec::new();
+        if let Some(server) = tls {
+            let cert = dir.path().join("server.crt");
+            let key = dir.path().join("server.key");
+            std::fs::write(&cert, &server.cert_pem)?;
+            std::fs::write(&key, &server.key_pem)?;
+            // PostgreSQL refuses a key file readable by others.
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(&cert, Some(uid), Some(gid))?;
+                std::os::unix::fs::chown(&key, Some(uid), Some(gid))?;
+            }
+            tls_args = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key.display()),
+            ];
+        }
         let mut last = None;
         for _ in 0..3 {
             let port = free_port()?;
@@ -153,7 +185,12 @@ impl PostgresCluster {
                     "fsync=off",
                     "-c",
                     "max_connections=50",
+                    // Every statement is logged, so tests can prove no password reaches the
+                    // server's log.
+                    "-c",
+                    "log_statement=all",
                 ])
+                .args(&tls_args)
                 .arg("-k")
                 .arg(dir.path())
                 .stdin(Stdio::null())
@@ -206,15 +243,44 @@ impl PostgresCluster {
     }
 
     pub async fn connect_superuser(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, connection) = tokio_postgres::connect(
-            &self.connection_string(SUPERUSER, &self.superuser_password, "postgres"),
-            tokio_postgres::NoTls,
-        )
-        .await?;
+        self.connect_as(SUPERUSER, &self.superuser_password, "postgres")
+            .await
+    }
+
+    /// A plaintext loopback session as any user (the tests' view of the database).
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &str,
+        dbname: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(user)
+            .password(password)
+            .dbname(dbname)
+            .ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
         Ok(client)
+    }
+
+    /// Everything the server logged so far.
+    pub fn server_log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with("postgres-") {
+                    text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+                }
+            }
+        }
+        text
     }
 
     pub fn data_dir(&self) -> PathBuf {
