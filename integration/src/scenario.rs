@@ -7,7 +7,6 @@ use keyward_shared::audit::{DigestSigner, ObjectKind, Status, VerifyOptions, ver
 use keyward_shared::events::{
     Actor, ActorKind, CorrelationId, DomainEvent, EventData, Outcome, SecretRef, Severity,
 };
-use keyward_shared::governance::RotationStrategy;
 use keyward_shared::ports::SecretCatalog;
 use keyward_shared::redact::ExposeSecret;
 
@@ -39,51 +38,27 @@ impl ScenarioReport {
     }
 }
 
-/// Events that the rotation and drift functions will emit once they land; until then the
-/// scenario puts them on the bus itself, through the same production publisher.
-fn sample_events(stack: &LocalStack) -> Vec<DomainEvent> {
-    let db = stack
-        .manifest
-        .secrets
-        .iter()
-        .find(|s| s.name.to_string() == "/acme/prod/payments/db-credentials")
-        .map(|s| s.name.to_string())
-        .unwrap_or_default();
-    let correlation = CorrelationId::generate();
-    vec![
-        DomainEvent::new(
-            correlation.clone(),
-            Actor::service("rotation"),
-            Some(SecretRef {
-                name: db.clone(),
-                arn: None,
-            }),
-            Outcome::Success,
-            EventData::SecretRotated {
-                strategy: RotationStrategy::PostgresAlternatingUsers,
-                version_id: uuid::Uuid::new_v4().to_string(),
-                previous_version_id: Some(uuid::Uuid::new_v4().to_string()),
-            },
-        ),
-        DomainEvent::new(
-            CorrelationId::generate(),
-            Actor {
-                kind: ActorKind::Schedule,
-                id: "keyward-drift-hourly".into(),
-            },
-            Some(SecretRef {
-                name: "/acme/prod/payments/stripe-api-key".into(),
-                arn: None,
-            }),
-            Outcome::Detected,
-            EventData::DriftDetected {
-                fingerprint: "rotation-overdue:/acme/prod/payments/stripe-api-key".into(),
-                finding: "rotation-overdue".into(),
-                severity: Severity::High,
-                evidence: [("interval_days".to_owned(), "90".to_owned())].into(),
-            },
-        ),
-    ]
+/// An event the drift detector will emit once it lands; until then the scenario puts it on the
+/// bus itself, through the same production publisher.
+fn sample_events() -> Vec<DomainEvent> {
+    vec![DomainEvent::new(
+        CorrelationId::generate(),
+        Actor {
+            kind: ActorKind::Schedule,
+            id: "keyward-drift-hourly".into(),
+        },
+        Some(SecretRef {
+            name: "/acme/prod/payments/stripe-api-key".into(),
+            arn: None,
+        }),
+        Outcome::Detected,
+        EventData::DriftDetected {
+            fingerprint: "rotation-overdue:/acme/prod/payments/stripe-api-key".into(),
+            finding: "rotation-overdue".into(),
+            severity: Severity::High,
+            evidence: [("interval_days".to_owned(), "90".to_owned())].into(),
+        },
+    )]
 }
 
 pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, ScenarioReport)> {
@@ -165,7 +140,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
     );
 
     // 2. Domain events on the bus reach the audit writer through the template's rule.
-    let events = sample_events(&stack);
+    let events = sample_events();
     stack.publish(&events).await?;
     let delivered = stack.pump().await?;
     let versions = stack.audit_versions().await?;
@@ -229,7 +204,40 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
             .map(|t| t.outcome.clone())
             .unwrap_or_default(),
     );
-    // 6. The digest schedule seals the trail; the verifier walks it offline with the public key.
+    // 6. Rotation: the stack plays Secrets Manager (RotateSecret in moto, then the four steps
+    // through the rotation function's Runtime API) for one secret of each strategy.
+    let rotation = rotate_each_strategy(&mut stack, verbose).await?;
+    report.check(
+        "rotation: every strategy end to end",
+        rotation.failures.is_empty() && rotation.rotated == 3,
+        if rotation.failures.is_empty() {
+            format!(
+                "{} secrets rotated (random, postgres-alternating-users, auth0-client-secret)",
+                rotation.rotated
+            )
+        } else {
+            rotation.failures.join("; ")
+        },
+    );
+    report.check(
+        "rotation: manual secret refused",
+        rotation.manual_refusal.contains("GovernanceError"),
+        rotation.manual_refusal.clone(),
+    );
+    let before_rotation_events = after_forgery.len();
+    let rotation_deliveries = stack.pump().await?;
+    let audited = stack.audit_versions().await?;
+    report.check(
+        "rotation events audited",
+        rotation_deliveries == 4 && audited.len() == before_rotation_events + 4,
+        format!(
+            "{rotation_deliveries} rotation events delivered (3 SecretRotated, 1 RotationFailed); {} audit objects",
+            audited.len()
+        ),
+    );
+    stack.provisioned_values.extend(rotation.new_values);
+
+    // 7. The digest schedule seals the trail; the verifier walks it offline with the public key.
     // (Wait out the current second: S3 LastModified has one-second resolution, and the digest
     // covers records written before its period end.)
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -253,17 +261,16 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
     let sealed_records = sealed["records"].as_u64().unwrap_or(0) as usize;
     report.check(
         "digest seals every record",
-        sealed_records == after_forgery.len(),
+        sealed_records == audited.len(),
         format!(
             "{sealed_records} of {} records in {}",
-            after_forgery.len(),
+            audited.len(),
             sealed["key"].as_str().unwrap_or("?")
         ),
     );
     report.check(
         "audit verify: trail valid",
-        verification.ok()
-            && verification.count(ObjectKind::Record, Status::Valid) == after_forgery.len(),
+        verification.ok() && verification.count(ObjectKind::Record, Status::Valid) == audited.len(),
         verification.summary(),
     );
     if verbose {
@@ -277,7 +284,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         format!("{dlq} messages"),
     );
 
-    // 7. No provisioned secret value appears in any function's logs.
+    // 8. No provisioned or rotated secret value appears in any function's logs.
     let logs = stack.function_logs();
     let leaked = stack
         .provisioned_values
@@ -291,4 +298,111 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
     );
 
     Ok((stack, report))
+}
+
+/// What the rotation part of the scenario found.
+struct RotationRun {
+    rotated: usize,
+    failures: Vec<String>,
+    manual_refusal: String,
+    /// Values the rotations created, for the log scan.
+    new_values: Vec<keyward_shared::redact::SecretString>,
+}
+
+const ROTATING: [&str; 3] = [
+    "/acme/dev/web/session-key",
+    "/acme/prod/payments/db-credentials",
+    "/acme/prod/web/auth0-m2m",
+];
+
+async fn rotate_each_strategy(stack: &mut LocalStack, verbose: bool) -> Result<RotationRun> {
+    use keyward_shared::redact::SecretString;
+    let sm = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config());
+    let stage = |name: String, stage: &'static str| {
+        let sm = sm.clone();
+        async move {
+            sm.get_secret_value()
+                .secret_id(name)
+                .version_stage(stage)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.secret_string)
+        }
+    };
+    let mut run = RotationRun {
+        rotated: 0,
+        failures: Vec::new(),
+        manual_refusal: String::new(),
+        new_values: Vec::new(),
+    };
+    for name in ROTATING {
+        let before = stage(name.to_owned(), "AWSCURRENT")
+            .await
+            .unwrap_or_default();
+        let token = uuid::Uuid::new_v4().to_string();
+        let started = std::time::Instant::now();
+        if let Err(err) = stack.rotate(name, &token).await {
+            run.failures.push(format!("{name}: {err}"));
+            continue;
+        }
+        let after = stage(name.to_owned(), "AWSCURRENT")
+            .await
+            .unwrap_or_default();
+        let doc: serde_json::Value = serde_json::from_str(&after).unwrap_or_default();
+        for field in ["password", "client_secret"] {
+            if let Some(value) = doc[field].as_str() {
+                run.new_values.push(SecretString::from(value.to_owned()));
+            }
+        }
+        run.new_values.push(SecretString::from(after.clone()));
+        // The rotated credential works where it is used.
+        let works = if name.ends_with("db-credentials") {
+            stack
+                .postgres
+                .connect_as(
+                    doc["username"].as_str().unwrap_or_default(),
+                    doc["password"].as_str().unwrap_or_default(),
+                    crate::stack::APP_DATABASE,
+                )
+                .await
+                .is_ok()
+        } else if name.ends_with("auth0-m2m") {
+            stack
+                .auth0_clients
+                .get(name)
+                .and_then(|id| stack.auth0.fake.secret_of(id))
+                .as_deref()
+                == doc["client_secret"].as_str()
+        } else {
+            !after.is_empty()
+        };
+        if after == before || !works {
+            run.failures.push(format!(
+                "{name}: AWSCURRENT changed={}, works={works}",
+                after != before
+            ));
+            continue;
+        }
+        run.rotated += 1;
+        if verbose {
+            let user = doc["username"]
+                .as_str()
+                .map(|u| format!(" (now {u})"))
+                .unwrap_or_default();
+            println!(
+                "rotated {name}{user} in {} ms",
+                started.elapsed().as_millis()
+            );
+        }
+    }
+    let token = uuid::Uuid::new_v4().to_string();
+    run.manual_refusal = match stack
+        .rotate("/acme/prod/payments/stripe-api-key", &token)
+        .await
+    {
+        Ok(()) => "a manual secret was rotated".into(),
+        Err(err) => err.to_string(),
+    };
+    Ok(run)
 }

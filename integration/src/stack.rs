@@ -20,7 +20,9 @@ use keyward_shared::ports::EventPublisher;
 use keyward_shared::redact::SecretString;
 use keyward_shared::tags;
 
+use crate::fakes::auth0::{FakeAuth0, ROTATE_SCOPE, RunningAuth0};
 use crate::moto::{BucketKind, MotoServer};
+use crate::postgres::PostgresCluster;
 use crate::router::{Router, ScheduleDef, TemplateModel, TemplateValue};
 use crate::runtime_api::LocalFunction;
 
@@ -81,6 +83,14 @@ pub struct LocalStack {
     /// Secret values provisioned, kept only so tests can prove none of them leaks into output.
     pub provisioned_values: Vec<SecretString>,
     pub functions: BTreeMap<String, LocalFunction>,
+    /// The database the PostgreSQL secrets log in to (TLS, verified against `ca_bundle`).
+    pub postgres: PostgresCluster,
+    pub ca_bundle: PathBuf,
+    /// The Auth0 tenant the `auth0-client-secret` secrets belong to.
+    pub auth0: RunningAuth0,
+    /// Secret name -> Auth0 client id, for the secrets that are Auth0 clients.
+    pub auth0_clients: BTreeMap<String, String>,
+    _ca_dir: tempfile::TempDir,
     pub timeline: Vec<TimelineEntry>,
     /// Every envelope drained from the bus, in order (for redelivery drills).
     pub delivered: Vec<serde_json::Value>,
@@ -151,10 +161,31 @@ impl LocalStack {
             .await
             .context("create the digest signing key")?;
 
-        // The manifest's secrets, tagged by the tag contract, with random placeholder values.
+        // What rotating secrets point at: PostgreSQL over TLS with its own CA, and an Auth0 tenant.
+        let ca = crate::tls::TestCa::new("keyward local stack CA")?;
+        let postgres =
+            PostgresCluster::start_with_tls(&ca.server_cert(&["127.0.0.1", "localhost"])?)
+                .await
+                .context("start PostgreSQL")?;
+        let ca_dir = tempfile::tempdir()?;
+        let ca_bundle = ca_dir.path().join("db-ca-bundle.pem");
+        std::fs::write(&ca_bundle, ca.pem())?;
+        postgres
+            .connect_superuser()
+            .await?
+            .batch_execute(&format!("CREATE DATABASE {APP_DATABASE}"))
+            .await?;
+        let auth0 = FakeAuth0::start().await?;
+
+        // The manifest's secrets, tagged by the tag contract, each with a value of the shape its
+        // strategy rotates (masters and the Auth0 rotator first: the others name them).
+        let mut ordered: Vec<_> = manifest.secrets.iter().collect();
+        ordered.sort_by_key(|s| !is_linked_credential(s));
         let mut provisioned_values = Vec::new();
-        for declared in &manifest.secrets {
-            let value = secrets
+        let mut arns: BTreeMap<String, String> = BTreeMap::new();
+        let mut auth0_clients = BTreeMap::new();
+        for declared in ordered {
+            let password = secrets
                 .get_random_password()
                 .password_length(40)
                 .exclude_characters(
@@ -168,18 +199,30 @@ impl LocalStack {
                 .await?
                 .random_password
                 .context("GetRandomPassword returned no password")?;
-            let value = SecretString::from(value);
+            let provision = Provision {
+                postgres: &postgres,
+                auth0: &auth0,
+                arns: &arns,
+            };
+            let (value, client) = provision.value(declared, &password).await?;
+            if let Some(client) = client {
+                auth0_clients.insert(declared.name.to_string(), client);
+            }
             let tags = tags::encode(&declared.governance)?;
-            secrets
+            let arn = secrets
                 .create_secret()
                 .name(declared.name.to_string())
                 .set_description(declared.description.clone())
-                .secret_string(keyward_shared::redact::ExposeSecret::expose_secret(&value))
+                .secret_string(&value)
                 .set_tags(Some(tags_to_sdk(&tags)))
                 .send()
                 .await
-                .with_context(|| format!("create {}", declared.name))?;
-            provisioned_values.push(value);
+                .with_context(|| format!("create {}", declared.name))?
+                .arn
+                .context("CreateSecret returned no ARN")?;
+            arns.insert(declared.name.to_string(), arn);
+            provisioned_values.push(SecretString::from(password));
+            provisioned_values.push(SecretString::from(value));
         }
 
         // Every function of the template, as its real binary.
@@ -199,6 +242,7 @@ impl LocalStack {
                     (_, TemplateValue::Literal(literal)) => literal.clone(),
                     ("AUDIT_BUCKET", _) => audit_bucket.clone(),
                     ("DIGEST_KMS_KEY_ID", _) => digest_key_id.clone(),
+                    ("KEYWARD_DB_CA_BUNDLE", _) => ca_bundle.display().to_string(),
                     ("KEYWARD_EVENT_BUS", _) => continue,
                     (other, reference) => bail!(
                         "the local stack does not know how to provide {other} ({reference:?}) for {}",
@@ -224,12 +268,54 @@ impl LocalStack {
             manifest,
             provisioned_values,
             functions,
+            postgres,
+            ca_bundle,
+            auth0,
+            auth0_clients,
+            _ca_dir: ca_dir,
             timeline: Vec::new(),
             delivered: Vec::new(),
             router,
             started,
             sqs,
         })
+    }
+
+    /// Rotates a secret as Secrets Manager does: `RotateSecret` (moto, Lambda execution off)
+    /// creates the AWSPENDING version, then the rotation function gets each step through its
+    /// Runtime API with the secret's name as `SecretId` (what moto sends; AWS sends the ARN).
+    pub async fn rotate(&mut self, secret: &str, token: &str) -> Result<()> {
+        self.moto.start_rotation(secret, token).await?;
+        let function = self
+            .functions
+            .get("RotationFunction")
+            .context("the template declares no RotationFunction")?;
+        let mut outcome = Ok(());
+        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+            let payload =
+                serde_json::json!({"Step": step, "SecretId": secret, "ClientRequestToken": token});
+            if let Err(err) = function.invoke(&payload, INVOKE_TIMEOUT).await {
+                outcome = Err(anyhow::anyhow!(
+                    "{step}: {}: {}",
+                    err.error_type,
+                    err.error_message
+                ));
+                break;
+            }
+        }
+        let summary = match &outcome {
+            Ok(()) => "rotated".to_owned(),
+            Err(err) => format!("failed: {err}"),
+        };
+        self.record(
+            &format!("RotateSecret {secret}"),
+            "Secrets Manager rotation",
+            "RotationFunction",
+            summary,
+        );
+        // moto workaround: clear AWSPENDING so the next RotateSecret is accepted (AWS does this).
+        self.moto.strip_pending(secret).await?;
+        outcome
     }
 
     /// Puts domain events on the bus through the production adapter.
@@ -480,4 +566,116 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .cloned()
         .context("queue has no ARN")
+}
+
+/// The database the local stack's PostgreSQL secrets log in to.
+pub const APP_DATABASE: &str = "keyward_app";
+/// The audience the local Auth0 clients are granted (what testSecret asks a token for).
+pub const AUTH0_API_AUDIENCE: &str = "https://api.acme.example/";
+
+/// Credentials other secrets name: PostgreSQL masters (`masterarn`) and the Auth0 rotator
+/// (`management_secret_arn`).
+fn is_linked_credential(secret: &keyward_shared::manifest::DeclaredSecret) -> bool {
+    secret.governance.secret_type.as_str() == "postgres-master"
+        || secret.name.name().as_str() == "auth0-rotator"
+}
+
+/// Gives a declared secret a real value: a PostgreSQL role that exists, an Auth0 client the
+/// tenant knows.
+struct Provision<'a> {
+    postgres: &'a PostgresCluster,
+    auth0: &'a RunningAuth0,
+    arns: &'a BTreeMap<String, String>,
+}
+
+impl Provision<'_> {
+    /// The secret's value, and its Auth0 client id when it is one.
+    async fn value(
+        &self,
+        declared: &keyward_shared::manifest::DeclaredSecret,
+        password: &str,
+    ) -> Result<(String, Option<String>)> {
+        use keyward_shared::governance::RotationStrategy as S;
+        let name = &declared.name;
+        let env = name.env().as_str().replace('-', "_");
+        let sibling = |secret: &str| {
+            let sibling = format!(
+                "/{}/{}/{}/{secret}",
+                name.org().as_str(),
+                name.env().as_str(),
+                name.service().as_str()
+            );
+            self.arns.get(&sibling).cloned().with_context(|| {
+                format!("{name} needs {sibling}, which the manifest does not declare")
+            })
+        };
+        let literal = rotation::pg::quote_literal(password);
+        if declared.governance.secret_type.as_str() == "postgres-master" {
+            let user = format!("keyward_admin_{env}");
+            self.postgres
+                .connect_superuser()
+                .await?
+                .batch_execute(&format!(
+                    "CREATE ROLE {user} LOGIN CREATEROLE PASSWORD {literal}"
+                ))
+                .await?;
+            return Ok((
+                serde_json::json!({"username": user, "password": password}).to_string(),
+                None,
+            ));
+        }
+        if name.name().as_str() == "auth0-rotator" {
+            let id = self.auth0.fake.add_client("keyward-rotator", password);
+            self.auth0
+                .fake
+                .grant(&id, &self.auth0.management_audience(), &[ROTATE_SCOPE]);
+            let value = serde_json::json!({"client_id": id, "client_secret": password});
+            return Ok((value.to_string(), Some(id)));
+        }
+        match declared.governance.rotation.strategy {
+            S::PostgresSingleUser | S::PostgresAlternatingUsers => {
+                let user = format!("{}_{env}", name.service().as_str().replace('-', "_"));
+                let admin = self.postgres.connect_superuser().await?;
+                admin
+                    .batch_execute(&format!("CREATE ROLE {user} LOGIN PASSWORD {literal}"))
+                    .await?;
+                admin
+                    .batch_execute(&format!(
+                        "GRANT CONNECT ON DATABASE {APP_DATABASE} TO {user}"
+                    ))
+                    .await?;
+                let mut doc = serde_json::json!({
+                    "engine": "postgres",
+                    "host": "127.0.0.1",
+                    "port": self.postgres.port,
+                    "username": user,
+                    "password": password,
+                    "dbname": APP_DATABASE,
+                });
+                if declared.governance.rotation.strategy == S::PostgresAlternatingUsers {
+                    let master = format!("keyward_admin_{env}");
+                    admin
+                        .batch_execute(&format!("GRANT {user} TO {master} WITH ADMIN OPTION"))
+                        .await?;
+                    doc["masterarn"] = sibling("db-admin")?.into();
+                }
+                Ok((doc.to_string(), None))
+            }
+            S::Auth0ClientSecret => {
+                let id = self.auth0.fake.add_client(name.name().as_str(), password);
+                self.auth0
+                    .fake
+                    .grant(&id, AUTH0_API_AUDIENCE, &["read:orders"]);
+                let doc = serde_json::json!({
+                    "domain": self.auth0.domain(),
+                    "client_id": id,
+                    "client_secret": password,
+                    "management_secret_arn": sibling("auth0-rotator")?,
+                    "audience": AUTH0_API_AUDIENCE,
+                });
+                Ok((doc.to_string(), Some(id)))
+            }
+            S::Random | S::Manual => Ok((password.to_owned(), None)),
+        }
+    }
 }

@@ -1023,3 +1023,90 @@ async fn bad_input_gets_a_clear_error_and_awscurrent_stays_untouched() {
         }
     }
 }
+
+/// The template's rotation schedules are the manifest's: every rotating secret has one, in the
+/// environments that declare it, at its interval; manual secrets have none.
+#[test]
+fn rotation_schedules_in_the_template_match_the_manifest() {
+    use keyward_shared::governance::RotationStrategy;
+    use keyward_shared::manifest::Manifest;
+    use serde_yaml_ng::Value as Yaml;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let root = keyward_integration::repo_root();
+    let manifest = Manifest::load(&root.join("infra/config/manifest")).unwrap();
+    // service/name -> (environments, days)
+    let mut declared: BTreeMap<String, (BTreeSet<String>, BTreeSet<u32>)> = BTreeMap::new();
+    for secret in &manifest.secrets {
+        if secret.governance.rotation.strategy == RotationStrategy::Manual {
+            continue;
+        }
+        let key = format!(
+            "{}/{}",
+            secret.name.service().as_str(),
+            secret.name.name().as_str()
+        );
+        let entry = declared.entry(key).or_default();
+        entry.0.insert(secret.name.env().as_str().to_owned());
+        entry.1.insert(secret.governance.rotation.interval.days());
+    }
+
+    let template: Yaml = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root.join("infra/template.yaml")).unwrap(),
+    )
+    .unwrap();
+    let conditions = &template["Conditions"];
+    fn environments(node: &Yaml, conditions: &Yaml, out: &mut BTreeSet<String>) {
+        match node {
+            Yaml::Tagged(tagged) if tagged.tag == "Equals" => {
+                let pair = tagged.value.as_sequence().unwrap();
+                let is_env = matches!(&pair[0], Yaml::Tagged(r) if r.tag == "Ref" && r.value.as_str() == Some("Environment"));
+                if is_env {
+                    out.insert(pair[1].as_str().unwrap().to_owned());
+                }
+            }
+            Yaml::Tagged(tagged) if tagged.tag == "Condition" => {
+                environments(&conditions[tagged.value.as_str().unwrap()], conditions, out);
+            }
+            Yaml::Tagged(tagged) => environments(&tagged.value, conditions, out),
+            Yaml::Sequence(items) => items.iter().for_each(|i| environments(i, conditions, out)),
+            _ => {}
+        }
+    }
+    let mut scheduled: BTreeMap<String, (BTreeSet<String>, BTreeSet<u32>)> = BTreeMap::new();
+    for (_, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::SecretsManager::RotationSchedule") {
+            continue;
+        }
+        let secret = resource["Metadata"]["keyward"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut envs = BTreeSet::new();
+        let condition = resource["Condition"].as_str().unwrap();
+        environments(&conditions[condition], conditions, &mut envs);
+        let expression = resource["Properties"]["RotationRules"]["ScheduleExpression"]
+            .as_str()
+            .unwrap();
+        let days: u32 = expression
+            .strip_prefix("rate(")
+            .and_then(|r| r.strip_suffix(" days)"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let Yaml::Tagged(sub) = &resource["Properties"]["SecretId"] else {
+            panic!("SecretId of {secret} is not a !Sub");
+        };
+        assert_eq!(
+            sub.value.as_str().unwrap(),
+            format!("/${{Org}}/${{Environment}}/{secret}")
+        );
+        assert_eq!(
+            resource["Properties"]["RotateImmediatelyOnUpdate"].as_bool(),
+            Some(false)
+        );
+        scheduled.insert(secret, (envs, BTreeSet::from([days])));
+    }
+    assert!(!declared.is_empty());
+    assert_eq!(scheduled, declared);
+}

@@ -64,10 +64,13 @@ fn sample_manifest_loads() {
         names,
         [
             "/acme/dev/web/session-key",
+            "/acme/prod/payments/db-admin",
             "/acme/prod/payments/db-credentials",
             "/acme/prod/payments/stripe-api-key",
             "/acme/prod/web/auth0-m2m",
+            "/acme/prod/web/auth0-rotator",
             "/acme/prod/web/session-key",
+            "/acme/staging/payments/db-admin",
             "/acme/staging/payments/db-credentials",
             "/acme/staging/payments/stripe-api-key",
             "/acme/staging/web/session-key",
@@ -87,8 +90,8 @@ fn sample_manifest_loads() {
         staging_web.governance.vercel.as_ref().unwrap().targets,
         vec![VercelTarget::Custom("staging".into())]
     );
-    assert_eq!(manifest.scope("prod", Some("web")).count(), 2);
-    assert_eq!(manifest.scope("staging", None).count(), 3);
+    assert_eq!(manifest.scope("prod", Some("web")).count(), 3);
+    assert_eq!(manifest.scope("staging", None).count(), 4);
 }
 
 #[test]
@@ -147,7 +150,7 @@ fn bad_inputs_each_give_a_clear_located_error() {
         ),
         (
             GOOD.replace("type: api-key", "type: password"),
-            "m.yaml: secrets[0].type: `password` is not a type declared in enums.yaml (api-key, oauth-client, postgres-credentials, signing-key)",
+            "m.yaml: secrets[0].type: `password` is not a type declared in enums.yaml (api-key, oauth-client, postgres-credentials, postgres-master, signing-key)",
         ),
         (
             GOOD.replace("domain: web", "domain: sales"),
