@@ -63,7 +63,7 @@ type Spawn<'a> = Box<
 async fn measure(
     runs: usize,
     spawn: Spawn<'_>,
-    event: fn() -> serde_json::Value,
+    event: &dyn Fn() -> serde_json::Value,
 ) -> Result<ColdStart> {
     let mut times = Vec::with_capacity(runs);
     let mut peak = 0u64;
@@ -101,6 +101,29 @@ async fn main() -> Result<()> {
     moto.create_bucket(bucket, BucketKind::ObjectLockCompliance { days: 1 })
         .await?;
     let kms_key = moto.create_signing_key().await?;
+    // A governed secret for the rotation function's first event: a step for its current
+    // version, which both sides answer after the protocol guard (DescribeSecret).
+    let probe = aws_sdk_secretsmanager::Client::new(&moto.sdk_config())
+        .create_secret()
+        .name("/acme/dev/bench/rotation-probe")
+        .secret_string("bench-initial-value")
+        .set_tags(Some(keyward_shared::adapters::aws::tags_to_sdk(&[
+            keyward_shared::tags::Tag::new("keyward:contract", "1"),
+            keyward_shared::tags::Tag::new("keyward:type", "api-key"),
+            keyward_shared::tags::Tag::new("keyward:domain", "platform"),
+            keyward_shared::tags::Tag::new("keyward:owner", "team-platform"),
+            keyward_shared::tags::Tag::new("keyward:classification", "internal"),
+            keyward_shared::tags::Tag::new("keyward:rotation", "random"),
+            keyward_shared::tags::Tag::new("keyward:rotation-days", "30"),
+        ])))
+        .send()
+        .await?;
+    let rotation_event = serde_json::json!({
+        "Step": "testSecret",
+        "SecretId": probe.arn.clone().unwrap_or_default(),
+        "ClientRequestToken": probe.version_id.clone().unwrap_or_default(),
+    });
+    let rotation_event = move || rotation_event.clone();
     let logs = keyward_integration::target_dir().join("keyward-logs/bench");
 
     println!(
@@ -132,7 +155,6 @@ async fn main() -> Result<()> {
     }
 
     let python = keyward_integration::venv_dir().join("bin/python");
-    let handler = root.join("integration/bench/python_handler.py");
     for function in model.functions.values() {
         let mut env = moto.function_env();
         env.push(("KEYWARD_EVENT_BUS".into(), "keyward-bench".into()));
@@ -141,6 +163,8 @@ async fn main() -> Result<()> {
                 (_, TemplateValue::Literal(v)) => v.clone(),
                 ("AUDIT_BUCKET", _) => bucket.into(),
                 ("DIGEST_KMS_KEY_ID", _) => kms_key.clone(),
+                // The system trust store; the benchmark's event never opens a database.
+                ("KEYWARD_DB_CA_BUNDLE", _) => String::new(),
                 (other, _) => anyhow::bail!("the bench does not know how to provide {other}"),
             };
             env.push((name.clone(), value));
@@ -149,10 +173,12 @@ async fn main() -> Result<()> {
             .schedules
             .iter()
             .any(|s| s.function == function.logical_id);
-        let event: fn() -> serde_json::Value = if scheduled {
-            scheduled_envelope
+        let event: &dyn Fn() -> serde_json::Value = if scheduled {
+            &scheduled_envelope
+        } else if function.binary == "rotation" {
+            &rotation_event
         } else {
-            domain_envelope
+            &domain_envelope
         };
         let binary = args.bin_dir.join(&function.binary);
         let rust = {
@@ -178,36 +204,42 @@ async fn main() -> Result<()> {
             )
             .await?
         };
-        let baseline = if function.binary == "audit-writer" {
-            let (python, handler, env, logs) =
-                (python.clone(), handler.clone(), env.clone(), logs.clone());
-            Some(
-                measure(
-                    args.runs,
-                    Box::new(move |run| {
-                        let (python, handler, env, log) = (
-                            python.clone(),
-                            handler.clone(),
-                            env.clone(),
-                            logs.join(format!("python-{run}.log")),
-                        );
-                        Box::pin(async move {
-                            LocalFunction::spawn_program(
-                                "bench-python",
-                                &python,
-                                &[handler.to_str().unwrap_or_default()],
-                                &env,
-                                &log,
-                            )
-                            .await
-                        })
-                    }),
-                    domain_envelope,
+        let python_equivalent = match function.binary.as_str() {
+            "audit-writer" => Some(root.join("integration/bench/python_handler.py")),
+            "rotation" => Some(root.join("integration/bench/python_rotation_handler.py")),
+            _ => None,
+        };
+        let baseline = match python_equivalent {
+            Some(handler) => {
+                let (python, env, logs) = (python.clone(), env.clone(), logs.clone());
+                let label = function.binary.clone();
+                Some(
+                    measure(
+                        args.runs,
+                        Box::new(move |run| {
+                            let (python, handler, env, log) = (
+                                python.clone(),
+                                handler.clone(),
+                                env.clone(),
+                                logs.join(format!("python-{label}-{run}.log")),
+                            );
+                            Box::pin(async move {
+                                LocalFunction::spawn_program(
+                                    "bench-python",
+                                    &python,
+                                    &[handler.to_str().unwrap_or_default()],
+                                    &env,
+                                    &log,
+                                )
+                                .await
+                            })
+                        }),
+                        event,
+                    )
+                    .await?,
                 )
-                .await?,
-            )
-        } else {
-            None
+            }
+            None => None,
         };
         let cell = |f: fn(&ColdStart) -> f64, unit: &str| {
             baseline
@@ -223,6 +255,8 @@ async fn main() -> Result<()> {
         };
         let what = if scheduled {
             "scheduled run"
+        } else if function.binary == "rotation" {
+            "protocol guard of one step"
         } else {
             "one audit write"
         };
@@ -252,7 +286,7 @@ async fn main() -> Result<()> {
     writes_row(&moto, args.runs).await?;
     println!();
     println!(
-        "baselines: {} + boto3 (integration/bench/python_handler.py) doing the same conditional PUT; `sha256sum` over the same record bytes",
+        "baselines: {} + boto3 doing the same work (integration/bench/python_handler.py: the conditional PUT; python_rotation_handler.py: the rotation templates' start and step guard); `sha256sum` over the same record bytes",
         python.display()
     );
     Ok(())
