@@ -335,3 +335,59 @@ mod tests {
         assert!(alternate_user(&"a".repeat(60)).is_err());
     }
 }
+
+#[cfg(test)]
+mod mutation_tests {
+    use super::*;
+    use crate::request::RotationRequest;
+
+    /// Seeded random mutations of valid inputs: every parser returns a value or an error, never
+    /// panics, and no error quotes the planted password.
+    #[test]
+    fn mutated_inputs_never_panic_or_leak() {
+        let seeds = [
+            r#"{"engine":"postgres","host":"db","port":5432,"username":"app","password":"S3cret-planted-pw","dbname":"x","masterarn":"arn:aws:secretsmanager:eu-west-1:1:secret:m-AbCdEf","sslmode":"verify-full"}"#,
+            r#"{"domain":"acme.eu.auth0.com","client_id":"abc","client_secret":"S3cret-planted-pw","management_secret_arn":"arn:m","audience":"https://api/"}"#,
+            r#"{"Step":"createSecret","SecretId":"arn:aws:secretsmanager:eu-west-1:1:secret:x-AbCdEf","ClientRequestToken":"0190a6f2-4c3b-7d1e-9a2b-3c4d5e6f7a8b","RotationToken":"S3cret-planted-pw"}"#,
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = br#"{}[]":,\0 -_/@'abcxyz19"#;
+        for round in 0..20_000 {
+            let mut bytes = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..(1 + next() % 4) {
+                let at = (next() as usize) % bytes.len().max(1);
+                match next() % 3 {
+                    0 => bytes[at] = alphabet[(next() as usize) % alphabet.len()],
+                    1 => bytes.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let errors = [
+                PgSecret::parse("AWSCURRENT", &text)
+                    .err()
+                    .map(|e| e.to_string()),
+                Auth0Secret::parse("AWSCURRENT", &text)
+                    .err()
+                    .map(|e| e.to_string()),
+                MasterSecret::parse(&text).err().map(|e| e.to_string()),
+                ClientCredentials::parse(&text).err().map(|e| e.to_string()),
+                serde_json::from_str(&text)
+                    .ok()
+                    .and_then(|v| RotationRequest::parse(&v).err())
+                    .map(|e| e.to_string()),
+            ];
+            for error in errors.into_iter().flatten() {
+                assert!(!error.contains("S3cret-planted"), "{error}");
+            }
+        }
+    }
+}

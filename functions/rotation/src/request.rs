@@ -129,6 +129,22 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_events_parse_as_documented() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/rotation");
+        for (file, ok) in [
+            ("createSecret.json", true),
+            ("setSecret.json", true),
+            ("testSecret.json", true),
+            ("finishSecret.json", true),
+            ("unknown-step.json", false),
+        ] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            let parsed = RotationRequest::parse(&serde_json::from_str(&text).unwrap());
+            assert_eq!(parsed.is_ok(), ok, "{file}: {parsed:?}");
+        }
+    }
+
+    #[test]
     fn every_defect_has_its_own_message() {
         let cases = [
             (json!([]), RequestError::NotAnObject),
