@@ -148,7 +148,12 @@ impl Auth0Client {
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(": ");
-                self.http.redactor().safe(&text)
+                if text.is_empty() {
+                    // Not Auth0's JSON (or cut by the excerpt cap): keep the redacted excerpt.
+                    body.clone()
+                } else {
+                    self.http.redactor().safe(&text)
+                }
             }
             other => self.http.redactor().safe(&other.to_string()),
         };
