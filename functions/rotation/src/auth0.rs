@@ -103,12 +103,44 @@ pub trait Auth0Api: Send + Sync {
 }
 
 pub struct Auth0Client {
-    http: HttpClient,
+    http: HttpClientSlot,
+}
+
+/// The HTTP client, built on first use: building one loads the TLS trust store, a cost every
+/// cold start would pay although most rotations never call Auth0.
+enum HttpClientSlot {
+    Ready(HttpClient),
+    Lazy {
+        build: Box<dyn Fn() -> Result<HttpClient, HttpError> + Send + Sync>,
+        built: std::sync::OnceLock<Result<HttpClient, String>>,
+    },
 }
 
 impl Auth0Client {
     pub fn new(http: HttpClient) -> Self {
-        Self { http }
+        Self {
+            http: HttpClientSlot::Ready(http),
+        }
+    }
+
+    /// A client whose HTTP client is built by `build` when Auth0 is first called.
+    pub fn lazy(build: impl Fn() -> Result<HttpClient, HttpError> + Send + Sync + 'static) -> Self {
+        Self {
+            http: HttpClientSlot::Lazy {
+                build: Box::new(build),
+                built: std::sync::OnceLock::new(),
+            },
+        }
+    }
+
+    fn http(&self) -> Result<&HttpClient, Auth0Error> {
+        match &self.http {
+            HttpClientSlot::Ready(http) => Ok(http),
+            HttpClientSlot::Lazy { build, built } => built
+                .get_or_init(|| build().map_err(|e| e.to_string()))
+                .as_ref()
+                .map_err(|e| Auth0Error::Http(HttpError::InvalidRequest(e.clone()))),
+        }
     }
 }
 
@@ -134,7 +166,7 @@ struct ErrorBody {
 }
 
 impl Auth0Client {
-    fn forbidden(&self, err: &HttpError) -> Auth0Error {
+    fn forbidden(&self, http: &HttpClient, err: &HttpError) -> Auth0Error {
         let message = match err {
             HttpError::Status { body, .. } => {
                 let parsed: ErrorBody = serde_json::from_str(body.as_str()).unwrap_or_default();
@@ -152,10 +184,10 @@ impl Auth0Client {
                     // Not Auth0's JSON (or cut by the excerpt cap): keep the redacted excerpt.
                     body.clone()
                 } else {
-                    self.http.redactor().safe(&text)
+                    http.redactor().safe(&text)
                 }
             }
-            other => self.http.redactor().safe(&other.to_string()),
+            other => http.redactor().safe(&other.to_string()),
         };
         Auth0Error::Forbidden { message }
     }
@@ -169,7 +201,8 @@ impl Auth0Api for Auth0Client {
         client_secret: &SecretString,
         audience: &str,
     ) -> Result<SecretString, Auth0Error> {
-        self.http.redactor().register(client_secret);
+        let http = self.http()?;
+        http.redactor().register(client_secret);
         let body = serde_json::json!({
             "grant_type": "client_credentials",
             "client_id": client_id,
@@ -180,7 +213,7 @@ impl Auth0Api for Auth0Client {
         let request = HttpRequest::new(Method::POST, format!("{}/oauth/token", tenant.base_url))
             .json(&body)?
             .idempotency(Idempotency::Idempotent);
-        match self.http.send(request).await {
+        match http.send(request).await {
             Ok(response) => {
                 let token: TokenResponse = response.json()?;
                 let token = SecretString::from(
@@ -188,7 +221,7 @@ impl Auth0Api for Auth0Client {
                         .access_token
                         .ok_or(Auth0Error::Incomplete("an access_token"))?,
                 );
-                self.http.redactor().register(&token);
+                http.redactor().register(&token);
                 Ok(token)
             }
             Err(err) if err.status() == Some(StatusCode::UNAUTHORIZED) => {
@@ -196,7 +229,9 @@ impl Auth0Api for Auth0Client {
                     client_id: client_id.to_owned(),
                 })
             }
-            Err(err) if err.status() == Some(StatusCode::FORBIDDEN) => Err(self.forbidden(&err)),
+            Err(err) if err.status() == Some(StatusCode::FORBIDDEN) => {
+                Err(self.forbidden(http, &err))
+            }
             Err(err) => Err(err.into()),
         }
     }
@@ -207,6 +242,7 @@ impl Auth0Api for Auth0Client {
         management_token: &SecretString,
         client_id: &str,
     ) -> Result<SecretString, Auth0Error> {
+        let http = self.http()?;
         let id: String = client_id
             .bytes()
             .map(|b| {
@@ -223,7 +259,7 @@ impl Auth0Api for Auth0Client {
         )
         .bearer(management_token.clone())
         .idempotency(Idempotency::NotIdempotent);
-        match self.http.send(request).await {
+        match http.send(request).await {
             Ok(response) => {
                 let client: RotatedClient = response.json()?;
                 let secret = SecretString::from(
@@ -231,7 +267,7 @@ impl Auth0Api for Auth0Client {
                         .client_secret
                         .ok_or(Auth0Error::Incomplete("the new client_secret"))?,
                 );
-                self.http.redactor().register(&secret);
+                http.redactor().register(&secret);
                 Ok(secret)
             }
             Err(err) if err.status() == Some(StatusCode::NOT_FOUND) => {
@@ -245,7 +281,7 @@ impl Auth0Api for Auth0Client {
                     Some(StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED)
                 ) =>
             {
-                Err(self.forbidden(&err))
+                Err(self.forbidden(http, &err))
             }
             Err(err) => Err(err.into()),
         }

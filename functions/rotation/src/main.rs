@@ -20,19 +20,21 @@ async fn main() -> Result<(), Error> {
     let sdk = load_sdk_config().await;
     // One registry of values to scrub, shared by every adapter.
     let redactor = Redactor::new();
-    let http = HttpClient::new(
-        concat!("keyward-rotation/", env!("CARGO_PKG_VERSION")),
-        Duration::from_secs(10),
-        RetryPolicy::default(),
-        redactor.clone(),
-    )?;
+    let http_redactor = redactor.clone();
     let rotator = Rotator {
         store: SecretsManagerStore::new(
             aws_sdk_secretsmanager::Client::new(&sdk),
             redactor.clone(),
         ),
         db: Postgres::new(config.postgres.clone(), redactor.clone()),
-        auth0: Auth0Client::new(http),
+        auth0: Auth0Client::lazy(move || {
+            HttpClient::new(
+                concat!("keyward-rotation/", env!("CARGO_PKG_VERSION")),
+                Duration::from_secs(10),
+                RetryPolicy::default(),
+                http_redactor.clone(),
+            )
+        }),
         publisher: EventBridgePublisher::new(
             aws_sdk_eventbridge::Client::new(&sdk),
             &config.common.event_bus_name,
