@@ -1,0 +1,18 @@
+//! keyward's CloudTrail anomaly forwarder: detect unauthorised and anomalous access to secrets.
+//!
+//! - [`record`]: one parser for every real CloudTrail record shape, and the facts keyward
+//!   derives from a record (denied, actor, secrets named, public policy, catch-all batch...);
+//! - [`logfile`]: CloudTrail log files from S3, streamed (multi-member gzip, one record at a
+//!   time, constant memory), de-duplicated by `eventID`;
+//! - [`rules`]: the declarative rules (EventBridge patterns matched by quamina, thresholds over
+//!   windows, first-seen) and the detector.
+//!
+//! Work in progress (#7): forwarding to Loki, webhooks and the bus, the shared detection state,
+//! the Lambda entry point and its template resources land next.
+
+pub mod logfile;
+pub mod record;
+pub mod rules;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,427 @@
+//! Detection rules: a YAML file the operator extends without rebuilding.
+//!
+//! ```yaml
+//! version: 1
+//! rules:
+//!   - id: bulk-secret-read
+//!     severity: high
+//!     summary: One principal read many distinct secrets in a short window
+//!     match:                       # an EventBridge event pattern over the CloudTrail record,
+//!       eventName: [GetSecretValue] # plus keyward's derived facts under `keyward`
+//!       keyward: { success: [true] }
+//!     threshold: { count: 20, window_seconds: 600, group_by: actor, distinct: secret }
+//!   - id: first-seen-reader
+//!     match: { eventName: [GetSecretValue], keyward: { success: [true] } }
+//!     first_seen: { key: [actor, secret], days: 7 }
+//! ```
+//!
+//! Patterns are matched by quamina (EventBridge pattern semantics: exact, prefix, anything-but,
+//! exists, numeric, wildcard...). A rule without `threshold` or `first_seen` alerts on every
+//! matching record. With `threshold`, it alerts once per window and group when the count (or
+//! the number of distinct values) reaches `count`. Windows are tumbling, aligned to the epoch.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use keyward_shared::events::Severity;
+use serde::Deserialize;
+
+use crate::record::{Facts, Record, RecordError};
+
+pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub version: u32,
+    pub rules: Vec<RuleDecl>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDecl {
+    pub id: String,
+    pub severity: Severity,
+    pub summary: String,
+    #[serde(rename = "match")]
+    pub pattern: serde_json::Value,
+    #[serde(default)]
+    pub threshold: Option<Threshold>,
+    #[serde(default)]
+    pub first_seen: Option<FirstSeen>,
+}
+
+/// What a count is grouped by, and what may be counted distinctly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    Actor,
+    Secret,
+    SourceIp,
+    Region,
+    Account,
+    EventName,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    pub count: u64,
+    pub window_seconds: i64,
+    pub group_by: Dimension,
+    #[serde(default)]
+    pub distinct: Option<Dimension>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirstSeen {
+    pub key: Vec<Dimension>,
+    pub days: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("rules file: {0}")]
+    Yaml(String),
+    #[error("rules file version {0} is not supported (this build reads 1)")]
+    Version(u32),
+    #[error("rule `{rule}`: {message}")]
+    Invalid { rule: String, message: String },
+}
+
+/// One alert: which rule, how bad, and the evidence (names, ids, addresses; never values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub rule: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub event_time: DateTime<Utc>,
+    /// Stable across retries of the same input: rule, group and window (or event id).
+    pub alert_id: String,
+    pub evidence: BTreeMap<String, String>,
+}
+
+/// Where threshold and first-seen state lives: in memory for one log file or a test; a shared
+/// store (added with the function's deployment) across invocations.
+pub trait DetectionState {
+    /// Adds one occurrence (or one `member`) to `key`'s window; returns the count (or the number
+    /// of distinct members) after the addition.
+    fn add(&mut self, key: &str, member: Option<&str>) -> u64;
+    /// True the first time `key` is seen within its retention.
+    fn first_seen(&mut self, key: &str, days: u32) -> bool;
+}
+
+/// Counts in memory.
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    counts: std::collections::HashMap<String, (u64, std::collections::HashSet<String>)>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl DetectionState for MemoryState {
+    fn add(&mut self, key: &str, member: Option<&str>) -> u64 {
+        let entry = self.counts.entry(key.to_owned()).or_default();
+        match member {
+            Some(member) => {
+                entry.1.insert(member.to_owned());
+                entry.1.len() as u64
+            }
+            None => {
+                entry.0 += 1;
+                entry.0
+            }
+        }
+    }
+
+    fn first_seen(&mut self, key: &str, _days: u32) -> bool {
+        self.seen.insert(key.to_owned())
+    }
+}
+
+/// Deployment-specific knowledge the facts use.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// Allowed source networks; empty = not checked.
+    pub allowed_cidrs: Vec<Cidr>,
+    pub allowed_vpc_endpoints: Vec<String>,
+    /// Secret name -> principal ARNs allowed to read it (the `keyward:reader:N` tags).
+    pub readers: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ip, prefix) = s.split_once('/').unwrap_or((s, ""));
+        let network: std::net::IpAddr = ip.parse().map_err(|_| format!("`{s}` is not a CIDR"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}` has a bad prefix length"))?
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Secret names from an ARN or name (`arn:...:secret:/acme/prod/x/y-AbCdEf` -> `/acme/prod/x/y`).
+fn secret_name(id: &str) -> &str {
+    match id.split_once(":secret:") {
+        Some((_, name)) => keyward_shared::naming::SecretName::name_from_arn(id).unwrap_or(name),
+        None => id,
+    }
+}
+
+pub struct Detector {
+    engine: quamina::Quamina<usize>,
+    rules: Vec<RuleDecl>,
+    environment: Environment,
+}
+
+impl Detector {
+    pub fn from_yaml(text: &str, environment: Environment) -> Result<Self, RuleError> {
+        let file: RuleFile =
+            serde_yaml_ng::from_str(text).map_err(|e| RuleError::Yaml(e.to_string()))?;
+        if file.version != 1 {
+            return Err(RuleError::Version(file.version));
+        }
+        let mut engine = quamina::Quamina::new();
+        let mut ids = std::collections::BTreeSet::new();
+        for (index, rule) in file.rules.iter().enumerate() {
+            let invalid = |message: String| RuleError::Invalid {
+                rule: rule.id.clone(),
+                message,
+            };
+            if !ids.insert(rule.id.clone()) {
+                return Err(invalid("is declared twice".into()));
+            }
+            if !rule.pattern.is_object() {
+                return Err(invalid(
+                    "`match` must be an EventBridge event pattern (a mapping)".into(),
+                ));
+            }
+            if rule.threshold.is_some() && rule.first_seen.is_some() {
+                return Err(invalid("has both `threshold` and `first_seen`".into()));
+            }
+            if let Some(threshold) = &rule.threshold
+                && (threshold.count == 0 || threshold.window_seconds <= 0)
+            {
+                return Err(invalid(
+                    "threshold count and window_seconds must be positive".into(),
+                ));
+            }
+            engine
+                .add_pattern(index, &rule.pattern.to_string())
+                .map_err(|e| invalid(format!("`match` is not a valid event pattern: {e:?}")))?;
+        }
+        Ok(Self {
+            engine,
+            rules: file.rules,
+            environment,
+        })
+    }
+
+    pub fn rules(&self) -> &[RuleDecl] {
+        &self.rules
+    }
+
+    /// The facts for a record, with the deployment's networks and readers applied.
+    pub fn facts(&self, record: &Record<'_>) -> Facts {
+        let mut facts = record.facts();
+        let env = &self.environment;
+        if !env.allowed_cidrs.is_empty() || !env.allowed_vpc_endpoints.is_empty() {
+            let from_cidr = record
+                .source_ip_address
+                .as_deref()
+                .and_then(|ip| ip.parse().ok())
+                .is_some_and(|ip| env.allowed_cidrs.iter().any(|c| c.contains(ip)));
+            let from_vpce = record
+                .vpc_endpoint_id
+                .as_deref()
+                .is_some_and(|v| env.allowed_vpc_endpoints.iter().any(|a| a == v));
+            // Calls AWS services make on a principal's behalf carry a service name, not an IP.
+            facts.outside_allowed_network = Some(facts.from_ip && !from_cidr && !from_vpce);
+        }
+        if facts.success
+            && record.event_name.as_deref() == Some("GetSecretValue")
+            && let Some(secret) = facts.secrets.first()
+            && let Some(readers) = env.readers.get(secret_name(secret))
+        {
+            let principal = record.principal_arn().unwrap_or_default();
+            facts.unlisted_reader = Some(!readers.contains(&principal));
+        }
+        facts
+    }
+
+    /// The ids of the rules whose pattern matches a record, before thresholds and first-seen.
+    pub fn matching(&self, raw: &str) -> Result<Vec<&str>, RecordError> {
+        let record = Record::parse(raw)?;
+        let facts = self.facts(&record);
+        let mut matched = self.match_indices(raw, &facts)?;
+        matched.sort_unstable();
+        matched.dedup();
+        Ok(matched
+            .into_iter()
+            .map(|i| self.rules[i].id.as_str())
+            .collect())
+    }
+
+    fn match_indices(&self, raw: &str, facts: &Facts) -> Result<Vec<usize>, RecordError> {
+        // The pattern sees the record with keyward's facts spliced in under `keyward`.
+        let facts_json = serde_json::to_string(facts).unwrap_or_else(|_| "{}".into());
+        let body = raw.trim_start();
+        let body = body.strip_prefix('{').ok_or(RecordError::NotAnObject)?;
+        let mut event = String::with_capacity(raw.len() + facts_json.len() + 16);
+        event.push_str("{\"keyward\":");
+        event.push_str(&facts_json);
+        if !body.trim_start().starts_with('}') {
+            event.push(',');
+        }
+        event.push_str(body);
+        self.engine
+            .matches_for_event(event.as_bytes())
+            .map_err(|_| RecordError::Shape {
+                path: "(pattern matching)".into(),
+            })
+    }
+
+    /// Evaluates one record (its raw JSON). Records that match nothing cost one parse and one
+    /// automaton walk.
+    pub fn evaluate(
+        &self,
+        raw: &str,
+        state: &mut dyn DetectionState,
+    ) -> Result<Vec<Alert>, RecordError> {
+        let record = Record::parse(raw)?;
+        let facts = self.facts(&record);
+        let mut matched = self.match_indices(raw, &facts)?;
+        if matched.is_empty() {
+            return Ok(Vec::new());
+        }
+        matched.sort_unstable();
+        matched.dedup();
+        let time = record.time()?;
+        let mut alerts = Vec::new();
+        for index in matched {
+            let rule = &self.rules[index];
+            let value = |dimension: Dimension| -> String {
+                match dimension {
+                    Dimension::Actor => facts.actor.clone(),
+                    Dimension::Secret => facts
+                        .secrets
+                        .first()
+                        .map(|s| secret_name(s).to_owned())
+                        .unwrap_or_default(),
+                    Dimension::SourceIp => {
+                        record.source_ip_address.as_deref().unwrap_or("").to_owned()
+                    }
+                    Dimension::Region => record.aws_region.as_deref().unwrap_or("").to_owned(),
+                    Dimension::Account => record
+                        .recipient_account_id
+                        .as_deref()
+                        .or(record
+                            .user_identity
+                            .as_ref()
+                            .and_then(|i| i.account_id.as_deref()))
+                        .unwrap_or("")
+                        .to_owned(),
+                    Dimension::EventName => record.event_name.as_deref().unwrap_or("").to_owned(),
+                }
+            };
+            let event_id = record.event_id.as_deref().unwrap_or("");
+            let alert_id = if let Some(threshold) = &rule.threshold {
+                let window = time.timestamp().div_euclid(threshold.window_seconds);
+                let key = format!("{}|{}|{window}", rule.id, value(threshold.group_by));
+                let member = threshold.distinct.map(value);
+                let count = state.add(&key, member.as_deref());
+                if count != threshold.count {
+                    continue;
+                }
+                key
+            } else if let Some(first_seen) = &rule.first_seen {
+                let key = format!(
+                    "{}|{}",
+                    rule.id,
+                    first_seen
+                        .key
+                        .iter()
+                        .map(|d| value(*d))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                );
+                if !state.first_seen(&key, first_seen.days) {
+                    continue;
+                }
+                key
+            } else {
+                format!("{}|{event_id}", rule.id)
+            };
+            alerts.push(Alert {
+                rule: rule.id.clone(),
+                severity: rule.severity,
+                summary: rule.summary.clone(),
+                event_time: time,
+                alert_id,
+                evidence: evidence(&record, &facts),
+            });
+        }
+        Ok(alerts)
+    }
+}
+
+/// The fields an alert carries: who, what, where, on which secret. CloudTrail never records a
+/// secret value; keyward copies none of the parameter blobs besides secret ids.
+fn evidence(record: &Record<'_>, facts: &Facts) -> BTreeMap<String, String> {
+    let mut evidence = BTreeMap::new();
+    let mut put = |key: &str, value: Option<&str>| {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            let value: String = value.chars().take(256).collect();
+            evidence.insert(key.to_owned(), value);
+        }
+    };
+    put("event_id", record.event_id.as_deref());
+    put("event_name", record.event_name.as_deref());
+    put("event_source", record.event_source.as_deref());
+    put("event_time", record.event_time.as_deref());
+    put("region", record.aws_region.as_deref());
+    put("source_ip", record.source_ip_address.as_deref());
+    put("user_agent", record.user_agent.as_deref());
+    put("error_code", record.error_code.as_deref());
+    put("actor", Some(&facts.actor));
+    put("identity_type", Some(&facts.identity_type));
+    put("principal_arn", record.principal_arn().as_deref());
+    put("secret", facts.secrets.first().map(String::as_str));
+    put("vpc_endpoint", record.vpc_endpoint_id.as_deref());
+    evidence
+}
