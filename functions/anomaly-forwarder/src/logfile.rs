@@ -6,14 +6,9 @@
 //! grows is an 8-byte hash per `eventID`, for de-duplication). A truncated or corrupt file is an
 //! error naming how far it got, after the records before the damage were delivered.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
-use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufRead, BufReader, Read};
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const BUFFER: usize = 256 * 1024;
@@ -51,8 +46,8 @@ pub fn scan<R: Read>(
         .unwrap_or(false);
     let mut stats = ScanStats::default();
     let mut seen = HashSet::new();
-    let mut deliver = |raw: &RawValue| {
-        if let Some(id) = event_id(raw.get()) {
+    let mut deliver = |raw: &str| {
+        if let Some(id) = event_id(raw) {
             let mut hasher = DefaultHasher::new();
             id.hash(&mut hasher);
             if !seen.insert(hasher.finish()) {
@@ -61,11 +56,10 @@ pub fn scan<R: Read>(
             }
         }
         stats.records += 1;
-        on_record(raw.get());
+        on_record(raw);
     };
     let result = if gzip {
-        let decoder = flate2::read::MultiGzDecoder::new(input);
-        read_records(BufReader::with_capacity(BUFFER, decoder), &mut deliver)
+        read_records(flate2::read::MultiGzDecoder::new(input), &mut deliver)
     } else {
         read_records(input, &mut deliver)
     };
@@ -79,20 +73,13 @@ pub fn scan<R: Read>(
     }
 }
 
-/// Only the position and kind of a JSON error: never the text around it.
-fn describe(e: &serde_json::Error) -> String {
-    if e.is_io() {
+/// What went wrong, never the bytes around it.
+fn describe(e: &SplitError) -> String {
+    match e {
         // Decompression errors (truncated member, bad CRC) arrive as I/O errors.
-        let text = e.to_string();
-        let cut = text.find(" at line").unwrap_or(text.len());
-        text[..cut].to_owned()
-    } else {
-        format!(
-            "{:?} error at line {}, column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        )
+        SplitError::Io(e) => format!("decompression failed: {e}"),
+        SplitError::Utf8 => "a record is not valid UTF-8".into(),
+        SplitError::Structure(what) => (*what).into(),
     }
 }
 
@@ -105,67 +92,187 @@ fn event_id(raw: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
-/// Returns whether a `Records` array was found.
-fn read_records<R: Read>(
-    reader: R,
-    deliver: &mut dyn FnMut(&RawValue),
-) -> Result<bool, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_reader(reader);
-    let found = deserializer.deserialize_map(Top { deliver })?;
-    deserializer.end()?;
-    Ok(found)
+/// Splits the top-level `Records` array into its elements while tracking JSON strings and
+/// nesting, without building anything: each element's bytes go to `deliver`, which parses them.
+/// A malformed element is the record parser's to reject; a file that ends inside the array, or
+/// holds no `Records`, is an error. Memory: one element at a time.
+struct Splitter {
+    /// Bytes of the element being read (or of the key being read, before the array).
+    current: Vec<u8>,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    state: SplitState,
+    /// The last complete string key at depth 1, to recognise `"Records"`.
+    key: Vec<u8>,
+    collecting_key: bool,
 }
 
-struct Top<'f> {
-    deliver: &'f mut dyn FnMut(&RawValue),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SplitState {
+    /// Outside the `Records` array.
+    Outside,
+    /// `"Records"` was read at depth 1: waiting for its `[`.
+    AwaitArray,
+    /// Inside the array, between elements.
+    Between,
+    /// Inside an element.
+    Element,
+    /// The array closed.
+    Done,
 }
 
-impl<'de> Visitor<'de> for Top<'_> {
-    type Value = bool;
+#[derive(Debug)]
+enum SplitError {
+    Io(std::io::Error),
+    Utf8,
+    Structure(&'static str),
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a CloudTrail log file object with `Records`")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let mut found = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "Records" {
-                map.next_value_seed(RecordsSeed {
-                    deliver: &mut *self.deliver,
-                })?;
-                found = true;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
+impl Splitter {
+    fn new() -> Self {
+        Self {
+            current: Vec::with_capacity(16 * 1024),
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            state: SplitState::Outside,
+            key: Vec::new(),
+            collecting_key: false,
         }
-        Ok(found)
-    }
-}
-
-struct RecordsSeed<'f> {
-    deliver: &'f mut dyn FnMut(&RawValue),
-}
-
-impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordsSeed<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of CloudTrail records")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(record) = seq.next_element::<Box<RawValue>>()? {
-            (self.deliver)(&record);
+    fn feed(&mut self, chunk: &[u8], deliver: &mut dyn FnMut(&str)) -> Result<(), SplitError> {
+        let mut element_start = (self.state == SplitState::Element).then_some(0);
+        let mut i = 0;
+        while i < chunk.len() {
+            let byte = chunk[i];
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if byte == b'\\' {
+                    self.escaped = true;
+                } else if byte == b'"' {
+                    self.in_string = false;
+                    if self.collecting_key {
+                        self.collecting_key = false;
+                    }
+                } else if self.collecting_key {
+                    self.key.push(byte);
+                }
+                // Fast-forward through ordinary string bytes.
+                if self.in_string && !self.escaped && !self.collecting_key {
+                    let rest = &chunk[i + 1..];
+                    match rest.iter().position(|b| *b == b'"' || *b == b'\\') {
+                        Some(skip) => i += skip,
+                        None => i = chunk.len() - 1,
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            match byte {
+                b'"' => {
+                    self.in_string = true;
+                    if self.state == SplitState::Outside && self.depth == 1 {
+                        self.key.clear();
+                        self.collecting_key = true;
+                    }
+                    if self.state == SplitState::Between {
+                        // A string element (not a record): read it as an element.
+                        self.state = SplitState::Element;
+                        element_start = Some(i);
+                    }
+                }
+                b'{' | b'[' => {
+                    if self.state == SplitState::AwaitArray {
+                        if byte != b'[' {
+                            return Err(SplitError::Structure("`Records` is not an array"));
+                        }
+                        self.state = SplitState::Between;
+                    } else if self.state == SplitState::Between {
+                        self.state = SplitState::Element;
+                        element_start = Some(i);
+                    }
+                    self.depth += 1;
+                }
+                b'}' | b']' => {
+                    if self.depth == 0 {
+                        return Err(SplitError::Structure("unbalanced brackets"));
+                    }
+                    self.depth -= 1;
+                    match self.state {
+                        SplitState::Element if self.depth == 2 => {
+                            let start = element_start.take().unwrap_or(0);
+                            self.current.extend_from_slice(&chunk[start..=i]);
+                            self.emit(deliver)?;
+                            self.state = SplitState::Between;
+                        }
+                        SplitState::Element if self.depth == 1 => {
+                            // `]` right after a scalar element.
+                            let start = element_start.take().unwrap_or(0);
+                            self.current.extend_from_slice(&chunk[start..i]);
+                            self.emit(deliver)?;
+                            self.state = SplitState::Done;
+                        }
+                        SplitState::Between if self.depth == 1 => self.state = SplitState::Done,
+                        _ => {}
+                    }
+                }
+                b':' if self.state == SplitState::Outside
+                    && self.depth == 1
+                    && self.key == b"Records" =>
+                {
+                    self.state = SplitState::AwaitArray;
+                }
+                b',' if self.state == SplitState::Element && self.depth == 2 => {
+                    // End of a scalar element.
+                    let start = element_start.take().unwrap_or(0);
+                    self.current.extend_from_slice(&chunk[start..i]);
+                    self.emit(deliver)?;
+                    self.state = SplitState::Between;
+                }
+                b',' | b' ' | b'\n' | b'\r' | b'\t' => {}
+                _ => {
+                    if self.state == SplitState::Between {
+                        self.state = SplitState::Element;
+                        element_start = Some(i);
+                    }
+                }
+            }
+            i += 1;
+        }
+        if let Some(start) = element_start {
+            self.current.extend_from_slice(&chunk[start..]);
         }
         Ok(())
+    }
+
+    fn emit(&mut self, deliver: &mut dyn FnMut(&str)) -> Result<(), SplitError> {
+        let text = std::str::from_utf8(&self.current).map_err(|_| SplitError::Utf8)?;
+        deliver(text.trim());
+        self.current.clear();
+        Ok(())
+    }
+}
+
+/// Returns whether a `Records` array was found.
+fn read_records<R: Read>(mut reader: R, deliver: &mut dyn FnMut(&str)) -> Result<bool, SplitError> {
+    let mut splitter = Splitter::new();
+    let mut chunk = vec![0u8; BUFFER];
+    loop {
+        let read = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(SplitError::Io(e)),
+        };
+        splitter.feed(&chunk[..read], deliver)?;
+    }
+    match splitter.state {
+        SplitState::Done if splitter.depth == 0 && !splitter.in_string => Ok(true),
+        SplitState::Outside if splitter.depth == 0 && !splitter.in_string => Ok(false),
+        _ => Err(SplitError::Structure("the file ends inside the `Records` array")),
     }
 }
 
@@ -218,6 +325,53 @@ mod tests {
             scan(&br#"{"Other":[]}"#[..], |_| {}),
             Err(LogFileError::NoRecords)
         ));
+    }
+
+    #[test]
+    fn strings_escapes_nesting_and_other_keys_do_not_confuse_the_splitter() {
+        let file = r#" { "Other": {"Records": [{"not":"these"}]}, "Records" : [
+            {"eventID":"x1","a":"}{][\"\\","b":[{"c":[1,2,{"d":"]"}]}]} ,
+            7, "text, with a comma", null,
+            {"eventID":"x2","unicode":"\u00e9 é"}
+          ], "Trailer": "]}" } "#;
+        let mut seen = Vec::new();
+        let stats = scan(file.as_bytes(), |raw| seen.push(raw.to_owned())).unwrap();
+        assert_eq!(stats.records, 5);
+        // Every element is exactly what a JSON parser sees in the array.
+        let reference: serde_json::Value = serde_json::from_str(file).unwrap();
+        let expected = reference["Records"].as_array().unwrap();
+        for (raw, value) in seen.iter().zip(expected) {
+            assert_eq!(&serde_json::from_str::<serde_json::Value>(raw).unwrap(), value, "{raw}");
+        }
+    }
+
+    #[test]
+    fn mutated_files_never_panic() {
+        let good = r#"{"Records":[{"eventID":"a","x":"}\"{"},{"eventID":"b","y":[1,{"z":"]"}]}]}"#;
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut bytes = good.as_bytes().to_vec();
+            for _ in 0..(1 + next() % 3) {
+                let at = (next() as usize) % bytes.len();
+                let symbols = br#"{}[]",:\ a"#;
+                match next() % 3 {
+                    0 => bytes[at] = symbols[(next() as usize) % symbols.len()],
+                    1 => bytes.insert(at, symbols[(next() as usize) % symbols.len()]),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let _ = scan(&bytes[..], |raw| {
+                let _ = crate::record::Record::parse(raw);
+            });
+        }
     }
 
     #[test]

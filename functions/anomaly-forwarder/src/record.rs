@@ -145,6 +145,10 @@ impl<'a> Record<'a> {
                 }),
             };
         }
+        // The fast path; only a record that fails is parsed again to find the failing field.
+        if let Ok(record) = serde_json::from_str(raw) {
+            return Ok(record);
+        }
         let mut deserializer = serde_json::Deserializer::from_str(raw);
         serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let inner = e.inner();

@@ -106,8 +106,9 @@ pub struct Alert {
 /// store (added with the function's deployment) across invocations.
 pub trait DetectionState {
     /// Adds one occurrence (or one `member`) to `key`'s window; returns the count (or the number
-    /// of distinct members) after the addition.
-    fn add(&mut self, key: &str, member: Option<&str>) -> u64;
+    /// of distinct members) after the addition, or `None` when `member` was already counted (so
+    /// a threshold is crossed exactly once).
+    fn add(&mut self, key: &str, member: Option<&str>) -> Option<u64>;
     /// True the first time `key` is seen within its retention.
     fn first_seen(&mut self, key: &str, days: u32) -> bool;
 }
@@ -120,16 +121,16 @@ pub struct MemoryState {
 }
 
 impl DetectionState for MemoryState {
-    fn add(&mut self, key: &str, member: Option<&str>) -> u64 {
+    fn add(&mut self, key: &str, member: Option<&str>) -> Option<u64> {
         let entry = self.counts.entry(key.to_owned()).or_default();
         match member {
-            Some(member) => {
-                entry.1.insert(member.to_owned());
-                entry.1.len() as u64
-            }
+            Some(member) => entry
+                .1
+                .insert(member.to_owned())
+                .then_some(entry.1.len() as u64),
             None => {
                 entry.0 += 1;
-                entry.0
+                Some(entry.0)
             }
         }
     }
@@ -365,7 +366,7 @@ impl Detector {
                 let key = format!("{}|{}|{window}", rule.id, value(threshold.group_by));
                 let member = threshold.distinct.map(value);
                 let count = state.add(&key, member.as_deref());
-                if count != threshold.count {
+                if count != Some(threshold.count) {
                     continue;
                 }
                 key

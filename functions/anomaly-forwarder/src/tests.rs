@@ -239,6 +239,8 @@ fn thresholds_alert_once_per_window_and_group() {
     // The 20th distinct secret raises it once; more reads in the window do not repeat it.
     bulk += count(&d, &read(19, 3, "mallory"), &mut state, "bulk-secret-read");
     bulk += count(&d, &read(20, 4, "mallory"), &mut state, "bulk-secret-read");
+    // Reading an already-counted secret again does not cross the threshold a second time.
+    bulk += count(&d, &read(3, 5, "mallory"), &mut state, "bulk-secret-read");
     assert_eq!(bulk, 1);
     // Another principal keeps its own count.
     for n in 0..5 {

@@ -283,6 +283,7 @@ async fn main() -> Result<()> {
         );
     }
     verify_row(args.records).await?;
+    cloudtrail_rows(&args.bin_dir, args.records)?;
     writes_row(&moto, args.runs).await?;
     println!();
     println!(
@@ -402,4 +403,153 @@ async fn writes_row(moto: &MotoServer, runs: usize) -> Result<()> {
         (8 * per_writer) as f64 / secs
     );
     Ok(())
+}
+
+/// Seed records for the log-file benchmark: the public corpus when present (Stratus detonations
+/// and Panther test events with CloudTrail timestamps), else a few realistic shapes.
+fn cloudtrail_seeds() -> Vec<serde_json::Value> {
+    let corpus = keyward_integration::repo_root().join("../shared/data/cloudtrail");
+    let mut seeds = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(corpus.join("stratus-red-team-detonation-logs")) {
+        for entry in entries.flatten() {
+            if let Ok(serde_json::Value::Array(records)) = std::fs::read_to_string(entry.path())
+                .map_err(|_| ())
+                .and_then(|t| serde_json::from_str(&t).map_err(|_| ()))
+            {
+                seeds.extend(records);
+            }
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(corpus.join("panther-analysis/cloudtrail_rule_tests.jsonl")) {
+        for line in text.lines() {
+            if let Ok(test) = serde_json::from_str::<serde_json::Value>(line) {
+                let log = &test["log"];
+                // The Python baseline parses CloudTrail's own time format only.
+                let time = log["eventTime"].as_str().unwrap_or("");
+                if time.len() == 20 && time.ends_with('Z') && log["eventID"].is_string() {
+                    seeds.push(log.clone());
+                }
+            }
+        }
+    }
+    if seeds.is_empty() {
+        for (name, error) in [("GetSecretValue", None), ("GetSecretValue", Some("AccessDenied")), ("DescribeInstances", None)] {
+            let mut record = serde_json::json!({
+                "eventVersion": "1.09", "eventID": "seed", "eventTime": "2026-11-22T12:00:00Z",
+                "eventSource": if name == "DescribeInstances" { "ec2.amazonaws.com" } else { "secretsmanager.amazonaws.com" },
+                "eventName": name, "eventType": "AwsApiCall", "awsRegion": "eu-west-1",
+                "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli/2.15.0",
+                "userIdentity": {"type": "IAMUser", "userName": "alice", "arn": "arn:aws:iam::123456789012:user/alice", "accountId": "123456789012"},
+                "requestParameters": {"secretId": "/acme/prod/payments/db-credentials"}, "responseElements": null,
+            });
+            if let Some(code) = error {
+                record["errorCode"] = code.into();
+            }
+            seeds.push(record);
+        }
+    }
+    seeds
+}
+
+/// Log-file throughput: the detector over a `records`-record `.json.gz` file (several gzip
+/// members, as CloudTrail may write), against a plain Python script doing the same scan and
+/// against decompression alone (`gzip -dc`, and `libdeflate-gunzip` when installed).
+fn cloudtrail_rows(bin_dir: &std::path::Path, records: usize) -> Result<()> {
+    use std::io::Write;
+    let seeds = cloudtrail_seeds();
+    let dir = keyward_integration::target_dir().join("keyward-bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("cloudtrail-{records}.json.gz"));
+    let mut file = std::fs::File::create(&path)?;
+    let members = 4;
+    let per_member = records.div_ceil(members);
+    let mut written = 0;
+    for member in 0..members {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        if member == 0 {
+            encoder.write_all(b"{\"Records\":[")?;
+        }
+        for _ in 0..per_member.min(records - written) {
+            let mut record = seeds[written % seeds.len()].clone();
+            record["eventID"] = format!("bench-{written:08}").into();
+            if written > 0 {
+                encoder.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut encoder, &record)?;
+            written += 1;
+        }
+        if member == members - 1 {
+            encoder.write_all(b"]}")?;
+        }
+        file.write_all(&encoder.finish()?)?;
+    }
+    drop(file);
+    let compressed = std::fs::metadata(&path)?.len();
+
+    let time = |program: &std::path::Path, args: &[&std::ffi::OsStr]| -> Result<(f64, serde_json::Value)> {
+        let mut best = f64::MAX;
+        let mut report = serde_json::Value::Null;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let out = std::process::Command::new(program).args(args).output()?;
+            let elapsed = started.elapsed().as_secs_f64();
+            anyhow::ensure!(out.status.success(), "{} failed: {}", program.display(), String::from_utf8_lossy(&out.stderr));
+            if elapsed < best {
+                best = elapsed;
+                report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            }
+        }
+        Ok((best, report))
+    };
+    let file_arg = path.as_os_str();
+    let (rust_secs, rust) = time(&bin_dir.join("scan-logfile"), &[file_arg])?;
+    let python = keyward_integration::venv_dir().join("bin/python");
+    let script = keyward_integration::repo_root().join("integration/bench/python_cloudtrail_scan.py");
+    let (python_secs, python_report) = time(&python, &[script.as_os_str(), file_arg])?;
+    let shell = std::path::Path::new("/bin/sh");
+    let decompress = |tool: &str| -> Option<f64> {
+        let command = format!("{tool} -c '{}' > /dev/null", path.display());
+        let c = std::ffi::OsString::from("-c");
+        let command = std::ffi::OsString::from(command);
+        which(tool).and_then(|_| time(shell, &[&c, &command]).ok()).map(|(s, _)| s)
+    };
+    let gzip_secs = decompress("gzip -d").or_else(|| decompress("gzip"));
+    let libdeflate_secs = decompress("libdeflate-gunzip");
+    let rate = |secs: f64| records as f64 / secs;
+    println!(
+        "| CloudTrail log file, {records} records ({:.1} MiB gzip, {members} members): scan + shipped rules | {:.0} records/s | {:.0} records/s (Python: gunzip, json.load, same rules) | {:.1}x |",
+        compressed as f64 / 1_048_576.0,
+        rate(rust_secs),
+        rate(python_secs),
+        python_secs / rust_secs
+    );
+    println!(
+        "| CloudTrail log file: alerts raised (keyward / Python) | {} | {} | |",
+        rust["alerts"], python_report["alerts"]
+    );
+    println!(
+        "| CloudTrail log file: peak RSS | {:.1} MiB | {:.1} MiB | {:.1}x |",
+        rust["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
+        python_report["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
+        python_report["peak_rss_kib"].as_f64().unwrap_or(0.0) / rust["peak_rss_kib"].as_f64().unwrap_or(1.0).max(1.0)
+    );
+    for (tool, secs) in [("gzip -dc", gzip_secs), ("libdeflate-gunzip", libdeflate_secs)] {
+        match secs {
+            Some(secs) => println!(
+                "| CloudTrail log file vs decompression alone ({tool}) | {:.3} s | {:.3} s | keyward takes {:.2}x |",
+                rust_secs, secs, rust_secs / secs
+            ),
+            None => println!("| CloudTrail log file vs decompression alone ({tool}) | | not installed | |"),
+        }
+    }
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let program = tool.split_whitespace().next()?;
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| PathBuf::from(dir).join(program))
+        .find(|p| p.exists())
 }
