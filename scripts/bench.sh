@@ -4,6 +4,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$KEYWARD_ROOT"
 ensure_python_tools
+ensure_bench_tools
 log "building release binaries"
 cargo build --release --workspace --bins --locked
 cargo build --release -p keyward-integration --bin keyward-bench --locked

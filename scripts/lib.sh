@@ -48,6 +48,17 @@ ensure_postgres() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 }
 
+# libdeflate-gunzip, the decompression yardstick of the CloudTrail log-file benchmark. Optional:
+# the benchmark prints "not installed" without it.
+ensure_bench_tools() {
+  command -v libdeflate-gunzip >/dev/null 2>&1 && return 0
+  log "installing libdeflate-tools (Debian) for the log-file benchmark"
+  local sudo=""
+  [[ "$(id -u)" -eq 0 ]] || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libdeflate-tools >/dev/null; } \
+    || log "libdeflate-tools not installed; that benchmark row will be skipped"
+}
+
 ensure_rust_components() {
   for component in rustfmt clippy; do
     if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then

@@ -272,7 +272,9 @@ fn read_records<R: Read>(mut reader: R, deliver: &mut dyn FnMut(&str)) -> Result
     match splitter.state {
         SplitState::Done if splitter.depth == 0 && !splitter.in_string => Ok(true),
         SplitState::Outside if splitter.depth == 0 && !splitter.in_string => Ok(false),
-        _ => Err(SplitError::Structure("the file ends inside the `Records` array")),
+        _ => Err(SplitError::Structure(
+            "the file ends inside the `Records` array",
+        )),
     }
 }
 
@@ -341,7 +343,11 @@ mod tests {
         let reference: serde_json::Value = serde_json::from_str(file).unwrap();
         let expected = reference["Records"].as_array().unwrap();
         for (raw, value) in seen.iter().zip(expected) {
-            assert_eq!(&serde_json::from_str::<serde_json::Value>(raw).unwrap(), value, "{raw}");
+            assert_eq!(
+                &serde_json::from_str::<serde_json::Value>(raw).unwrap(),
+                value,
+                "{raw}"
+            );
         }
     }
 

@@ -208,6 +208,57 @@ pub struct Detector {
     engine: quamina::Quamina<usize>,
     rules: Vec<RuleDecl>,
     environment: Environment,
+    prefilter: Option<Prefilter>,
+}
+
+/// What every rule requires of a record before its pattern can match: when each rule names
+/// exact `eventSource` values or exact `userIdentity.type` values, a record with neither skips
+/// the facts and the automaton. Most of a trail is other services' calls. Derived from the
+/// patterns, so it never changes what matches; a rule without such a constraint turns it off.
+#[derive(Debug, Clone, Default)]
+struct Prefilter {
+    event_sources: std::collections::HashSet<String>,
+    identity_types: std::collections::HashSet<String>,
+}
+
+impl Prefilter {
+    fn from_rules(rules: &[RuleDecl]) -> Option<Self> {
+        let exact = |values: Option<&serde_json::Value>| -> Option<Vec<String>> {
+            let values = values?.as_array()?;
+            values
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .filter(|v| !v.is_empty())
+        };
+        let mut filter = Self::default();
+        for rule in rules {
+            if let Some(sources) = exact(rule.pattern.get("eventSource")) {
+                filter.event_sources.extend(sources);
+            } else if let Some(types) = exact(
+                rule.pattern
+                    .get("userIdentity")
+                    .and_then(|identity| identity.get("type")),
+            ) {
+                filter.identity_types.extend(types);
+            } else {
+                return None;
+            }
+        }
+        Some(filter)
+    }
+
+    fn admits(&self, record: &Record<'_>) -> bool {
+        record
+            .event_source
+            .as_deref()
+            .is_some_and(|s| self.event_sources.contains(s))
+            || record
+                .user_identity
+                .as_ref()
+                .and_then(|i| i.kind.as_deref())
+                .is_some_and(|t| self.identity_types.contains(t))
+    }
 }
 
 impl Detector {
@@ -248,9 +299,20 @@ impl Detector {
         }
         Ok(Self {
             engine,
+            prefilter: Prefilter::from_rules(&file.rules),
             rules: file.rules,
             environment,
         })
+    }
+
+    /// The same detector without the prefilter (for tests proving it changes nothing).
+    pub fn without_prefilter(mut self) -> Self {
+        self.prefilter = None;
+        self
+    }
+
+    fn admits(&self, record: &Record<'_>) -> bool {
+        self.prefilter.as_ref().is_none_or(|p| p.admits(record))
     }
 
     pub fn rules(&self) -> &[RuleDecl] {
@@ -288,6 +350,9 @@ impl Detector {
     /// The ids of the rules whose pattern matches a record, before thresholds and first-seen.
     pub fn matching(&self, raw: &str) -> Result<Vec<&str>, RecordError> {
         let record = Record::parse(raw)?;
+        if !self.admits(&record) {
+            return Ok(Vec::new());
+        }
         let facts = self.facts(&record);
         let mut matched = self.match_indices(raw, &facts)?;
         matched.sort_unstable();
@@ -325,6 +390,9 @@ impl Detector {
         state: &mut dyn DetectionState,
     ) -> Result<Vec<Alert>, RecordError> {
         let record = Record::parse(raw)?;
+        if !self.admits(&record) {
+            return Ok(Vec::new());
+        }
         let facts = self.facts(&record);
         let mut matched = self.match_indices(raw, &facts)?;
         if matched.is_empty() {

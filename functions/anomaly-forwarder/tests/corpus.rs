@@ -55,6 +55,32 @@ fn every_stratus_record_parses() {
 }
 
 #[test]
+fn the_prefilter_changes_no_match() {
+    let Some(dir) = corpus() else { return };
+    let fast = detector();
+    let plain = detector().without_prefilter();
+    let text =
+        std::fs::read_to_string(dir.join("panther-analysis/cloudtrail_rule_tests.jsonl")).unwrap();
+    let mut records: Vec<String> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["log"].to_string())
+        .collect();
+    for entry in std::fs::read_dir(dir.join("stratus-red-team-detonation-logs")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") {
+            records.extend(stratus(&dir, &name));
+        }
+    }
+    let mut matched = 0;
+    for raw in &records {
+        let a = fast.matching(raw).ok();
+        assert_eq!(a, plain.matching(raw).ok(), "{raw}");
+        matched += a.map_or(0, |m| m.len());
+    }
+    assert!(matched > 0);
+}
+
+#[test]
 fn stratus_secret_retrieval_detonations_raise_the_read_alerts() {
     let Some(dir) = corpus() else { return };
     let detector = detector();

@@ -420,7 +420,9 @@ fn cloudtrail_seeds() -> Vec<serde_json::Value> {
             }
         }
     }
-    if let Ok(text) = std::fs::read_to_string(corpus.join("panther-analysis/cloudtrail_rule_tests.jsonl")) {
+    if let Ok(text) =
+        std::fs::read_to_string(corpus.join("panther-analysis/cloudtrail_rule_tests.jsonl"))
+    {
         for line in text.lines() {
             if let Ok(test) = serde_json::from_str::<serde_json::Value>(line) {
                 let log = &test["log"];
@@ -433,7 +435,11 @@ fn cloudtrail_seeds() -> Vec<serde_json::Value> {
         }
     }
     if seeds.is_empty() {
-        for (name, error) in [("GetSecretValue", None), ("GetSecretValue", Some("AccessDenied")), ("DescribeInstances", None)] {
+        for (name, error) in [
+            ("GetSecretValue", None),
+            ("GetSecretValue", Some("AccessDenied")),
+            ("DescribeInstances", None),
+        ] {
             let mut record = serde_json::json!({
                 "eventVersion": "1.09", "eventID": "seed", "eventTime": "2026-11-22T12:00:00Z",
                 "eventSource": if name == "DescribeInstances" { "ec2.amazonaws.com" } else { "secretsmanager.amazonaws.com" },
@@ -486,14 +492,21 @@ fn cloudtrail_rows(bin_dir: &std::path::Path, records: usize) -> Result<()> {
     drop(file);
     let compressed = std::fs::metadata(&path)?.len();
 
-    let time = |program: &std::path::Path, args: &[&std::ffi::OsStr]| -> Result<(f64, serde_json::Value)> {
+    let time = |program: &std::path::Path,
+                args: &[&std::ffi::OsStr]|
+     -> Result<(f64, serde_json::Value)> {
         let mut best = f64::MAX;
         let mut report = serde_json::Value::Null;
         for _ in 0..3 {
             let started = Instant::now();
             let out = std::process::Command::new(program).args(args).output()?;
             let elapsed = started.elapsed().as_secs_f64();
-            anyhow::ensure!(out.status.success(), "{} failed: {}", program.display(), String::from_utf8_lossy(&out.stderr));
+            anyhow::ensure!(
+                out.status.success(),
+                "{} failed: {}",
+                program.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
             if elapsed < best {
                 best = elapsed;
                 report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
@@ -504,14 +517,17 @@ fn cloudtrail_rows(bin_dir: &std::path::Path, records: usize) -> Result<()> {
     let file_arg = path.as_os_str();
     let (rust_secs, rust) = time(&bin_dir.join("scan-logfile"), &[file_arg])?;
     let python = keyward_integration::venv_dir().join("bin/python");
-    let script = keyward_integration::repo_root().join("integration/bench/python_cloudtrail_scan.py");
+    let script =
+        keyward_integration::repo_root().join("integration/bench/python_cloudtrail_scan.py");
     let (python_secs, python_report) = time(&python, &[script.as_os_str(), file_arg])?;
     let shell = std::path::Path::new("/bin/sh");
     let decompress = |tool: &str| -> Option<f64> {
         let command = format!("{tool} -c '{}' > /dev/null", path.display());
         let c = std::ffi::OsString::from("-c");
         let command = std::ffi::OsString::from(command);
-        which(tool).and_then(|_| time(shell, &[&c, &command]).ok()).map(|(s, _)| s)
+        which(tool)
+            .and_then(|_| time(shell, &[&c, &command]).ok())
+            .map(|(s, _)| s)
     };
     let gzip_secs = decompress("gzip -d").or_else(|| decompress("gzip"));
     let libdeflate_secs = decompress("libdeflate-gunzip");
@@ -531,15 +547,23 @@ fn cloudtrail_rows(bin_dir: &std::path::Path, records: usize) -> Result<()> {
         "| CloudTrail log file: peak RSS | {:.1} MiB | {:.1} MiB | {:.1}x |",
         rust["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
         python_report["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
-        python_report["peak_rss_kib"].as_f64().unwrap_or(0.0) / rust["peak_rss_kib"].as_f64().unwrap_or(1.0).max(1.0)
+        python_report["peak_rss_kib"].as_f64().unwrap_or(0.0)
+            / rust["peak_rss_kib"].as_f64().unwrap_or(1.0).max(1.0)
     );
-    for (tool, secs) in [("gzip -dc", gzip_secs), ("libdeflate-gunzip", libdeflate_secs)] {
+    for (tool, secs) in [
+        ("gzip -dc", gzip_secs),
+        ("libdeflate-gunzip", libdeflate_secs),
+    ] {
         match secs {
             Some(secs) => println!(
                 "| CloudTrail log file vs decompression alone ({tool}) | {:.3} s | {:.3} s | keyward takes {:.2}x |",
-                rust_secs, secs, rust_secs / secs
+                rust_secs,
+                secs,
+                rust_secs / secs
             ),
-            None => println!("| CloudTrail log file vs decompression alone ({tool}) | | not installed | |"),
+            None => println!(
+                "| CloudTrail log file vs decompression alone ({tool}) | | not installed | |"
+            ),
         }
     }
     Ok(())

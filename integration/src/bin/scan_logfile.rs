@@ -27,25 +27,31 @@ fn main() -> anyhow::Result<()> {
                 alerts += detector.facts(&record).secrets.len();
             }
         })?;
-        println!("{}", serde_json::json!({"stage": stage, "records": stats.records, "seconds": started.elapsed().as_secs_f64(), "checksum": alerts}));
+        println!(
+            "{}",
+            serde_json::json!({"stage": stage, "records": stats.records, "seconds": started.elapsed().as_secs_f64(), "checksum": alerts})
+        );
         return Ok(());
     }
-    let stats = anomaly_forwarder::logfile::scan(file, |raw| match detector.evaluate(raw, &mut state) {
-        Ok(found) => {
-            alerts += found.len();
-            for alert in found {
-                *by_rule.entry(alert.rule).or_default() += 1;
+    let stats =
+        anomaly_forwarder::logfile::scan(file, |raw| match detector.evaluate(raw, &mut state) {
+            Ok(found) => {
+                alerts += found.len();
+                for alert in found {
+                    *by_rule.entry(alert.rule).or_default() += 1;
+                }
             }
-        }
-        Err(_) => rejected += 1,
-    })?;
+            Err(_) => rejected += 1,
+        })?;
     let seconds = started.elapsed().as_secs_f64();
     let peak_rss_kib = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
         })
         .unwrap_or(0);
     println!(
