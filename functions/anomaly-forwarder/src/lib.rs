@@ -5,11 +5,13 @@
 //! - [`logfile`]: CloudTrail log files from S3, streamed (multi-member gzip, one record at a
 //!   time, constant memory), de-duplicated by `eventID`;
 //! - [`rules`]: the declarative rules (EventBridge patterns matched by quamina, thresholds over
-//!   windows, first-seen) and the detector.
+//!   windows, first-seen) and the detector;
+//! - [`forward`]: alerts to Grafana Loki (push API, gzip JSON) and a Slack-compatible webhook.
 //!
-//! Work in progress (#7): forwarding to Loki, webhooks and the bus, the shared detection state,
-//! the Lambda entry point and its template resources land next.
+//! Work in progress (#7): `AnomalyDetected` events, exactly-once delivery across retries (the
+//! shared detection state), the Lambda entry point and its template resources land next.
 
+pub mod forward;
 pub mod logfile;
 pub mod record;
 pub mod rules;

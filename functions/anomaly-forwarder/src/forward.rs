@@ -1,0 +1,283 @@
+//! Where alerts go: Grafana Loki (push API) and a Slack-compatible webhook.
+//!
+//! Loki (grafana/loki `docs/sources/reference/loki-http-api.md`): `POST /loki/api/v1/push`, JSON
+//! `{"streams":[{"stream":{labels},"values":[["<ns epoch as a string>","<line>",{metadata}]]}]}`,
+//! gzip-encoded; `X-Scope-OrgID` names the tenant; 204 on success. Labels stay low-cardinality
+//! (`service`, `severity`, `rule`, `region`); who and which secret ride as structured metadata.
+//! Entries are stamped with the processing time, with the event's time in the line: CloudTrail
+//! files arrive minutes late and Loki refuses entries too far behind a stream.
+//!
+//! Retries: 429 and 5xx are retried by the shared HTTP client and then fail the delivery, so the
+//! invocation fails and EventBridge (or the S3 notification's retry) tries again; any other 4xx
+//! means the request itself is wrong and is reported, not retried.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use keyward_shared::adapters::http::{HttpClient, HttpError, HttpRequest, Idempotency};
+use keyward_shared::events::Severity;
+use reqwest::Method;
+use reqwest::header::{CONTENT_ENCODING, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::rules::Alert;
+
+pub const SERVICE_LABEL: &str = "keyward-anomaly-forwarder";
+
+#[derive(Debug, Clone)]
+pub struct LokiTarget {
+    /// Full push URL, e.g. `https://logs-prod-eu-west-0.grafana.net/loki/api/v1/push`.
+    pub push_url: String,
+    /// `X-Scope-OrgID`, for multi-tenant Loki.
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// Worth retrying: rate limited or the server failed (after the client's own retries).
+    #[error("{target} is unavailable: {source}")]
+    Unavailable {
+        target: &'static str,
+        #[source]
+        source: HttpError,
+    },
+    /// The request was refused as malformed or unauthorised: retrying will not help.
+    #[error("{target} refused the alerts: {source}")]
+    Refused {
+        target: &'static str,
+        #[source]
+        source: HttpError,
+    },
+    #[error("encoding the {0} request failed")]
+    Encoding(&'static str),
+}
+
+impl ForwardError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    fn classify(target: &'static str, err: HttpError) -> Self {
+        match err.status() {
+            Some(status) if status.is_client_error() && status.as_u16() != 429 => Self::Refused {
+                target,
+                source: err,
+            },
+            _ => Self::Unavailable {
+                target,
+                source: err,
+            },
+        }
+    }
+}
+
+fn severity_label(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+/// The push body: one stream per label set, one entry per alert.
+pub fn loki_body(alerts: &[Alert], processed_at: DateTime<Utc>) -> Value {
+    let mut streams: BTreeMap<(String, &'static str, String), Vec<Value>> = BTreeMap::new();
+    let base_ns = processed_at.timestamp_nanos_opt().unwrap_or(0);
+    for (offset, alert) in alerts.iter().enumerate() {
+        let region = alert.evidence.get("region").cloned().unwrap_or_default();
+        let line = json!({
+            "alert_id": alert.alert_id,
+            "rule": alert.rule,
+            "severity": severity_label(alert.severity),
+            "summary": alert.summary,
+            "event_time": alert.event_time.to_rfc3339(),
+            "evidence": alert.evidence,
+        })
+        .to_string();
+        let mut metadata = serde_json::Map::new();
+        for key in ["actor", "secret", "source_ip", "event_id", "principal_arn"] {
+            if let Some(value) = alert.evidence.get(key) {
+                metadata.insert(key.to_owned(), Value::String(value.clone()));
+            }
+        }
+        metadata.insert("alert_id".into(), Value::String(alert.alert_id.clone()));
+        // Distinct nanoseconds keep the order of alerts found in one batch.
+        let ts = (base_ns + offset as i64).to_string();
+        streams
+            .entry((alert.rule.clone(), severity_label(alert.severity), region))
+            .or_default()
+            .push(json!([ts, line, metadata]));
+    }
+    let streams: Vec<Value> = streams
+        .into_iter()
+        .map(|((rule, severity, region), values)| {
+            let mut stream = json!({"service": SERVICE_LABEL, "rule": rule, "severity": severity});
+            if !region.is_empty() {
+                stream["region"] = Value::String(region);
+            }
+            json!({"stream": stream, "values": values})
+        })
+        .collect();
+    json!({ "streams": streams })
+}
+
+pub async fn push_to_loki(
+    http: &HttpClient,
+    target: &LokiTarget,
+    alerts: &[Alert],
+    processed_at: DateTime<Utc>,
+) -> Result<(), ForwardError> {
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    let body = serde_json::to_vec(&loki_body(alerts, processed_at))
+        .map_err(|_| ForwardError::Encoding("Loki"))?;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder
+        .write_all(&body)
+        .map_err(|_| ForwardError::Encoding("Loki"))?;
+    let gzipped = encoder
+        .finish()
+        .map_err(|_| ForwardError::Encoding("Loki"))?;
+    // A push that failed with 5xx may be retried: Loki drops an entry identical in stream,
+    // timestamp and line to one it holds, which is what a retry of this same body sends.
+    let mut request = HttpRequest::new(Method::POST, &target.push_url)
+        .body("application/json", gzipped)
+        .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
+        .idempotency(Idempotency::Idempotent);
+    if let Some(tenant) = &target.tenant {
+        let value = HeaderValue::from_str(tenant).map_err(|_| ForwardError::Encoding("Loki"))?;
+        request = request.header(HeaderName::from_static("x-scope-orgid"), value);
+    }
+    http.send(request)
+        .await
+        .map(|_| ())
+        .map_err(|e| ForwardError::classify("Loki", e))
+}
+
+/// A Slack-compatible incoming-webhook message: a `text` fallback and one section per alert.
+pub fn webhook_body(alerts: &[Alert]) -> Value {
+    let text = match alerts {
+        [one] => format!(
+            "[{}] {}: {}",
+            severity_label(one.severity),
+            one.rule,
+            one.summary
+        ),
+        many => format!("{} keyward alerts", many.len()),
+    };
+    let blocks: Vec<Value> = alerts
+        .iter()
+        .map(|alert| {
+            let fields: Vec<String> = [
+                "actor",
+                "secret",
+                "event_name",
+                "source_ip",
+                "event_time",
+                "event_id",
+            ]
+            .iter()
+            .filter_map(|k| alert.evidence.get(*k).map(|v| format!("*{k}*: `{v}`")))
+            .collect();
+            json!({
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": format!(
+                    "*[{}] {}*: {}\n{}",
+                    severity_label(alert.severity), alert.rule, alert.summary, fields.join("\n")
+                )}
+            })
+        })
+        .collect();
+    json!({"text": text, "blocks": blocks})
+}
+
+pub async fn post_webhook(
+    http: &HttpClient,
+    url: &str,
+    alerts: &[Alert],
+) -> Result<(), ForwardError> {
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    // Not idempotent (a chat message): retried only on 429 and failures to connect.
+    let request = HttpRequest::new(Method::POST, url)
+        .json(&webhook_body(alerts))
+        .map_err(|_| ForwardError::Encoding("webhook"))?
+        .idempotency(Idempotency::NotIdempotent);
+    http.send(request)
+        .await
+        .map(|_| ())
+        .map_err(|e| ForwardError::classify("webhook", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(rule: &str, severity: Severity, region: &str) -> Alert {
+        Alert {
+            rule: rule.into(),
+            severity,
+            summary: "summary".into(),
+            event_time: "2026-11-01T10:00:00Z".parse().unwrap(),
+            alert_id: format!("{rule}|x"),
+            evidence: [
+                ("actor".to_owned(), "mallory".to_owned()),
+                ("region".to_owned(), region.to_owned()),
+                (
+                    "secret".to_owned(),
+                    "/acme/prod/payments/db-credentials".to_owned(),
+                ),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn loki_streams_have_low_cardinality_labels_and_string_timestamps() {
+        let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
+        let body = loki_body(
+            &[
+                alert("bulk-secret-read", Severity::High, "eu-west-1"),
+                alert("bulk-secret-read", Severity::High, "eu-west-1"),
+                alert("root-activity", Severity::High, "us-east-1"),
+            ],
+            now,
+        );
+        let streams = body["streams"].as_array().unwrap();
+        assert_eq!(streams.len(), 2);
+        let labels = streams[0]["stream"].as_object().unwrap();
+        assert_eq!(labels.len(), 4, "{labels:?}");
+        assert!(!labels.contains_key("actor") && !labels.contains_key("secret"));
+        let entry = &streams[0]["values"][0];
+        assert_eq!(entry[0], now.timestamp_nanos_opt().unwrap().to_string());
+        assert_eq!(
+            streams[0]["values"][1][0],
+            (now.timestamp_nanos_opt().unwrap() + 1).to_string()
+        );
+        let line: Value = serde_json::from_str(entry[1].as_str().unwrap()).unwrap();
+        assert_eq!(line["event_time"], "2026-11-01T10:00:00+00:00");
+        assert_eq!(entry[2]["actor"], "mallory");
+    }
+
+    #[test]
+    fn webhook_messages_summarise() {
+        let one = webhook_body(&[alert("root-activity", Severity::High, "eu-west-1")]);
+        assert_eq!(one["text"], "[high] root-activity: summary");
+        assert!(
+            one["blocks"][0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("`mallory`")
+        );
+        let many = webhook_body(&[
+            alert("a", Severity::Low, "r"),
+            alert("b", Severity::Low, "r"),
+        ]);
+        assert_eq!(many["text"], "2 keyward alerts");
+    }
+}
