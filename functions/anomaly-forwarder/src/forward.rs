@@ -21,6 +21,10 @@ use reqwest::Method;
 use reqwest::header::{CONTENT_ENCODING, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
+use keyward_shared::events::{Actor, CorrelationId, DomainEvent, EventData, Outcome, SecretRef};
+use keyward_shared::ports::{EventPublisher, PublishError};
+use keyward_shared::redact::Redactor;
+
 use crate::rules::Alert;
 
 pub const SERVICE_LABEL: &str = "keyward-anomaly-forwarder";
@@ -158,6 +162,55 @@ pub async fn push_to_loki(
         .map_err(|e| ForwardError::classify("Loki", e))
 }
 
+/// The `AnomalyDetected` domain event of an alert (→ the audit trail). Evidence values pass
+/// through the redactor: CloudTrail never records secret values, but a user agent or an error
+/// message can carry anything.
+pub fn anomaly_event(alert: &Alert, redactor: &Redactor) -> DomainEvent {
+    let evidence = alert
+        .evidence
+        .iter()
+        .map(|(k, v)| (k.clone(), redactor.safe(v).as_str().to_owned()))
+        .collect();
+    let get = |key: &str| alert.evidence.get(key).cloned().unwrap_or_default();
+    let secret = alert.evidence.get("secret").map(|id| SecretRef {
+        name: match keyward_shared::naming::SecretName::name_from_arn(id) {
+            Ok(name) => name.to_owned(),
+            Err(_) => id.clone(),
+        },
+        arn: id.starts_with("arn:").then(|| id.clone()),
+    });
+    DomainEvent::new(
+        CorrelationId::generate(),
+        Actor::service("anomaly-forwarder"),
+        secret,
+        Outcome::Detected,
+        EventData::AnomalyDetected {
+            rule: alert.rule.clone(),
+            severity: alert.severity,
+            cloudtrail_event_id: get("event_id"),
+            event_name: get("event_name"),
+            principal: alert
+                .evidence
+                .get("principal_arn")
+                .cloned()
+                .unwrap_or_else(|| get("actor")),
+            evidence,
+        },
+    )
+}
+
+pub async fn publish_alerts(
+    publisher: &impl EventPublisher,
+    alerts: &[Alert],
+    redactor: &Redactor,
+) -> Result<(), PublishError> {
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<DomainEvent> = alerts.iter().map(|a| anomaly_event(a, redactor)).collect();
+    publisher.publish(&events).await
+}
+
 /// A Slack-compatible incoming-webhook message: a `text` fallback and one section per alert.
 pub fn webhook_body(alerts: &[Alert]) -> Value {
     let text = match alerts {
@@ -262,6 +315,36 @@ mod tests {
         let line: Value = serde_json::from_str(entry[1].as_str().unwrap()).unwrap();
         assert_eq!(line["event_time"], "2026-11-01T10:00:00+00:00");
         assert_eq!(entry[2]["actor"], "mallory");
+    }
+
+    #[tokio::test]
+    async fn alerts_become_valid_anomaly_events_with_redacted_evidence() {
+        let mut a = alert("unlisted-reader", Severity::High, "eu-west-1");
+        a.evidence.insert("event_id".into(), "e-1".into());
+        a.evidence
+            .insert("event_name".into(), "GetSecretValue".into());
+        a.evidence.insert(
+            "secret".into(),
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:/acme/prod/payments/db-credentials-AbCdEf".into(),
+        );
+        a.evidence
+            .insert("user_agent".into(), "curl/8 token=abcdef0123456789".into());
+        let publisher = keyward_shared::ports::InMemoryEventPublisher::default();
+        publish_alerts(&publisher, &[a], &Redactor::new())
+            .await
+            .unwrap();
+        let events = publisher.published.lock().unwrap().clone();
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        assert_eq!(event.source(), "keyward.anomaly-forwarder");
+        assert_eq!(
+            event.secret.as_ref().unwrap().name,
+            "/acme/prod/payments/db-credentials"
+        );
+        let json = event.to_detail_json().unwrap();
+        assert!(json.contains("\"cloudtrail_event_id\":\"e-1\""), "{json}");
+        assert!(!json.contains("abcdef0123456789"), "{json}");
+        assert!(json.contains("\"principal\":\"mallory\""), "{json}");
     }
 
     #[test]

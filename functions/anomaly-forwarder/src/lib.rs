@@ -6,10 +6,11 @@
 //!   time, constant memory), de-duplicated by `eventID`;
 //! - [`rules`]: the declarative rules (EventBridge patterns matched by quamina, thresholds over
 //!   windows, first-seen) and the detector;
-//! - [`forward`]: alerts to Grafana Loki (push API, gzip JSON) and a Slack-compatible webhook.
+//! - [`forward`]: alerts to Grafana Loki (push API, gzip JSON), a Slack-compatible webhook and
+//!   the bus (`AnomalyDetected`, which the audit writer records).
 //!
-//! Work in progress (#7): `AnomalyDetected` events, exactly-once delivery across retries (the
-//! shared detection state), the Lambda entry point and its template resources land next.
+//! Work in progress (#7): exactly-once delivery across retries (the shared detection state), the
+//! Lambda entry point and its template resources land next.
 
 pub mod forward;
 pub mod logfile;
