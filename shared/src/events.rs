@@ -200,6 +200,25 @@ pub enum RotationStep {
     FinishSecret,
 }
 
+impl RotationStep {
+    pub const ALL: [RotationStep; 4] = [
+        Self::CreateSecret,
+        Self::SetSecret,
+        Self::TestSecret,
+        Self::FinishSecret,
+    ];
+
+    /// The name Secrets Manager sends in `Step` (and the serialised form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateSecret => "createSecret",
+            Self::SetSecret => "setSecret",
+            Self::TestSecret => "testSecret",
+            Self::FinishSecret => "finishSecret",
+        }
+    }
+}
+
 /// Result of syncing one Vercel target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -494,6 +513,16 @@ mod tests {
                 previous_version_id: None,
             },
         )
+    }
+
+    #[test]
+    fn step_names_are_the_serialised_names() {
+        for step in RotationStep::ALL {
+            assert_eq!(
+                serde_json::to_value(step).unwrap(),
+                serde_json::Value::String(step.as_str().into())
+            );
+        }
     }
 
     #[test]

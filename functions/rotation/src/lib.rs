@@ -249,7 +249,7 @@ where
     }
 
     pub async fn handle(&self, request: &RotationRequest) -> Result<(), RotationError> {
-        let step = step_name(request.step);
+        let step = request.step.as_str();
         let correlation = CorrelationId::new(format!("rotation:{}", request.token))
             .unwrap_or_else(|_| CorrelationId::generate());
         let state = match self.store.describe(&request.secret_id).await {
@@ -315,7 +315,7 @@ where
         correlation: &CorrelationId,
     ) {
         let message = self.redactor.safe(&error_chain(err));
-        tracing::error!(secret = %secret.name, step = step_name(request.step), version = %request.token, error = %message.as_str(), "rotation step failed; AWSCURRENT untouched");
+        tracing::error!(secret = %secret.name, step = request.step.as_str(), version = %request.token, error = %message.as_str(), "rotation step failed; AWSCURRENT untouched");
         let event = DomainEvent::new(
             correlation.clone(),
             Actor::service(FUNCTION),
@@ -569,6 +569,11 @@ where
         })
     }
 
+    async fn current_pg(&self, state: &SecretState) -> Result<PgSecret, RotationError> {
+        let current = self.current_value(state).await?;
+        Ok(PgSecret::parse("AWSCURRENT", current.expose_secret())?)
+    }
+
     async fn pending_pg(
         &self,
         request: &RotationRequest,
@@ -583,10 +588,7 @@ where
         request: &RotationRequest,
         state: &SecretState,
     ) -> Result<StepOutcome, RotationError> {
-        let current = PgSecret::parse(
-            "AWSCURRENT",
-            self.current_value(state).await?.expose_secret(),
-        )?;
+        let current = self.current_pg(state).await?;
         let pending = self.pending_pg(request, state).await?;
         same_database(&current, &pending)?;
         if current.username != pending.username {
@@ -628,10 +630,7 @@ where
         request: &RotationRequest,
         state: &SecretState,
     ) -> Result<StepOutcome, RotationError> {
-        let current = PgSecret::parse(
-            "AWSCURRENT",
-            self.current_value(state).await?.expose_secret(),
-        )?;
+        let current = self.current_pg(state).await?;
         let pending = self.pending_pg(request, state).await?;
         same_database(&current, &pending)?;
         if pending.username != alternate_user(&current.username)? {
@@ -839,15 +838,6 @@ fn login(secret: &PgSecret) -> PgLogin {
         username: secret.username.clone(),
         password: secret.password.clone(),
         tls: secret.tls,
-    }
-}
-
-pub fn step_name(step: RotationStep) -> &'static str {
-    match step {
-        RotationStep::CreateSecret => "createSecret",
-        RotationStep::SetSecret => "setSecret",
-        RotationStep::TestSecret => "testSecret",
-        RotationStep::FinishSecret => "finishSecret",
     }
 }
 

@@ -55,19 +55,14 @@ impl RotationRequest {
                 Some(_) => Err(RequestError::NotAString(field)),
             }
         };
-        let step = match text("Step")? {
-            "createSecret" => RotationStep::CreateSecret,
-            "setSecret" => RotationStep::SetSecret,
-            "testSecret" => RotationStep::TestSecret,
-            "finishSecret" => RotationStep::FinishSecret,
-            other => {
-                // The step is echoed back to say what was wrong; cap it so a hostile event cannot
-                // put a novel into the logs.
-                let shown: String = other.chars().take(40).collect();
-                return Err(RequestError::UnknownStep(
-                    shown.escape_default().to_string(),
-                ));
-            }
+        let name = text("Step")?;
+        let Some(step) = RotationStep::ALL.into_iter().find(|s| s.as_str() == name) else {
+            // The step is echoed back to say what was wrong; cap it so a hostile event cannot
+            // put a novel into the logs.
+            let shown: String = name.chars().take(40).collect();
+            return Err(RequestError::UnknownStep(
+                shown.escape_default().to_string(),
+            ));
         };
         let secret_id = text("SecretId")?;
         if secret_id.is_empty() || secret_id.len() > MAX_SECRET_ID {
