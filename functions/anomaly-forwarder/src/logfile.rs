@@ -354,21 +354,15 @@ mod tests {
     #[test]
     fn mutated_files_never_panic() {
         let good = r#"{"Records":[{"eventID":"a","x":"}\"{"},{"eventID":"b","y":[1,{"z":"]"}]}]}"#;
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15);
         for _ in 0..20_000 {
             let mut bytes = good.as_bytes().to_vec();
-            for _ in 0..(1 + next() % 3) {
-                let at = (next() as usize) % bytes.len();
+            for _ in 0..rng.usize(1..4) {
+                let at = rng.usize(0..bytes.len());
                 let symbols = br#"{}[]",:\ a"#;
-                match next() % 3 {
-                    0 => bytes[at] = symbols[(next() as usize) % symbols.len()],
-                    1 => bytes.insert(at, symbols[(next() as usize) % symbols.len()]),
+                match rng.u8(0..3) {
+                    0 => bytes[at] = symbols[rng.usize(0..symbols.len())],
+                    1 => bytes.insert(at, symbols[rng.usize(0..symbols.len())]),
                     _ => {
                         bytes.remove(at);
                     }

@@ -350,21 +350,15 @@ mod mutation_tests {
             r#"{"domain":"acme.eu.auth0.com","client_id":"abc","client_secret":"S3cret-planted-pw","management_secret_arn":"arn:m","audience":"https://api/"}"#,
             r#"{"Step":"createSecret","SecretId":"arn:aws:secretsmanager:eu-west-1:1:secret:x-AbCdEf","ClientRequestToken":"0190a6f2-4c3b-7d1e-9a2b-3c4d5e6f7a8b","RotationToken":"S3cret-planted-pw"}"#,
         ];
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = fastrand::Rng::with_seed(0x2545_F491_4F6C_DD1D);
         let alphabet = br#"{}[]":,\0 -_/@'abcxyz19"#;
         for round in 0..20_000 {
             let mut bytes = seeds[round % seeds.len()].as_bytes().to_vec();
-            for _ in 0..(1 + next() % 4) {
-                let at = (next() as usize) % bytes.len().max(1);
-                match next() % 3 {
-                    0 => bytes[at] = alphabet[(next() as usize) % alphabet.len()],
-                    1 => bytes.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+            for _ in 0..rng.usize(1..5) {
+                let at = rng.usize(0..bytes.len().max(1));
+                match rng.u8(0..3) {
+                    0 => bytes[at] = alphabet[rng.usize(0..alphabet.len())],
+                    1 => bytes.insert(at, alphabet[rng.usize(0..alphabet.len())]),
                     _ => {
                         bytes.remove(at);
                     }

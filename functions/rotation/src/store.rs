@@ -440,9 +440,9 @@ impl SecretStore for InMemoryStore {
         let alphabet: Vec<char> = ('!'..='~')
             .filter(|c| !request.exclude_characters.contains(*c))
             .collect();
-        let mut rng = fastrand_like(state.passwords_issued);
+        let mut rng = fastrand::Rng::with_seed(u64::from(state.passwords_issued));
         let password: String = (0..request.length)
-            .map(|_| alphabet[(rng() as usize) % alphabet.len()])
+            .map(|_| alphabet[rng.usize(0..alphabet.len())])
             .collect();
         Ok(SecretString::from(password))
     }
@@ -484,16 +484,5 @@ impl SecretStore for InMemoryStore {
                 .insert(AWSCURRENT.to_owned());
             Ok(())
         })
-    }
-}
-
-/// A tiny deterministic generator for the in-memory store's passwords (xorshift).
-fn fastrand_like(seed: u32) -> impl FnMut() -> u64 {
-    let mut x = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
     }
 }
