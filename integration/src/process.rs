@@ -81,11 +81,7 @@ impl Supervised {
 
     /// Peak resident memory (VmHWM) in KiB, read while the child runs.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        peak_rss_kib(&self.child.id().to_string())
     }
 
     pub fn terminate(&mut self) {
@@ -111,4 +107,13 @@ impl Drop for Supervised {
     fn drop(&mut self) {
         self.terminate();
     }
+}
+
+/// Peak resident memory (`VmHWM`) of `/proc/<process>`, in KiB; `process` is a pid or `self`.
+pub fn peak_rss_kib(process: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

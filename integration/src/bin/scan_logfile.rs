@@ -44,16 +44,7 @@ fn main() -> anyhow::Result<()> {
             Err(_) => rejected += 1,
         })?;
     let seconds = started.elapsed().as_secs_f64();
-    let peak_rss_kib = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-        })
-        .unwrap_or(0);
+    let peak_rss_kib = keyward_integration::process::peak_rss_kib("self").unwrap_or(0);
     println!(
         "{}",
         serde_json::json!({
