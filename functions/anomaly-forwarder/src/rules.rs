@@ -349,18 +349,33 @@ impl Detector {
 
     /// The ids of the rules whose pattern matches a record, before thresholds and first-seen.
     pub fn matching(&self, raw: &str) -> Result<Vec<&str>, RecordError> {
+        Ok(match self.analyse(raw)? {
+            Some((_, _, matched)) => matched
+                .into_iter()
+                .map(|i| self.rules[i].id.as_str())
+                .collect(),
+            None => Vec::new(),
+        })
+    }
+
+    /// Parses a record and matches it: `None` when the prefilter turns it away or no pattern
+    /// matches; else the record, its facts and the matching rules' indices (sorted, distinct).
+    fn analyse<'r>(
+        &self,
+        raw: &'r str,
+    ) -> Result<Option<(Record<'r>, Facts, Vec<usize>)>, RecordError> {
         let record = Record::parse(raw)?;
         if !self.admits(&record) {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let facts = self.facts(&record);
         let mut matched = self.match_indices(raw, &facts)?;
+        if matched.is_empty() {
+            return Ok(None);
+        }
         matched.sort_unstable();
         matched.dedup();
-        Ok(matched
-            .into_iter()
-            .map(|i| self.rules[i].id.as_str())
-            .collect())
+        Ok(Some((record, facts, matched)))
     }
 
     fn match_indices(&self, raw: &str, facts: &Facts) -> Result<Vec<usize>, RecordError> {
@@ -389,17 +404,9 @@ impl Detector {
         raw: &str,
         state: &mut dyn DetectionState,
     ) -> Result<Vec<Alert>, RecordError> {
-        let record = Record::parse(raw)?;
-        if !self.admits(&record) {
+        let Some((record, facts, matched)) = self.analyse(raw)? else {
             return Ok(Vec::new());
-        }
-        let facts = self.facts(&record);
-        let mut matched = self.match_indices(raw, &facts)?;
-        if matched.is_empty() {
-            return Ok(Vec::new());
-        }
-        matched.sort_unstable();
-        matched.dedup();
+        };
         let time = record.time()?;
         let mut alerts = Vec::new();
         for index in matched {
