@@ -293,6 +293,26 @@ impl PgWorld {
             .unwrap()
     }
 
+    /// An application user the master administers, and its governed secret (naming the master
+    /// in `masterarn`) under `strategy`; returns the secret's ARN.
+    async fn governed_app_secret(
+        &self,
+        sm: &Sm,
+        user: &str,
+        password: &str,
+        strategy: &str,
+    ) -> String {
+        self.app_user(user, password).await;
+        let master_arn = self.master_secret(sm).await;
+        create_secret(
+            sm,
+            &unique(&format!("/acme/prod/payments/{user}-db")),
+            &self.document(user, password, json!({"masterarn": master_arn})),
+            &governance_tags(strategy, &[]),
+        )
+        .await
+    }
+
     async fn master_secret(&self, sm: &Sm) -> String {
         create_secret(
             sm,
@@ -437,19 +457,14 @@ async fn alternating_users_keep_every_object_readable_and_copy_grants_each_rotat
     let moto = MotoServer::shared().await;
     let sm = Sm::new(&moto.sdk_config());
     let world = PgWorld::start().await;
-    world.app_user("orders", "Orders-Initial-Pa55").await;
-    let master_arn = world.master_secret(&sm).await;
-    let arn = create_secret(
-        &sm,
-        &unique("/acme/prod/payments/orders-db"),
-        &world.document(
+    let arn = world
+        .governed_app_secret(
+            &sm,
             "orders",
             "Orders-Initial-Pa55",
-            json!({"masterarn": master_arn}),
-        ),
-        &governance_tags("postgres-alternating-users", &[]),
-    )
-    .await;
+            "postgres-alternating-users",
+        )
+        .await;
     // Data the application made before keyward, and a table a DBA shares with it later.
     let initial = world
         .session(&world.document("orders", "Orders-Initial-Pa55", json!({})))
@@ -577,19 +592,9 @@ async fn fault_injection(strategy: &str) {
     let moto = MotoServer::shared().await;
     let sm = Sm::new(&moto.sdk_config());
     let world = PgWorld::start().await;
-    world.app_user("billing", "Billing-Initial-Pa55").await;
-    let master_arn = world.master_secret(&sm).await;
-    let arn = create_secret(
-        &sm,
-        &unique("/acme/prod/payments/billing-db"),
-        &world.document(
-            "billing",
-            "Billing-Initial-Pa55",
-            json!({"masterarn": master_arn}),
-        ),
-        &governance_tags(strategy, &[]),
-    )
-    .await;
+    let arn = world
+        .governed_app_secret(&sm, "billing", "Billing-Initial-Pa55", strategy)
+        .await;
     let redactor = Redactor::new();
     let db = DiesAfterCommit {
         inner: world.postgres(&redactor),
@@ -667,19 +672,14 @@ async fn two_racing_rotations_one_wins_cleanly() {
     let moto = MotoServer::shared().await;
     let sm = Sm::new(&moto.sdk_config());
     let world = PgWorld::start().await;
-    world.app_user("racer", "Racer-Initial-Pa55").await;
-    let master_arn = world.master_secret(&sm).await;
-    let arn = create_secret(
-        &sm,
-        &unique("/acme/prod/payments/racer-db"),
-        &world.document(
+    let arn = world
+        .governed_app_secret(
+            &sm,
             "racer",
             "Racer-Initial-Pa55",
-            json!({"masterarn": master_arn}),
-        ),
-        &governance_tags("postgres-alternating-users", &[]),
-    )
-    .await;
+            "postgres-alternating-users",
+        )
+        .await;
     let redactor = Redactor::new();
     let rotator = rotator_with(moto, world.postgres(&redactor), redactor);
     let (first, second) = (token(), token());
