@@ -1,6 +1,24 @@
-//! Sample domain events and their EventBridge envelopes, for tests, the scenario and the bench.
+//! Sample domain events, their EventBridge envelopes and governance tags, for tests, the
+//! scenario and the bench.
 
 use keyward_shared::events::{Actor, CorrelationId, DomainEvent, EventData, Outcome, Severity};
+use keyward_shared::tags::Tag;
+
+/// The tag contract of a restricted payments credential rotated every 30 days by `strategy`,
+/// plus `extra` tags (e.g. a password policy).
+pub fn governance_tags(strategy: &str, extra: &[(&str, &str)]) -> Vec<Tag> {
+    let mut tags = vec![
+        Tag::new("keyward:contract", "1"),
+        Tag::new("keyward:type", "credentials"),
+        Tag::new("keyward:domain", "payments"),
+        Tag::new("keyward:owner", "team-payments"),
+        Tag::new("keyward:classification", "restricted"),
+        Tag::new("keyward:rotation", strategy),
+        Tag::new("keyward:rotation-days", "30"),
+    ];
+    tags.extend(extra.iter().map(|(k, v)| Tag::new(*k, *v)));
+    tags
+}
 
 /// A `DriftDetected` event (fresh id) with the given fingerprint.
 pub fn drift_detected(fingerprint: &str) -> DomainEvent {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use keyward_integration::fakes::auth0::{FakeAuth0, ROTATE_SCOPE, RunningAuth0};
 use keyward_integration::moto::MotoServer;
 use keyward_integration::postgres::PostgresCluster;
+use keyward_integration::samples::governance_tags;
 use keyward_integration::tls::TestCa;
 use keyward_shared::adapters::aws::tags_to_sdk;
 use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
@@ -39,20 +40,6 @@ fn unique(prefix: &str) -> String {
 
 fn token() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-fn governance_tags(strategy: &str, extra: &[(&str, &str)]) -> Vec<Tag> {
-    let mut tags = vec![
-        Tag::new("keyward:contract", "1"),
-        Tag::new("keyward:type", "credentials"),
-        Tag::new("keyward:domain", "payments"),
-        Tag::new("keyward:owner", "team-payments"),
-        Tag::new("keyward:classification", "restricted"),
-        Tag::new("keyward:rotation", strategy),
-        Tag::new("keyward:rotation-days", "30"),
-    ];
-    tags.extend(extra.iter().map(|(k, v)| Tag::new(*k, *v)));
-    tags
 }
 
 async fn create_secret(sm: &Sm, name: &str, value: &str, tags: &[Tag]) -> String {

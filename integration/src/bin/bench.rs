@@ -107,15 +107,9 @@ async fn main() -> Result<()> {
         .create_secret()
         .name("/acme/dev/bench/rotation-probe")
         .secret_string("bench-initial-value")
-        .set_tags(Some(keyward_shared::adapters::aws::tags_to_sdk(&[
-            keyward_shared::tags::Tag::new("keyward:contract", "1"),
-            keyward_shared::tags::Tag::new("keyward:type", "api-key"),
-            keyward_shared::tags::Tag::new("keyward:domain", "platform"),
-            keyward_shared::tags::Tag::new("keyward:owner", "team-platform"),
-            keyward_shared::tags::Tag::new("keyward:classification", "internal"),
-            keyward_shared::tags::Tag::new("keyward:rotation", "random"),
-            keyward_shared::tags::Tag::new("keyward:rotation-days", "30"),
-        ])))
+        .set_tags(Some(keyward_shared::adapters::aws::tags_to_sdk(
+            &samples::governance_tags("random", &[]),
+        )))
         .send()
         .await?;
     let rotation_event = serde_json::json!({
