@@ -45,6 +45,23 @@ fn patterns() -> &'static [(Regex, &'static str)] {
     })
 }
 
+/// The text of an error and its causes, `a: b: c`, each cause once: a cause whose text the
+/// message already holds (a `#[error("...: {source}")]` or `transparent` wrapper) is not
+/// repeated. Not yet safe: pass it through a [`Redactor`] before it is output.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Scrubs known secret values and secret-shaped substrings from text.
 ///
 /// Cloning shares the registry, so a value registered by one component is scrubbed everywhere.

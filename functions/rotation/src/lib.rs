@@ -33,7 +33,7 @@ use keyward_shared::events::{
 };
 use keyward_shared::governance::{RotationPolicy, RotationStrategy};
 use keyward_shared::ports::{EventPublisher, PublishError};
-use keyward_shared::redact::Redactor;
+use keyward_shared::redact::{Redactor, error_chain};
 use keyward_shared::tags::{self, TagContractError};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -839,20 +839,6 @@ fn login(secret: &PgSecret) -> PgLogin {
         password: secret.password.clone(),
         tls: secret.tls,
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

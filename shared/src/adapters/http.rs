@@ -14,7 +14,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::redact::{Redactor, SafeText};
+use crate::redact::{Redactor, SafeText, error_chain};
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -311,17 +311,6 @@ fn jitter(upper: Duration) -> Duration {
     } else {
         fastrand::u64(0..millis)
     })
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The wait a server asked for: `Retry-After` (delta-seconds or HTTP-date), else
