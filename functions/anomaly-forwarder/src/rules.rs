@@ -209,6 +209,9 @@ pub struct Detector {
     rules: Vec<RuleDecl>,
     environment: Environment,
     prefilter: Option<Prefilter>,
+    /// Every evidence value passes through it: CloudTrail records no secret values, but a user
+    /// agent can carry anything, and evidence goes to Loki, the webhook and the audit trail.
+    redactor: keyward_shared::redact::Redactor,
 }
 
 /// What every rule requires of a record before its pattern can match: when each rule names
@@ -302,6 +305,7 @@ impl Detector {
             prefilter: Prefilter::from_rules(&file.rules),
             rules: file.rules,
             environment,
+            redactor: keyward_shared::redact::Redactor::new(),
         })
     }
 
@@ -469,7 +473,7 @@ impl Detector {
                 summary: rule.summary.clone(),
                 event_time: time,
                 alert_id,
-                evidence: evidence(&record, &facts),
+                evidence: evidence(&record, &facts, &self.redactor),
             });
         }
         Ok(alerts)
@@ -478,12 +482,16 @@ impl Detector {
 
 /// The fields an alert carries: who, what, where, on which secret. CloudTrail never records a
 /// secret value; keyward copies none of the parameter blobs besides secret ids.
-fn evidence(record: &Record<'_>, facts: &Facts) -> BTreeMap<String, String> {
+fn evidence(
+    record: &Record<'_>,
+    facts: &Facts,
+    redactor: &keyward_shared::redact::Redactor,
+) -> BTreeMap<String, String> {
     let mut evidence = BTreeMap::new();
     let mut put = |key: &str, value: Option<&str>| {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
             let value: String = value.chars().take(256).collect();
-            evidence.insert(key.to_owned(), value);
+            evidence.insert(key.to_owned(), redactor.safe(&value).as_str().to_owned());
         }
     };
     put("event_id", record.event_id.as_deref());

@@ -316,6 +316,31 @@ fn alerts_carry_evidence_and_no_parameter_blobs() {
 }
 
 #[test]
+fn evidence_is_redacted_before_any_forwarder_sees_it() {
+    let d = detector(Environment::default());
+    let mut state = MemoryState::default();
+    let record = with(
+        base("GetSecretValue"),
+        json!({"errorCode": "AccessDenied", "userAgent": "curl/8 Authorization: Bearer abcdef0123456789xyz"}),
+    );
+    let alerts = d.evaluate(&record.to_string(), &mut state).unwrap();
+    let alert = alerts
+        .iter()
+        .find(|a| a.rule == "denied-secret-access")
+        .unwrap();
+    assert!(
+        !alert.evidence["user_agent"].contains("abcdef0123456789xyz"),
+        "{:?}",
+        alert.evidence
+    );
+    let loki = crate::forward::loki_body(&alerts, chrono::Utc::now()).to_string();
+    let webhook = crate::forward::webhook_body(&alerts).to_string();
+    for output in [loki, webhook] {
+        assert!(!output.contains("abcdef0123456789xyz"), "{output}");
+    }
+}
+
+#[test]
 fn rule_files_are_validated() {
     let bad = [
         ("version: 2\nrules: []", "version 2"),
