@@ -23,11 +23,12 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+# Bounded, so a hang fails the run with its output instead of eating CI's time limit.
 log "local stack scenario"
-"$CARGO_TARGET_DIR/debug/local-stack"
+timeout --kill-after=10 900 "$CARGO_TARGET_DIR/debug/local-stack"
 
 log "smoke: the real binaries under cargo lambda"
-"$KEYWARD_ROOT/scripts/smoke.sh"
+timeout --kill-after=10 300 "$KEYWARD_ROOT/scripts/smoke.sh"
 
 log "SAM template lint"
 "$KEYWARD_ROOT/scripts/lint-template.sh"
