@@ -104,3 +104,138 @@ impl SecretCatalog for InMemorySecretCatalog {
             .collect())
     }
 }
+
+/// A small create-once object: who made it (the body) and when it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub body: String,
+    /// True when this call created it; false when an earlier writer had.
+    pub created: bool,
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("marker store: {0}")]
+pub struct MarkerError(pub SafeText);
+
+/// Create-once markers: the building block for work that must happen once across retries and
+/// concurrent invocations (alert delivery, detection thresholds, single-use tokens). Backed by
+/// S3 conditional writes (`If-None-Match: *`), which are strongly consistent; old markers are
+/// removed by the bucket's lifecycle rules, not by the code.
+pub trait MarkerStore: Send + Sync {
+    /// Creates `key` holding `body` unless it exists; returns what is stored afterwards (ours,
+    /// or the earlier writer's body with `created == false`).
+    fn create_or_get(
+        &self,
+        key: &str,
+        body: &str,
+    ) -> impl Future<Output = Result<Marker, MarkerError>> + Send;
+    /// The marker under `key`, if any.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Marker>, MarkerError>> + Send;
+    /// Writes `key` whether or not it exists (last writer wins).
+    fn overwrite(
+        &self,
+        key: &str,
+        body: &str,
+    ) -> impl Future<Output = Result<(), MarkerError>> + Send;
+    /// How many markers live under `prefix`, counting no further than `at_least`.
+    fn count(
+        &self,
+        prefix: &str,
+        at_least: u64,
+    ) -> impl Future<Output = Result<u64, MarkerError>> + Send;
+}
+
+/// Key to (body, last written).
+type MarkerMap = std::collections::BTreeMap<String, (String, DateTime<Utc>)>;
+
+/// Markers in memory, with a clock the tests set; can be told to fail after N writes.
+#[derive(Debug, Default)]
+pub struct InMemoryMarkerStore {
+    markers: Mutex<MarkerMap>,
+    /// When set, writes fail once this many more have succeeded (fault injection).
+    pub fail_after_writes: Mutex<Option<usize>>,
+    pub now: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl InMemoryMarkerStore {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, MarkerMap>, MarkerError> {
+        self.markers
+            .lock()
+            .map_err(|_| MarkerError(SafeText::fixed("in-memory marker store poisoned")))
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.now
+            .lock()
+            .ok()
+            .and_then(|n| *n)
+            .unwrap_or_else(Utc::now)
+    }
+
+    fn spend_write(&self) -> Result<(), MarkerError> {
+        let mut budget = self
+            .fail_after_writes
+            .lock()
+            .map_err(|_| MarkerError(SafeText::fixed("in-memory marker store poisoned")))?;
+        match budget.as_mut() {
+            Some(0) => Err(MarkerError(SafeText::fixed("injected write failure"))),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl MarkerStore for InMemoryMarkerStore {
+    async fn create_or_get(&self, key: &str, body: &str) -> Result<Marker, MarkerError> {
+        if let Some((body, at)) = self.lock()?.get(key) {
+            return Ok(Marker {
+                body: body.clone(),
+                created: false,
+                last_modified: Some(*at),
+            });
+        }
+        self.spend_write()?;
+        let now = self.now();
+        self.lock()?.insert(key.to_owned(), (body.to_owned(), now));
+        Ok(Marker {
+            body: body.to_owned(),
+            created: true,
+            last_modified: Some(now),
+        })
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Marker>, MarkerError> {
+        Ok(self.lock()?.get(key).map(|(body, at)| Marker {
+            body: body.clone(),
+            created: false,
+            last_modified: Some(*at),
+        }))
+    }
+
+    async fn overwrite(&self, key: &str, body: &str) -> Result<(), MarkerError> {
+        self.spend_write()?;
+        let now = self.now();
+        self.lock()?.insert(key.to_owned(), (body.to_owned(), now));
+        Ok(())
+    }
+
+    async fn count(&self, prefix: &str, at_least: u64) -> Result<u64, MarkerError> {
+        Ok(self
+            .lock()?
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(at_least as usize)
+            .count() as u64)
+    }
+}

@@ -21,13 +21,39 @@ use reqwest::Method;
 use reqwest::header::{CONTENT_ENCODING, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use keyward_shared::events::{Actor, CorrelationId, DomainEvent, EventData, Outcome, SecretRef};
+use keyward_shared::events::{
+    Actor, CorrelationId, DomainEvent, EventData, EventId, Outcome, SecretRef,
+};
 use keyward_shared::ports::{EventPublisher, PublishError};
 use keyward_shared::redact::Redactor;
 
 use crate::rules::Alert;
 
 pub const SERVICE_LABEL: &str = "keyward-anomaly-forwarder";
+
+/// An alert on its way out, with the identity it keeps across retries of the invocation that
+/// raised it (both are stored in the delivery ledger before anything is sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub alert: Alert,
+    /// The `AnomalyDetected` event's id: a retry publishes the same id, which the audit writer
+    /// recognises as a duplicate.
+    pub event_id: EventId,
+    /// The Loki timestamp.
+    pub processed_at: DateTime<Utc>,
+}
+
+impl Outgoing {
+    /// A first attempt: a fresh event id, stamped now.
+    pub fn new(alert: Alert) -> Self {
+        let event_id = EventId::new();
+        Self {
+            alert,
+            processed_at: event_id.timestamp(),
+            event_id,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct LokiTarget {
@@ -87,10 +113,10 @@ fn severity_label(severity: Severity) -> &'static str {
 }
 
 /// The push body: one stream per label set, one entry per alert.
-pub fn loki_body(alerts: &[Alert], processed_at: DateTime<Utc>) -> Value {
+pub fn loki_body(outgoing: &[&Outgoing]) -> Value {
     let mut streams: BTreeMap<(String, &'static str, String), Vec<Value>> = BTreeMap::new();
-    let base_ns = processed_at.timestamp_nanos_opt().unwrap_or(0);
-    for (offset, alert) in alerts.iter().enumerate() {
+    for out in outgoing {
+        let alert = &out.alert;
         let region = alert.evidence.get("region").cloned().unwrap_or_default();
         let line = json!({
             "alert_id": alert.alert_id,
@@ -108,8 +134,11 @@ pub fn loki_body(alerts: &[Alert], processed_at: DateTime<Utc>) -> Value {
             }
         }
         metadata.insert("alert_id".into(), Value::String(alert.alert_id.clone()));
-        // Distinct nanoseconds keep the order of alerts found in one batch.
-        let ts = (base_ns + offset as i64).to_string();
+        let ts = out
+            .processed_at
+            .timestamp_nanos_opt()
+            .unwrap_or(0)
+            .to_string();
         streams
             .entry((alert.rule.clone(), severity_label(alert.severity), region))
             .or_default()
@@ -131,14 +160,13 @@ pub fn loki_body(alerts: &[Alert], processed_at: DateTime<Utc>) -> Value {
 pub async fn push_to_loki(
     http: &HttpClient,
     target: &LokiTarget,
-    alerts: &[Alert],
-    processed_at: DateTime<Utc>,
+    outgoing: &[&Outgoing],
 ) -> Result<(), ForwardError> {
-    if alerts.is_empty() {
+    if outgoing.is_empty() {
         return Ok(());
     }
-    let body = serde_json::to_vec(&loki_body(alerts, processed_at))
-        .map_err(|_| ForwardError::Encoding("Loki"))?;
+    let body =
+        serde_json::to_vec(&loki_body(outgoing)).map_err(|_| ForwardError::Encoding("Loki"))?;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder
         .write_all(&body)
@@ -146,8 +174,9 @@ pub async fn push_to_loki(
     let gzipped = encoder
         .finish()
         .map_err(|_| ForwardError::Encoding("Loki"))?;
-    // A push that failed with 5xx may be retried: Loki drops an entry identical in stream,
-    // timestamp and line to one it holds, which is what a retry of this same body sends.
+    // A push that failed with 5xx may have stored some entries; it is retried as it was (same
+    // timestamps, same lines), and Loki drops an entry identical to the last one of its stream.
+    // Across invocations, the delivery ledger keeps a delivered alert from being pushed again.
     let mut request = HttpRequest::new(Method::POST, &target.push_url)
         .body("application/json", gzipped)
         .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
@@ -165,7 +194,8 @@ pub async fn push_to_loki(
 /// The `AnomalyDetected` domain event of an alert (→ the audit trail). Evidence values pass
 /// through the redactor: CloudTrail never records secret values, but a user agent or an error
 /// message can carry anything.
-pub fn anomaly_event(alert: &Alert, redactor: &Redactor) -> DomainEvent {
+pub fn anomaly_event(outgoing: &Outgoing, redactor: &Redactor) -> DomainEvent {
+    let alert = &outgoing.alert;
     let evidence = alert
         .evidence
         .iter()
@@ -179,8 +209,14 @@ pub fn anomaly_event(alert: &Alert, redactor: &Redactor) -> DomainEvent {
         },
         arn: id.starts_with("arn:").then(|| id.clone()),
     });
-    DomainEvent::new(
-        CorrelationId::generate(),
+    // Everything one CloudTrail record caused shares its event id as the correlation id.
+    let correlation = alert
+        .evidence
+        .get("event_id")
+        .and_then(|id| CorrelationId::new(format!("cloudtrail:{id}")).ok())
+        .unwrap_or_else(CorrelationId::generate);
+    let mut event = DomainEvent::new(
+        correlation,
         Actor::service("anomaly-forwarder"),
         secret,
         Outcome::Detected,
@@ -196,35 +232,42 @@ pub fn anomaly_event(alert: &Alert, redactor: &Redactor) -> DomainEvent {
                 .unwrap_or_else(|| get("actor")),
             evidence,
         },
-    )
+    );
+    event.event_id = outgoing.event_id;
+    event.time = outgoing.event_id.timestamp();
+    event
 }
 
 pub async fn publish_alerts(
     publisher: &impl EventPublisher,
-    alerts: &[Alert],
+    outgoing: &[&Outgoing],
     redactor: &Redactor,
 ) -> Result<(), PublishError> {
-    if alerts.is_empty() {
+    if outgoing.is_empty() {
         return Ok(());
     }
-    let events: Vec<DomainEvent> = alerts.iter().map(|a| anomaly_event(a, redactor)).collect();
+    let events: Vec<DomainEvent> = outgoing
+        .iter()
+        .map(|o| anomaly_event(o, redactor))
+        .collect();
     publisher.publish(&events).await
 }
 
 /// A Slack-compatible incoming-webhook message: a `text` fallback and one section per alert.
-pub fn webhook_body(alerts: &[Alert]) -> Value {
-    let text = match alerts {
+pub fn webhook_body(outgoing: &[&Outgoing]) -> Value {
+    let text = match outgoing {
         [one] => format!(
             "[{}] {}: {}",
-            severity_label(one.severity),
-            one.rule,
-            one.summary
+            severity_label(one.alert.severity),
+            one.alert.rule,
+            one.alert.summary
         ),
         many => format!("{} keyward alerts", many.len()),
     };
-    let blocks: Vec<Value> = alerts
+    let blocks: Vec<Value> = outgoing
         .iter()
-        .map(|alert| {
+        .map(|out| {
+            let alert = &out.alert;
             let fields: Vec<String> = [
                 "actor",
                 "secret",
@@ -251,14 +294,14 @@ pub fn webhook_body(alerts: &[Alert]) -> Value {
 pub async fn post_webhook(
     http: &HttpClient,
     url: &str,
-    alerts: &[Alert],
+    outgoing: &[&Outgoing],
 ) -> Result<(), ForwardError> {
-    if alerts.is_empty() {
+    if outgoing.is_empty() {
         return Ok(());
     }
     // Not idempotent (a chat message): retried only on 429 and failures to connect.
     let request = HttpRequest::new(Method::POST, url)
-        .json(&webhook_body(alerts))
+        .json(&webhook_body(outgoing))
         .map_err(|_| ForwardError::Encoding("webhook"))?
         .idempotency(Idempotency::NotIdempotent);
     http.send(request)
@@ -290,27 +333,38 @@ mod tests {
         }
     }
 
+    fn outgoing(alert: Alert, at: DateTime<Utc>) -> Outgoing {
+        Outgoing {
+            alert,
+            event_id: EventId::new(),
+            processed_at: at,
+        }
+    }
+
     #[test]
     fn loki_streams_have_low_cardinality_labels_and_string_timestamps() {
         let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
-        let body = loki_body(
-            &[
+        let later = now + chrono::Duration::milliseconds(5);
+        let batch = [
+            outgoing(alert("bulk-secret-read", Severity::High, "eu-west-1"), now),
+            outgoing(
                 alert("bulk-secret-read", Severity::High, "eu-west-1"),
-                alert("bulk-secret-read", Severity::High, "eu-west-1"),
-                alert("root-activity", Severity::High, "us-east-1"),
-            ],
-            now,
-        );
+                later,
+            ),
+            outgoing(alert("root-activity", Severity::High, "us-east-1"), now),
+        ];
+        let body = loki_body(&batch.iter().collect::<Vec<_>>());
         let streams = body["streams"].as_array().unwrap();
         assert_eq!(streams.len(), 2);
         let labels = streams[0]["stream"].as_object().unwrap();
         assert_eq!(labels.len(), 4, "{labels:?}");
         assert!(!labels.contains_key("actor") && !labels.contains_key("secret"));
         let entry = &streams[0]["values"][0];
+        // Each entry carries its own recorded processing time, as a string of nanoseconds.
         assert_eq!(entry[0], now.timestamp_nanos_opt().unwrap().to_string());
         assert_eq!(
             streams[0]["values"][1][0],
-            (now.timestamp_nanos_opt().unwrap() + 1).to_string()
+            later.timestamp_nanos_opt().unwrap().to_string()
         );
         let line: Value = serde_json::from_str(entry[1].as_str().unwrap()).unwrap();
         assert_eq!(line["event_time"], "2026-11-01T10:00:00+00:00");
@@ -330,12 +384,16 @@ mod tests {
         a.evidence
             .insert("user_agent".into(), "curl/8 token=abcdef0123456789".into());
         let publisher = keyward_shared::ports::InMemoryEventPublisher::default();
-        publish_alerts(&publisher, &[a], &Redactor::new())
+        let out = outgoing(a, Utc::now());
+        publish_alerts(&publisher, &[&out], &Redactor::new())
             .await
             .unwrap();
         let events = publisher.published.lock().unwrap().clone();
         assert_eq!(events.len(), 1);
         let event = &events[0];
+        // The recorded id, so a retry publishes the same event.
+        assert_eq!(event.event_id, out.event_id);
+        assert_eq!(event.correlation_id.as_str(), "cloudtrail:e-1");
         assert_eq!(event.source(), "keyward.anomaly-forwarder");
         assert_eq!(
             event.secret.as_ref().unwrap().name,
@@ -349,7 +407,11 @@ mod tests {
 
     #[test]
     fn webhook_messages_summarise() {
-        let one = webhook_body(&[alert("root-activity", Severity::High, "eu-west-1")]);
+        let now = Utc::now();
+        let one = webhook_body(&[&outgoing(
+            alert("root-activity", Severity::High, "eu-west-1"),
+            now,
+        )]);
         assert_eq!(one["text"], "[high] root-activity: summary");
         assert!(
             one["blocks"][0]["text"]["text"]
@@ -358,8 +420,8 @@ mod tests {
                 .contains("`mallory`")
         );
         let many = webhook_body(&[
-            alert("a", Severity::Low, "r"),
-            alert("b", Severity::Low, "r"),
+            &outgoing(alert("a", Severity::Low, "r"), now),
+            &outgoing(alert("b", Severity::Low, "r"), now),
         ]);
         assert_eq!(many["text"], "2 keyward alerts");
     }

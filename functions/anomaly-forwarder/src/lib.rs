@@ -7,15 +7,19 @@
 //! - [`rules`]: the declarative rules (EventBridge patterns matched by quamina, thresholds over
 //!   windows, first-seen) and the detector;
 //! - [`forward`]: alerts to Grafana Loki (push API, gzip JSON), a Slack-compatible webhook and
-//!   the bus (`AnomalyDetected`, which the audit writer records).
-//!
-//! Work in progress (#7): exactly-once delivery across retries (the shared detection state), the
-//! Lambda entry point and its template resources land next.
+//!   the bus (`AnomalyDetected`, which the audit writer records);
+//! - [`state`]: threshold counters and first-seen memory shared across invocations (create-once
+//!   markers in the state bucket), replay-safe;
+//! - [`deliver`]: the delivery ledger, so each alert reaches each sink once across retries;
+//! - [`handler`]: the Lambda handler (EventBridge CloudTrail events and S3 log files).
 
+pub mod deliver;
 pub mod forward;
+pub mod handler;
 pub mod logfile;
 pub mod record;
 pub mod rules;
+pub mod state;
 
 #[cfg(test)]
 mod tests;

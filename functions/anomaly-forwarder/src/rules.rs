@@ -29,6 +29,14 @@ use serde::Deserialize;
 use crate::record::{Facts, Record, RecordError};
 
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
+/// Longest threshold window a rule may declare.
+pub const MAX_WINDOW_SECONDS: i64 = 86_400;
+/// Longest first-seen memory a rule may declare; the template's lifecycle rule for
+/// `state/first-seen/` keeps markers this long.
+pub const MAX_FIRST_SEEN_DAYS: u32 = 90;
+/// How long counters, crossings and delivery records live (template lifecycle rules): longer
+/// than any retry (EventBridge 24 h, async invoke 6 h) or late CloudTrail file.
+pub const STATE_RETENTION_DAYS: u32 = 7;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,37 +110,29 @@ pub struct Alert {
     pub evidence: BTreeMap<String, String>,
 }
 
-/// Where threshold and first-seen state lives: in memory for one log file or a test; a shared
-/// store (added with the function's deployment) across invocations.
+/// Threshold and first-seen state held in memory, for [`Detector::evaluate`]. The function
+/// keeps its state in a shared store instead ([`crate::state`]).
 pub trait DetectionState {
-    /// Adds one occurrence (or one `member`) to `key`'s window; returns the count (or the number
-    /// of distinct members) after the addition, or `None` when `member` was already counted (so
-    /// a threshold is crossed exactly once).
-    fn add(&mut self, key: &str, member: Option<&str>) -> Option<u64>;
-    /// True the first time `key` is seen within its retention.
+    /// Adds `member` to `counter`; returns the number of distinct members after the addition,
+    /// or `None` when `member` was already counted (so a threshold is crossed exactly once).
+    fn add(&mut self, counter: &str, member: &str) -> Option<u64>;
+    /// True the first time `key` is seen.
     fn first_seen(&mut self, key: &str, days: u32) -> bool;
 }
 
 /// Counts in memory.
 #[derive(Debug, Default)]
 pub struct MemoryState {
-    counts: std::collections::HashMap<String, (u64, std::collections::HashSet<String>)>,
+    counts: std::collections::HashMap<String, std::collections::HashSet<String>>,
     seen: std::collections::HashSet<String>,
 }
 
 impl DetectionState for MemoryState {
-    fn add(&mut self, key: &str, member: Option<&str>) -> Option<u64> {
-        let entry = self.counts.entry(key.to_owned()).or_default();
-        match member {
-            Some(member) => entry
-                .1
-                .insert(member.to_owned())
-                .then_some(entry.1.len() as u64),
-            None => {
-                entry.0 += 1;
-                Some(entry.0)
-            }
-        }
+    fn add(&mut self, counter: &str, member: &str) -> Option<u64> {
+        let members = self.counts.entry(counter.to_owned()).or_default();
+        members
+            .insert(member.to_owned())
+            .then_some(members.len() as u64)
     }
 
     fn first_seen(&mut self, key: &str, _days: u32) -> bool {
@@ -296,6 +296,22 @@ impl Detector {
                     "threshold count and window_seconds must be positive".into(),
                 ));
             }
+            if let Some(threshold) = &rule.threshold
+                && threshold.window_seconds > MAX_WINDOW_SECONDS
+            {
+                return Err(invalid(format!(
+                    "threshold window_seconds is at most {MAX_WINDOW_SECONDS} (one day): the \
+                     state bucket expires counters after {STATE_RETENTION_DAYS} days"
+                )));
+            }
+            if let Some(first_seen) = &rule.first_seen
+                && !(1..=MAX_FIRST_SEEN_DAYS).contains(&first_seen.days)
+            {
+                return Err(invalid(format!(
+                    "first_seen days must be between 1 and {MAX_FIRST_SEEN_DAYS} (the state \
+                     bucket's retention of first-seen markers)"
+                )));
+            }
             engine
                 .add_pattern(index, &rule.pattern.to_string())
                 .map_err(|e| invalid(format!("`match` is not a valid event pattern: {e:?}")))?;
@@ -401,18 +417,18 @@ impl Detector {
             })
     }
 
-    /// Evaluates one record (its raw JSON). Records that match nothing cost one parse and one
-    /// automaton walk.
-    pub fn evaluate(
-        &self,
-        raw: &str,
-        state: &mut dyn DetectionState,
-    ) -> Result<Vec<Alert>, RecordError> {
+    /// What one record (its raw JSON) means for each rule it matches: an alert now, or an
+    /// occurrence for a threshold or first-seen rule, whose outcome depends on state shared
+    /// across records and invocations (see [`crate::state`]). Records that match nothing cost
+    /// one parse and one automaton walk.
+    pub fn observe(&self, raw: &str) -> Result<Vec<Finding>, RecordError> {
         let Some((record, facts, matched)) = self.analyse(raw)? else {
             return Ok(Vec::new());
         };
         let time = record.time()?;
-        let mut alerts = Vec::new();
+        let event_id = record.event_id.as_deref().unwrap_or("").to_owned();
+        let evidence = evidence(&record, &facts, &self.redactor);
+        let mut findings = Vec::with_capacity(matched.len());
         for index in matched {
             let rule = &self.rules[index];
             let value = |dimension: Dimension| -> String {
@@ -439,16 +455,26 @@ impl Detector {
                     Dimension::EventName => record.event_name.as_deref().unwrap_or("").to_owned(),
                 }
             };
-            let event_id = record.event_id.as_deref().unwrap_or("");
-            let alert_id = if let Some(threshold) = &rule.threshold {
+            let alert = |alert_id: String| Alert {
+                rule: rule.id.clone(),
+                severity: rule.severity,
+                summary: rule.summary.clone(),
+                event_time: time,
+                alert_id,
+                evidence: evidence.clone(),
+            };
+            findings.push(if let Some(threshold) = &rule.threshold {
                 let window = time.timestamp().div_euclid(threshold.window_seconds);
-                let key = format!("{}|{}|{window}", rule.id, value(threshold.group_by));
-                let member = threshold.distinct.map(value);
-                let count = state.add(&key, member.as_deref());
-                if count != Some(threshold.count) {
-                    continue;
+                let group = value(threshold.group_by);
+                let counter = format!("{}|{group}|{window}", rule.id);
+                Finding::Count {
+                    threshold: threshold.count,
+                    // Without `distinct`, every record counts once: its event id is the member,
+                    // so the same record read twice (a retry, a duplicate file) counts once.
+                    member: threshold.distinct.map(value).unwrap_or(event_id.clone()),
+                    alert: alert(counter.clone()),
+                    counter,
                 }
-                key
             } else if let Some(first_seen) = &rule.first_seen {
                 let key = format!(
                     "{}|{}",
@@ -460,24 +486,70 @@ impl Detector {
                         .collect::<Vec<_>>()
                         .join("|")
                 );
-                if !state.first_seen(&key, first_seen.days) {
-                    continue;
+                Finding::FirstSeen {
+                    days: first_seen.days,
+                    alert: alert(format!("{key}|{event_id}")),
+                    key,
                 }
-                key
             } else {
-                format!("{}|{event_id}", rule.id)
-            };
-            alerts.push(Alert {
-                rule: rule.id.clone(),
-                severity: rule.severity,
-                summary: rule.summary.clone(),
-                event_time: time,
-                alert_id,
-                evidence: evidence(&record, &facts, &self.redactor),
+                Finding::Alert(alert(format!("{}|{event_id}", rule.id)))
             });
+        }
+        Ok(findings)
+    }
+
+    /// Evaluates one record against state held in memory (one log file, a test, a benchmark).
+    /// The function uses [`Self::observe`] and [`crate::state`], whose state outlives it.
+    pub fn evaluate(
+        &self,
+        raw: &str,
+        state: &mut dyn DetectionState,
+    ) -> Result<Vec<Alert>, RecordError> {
+        let mut alerts = Vec::new();
+        for finding in self.observe(raw)? {
+            match finding {
+                Finding::Alert(alert) => alerts.push(alert),
+                Finding::Count {
+                    counter,
+                    member,
+                    threshold,
+                    alert,
+                } => {
+                    if state.add(&counter, &member) == Some(threshold) {
+                        alerts.push(alert);
+                    }
+                }
+                Finding::FirstSeen { key, days, alert } => {
+                    if state.first_seen(&key, days) {
+                        alerts.push(alert);
+                    }
+                }
+            }
         }
         Ok(alerts)
     }
+}
+
+/// What a record means for one rule it matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A rule without state matched: alert.
+    Alert(Alert),
+    /// A threshold rule matched: `member` counts towards `counter` (rule, group, window); the
+    /// alert is raised once, by whichever record makes the count reach `threshold`.
+    Count {
+        counter: String,
+        member: String,
+        threshold: u64,
+        alert: Alert,
+    },
+    /// A first-seen rule matched: alert if `key` (rule and dimension values) was not seen in
+    /// the last `days`.
+    FirstSeen {
+        key: String,
+        days: u32,
+        alert: Alert,
+    },
 }
 
 /// The fields an alert carries: who, what, where, on which secret. CloudTrail never records a

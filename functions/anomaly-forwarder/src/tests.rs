@@ -333,8 +333,14 @@ fn evidence_is_redacted_before_any_forwarder_sees_it() {
         "{:?}",
         alert.evidence
     );
-    let loki = crate::forward::loki_body(&alerts, chrono::Utc::now()).to_string();
-    let webhook = crate::forward::webhook_body(&alerts).to_string();
+    let outgoing: Vec<_> = alerts
+        .iter()
+        .cloned()
+        .map(crate::forward::Outgoing::new)
+        .collect();
+    let outgoing: Vec<_> = outgoing.iter().collect();
+    let loki = crate::forward::loki_body(&outgoing).to_string();
+    let webhook = crate::forward::webhook_body(&outgoing).to_string();
     for output in [loki, webhook] {
         assert!(!output.contains("abcdef0123456789xyz"), "{output}");
     }
@@ -363,6 +369,14 @@ fn rule_files_are_validated() {
         (
             "version: 1\nrules:\n  - {id: a, severity: high, summary: s, match: {x: [1]}, threshold: {count: 0, window_seconds: 60, group_by: actor}}",
             "must be positive",
+        ),
+        (
+            "version: 1\nrules:\n  - {id: a, severity: high, summary: s, match: {x: [1]}, threshold: {count: 2, window_seconds: 172800, group_by: actor}}",
+            "at most 86400",
+        ),
+        (
+            "version: 1\nrules:\n  - {id: a, severity: high, summary: s, match: {x: [1]}, first_seen: {key: [actor], days: 400}}",
+            "between 1 and 90",
         ),
     ];
     for (text, expected) in bad {

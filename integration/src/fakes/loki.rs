@@ -7,8 +7,8 @@
 //! - body `{"streams":[{"stream":{...},"values":[["<ns string>","<line>",{metadata}]]}]}`; a
 //!   timestamp that is not a string, a label set over 15 names, a line over 256 KB, an entry older
 //!   than 7 days or more than 10 minutes in the future: 400 with Loki's wording;
-//! - 204 on success; an entry identical in stream, timestamp and line to a stored one is dropped,
-//!   as Loki does; `throttle_next` answers 429 (ingestion rate limit), `fail_next` 500.
+//! - 204 on success; an entry identical in timestamp and line to the latest entry of its stream
+//!   is dropped, as Loki's ingester does (an older repeat is stored again); `throttle_next` answers 429 (ingestion rate limit), `fail_next` 500.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -280,9 +280,15 @@ async fn push(
         }
     }
     for entry in accepted {
-        let duplicate = store.entries.iter().any(|e| {
-            e.labels == entry.labels && e.timestamp_ns == entry.timestamp_ns && e.line == entry.line
-        });
+        // Loki drops an entry only when it repeats the latest entry of its stream (same
+        // timestamp and line); an older repeat is stored again.
+        let latest = store
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.labels == entry.labels && e.tenant == entry.tenant);
+        let duplicate =
+            latest.is_some_and(|e| e.timestamp_ns == entry.timestamp_ns && e.line == entry.line);
         if !duplicate {
             store.entries.push(entry);
         }

@@ -12,7 +12,10 @@ use crate::audit::{
     SignError,
 };
 use crate::events::DomainEvent;
-use crate::ports::{CatalogEntry, CatalogError, EventPublisher, PublishError, SecretCatalog};
+use crate::ports::{
+    CatalogEntry, CatalogError, EventPublisher, Marker, MarkerError, MarkerStore, PublishError,
+    SecretCatalog,
+};
 use crate::redact::Redactor;
 use crate::tags::{self, Tag};
 
@@ -383,6 +386,162 @@ impl DigestWriter for S3AuditBucket {
             CreateOnly::Conflict => Err(ReadError(
                 "a concurrent digest write to the same key is in flight".into(),
             )),
+        }
+    }
+}
+
+/// Create-once markers in an S3 bucket (see [`MarkerStore`]). The bucket's lifecycle rules
+/// expire old markers; keys are chosen by the caller.
+#[derive(Debug, Clone)]
+pub struct S3MarkerStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+/// A 409 `ConditionalRequestConflict` (another conditional write to the key in flight) is
+/// retried this many times before it is an error.
+const MARKER_CONFLICT_ATTEMPTS: u32 = 4;
+
+impl S3MarkerStore {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    fn error<E: std::error::Error>(err: &E) -> MarkerError {
+        MarkerError(sdk_error_text(err))
+    }
+}
+
+impl MarkerStore for S3MarkerStore {
+    async fn create_or_get(&self, key: &str, body: &str) -> Result<Marker, MarkerError> {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
+        for attempt in 1..=MARKER_CONFLICT_ATTEMPTS {
+            let sent = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type("application/json")
+                .if_none_match("*")
+                .body(aws_sdk_s3::primitives::ByteStream::from(
+                    body.as_bytes().to_vec(),
+                ))
+                .send()
+                .await;
+            let err = match sent {
+                Ok(_) => {
+                    return Ok(Marker {
+                        body: body.to_owned(),
+                        created: true,
+                        last_modified: Some(Utc::now()),
+                    });
+                }
+                Err(err) => err,
+            };
+            // 412 and 409 are not modelled by the SDK: match the code, or the status.
+            let status = match err.code() {
+                Some("PreconditionFailed") => 412,
+                Some("ConditionalRequestConflict") => 409,
+                _ => err
+                    .raw_response()
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or_default(),
+            };
+            match status {
+                412 => {
+                    // Strongly consistent: after a 412 the winner's object is readable.
+                    return self.get(key).await?.ok_or_else(|| {
+                        MarkerError(crate::redact::SafeText::fixed(
+                            "a marker reported as existing could not be read back",
+                        ))
+                    });
+                }
+                409 if attempt < MARKER_CONFLICT_ATTEMPTS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+                _ => return Err(Self::error(&err)),
+            }
+        }
+        Err(MarkerError(crate::redact::SafeText::fixed(
+            "concurrent conditional writes to one marker kept conflicting",
+        )))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Marker>, MarkerError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => {
+                let last_modified = output.last_modified().and_then(to_chrono);
+                let bytes = output
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| Self::error(&e))?
+                    .into_bytes();
+                Ok(Some(Marker {
+                    body: String::from_utf8_lossy(&bytes).into_owned(),
+                    created: false,
+                    last_modified,
+                }))
+            }
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(err)
+                if err
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(Self::error(&err)),
+        }
+    }
+
+    async fn overwrite(&self, key: &str, body: &str) -> Result<(), MarkerError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                body.as_bytes().to_vec(),
+            ))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| Self::error(&e))
+    }
+
+    async fn count(&self, prefix: &str, at_least: u64) -> Result<u64, MarkerError> {
+        let mut count = 0u64;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .max_keys(at_least.clamp(1, 1000) as i32)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| Self::error(&e))?;
+            count += page.contents().len() as u64;
+            if count >= at_least || page.is_truncated() != Some(true) {
+                return Ok(count.min(at_least));
+            }
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(count.min(at_least));
+            }
         }
     }
 }
