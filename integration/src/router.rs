@@ -283,10 +283,19 @@ pub struct Router {
 impl Router {
     /// Rules on `bus` (a logical id or name as written in the template).
     pub fn new(model: &TemplateModel, bus: &str) -> Result<Self, TemplateError> {
+        Self::on(model, Some(bus))
+    }
+
+    /// Rules on the account's default bus, where AWS services (CloudTrail, S3) put events.
+    pub fn default_bus(model: &TemplateModel) -> Result<Self, TemplateError> {
+        Self::on(model, None)
+    }
+
+    fn on(model: &TemplateModel, bus: Option<&str>) -> Result<Self, TemplateError> {
         let rules: Vec<RuleDef> = model
             .rules
             .iter()
-            .filter(|r| r.bus.as_deref() == Some(bus))
+            .filter(|r| r.bus.as_deref() == bus)
             .cloned()
             .collect();
         let mut engine = quamina::Quamina::new();

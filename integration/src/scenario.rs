@@ -237,7 +237,42 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
     );
     stack.provisioned_values.extend(rotation.new_values);
 
-    // 7. The digest schedule seals the trail; the verifier walks it offline with the public key.
+    // 7. Anomaly forwarding: a denied read from the CloudTrail stream, then a log file with a
+    // burst of reads streamed from the trail bucket, redelivered (EventBridge and S3 deliver
+    // at least once), and a digest file the template's rule does not route.
+    let anomalies = detect_anomalies(&mut stack).await?;
+    report.check(
+        "anomaly: denied read alerted (stream)",
+        anomalies.denied_alerted,
+        anomalies.denied_detail.clone(),
+    );
+    report.check(
+        "anomaly: log file scanned, alerts once",
+        anomalies.bulk_alerts == 1 && anomalies.redelivery_sent_nothing,
+        format!(
+            "{} bulk-read alert(s); redelivery: {}",
+            anomalies.bulk_alerts, anomalies.redelivery
+        ),
+    );
+    report.check(
+        "anomaly: digest file not routed",
+        anomalies.digest_unrouted,
+        "CloudTrail-Digest key matched no rule",
+    );
+    let anomaly_deliveries = stack.pump().await?;
+    let audited = stack.audit_versions().await?;
+    report.check(
+        "anomaly: alerts audited",
+        anomaly_deliveries == anomalies.alerts
+            && audited.len() == before_rotation_events + 4 + anomalies.alerts,
+        format!(
+            "{anomaly_deliveries} AnomalyDetected events for {} alerts; {} audit objects",
+            anomalies.alerts,
+            audited.len()
+        ),
+    );
+
+    // 8. The digest schedule seals the trail; the verifier walks it offline with the public key.
     // (Wait out the current second: S3 LastModified has one-second resolution, and the digest
     // covers records written before its period end.)
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -284,7 +319,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         format!("{dlq} messages"),
     );
 
-    // 8. No provisioned or rotated secret value appears in any function's logs.
+    // 9. No provisioned or rotated secret value appears in any function's logs.
     let logs = stack.function_logs();
     let leaked = stack
         .provisioned_values
@@ -405,4 +440,81 @@ async fn rotate_each_strategy(stack: &mut LocalStack, verbose: bool) -> Result<R
         Err(err) => err.to_string(),
     };
     Ok(run)
+}
+
+/// What the anomaly part of the scenario found.
+struct AnomalyRun {
+    denied_alerted: bool,
+    denied_detail: String,
+    bulk_alerts: usize,
+    redelivery: String,
+    redelivery_sent_nothing: bool,
+    digest_unrouted: bool,
+    /// Alerts raised in all (each becomes one AnomalyDetected event).
+    alerts: usize,
+}
+
+async fn detect_anomalies(stack: &mut LocalStack) -> Result<AnomalyRun> {
+    let sample: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        crate::repo_root().join("events/anomaly-forwarder/get-secret-value-denied.json"),
+    )?)?;
+    stack.deliver_aws(&sample, "").await?;
+    let rules_in_loki = |stack: &LocalStack, rule: &str| {
+        stack
+            .loki
+            .fake
+            .entries()
+            .iter()
+            .filter(|e| e.labels.get("rule").map(String::as_str) == Some(rule))
+            .count()
+    };
+    let denied_alerted = rules_in_loki(stack, "denied-secret-access") == 1
+        && !stack.webhook.fake.messages().is_empty();
+    let denied_detail = stack
+        .timeline
+        .last()
+        .map(|t| t.outcome.clone())
+        .unwrap_or_default();
+
+    // 20 distinct secrets read by one user within a minute.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let records: Vec<serde_json::Value> = (0..20)
+        .map(|n| {
+            serde_json::json!({
+                "eventVersion": "1.09", "eventID": uuid::Uuid::new_v4().to_string(), "eventTime": now,
+                "eventSource": "secretsmanager.amazonaws.com", "eventName": "GetSecretValue",
+                "eventType": "AwsApiCall", "readOnly": true, "managementEvent": true,
+                "awsRegion": crate::moto::REGION, "sourceIPAddress": "10.1.2.3",
+                "userAgent": "aws-sdk-go-v2/1.30.3", "recipientAccountId": "123456789012",
+                "userIdentity": {"type": "AssumedRole", "accountId": "123456789012",
+                    "arn": "arn:aws:sts::123456789012:assumed-role/batch-export/i-0abc",
+                    "sessionContext": {"sessionIssuer": {"type": "Role",
+                        "arn": "arn:aws:iam::123456789012:role/batch-export", "userName": "batch-export"}}},
+                "requestParameters": {"secretId": format!("/acme/prod/svc{n}/api-key")},
+            })
+        })
+        .collect();
+    let (_, created) = stack.put_log_file(&records).await?;
+    stack.deliver_aws(&created, "").await?;
+    stack.deliver_aws(&created, "redelivered").await?;
+    let redelivery = stack
+        .timeline
+        .last()
+        .map(|t| t.outcome.clone())
+        .unwrap_or_default();
+    let redelivery_sent_nothing = redelivery.contains("sent [0,0,0]");
+    let bulk_alerts = rules_in_loki(stack, "bulk-secret-read");
+
+    let digest_key = "AWSLogs/123456789012/CloudTrail-Digest/eu-west-1/2026/11/20/123456789012_CloudTrail-Digest_eu-west-1_keyward_eu-west-1_20261120T110012Z.json.gz";
+    let digest_event = stack.object_created(digest_key, 1024);
+    let routed = stack.deliver_aws(&digest_event, "digest file").await?;
+    Ok(AnomalyRun {
+        denied_alerted,
+        denied_detail,
+        bulk_alerts,
+        redelivery,
+        redelivery_sent_nothing,
+        digest_unrouted: routed == 0,
+        alerts: stack.loki.fake.entries().len(),
+    })
 }

@@ -21,6 +21,8 @@ use keyward_shared::redact::SecretString;
 use keyward_shared::tags;
 
 use crate::fakes::auth0::{FakeAuth0, ROTATE_SCOPE, RunningAuth0};
+use crate::fakes::loki::{FakeLoki, RunningLoki};
+use crate::fakes::webhook::{FakeWebhook, RunningWebhook};
 use crate::moto::{BucketKind, MotoServer};
 use crate::postgres::PostgresCluster;
 use crate::router::{Router, ScheduleDef, TemplateModel, TemplateValue};
@@ -90,11 +92,19 @@ pub struct LocalStack {
     pub auth0: RunningAuth0,
     /// Secret name -> Auth0 client id, for the secrets that are Auth0 clients.
     pub auth0_clients: BTreeMap<String, String>,
+    /// Where the anomaly forwarder sends alerts.
+    pub loki: RunningLoki,
+    pub webhook: RunningWebhook,
+    /// The trail bucket (log files) and the forwarder's state bucket.
+    pub trail_bucket: String,
+    pub state_bucket: String,
     _ca_dir: tempfile::TempDir,
     pub timeline: Vec<TimelineEntry>,
     /// Every envelope drained from the bus, in order (for redelivery drills).
     pub delivered: Vec<serde_json::Value>,
     router: Router,
+    /// Rules on the default bus: AWS service events (CloudTrail API calls, S3 objects).
+    aws_router: Router,
     started: Instant,
     sqs: aws_sdk_sqs::Client,
     publisher: EventBridgePublisher,
@@ -105,6 +115,7 @@ impl LocalStack {
         let started = Instant::now();
         let model = TemplateModel::load(&options.template)?;
         let router = Router::new(&model, BUS_LOGICAL_ID)?;
+        let aws_router = Router::default_bus(&model)?;
         let manifest = Manifest::load(&options.manifest)?;
         let moto = MotoServer::start().await?;
         let sdk = moto.sdk_config();
@@ -177,11 +188,38 @@ impl LocalStack {
             .await?;
         let auth0 = FakeAuth0::start().await?;
 
+        // Anomaly forwarding: the trail's bucket, the forwarder's state bucket, and the places
+        // alerts go (Loki, and a webhook whose URL lives in a secret, as in production).
+        let trail_bucket = format!("keyward-trail-{suffix}");
+        let state_bucket = format!("keyward-state-{suffix}");
+        for bucket in [&trail_bucket, &state_bucket] {
+            moto.create_bucket(bucket, BucketKind::Versioned)
+                .await
+                .with_context(|| format!("create {bucket}"))?;
+        }
+        let loki = FakeLoki::start(true).await?;
+        let webhook = FakeWebhook::start().await?;
+        let webhook_secret_arn = secrets
+            .create_secret()
+            .name(format!("keyward-alert-webhook-{suffix}"))
+            .secret_string(webhook.url())
+            .send()
+            .await
+            .context("create the webhook secret")?
+            .arn
+            .context("CreateSecret returned no ARN")?;
+        let config_dir = options
+            .manifest
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .context("the manifest has no parent directory")?;
+
         // The manifest's secrets, tagged by the tag contract, each with a value of the shape its
         // strategy rotates (masters and the Auth0 rotator first: the others name them).
         let mut ordered: Vec<_> = manifest.secrets.iter().collect();
         ordered.sort_by_key(|s| !is_linked_credential(s));
-        let mut provisioned_values = Vec::new();
+        // The webhook URL is a credential too.
+        let mut provisioned_values = vec![SecretString::from(webhook.url())];
         let mut arns: BTreeMap<String, String> = BTreeMap::new();
         let mut auth0_clients = BTreeMap::new();
         for declared in ordered {
@@ -239,7 +277,15 @@ impl LocalStack {
             env.push(("KEYWARD_EVENT_BUS".into(), bus_name.clone()));
             for (var, value) in &function.env {
                 let value = match (var.as_str(), value) {
+                    // The layer at /opt in Lambda is infra/config here.
+                    ("KEYWARD_CONFIG_DIR", _) => config_dir.display().to_string(),
                     (_, TemplateValue::Literal(literal)) => literal.clone(),
+                    ("KEYWARD_STATE_BUCKET", _) => state_bucket.clone(),
+                    ("KEYWARD_LOKI_PUSH_URL", _) => loki.push_url(),
+                    ("KEYWARD_LOKI_TENANT", _) => "keyward".into(),
+                    ("KEYWARD_ALERT_WEBHOOK_SECRET_ARN", _) => webhook_secret_arn.clone(),
+                    ("KEYWARD_ALLOWED_CIDRS", _) => "10.0.0.0/8".into(),
+                    ("KEYWARD_ALLOWED_VPC_ENDPOINTS", _) => String::new(),
                     ("AUDIT_BUCKET", _) => audit_bucket.clone(),
                     ("DIGEST_KMS_KEY_ID", _) => digest_key_id.clone(),
                     ("KEYWARD_DB_CA_BUNDLE", _) => ca_bundle.display().to_string(),
@@ -272,10 +318,15 @@ impl LocalStack {
             ca_bundle,
             auth0,
             auth0_clients,
+            loki,
+            webhook,
+            trail_bucket,
+            state_bucket,
             _ca_dir: ca_dir,
             timeline: Vec::new(),
             delivered: Vec::new(),
             router,
+            aws_router,
             started,
             sqs,
         })
@@ -367,6 +418,21 @@ impl LocalStack {
     /// EventBridge's at-least-once redelivery).
     /// `note` is shown after the event in the timeline (e.g. "redelivered").
     pub async fn deliver(&mut self, envelope: &serde_json::Value, note: &str) -> Result<usize> {
+        self.deliver_on(false, envelope, note).await
+    }
+
+    /// Delivers an AWS service event (CloudTrail API call, S3 object) through the default
+    /// bus's rules of the template, as EventBridge would.
+    pub async fn deliver_aws(&mut self, envelope: &serde_json::Value, note: &str) -> Result<usize> {
+        self.deliver_on(true, envelope, note).await
+    }
+
+    async fn deliver_on(
+        &mut self,
+        default_bus: bool,
+        envelope: &serde_json::Value,
+        note: &str,
+    ) -> Result<usize> {
         let mut label = format!(
             "{} ({})",
             envelope["detail-type"].as_str().unwrap_or("?"),
@@ -375,8 +441,12 @@ impl LocalStack {
         if !note.is_empty() {
             label = format!("{label} [{note}]");
         }
-        let rules: Vec<(String, String)> = self
-            .router
+        let router = if default_bus {
+            &self.aws_router
+        } else {
+            &self.router
+        };
+        let rules: Vec<(String, String)> = router
             .route(envelope)
             .map_err(anyhow::Error::msg)?
             .into_iter()
@@ -409,6 +479,55 @@ impl LocalStack {
             self.record(&label, rule, &name, outcome);
         }
         Ok(rules.len())
+    }
+
+    /// Writes a CloudTrail log file (gzip of `{"Records": [...]}`) to the trail bucket, as
+    /// CloudTrail does, and returns the S3 `Object Created` event EventBridge would carry.
+    pub async fn put_log_file(
+        &self,
+        records: &[serde_json::Value],
+    ) -> Result<(String, serde_json::Value)> {
+        use std::io::Write;
+        let now = chrono::Utc::now();
+        let key = format!(
+            "AWSLogs/123456789012/CloudTrail/{region}/{date}/123456789012_CloudTrail_{region}_{stamp}_{id}.json.gz",
+            region = crate::moto::REGION,
+            date = now.format("%Y/%m/%d"),
+            stamp = now.format("%Y%m%dT%H%MZ"),
+            id = &uuid::Uuid::new_v4().simple().to_string()[..16],
+        );
+        let body = serde_json::json!({ "Records": records }).to_string();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(body.as_bytes())?;
+        let bytes = gzip.finish()?;
+        let size = bytes.len();
+        self.moto
+            .s3()
+            .put_object()
+            .bucket(&self.trail_bucket)
+            .key(&key)
+            .body(bytes.into())
+            .send()
+            .await
+            .context("write the log file")?;
+        Ok((key.clone(), self.object_created(&key, size)))
+    }
+
+    /// The EventBridge `Object Created` event for a key of the trail bucket.
+    pub fn object_created(&self, key: &str, size: usize) -> serde_json::Value {
+        serde_json::json!({
+            "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Object Created",
+            "source": "aws.s3", "account": "123456789012",
+            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "region": crate::moto::REGION,
+            "resources": [format!("arn:aws:s3:::{}", self.trail_bucket)],
+            "detail": {
+                "version": "0", "bucket": {"name": self.trail_bucket},
+                "object": {"key": key, "size": size, "sequencer": "0055AED6DCD90281E5"},
+                "request-id": "C3D13FE58DE4C810", "requester": "cloudtrail.amazonaws.com",
+                "reason": "PutObject"
+            }
+        })
     }
 
     /// Fires a schedule of the template (as EventBridge Scheduler would) at `time`.
@@ -536,11 +655,18 @@ impl Drop for LocalStack {
 }
 
 fn summarise(response: &serde_json::Value) -> String {
-    match (
-        response.get("outcome").and_then(|o| o.as_str()),
-        response.get("key").and_then(|k| k.as_str()),
-    ) {
-        (Some(outcome), Some(key)) => format!("{outcome} {key}"),
+    let text = |key: &str| response.get(key).and_then(|v| v.as_str());
+    let number = |key: &str| response.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+    match (text("outcome"), text("key"), text("input")) {
+        (Some(outcome), Some(key), _) => format!("{outcome} {key}"),
+        // The anomaly forwarder: what it read and what it sent (Loki, webhook, bus).
+        (_, _, Some(input)) => format!(
+            "{input}: {} records, {} alerts, sent {} (already {})",
+            number("records"),
+            number("alerts"),
+            response["sent"],
+            response["already"]
+        ),
         _ => response.to_string(),
     }
 }
