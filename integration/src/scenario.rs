@@ -272,7 +272,42 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         ),
     );
 
-    // 8. The digest schedule seals the trail; the verifier walks it offline with the public key.
+    // 8. The CI gateway, called as GitHub Actions would with tokens from the fake OIDC
+    // issuer: a preflight, a denial, a sync request and its replay, all decisions audited.
+    let before_gateway = audited.len();
+    let gateway = call_the_gateway(&mut stack).await?;
+    report.check(
+        "gateway: preflight answers (OIDC verified)",
+        gateway.preflight_status == 200 || gateway.preflight_status == 412,
+        gateway.preflight_detail.clone(),
+    );
+    report.check(
+        "gateway: unbound repository denied",
+        gateway.denied_status == 403,
+        gateway.denied_detail.clone(),
+    );
+    report.check(
+        "gateway: sync requested once, replay refused",
+        gateway.sync_status == 202 && gateway.replay_status == 401,
+        format!(
+            "first {} then {} ({})",
+            gateway.sync_status, gateway.replay_status, gateway.replay_detail
+        ),
+    );
+    let gateway_deliveries = stack.pump().await?;
+    let audited = stack.audit_versions().await?;
+    // Two allowed and two denied decisions (the unbound repository, the replay), one
+    // VercelSyncRequested.
+    report.check(
+        "gateway: decisions and the sync request audited",
+        gateway_deliveries == 5 && audited.len() == before_gateway + 5,
+        format!(
+            "{gateway_deliveries} events delivered; {} audit objects",
+            audited.len()
+        ),
+    );
+
+    // 9. The digest schedule seals the trail; the verifier walks it offline with the public key.
     // (Wait out the current second: S3 LastModified has one-second resolution, and the digest
     // covers records written before its period end.)
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -319,13 +354,18 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         format!("{dlq} messages"),
     );
 
-    // 9. No provisioned or rotated secret value appears in any function's logs.
+    // 10. No provisioned or rotated secret value (nor a token) appears in any function's logs.
     let logs = stack.function_logs();
     let leaked = stack
         .provisioned_values
         .iter()
         .filter(|v| logs.contains(v.expose_secret()))
-        .count();
+        .count()
+        + gateway
+            .tokens
+            .iter()
+            .filter(|t| logs.contains(t.as_str()) || logs.contains(&t[t.len() - 40..]))
+            .count();
     report.check(
         "no secret value in logs",
         leaked == 0 && !logs.is_empty(),
@@ -516,5 +556,75 @@ async fn detect_anomalies(stack: &mut LocalStack) -> Result<AnomalyRun> {
         redelivery_sent_nothing,
         digest_unrouted: routed == 0,
         alerts: stack.loki.fake.entries().len(),
+    })
+}
+
+/// What the gateway part of the scenario found.
+struct GatewayRun {
+    preflight_status: u16,
+    preflight_detail: String,
+    denied_status: u16,
+    denied_detail: String,
+    sync_status: u16,
+    replay_status: u16,
+    replay_detail: String,
+    /// Every token sent, for the log scan.
+    tokens: Vec<String>,
+}
+
+async fn call_the_gateway(stack: &mut LocalStack) -> Result<GatewayRun> {
+    let audience = crate::stack::GATEWAY_AUDIENCE;
+    let issuer = stack.oidc.fake.clone();
+    // acme/payments deploying to prod from main (binding payments-deploy).
+    let deploy = issuer.sign(&issuer.github_claims(audience));
+    let (preflight_status, body) = stack
+        .call_gateway(
+            "/v1/preflight",
+            &deploy,
+            &serde_json::json!({"environment": "prod", "service": "payments"}),
+            "",
+        )
+        .await?;
+    let preflight_detail = format!(
+        "{preflight_status}: {} checks, {} missing",
+        body["checklist"].as_array().map(Vec::len).unwrap_or(0),
+        body["missing"].as_array().map(Vec::len).unwrap_or(0)
+    );
+    // The same repository name, recreated (new id): no binding.
+    let mut claims = issuer.github_claims(audience);
+    claims["repository_id"] = "2999999".into();
+    let impostor = issuer.sign(&claims);
+    let (denied_status, body) = stack
+        .call_gateway(
+            "/v1/preflight",
+            &impostor,
+            &serde_json::json!({"environment": "prod", "service": "payments"}),
+            "recreated repository",
+        )
+        .await?;
+    let denied_detail = body["error"]["message"].as_str().unwrap_or("").to_owned();
+    // acme/web's release workflow asks for a Vercel sync, then replays its token.
+    let mut claims = issuer.github_claims(audience);
+    claims["repository"] = "acme/web".into();
+    claims["repository_id"] = "2000003".into();
+    claims["event_name"] = "workflow_dispatch".into();
+    claims["job_workflow_ref"] = "acme/web/.github/workflows/release.yml@refs/heads/main".into();
+    let release = issuer.sign(&claims);
+    let scope = serde_json::json!({"environment": "prod", "service": "web"});
+    let (sync_status, _) = stack
+        .call_gateway("/v1/sync/vercel", &release, &scope, "")
+        .await?;
+    let (replay_status, body) = stack
+        .call_gateway("/v1/sync/vercel", &release, &scope, "replayed token")
+        .await?;
+    Ok(GatewayRun {
+        preflight_status,
+        preflight_detail,
+        denied_status,
+        denied_detail,
+        sync_status,
+        replay_status,
+        replay_detail: body["error"]["message"].as_str().unwrap_or("").to_owned(),
+        tokens: vec![deploy, impostor, release],
     })
 }

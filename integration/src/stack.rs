@@ -22,6 +22,7 @@ use keyward_shared::tags;
 
 use crate::fakes::auth0::{FakeAuth0, ROTATE_SCOPE, RunningAuth0};
 use crate::fakes::loki::{FakeLoki, RunningLoki};
+use crate::fakes::oidc::{FakeIssuer, RunningIssuer};
 use crate::fakes::webhook::{FakeWebhook, RunningWebhook};
 use crate::moto::{BucketKind, MotoServer};
 use crate::postgres::PostgresCluster;
@@ -29,6 +30,8 @@ use crate::router::{Router, ScheduleDef, TemplateModel, TemplateValue};
 use crate::runtime_api::LocalFunction;
 
 pub const BUS_LOGICAL_ID: &str = "EventBus";
+/// The CI gateway's audience in the local stack (the template parameter `GatewayAudience`).
+pub const GATEWAY_AUDIENCE: &str = "https://keyward.acme.test/ci";
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
@@ -98,6 +101,8 @@ pub struct LocalStack {
     /// The trail bucket (log files) and the forwarder's state bucket.
     pub trail_bucket: String,
     pub state_bucket: String,
+    /// The GitHub OIDC issuer CI workflows' tokens come from.
+    pub oidc: RunningIssuer,
     _ca_dir: tempfile::TempDir,
     pub timeline: Vec<TimelineEntry>,
     /// Every envelope drained from the bus, in order (for redelivery drills).
@@ -199,6 +204,7 @@ impl LocalStack {
         }
         let loki = FakeLoki::start(true).await?;
         let webhook = FakeWebhook::start().await?;
+        let oidc = FakeIssuer::start().await?;
         let webhook_secret_arn = secrets
             .create_secret()
             .name(format!("keyward-alert-webhook-{suffix}"))
@@ -286,6 +292,8 @@ impl LocalStack {
                     ("KEYWARD_ALERT_WEBHOOK_SECRET_ARN", _) => webhook_secret_arn.clone(),
                     ("KEYWARD_ALLOWED_CIDRS", _) => "10.0.0.0/8".into(),
                     ("KEYWARD_ALLOWED_VPC_ENDPOINTS", _) => String::new(),
+                    ("KEYWARD_OIDC_AUDIENCE", _) => GATEWAY_AUDIENCE.into(),
+                    ("KEYWARD_OIDC_ISSUERS", _) => oidc.issuer(),
                     ("AUDIT_BUCKET", _) => audit_bucket.clone(),
                     ("DIGEST_KMS_KEY_ID", _) => digest_key_id.clone(),
                     ("KEYWARD_DB_CA_BUNDLE", _) => ca_bundle.display().to_string(),
@@ -322,6 +330,7 @@ impl LocalStack {
             webhook,
             trail_bucket,
             state_bucket,
+            oidc,
             _ca_dir: ca_dir,
             timeline: Vec::new(),
             delivered: Vec::new(),
@@ -479,6 +488,62 @@ impl LocalStack {
             self.record(&label, rule, &name, outcome);
         }
         Ok(rules.len())
+    }
+
+    /// Calls the CI gateway as its Function URL would (payload format 2.0); returns the status
+    /// and the JSON body.
+    pub async fn call_gateway(
+        &mut self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+        note: &str,
+    ) -> Result<(u16, serde_json::Value)> {
+        let now = chrono::Utc::now();
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": {
+                "authorization": format!("Bearer {token}"),
+                "content-type": "application/json",
+                "host": "keyward.lambda-url.eu-west-1.on.aws",
+                "user-agent": "curl/8.5.0"
+            },
+            "requestContext": {
+                "accountId": "anonymous", "apiId": "keyward", "domainName": "keyward.lambda-url.eu-west-1.on.aws",
+                "domainPrefix": "keyward",
+                "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.50", "userAgent": "curl/8.5.0"},
+                "requestId": uuid::Uuid::new_v4().to_string(), "routeKey": "$default", "stage": "$default",
+                "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(), "timeEpoch": now.timestamp_millis()
+            },
+            "body": body.to_string(),
+            "isBase64Encoded": false
+        });
+        let function = self
+            .functions
+            .get("CiGatewayFunction")
+            .context("the template declares no CiGatewayFunction")?;
+        let name = function.name.clone();
+        let response = function
+            .invoke(&event, INVOKE_TIMEOUT)
+            .await
+            .map_err(|e| anyhow::anyhow!("the gateway failed: {e}"))?;
+        let status = response["statusCode"].as_u64().unwrap_or(0) as u16;
+        let body: serde_json::Value =
+            serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or_default();
+        let detail = body["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| match body.get("ready") {
+                Some(ready) => format!("ready: {ready}"),
+                None => body.to_string().chars().take(80).collect(),
+            });
+        let label = if note.is_empty() {
+            format!("POST {path}")
+        } else {
+            format!("POST {path} [{note}]")
+        };
+        self.record(&label, "Function URL", &name, format!("{status} {detail}"));
+        Ok((status, body))
     }
 
     /// Writes a CloudTrail log file (gzip of `{"Records": [...]}`) to the trail bucket, as

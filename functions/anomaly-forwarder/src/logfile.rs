@@ -13,6 +13,18 @@ use std::io::{BufRead, BufReader, Read};
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const BUFFER: usize = 256 * 1024;
 
+/// The bytes that matter to the splitter inside a record.
+const STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'"' as usize] = true;
+    table[b'{' as usize] = true;
+    table[b'}' as usize] = true;
+    table[b'[' as usize] = true;
+    table[b']' as usize] = true;
+    table[b',' as usize] = true;
+    table
+};
+
 /// Whether an S3 key is a CloudTrail log file (digest and Insights files are not).
 pub fn is_log_file_key(key: &str) -> bool {
     key.contains("/CloudTrail/") && key.ends_with(".json.gz")
@@ -35,7 +47,11 @@ pub struct ScanStats {
 }
 
 /// Calls `on_record` with the raw JSON of every distinct record of a log file (gzip or plain).
-pub fn scan<R: Read>(
+///
+/// Decompression runs on a second thread, a few buffers ahead of the splitter and `on_record`
+/// (which parses and matches): the two halves of the work overlap where the machine has more
+/// than one core, and memory stays bounded by the buffers in flight.
+pub fn scan<R: Read + Send>(
     reader: R,
     mut on_record: impl FnMut(&str),
 ) -> Result<ScanStats, LogFileError> {
@@ -85,7 +101,9 @@ fn describe(e: &SplitError) -> String {
 
 /// The `eventID` of a raw record, found without parsing the whole record.
 fn event_id(raw: &str) -> Option<&str> {
-    let at = raw.find("\"eventID\"")?;
+    static KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"eventID\""));
+    let at = KEY.find(raw.as_bytes())?;
     let rest = raw[at + 9..].trim_start().strip_prefix(':')?.trim_start();
     let rest = rest.strip_prefix('"')?;
     let end = rest.find('"')?;
@@ -146,6 +164,16 @@ impl Splitter {
         let mut element_start = (self.state == SplitState::Element).then_some(0);
         let mut i = 0;
         while i < chunk.len() {
+            if !self.in_string && self.state == SplitState::Element {
+                // Inside a record, only quotes, brackets and commas change anything: step over
+                // keys' colons, numbers, literals and whitespace in a tight loop.
+                while i < chunk.len() && !STRUCTURAL[chunk[i] as usize] {
+                    i += 1;
+                }
+                if i == chunk.len() {
+                    break;
+                }
+            }
             let byte = chunk[i];
             if self.in_string {
                 if self.escaped {
@@ -162,8 +190,19 @@ impl Splitter {
                 }
                 // Fast-forward through ordinary string bytes.
                 if self.in_string && !self.escaped && !self.collecting_key {
+                    // Most strings are short: look at the next bytes directly, and only
+                    // hand long runs to the vectorised search (whose setup would dominate).
                     let rest = &chunk[i + 1..];
-                    match rest.iter().position(|b| *b == b'"' || *b == b'\\') {
+                    let near = &rest[..rest.len().min(32)];
+                    let found = match near.iter().position(|b| *b == b'"' || *b == b'\\') {
+                        Some(at) => Some(at),
+                        None if rest.len() > near.len() => {
+                            memchr::memchr2(b'"', b'\\', &rest[near.len()..])
+                                .map(|at| at + near.len())
+                        }
+                        None => None,
+                    };
+                    match found {
                         Some(skip) => i += skip,
                         None => i = chunk.len() - 1,
                     }
@@ -256,26 +295,121 @@ impl Splitter {
     }
 }
 
-/// Returns whether a `Records` array was found.
-fn read_records<R: Read>(mut reader: R, deliver: &mut dyn FnMut(&str)) -> Result<bool, SplitError> {
+/// Batches in flight between the reading thread and the caller's.
+const BATCHES: usize = 3;
+/// Records are handed over in batches of about this many bytes.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Fills `buf` as far as the reader goes; 0 only at the end.
+fn fill<R: Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Complete records, back to back, and where each ends.
+#[derive(Default)]
+struct Batch {
+    text: String,
+    ends: Vec<usize>,
+}
+
+enum Handover {
+    Records(Batch),
+    /// The reader or the splitter failed after the batches before it.
+    Failed(SplitError),
+    /// The input ended; whether it held a `Records` array.
+    Finished(bool),
+}
+
+/// The reading thread: decompresses, splits and validates, and hands over whole records.
+fn produce<R: Read>(
+    mut reader: R,
+    out: &std::sync::mpsc::SyncSender<Handover>,
+    recycled: &std::sync::mpsc::Receiver<Batch>,
+) {
+    let fail = |e: SplitError| {
+        let _ = out.send(Handover::Failed(e));
+    };
     let mut splitter = Splitter::new();
     let mut chunk = vec![0u8; BUFFER];
+    let mut batch = Batch::default();
     loop {
-        let read = match reader.read(&mut chunk) {
+        let read = match fill(&mut reader, &mut chunk) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(SplitError::Io(e)),
+            Err(e) => return fail(SplitError::Io(e)),
         };
-        splitter.feed(&chunk[..read], deliver)?;
+        let fed = splitter.feed(&chunk[..read], &mut |raw: &str| {
+            batch.text.push_str(raw);
+            batch.ends.push(batch.text.len());
+        });
+        if let Err(e) = fed {
+            let _ = out.send(Handover::Records(std::mem::take(&mut batch)));
+            return fail(e);
+        }
+        if batch.text.len() >= BATCH_BYTES {
+            let mut next = recycled.try_recv().unwrap_or_default();
+            next.text.clear();
+            next.ends.clear();
+            let full = std::mem::replace(&mut batch, next);
+            // The caller stopped listening (its own error): stop reading.
+            if out.send(Handover::Records(full)).is_err() {
+                return;
+            }
+        }
     }
-    match splitter.state {
-        SplitState::Done if splitter.depth == 0 && !splitter.in_string => Ok(true),
-        SplitState::Outside if splitter.depth == 0 && !splitter.in_string => Ok(false),
-        _ => Err(SplitError::Structure(
+    if !batch.ends.is_empty() && out.send(Handover::Records(batch)).is_err() {
+        return;
+    }
+    let _ = out.send(match splitter.state {
+        SplitState::Done if splitter.depth == 0 && !splitter.in_string => Handover::Finished(true),
+        SplitState::Outside if splitter.depth == 0 && !splitter.in_string => {
+            Handover::Finished(false)
+        }
+        _ => Handover::Failed(SplitError::Structure(
             "the file ends inside the `Records` array",
         )),
-    }
+    });
+}
+
+/// Returns whether a `Records` array was found. Decompression and splitting run on a second
+/// thread, a few batches ahead of `deliver` (which parses and matches): the two halves of the
+/// work overlap where the machine has more than one core, and memory stays bounded by the
+/// batches in flight.
+fn read_records<R: Read + Send>(
+    reader: R,
+    deliver: &mut dyn FnMut(&str),
+) -> Result<bool, SplitError> {
+    std::thread::scope(|scope| {
+        let (out, handed) = std::sync::mpsc::sync_channel::<Handover>(BATCHES);
+        let (recycle, recycled) = std::sync::mpsc::channel::<Batch>();
+        scope.spawn(move || produce(reader, &out, &recycled));
+        for handover in handed {
+            match handover {
+                Handover::Records(batch) => {
+                    let mut start = 0;
+                    for &end in &batch.ends {
+                        deliver(&batch.text[start..end]);
+                        start = end;
+                    }
+                    let _ = recycle.send(batch);
+                }
+                Handover::Failed(e) => return Err(e),
+                Handover::Finished(found) => return Ok(found),
+            }
+        }
+        Err(SplitError::Structure(
+            "the reading thread stopped unexpectedly",
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -222,6 +222,11 @@ pub struct Detector {
 struct Prefilter {
     event_sources: std::collections::HashSet<String>,
     identity_types: std::collections::HashSet<String>,
+    /// The same values as they appear inside JSON strings: a record whose text holds none of
+    /// them (and no `\u` escape that could spell one differently) cannot pass, and is not
+    /// even parsed. Searched without the quotes: `"` is the commonest byte of a record, the
+    /// values' own bytes let the search skip ahead (a superset check; the parse decides).
+    needles: Vec<memchr::memmem::Finder<'static>>,
 }
 
 impl Prefilter {
@@ -248,7 +253,23 @@ impl Prefilter {
                 return None;
             }
         }
+        filter.needles = filter
+            .event_sources
+            .iter()
+            .chain(&filter.identity_types)
+            .map(|value| serde_json::to_string(value).unwrap_or_default())
+            .map(|quoted| quoted.trim_matches('"').to_owned())
+            .chain(std::iter::once("\\u".to_owned()))
+            .map(|needle| memchr::memmem::Finder::new(needle.as_bytes()).into_owned())
+            .collect();
         Some(filter)
+    }
+
+    /// False when the raw record cannot pass [`Self::admits`]: a cheap look at its bytes.
+    fn may_admit(&self, raw: &str) -> bool {
+        self.needles
+            .iter()
+            .any(|needle| needle.find(raw.as_bytes()).is_some())
     }
 
     fn admits(&self, record: &Record<'_>) -> bool {
@@ -384,6 +405,11 @@ impl Detector {
         &self,
         raw: &'r str,
     ) -> Result<Option<(Record<'r>, Facts, Vec<usize>)>, RecordError> {
+        // Most of a trail is other services' calls: skip them before parsing. (So a malformed
+        // record no rule could match is passed over, not reported as rejected.)
+        if self.prefilter.as_ref().is_some_and(|p| !p.may_admit(raw)) {
+            return Ok(None);
+        }
         let record = Record::parse(raw)?;
         if !self.admits(&record) {
             return Ok(None);

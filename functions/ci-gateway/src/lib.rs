@@ -1,0 +1,664 @@
+//! keyward's CI gateway: the HTTPS endpoints GitHub Actions workflows call with their OIDC token.
+//!
+//! - [`token`]: the token verifier (jsonwebtoken for the signature and registered claims, this
+//!   crate's wrapper for everything else);
+//! - [`jwks`]: the issuers' keys, cached across warm invocations;
+//! - [`policy`]: which workflows (by immutable ids) may do what, deny by default;
+//! - [`preflight`]: the checklist behind `POST /v1/preflight`;
+//! - [`Gateway::handle`]: routing, the stable error shape, replay protection and the
+//!   `GatewayDecision` audit event of every authenticated decision.
+
+pub mod jwks;
+pub mod policy;
+pub mod preflight;
+pub mod token;
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use keyward_shared::config::{CommonConfig, ConfigError, EnvSource, required};
+use keyward_shared::events::{
+    Actor, ActorKind, CorrelationId, DomainEvent, EventData, Outcome, SecretRef, SyncScope,
+};
+use keyward_shared::manifest::Manifest;
+use keyward_shared::ports::{EventPublisher, MarkerStore, SecretCatalog};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::jwks::{JwksCache, JwksFetcher};
+use crate::policy::{Action, Policy, Scope};
+use crate::token::{Expectations, GithubClaims, TokenError};
+
+/// github.com's Actions issuer; GHE issuers are added by configuration, never by prefix.
+pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+/// Request bodies larger than this are refused (413) before they are parsed.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long a used `jti` is remembered: longer than any token lives (`exp` is at most 10 min
+/// after `iat`, plus leeway). The bucket's lifecycle rule removes older markers.
+pub const REPLAY_PREFIX: &str = "replay/";
+
+/// Read once at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `KEYWARD_OIDC_AUDIENCE`: this endpoint's own audience (never GitHub's default).
+    pub audience: String,
+    /// `KEYWARD_OIDC_ISSUERS`: extra trusted issuers (GHE), comma-separated, exact.
+    pub issuers: Vec<String>,
+    /// `KEYWARD_STATE_BUCKET`: where used `jti`s are recorded.
+    pub state_bucket: String,
+    /// `KEYWARD_CONFIG_DIR`: `manifest/` and `gateway-policy.yaml`.
+    pub config_dir: std::path::PathBuf,
+}
+
+impl Config {
+    pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let audience = required(env, "KEYWARD_OIDC_AUDIENCE")?;
+        if audience.starts_with("https://github.com/") {
+            return Err(ConfigError::Invalid {
+                name: "KEYWARD_OIDC_AUDIENCE",
+                reason: "GitHub's default audience is shared by every relying party; use one of this endpoint's own".into(),
+            });
+        }
+        let mut issuers = vec![GITHUB_ISSUER.to_owned()];
+        for extra in env
+            .get("KEYWARD_OIDC_ISSUERS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            // Plain http only on loopback (the local stack's fake issuer).
+            let scheme_ok = extra.starts_with("https://") || extra.starts_with("http://127.0.0.1:");
+            if !scheme_ok || extra.ends_with('/') {
+                return Err(ConfigError::Invalid {
+                    name: "KEYWARD_OIDC_ISSUERS",
+                    reason: format!(
+                        "`{extra}` must be an https:// issuer without a trailing slash"
+                    ),
+                });
+            }
+            issuers.push(extra.to_owned());
+        }
+        Ok(Self {
+            common: CommonConfig::from_env(env)?,
+            audience,
+            issuers,
+            state_bucket: required(env, "KEYWARD_STATE_BUCKET")?,
+            config_dir: required(env, "KEYWARD_CONFIG_DIR")?.into(),
+        })
+    }
+
+    /// Each issuer and its JWKS URL (fixed, not discovered).
+    pub fn jwks_urls(&self) -> Vec<(String, String)> {
+        self.issuers
+            .iter()
+            .map(|iss| (iss.clone(), format!("{iss}/.well-known/jwks")))
+            .collect()
+    }
+}
+
+/// What the gateway loads from the config directory at cold start.
+pub struct Loaded {
+    pub manifest: Manifest,
+    /// The manifest's files as text, for validating a secret request alongside them.
+    pub manifest_sources: Vec<(String, String)>,
+    pub enums_source: (String, String),
+    pub policy: Policy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error(transparent)]
+    Manifest(#[from] keyward_shared::manifest::ManifestError),
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+}
+
+pub fn load(config_dir: &Path) -> Result<Loaded, LoadError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| LoadError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    };
+    let manifest_dir = config_dir.join("manifest");
+    let manifest = Manifest::load(&manifest_dir)?;
+    let mut manifest_sources = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&manifest_dir)
+        .map_err(|e| LoadError::File {
+            path: manifest_dir.display().to_string(),
+            message: e.to_string(),
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    let mut enums_source = (String::new(), String::new());
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = read(&path)?;
+        if name == "enums.yaml" {
+            enums_source = (name, text);
+        } else {
+            manifest_sources.push((name, text));
+        }
+    }
+    let policy = Policy::from_yaml(&read(&config_dir.join("gateway-policy.yaml"))?)?;
+    Ok(Loaded {
+        manifest,
+        manifest_sources,
+        enums_source,
+        policy,
+    })
+}
+
+/// The HTTP request as the gateway sees it (built from the Lambda payload by `main`).
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// JSON out, with the status and the headers that matter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+}
+
+impl Response {
+    fn json(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// The one error shape every route uses.
+    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self::json(
+            status,
+            json!({"error": {"code": code, "message": message.into()}}),
+        )
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreflightBody {
+    environment: String,
+    #[serde(default)]
+    service: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncBody {
+    environment: String,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateBody {
+    request: Value,
+}
+
+pub struct Gateway<K, C, M, P> {
+    pub keys: JwksCache<K>,
+    pub audience: String,
+    pub loaded: Loaded,
+    pub catalog: C,
+    pub replay: M,
+    pub publisher: P,
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gateway<K, C, M, P> {
+    /// Handles one request. Never fails: every outcome is a response.
+    pub async fn handle(&self, request: &Request) -> Response {
+        let response = self.route(request).await;
+        tracing::info!(
+            method = %request.method,
+            path = %request.path,
+            status = response.status,
+            "request"
+        );
+        response
+    }
+
+    async fn route(&self, request: &Request) -> Response {
+        let action = match (request.method.as_str(), request.path.as_str()) {
+            ("POST", "/v1/preflight") => Action::Preflight,
+            ("POST", "/v1/sync/vercel") => Action::SyncVercel,
+            ("POST", "/v1/secret-requests/validate") => Action::ValidateRequest,
+            (_, "/v1/preflight" | "/v1/sync/vercel" | "/v1/secret-requests/validate") => {
+                return Response::error(405, "method_not_allowed", "use POST")
+                    .header("allow", "POST");
+            }
+            _ => return Response::error(404, "not_found", "no such route"),
+        };
+        if request.body.len() > MAX_BODY_BYTES {
+            return Response::error(
+                413,
+                "payload_too_large",
+                format!("the body exceeds {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        let claims = match self.authenticate(request).await {
+            Ok(claims) => claims,
+            Err(response) => return response,
+        };
+        match action {
+            Action::Preflight => self.preflight(&claims, &request.body).await,
+            Action::SyncVercel => self.sync(&claims, &request.body).await,
+            Action::ValidateRequest => self.validate(&claims, &request.body).await,
+        }
+    }
+
+    async fn authenticate(&self, request: &Request) -> Result<GithubClaims, Response> {
+        let unauthorized = |error: &TokenError| {
+            // RFC 6750: the challenge names the problem; the token itself is never echoed.
+            Response::error(401, "invalid_token", error.to_string()).header(
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"{error}\""
+                ),
+            )
+        };
+        let Some(token) = request
+            .authorization
+            .as_deref()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+        else {
+            return Err(Response::error(
+                401,
+                "missing_token",
+                "send the workflow's OIDC token as `Authorization: Bearer <token>`",
+            )
+            .header("www-authenticate", "Bearer realm=\"keyward\""));
+        };
+        let result = async {
+            let unverified = token::parse(token)?;
+            let key = self.keys.key(&unverified.issuer, &unverified.kid).await?;
+            token::verify(
+                &unverified,
+                &key,
+                &Expectations {
+                    audience: self.audience.clone(),
+                    now: now().timestamp(),
+                },
+            )
+        }
+        .await;
+        match result {
+            Ok(claims) => Ok(claims),
+            Err(e) if e.is_unavailable() => {
+                tracing::error!(error = %e, "token keys unavailable");
+                Err(Response::error(
+                    503,
+                    "keys_unavailable",
+                    "the token issuer's keys are unavailable; retry",
+                )
+                .header("retry-after", "5"))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "token refused");
+                Err(unauthorized(&e))
+            }
+        }
+    }
+
+    fn body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+        // Location only: serde's messages can quote the body.
+        serde_json::from_slice(body).map_err(|e| {
+            Response::error(
+                400,
+                "invalid_request",
+                format!(
+                    "the body does not match this route's schema ({:?} at line {}, column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })
+    }
+
+    /// Decides, records the decision on the bus, and returns a 403 when denied.
+    async fn authorize(
+        &self,
+        claims: &GithubClaims,
+        action: Action,
+        scope: &Scope,
+    ) -> Result<(), Response> {
+        let decision = self.loaded.policy.decide(claims, action, scope);
+        self.record(claims, action, scope, &decision).await?;
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(Response::error(
+                403,
+                "forbidden",
+                decision.reasons.join("; "),
+            ))
+        }
+    }
+
+    /// Puts the decision on the bus (→ the audit trail). An unrecorded decision is not made.
+    async fn record(
+        &self,
+        claims: &GithubClaims,
+        action: Action,
+        scope: &Scope,
+        decision: &policy::Decision,
+    ) -> Result<(), Response> {
+        let mut event = DomainEvent::new(
+            CorrelationId::new(format!("github-run:{}", claims.run_id))
+                .unwrap_or_else(|_| CorrelationId::generate()),
+            Actor {
+                kind: ActorKind::GithubWorkflow,
+                id: format!("{}@{}", claims.job_workflow_ref, claims.run_id),
+            },
+            None,
+            if decision.allowed {
+                Outcome::Allowed
+            } else {
+                Outcome::Denied
+            },
+            EventData::GatewayDecision {
+                route: action.as_str().to_owned(),
+                claims: claims.workflow(),
+                reasons: decision.reasons.clone(),
+            },
+        );
+        if let Some(service) = &scope.service {
+            event.secret = Some(SecretRef {
+                name: format!(
+                    "/{}/{}/{service}",
+                    self.loaded.manifest.org, scope.environment
+                ),
+                arn: None,
+            });
+        }
+        self.publisher.publish(&[event]).await.map_err(|e| {
+            tracing::error!(error = %e, "could not record the gateway decision");
+            Response::error(
+                503,
+                "audit_unavailable",
+                "the decision could not be recorded; retry",
+            )
+            .header("retry-after", "5")
+        })
+    }
+
+    fn known_environment(&self, environment: &str) -> Result<(), Response> {
+        if self
+            .loaded
+            .manifest
+            .environments
+            .iter()
+            .any(|e| e.as_str() == environment)
+        {
+            Ok(())
+        } else {
+            Err(Response::error(
+                400,
+                "unknown_environment",
+                format!("`{environment}` is not an environment of the manifest"),
+            ))
+        }
+    }
+
+    async fn preflight(&self, claims: &GithubClaims, body: &[u8]) -> Response {
+        let body: PreflightBody = match Self::body(body) {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        if let Err(response) = self.known_environment(&body.environment) {
+            return response;
+        }
+        let scope = Scope {
+            environment: body.environment.clone(),
+            service: body.service.clone(),
+        };
+        if let Err(response) = self.authorize(claims, Action::Preflight, &scope).await {
+            return response;
+        }
+        let prefix = format!("/{}/{}/", self.loaded.manifest.org, body.environment);
+        let entries = match self.catalog.list(&prefix).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::error!(error = %e, "ListSecrets failed");
+                return Response::error(
+                    503,
+                    "catalog_unavailable",
+                    "Secrets Manager could not be listed; retry",
+                )
+                .header("retry-after", "5");
+            }
+        };
+        let items = preflight::checklist(
+            &self.loaded.manifest,
+            &entries,
+            &body.environment,
+            body.service.as_deref(),
+            now(),
+        );
+        let failing: Vec<&preflight::Item> = items.iter().filter(|i| !i.ok).collect();
+        let status = if failing.is_empty() { 200 } else { 412 };
+        Response::json(
+            status,
+            json!({
+                "environment": body.environment,
+                "service": body.service,
+                "ready": failing.is_empty(),
+                "missing": failing,
+                "checklist": items,
+            }),
+        )
+    }
+
+    async fn sync(&self, claims: &GithubClaims, body: &[u8]) -> Response {
+        let body: SyncBody = match Self::body(body) {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        if let Err(response) = self.known_environment(&body.environment) {
+            return response;
+        }
+        // One of service or secret; a secret must be declared and mapped to Vercel.
+        let service = match (&body.service, &body.secret) {
+            (Some(service), None) => service.clone(),
+            (None, Some(secret)) => {
+                let declared = self
+                    .loaded
+                    .manifest
+                    .scope(&body.environment, None)
+                    .find(|d| d.name.to_string() == *secret);
+                match declared {
+                    Some(d) => d.name.service().as_str().to_owned(),
+                    None => {
+                        return Response::error(
+                            404,
+                            "unknown_secret",
+                            format!("`{secret}` is not declared for {}", body.environment),
+                        );
+                    }
+                }
+            }
+            _ => {
+                return Response::error(
+                    400,
+                    "invalid_request",
+                    "give exactly one of `service` or `secret`",
+                );
+            }
+        };
+        let scope = Scope {
+            environment: body.environment.clone(),
+            service: Some(service),
+        };
+        // Mutating: the token works once. The marker outlives the token (lifecycle rule); a
+        // replay is refused and recorded like any other denial.
+        let marker = format!(
+            "{REPLAY_PREFIX}{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                format!("{}|{}", claims.iss, claims.jti).as_bytes()
+            ))
+        );
+        match self.replay.create_or_get(&marker, &claims.run_id).await {
+            Ok(m) if m.created => {}
+            Ok(_) => {
+                let replayed = policy::Decision {
+                    allowed: false,
+                    reasons: vec![TokenError::Replayed.to_string()],
+                };
+                if let Err(response) = self
+                    .record(claims, Action::SyncVercel, &scope, &replayed)
+                    .await
+                {
+                    return response;
+                }
+                return Response::error(401, "invalid_token", TokenError::Replayed.to_string())
+                    .header(
+                        "www-authenticate",
+                        "Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"the token was already used\"",
+                    );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "replay store unavailable");
+                return Response::error(503, "replay_store_unavailable", "retry with a new token")
+                    .header("retry-after", "5");
+            }
+        }
+        if let Err(response) = self.authorize(claims, Action::SyncVercel, &scope).await {
+            return response;
+        }
+        let sync_scope = SyncScope {
+            environment: body.environment.clone(),
+            service: body.service.clone(),
+            secret: body.secret.clone(),
+        };
+        let event = DomainEvent::new(
+            CorrelationId::new(format!("github-run:{}", claims.run_id))
+                .unwrap_or_else(|_| CorrelationId::generate()),
+            Actor {
+                kind: ActorKind::GithubWorkflow,
+                id: format!("{}@{}", claims.job_workflow_ref, claims.run_id),
+            },
+            body.secret.as_ref().map(|name| SecretRef {
+                name: name.clone(),
+                arn: None,
+            }),
+            Outcome::Success,
+            EventData::VercelSyncRequested {
+                scope: sync_scope.clone(),
+            },
+        );
+        let event_id = event.event_id;
+        if let Err(e) = self.publisher.publish(&[event]).await {
+            tracing::error!(error = %e, "could not request the sync");
+            return Response::error(
+                503,
+                "bus_unavailable",
+                "the sync could not be requested; retry with a new token",
+            )
+            .header("retry-after", "5");
+        }
+        Response::json(
+            202,
+            json!({"requested": sync_scope, "event_id": event_id.to_string()}),
+        )
+    }
+
+    async fn validate(&self, claims: &GithubClaims, body: &[u8]) -> Response {
+        let body: ValidateBody = match Self::body(body) {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        let environment = body
+            .request
+            .get("environments")
+            .and_then(|e| {
+                e.as_object()
+                    .and_then(|m| m.keys().next().cloned())
+                    .or_else(|| e.as_array()?.first()?.as_str().map(str::to_owned))
+            })
+            .unwrap_or_default();
+        let scope = Scope {
+            environment,
+            service: body
+                .request
+                .get("service")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        if let Err(response) = self
+            .authorize(claims, Action::ValidateRequest, &scope)
+            .await
+        {
+            return response;
+        }
+        let document = json!({"version": 1, "secrets": [body.request]});
+        let Ok(text) = serde_yaml_ng::to_string(&document) else {
+            return Response::error(400, "invalid_request", "the request cannot be read");
+        };
+        let mut sources: Vec<(&str, &str)> = self
+            .loaded
+            .manifest_sources
+            .iter()
+            .map(|(f, t)| (f.as_str(), t.as_str()))
+            .collect();
+        sources.push(("request.yaml", text.as_str()));
+        let enums = (
+            self.loaded.enums_source.0.as_str(),
+            self.loaded.enums_source.1.as_str(),
+        );
+        match Manifest::from_sources(&sources, enums) {
+            Ok(manifest) => {
+                let declared: Vec<String> = manifest
+                    .secrets
+                    .iter()
+                    .filter(|s| self.loaded.manifest.secret(&s.name).is_none())
+                    .map(|s| s.name.to_string())
+                    .collect();
+                Response::json(200, json!({"valid": true, "secrets": declared}))
+            }
+            Err(e) => {
+                let problems: Vec<Value> = e
+                    .issues
+                    .iter()
+                    .map(|i| json!({"file": i.file, "path": i.path, "message": i.message}))
+                    .collect();
+                Response::json(422, json!({"valid": false, "problems": problems}))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

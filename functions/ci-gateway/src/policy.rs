@@ -1,0 +1,252 @@
+//! Who may do what: a declarative file (`infra/config/gateway-policy.yaml`, in the config layer)
+//! binding workflows, by their immutable identity, to actions and scopes. Deny by default.
+//!
+//! ```yaml
+//! version: 1
+//! bindings:
+//!   - name: payments-deploy
+//!     repository_owner_id: "1000001"     # ids, never names: a renamed or recreated repository
+//!     repository_id: "2000002"           # keeps its name, not its id
+//!     refs: [refs/heads/main]            # exact
+//!     event_names: [push, workflow_dispatch]
+//!     environments: [staging, prod]      # the token's `environment` claim; omit = any or none
+//!     job_workflow_refs: ["acme/payments/.github/workflows/deploy.yml@refs/heads/main"]
+//!     runner_environment: github-hosted  # the default
+//!     allow:
+//!       - action: preflight
+//!         environments: [staging, prod]
+//!         services: [payments]
+//! ```
+//!
+//! Whatever a binding says, `pull_request_target` tokens are refused (the base branch's token
+//! running a pull request's code), and exact matching leaves no glob to widen.
+
+use serde::Deserialize;
+
+use crate::token::GithubClaims;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Preflight,
+    SyncVercel,
+    ValidateRequest,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Preflight => "preflight",
+            Action::SyncVercel => "sync-vercel",
+            Action::ValidateRequest => "validate-request",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub version: u32,
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    pub name: String,
+    pub repository_owner_id: String,
+    pub repository_id: String,
+    pub refs: Vec<String>,
+    pub event_names: Vec<String>,
+    #[serde(default)]
+    pub environments: Option<Vec<String>>,
+    pub job_workflow_refs: Vec<String>,
+    #[serde(default = "github_hosted")]
+    pub runner_environment: String,
+    pub allow: Vec<Grant>,
+}
+
+fn github_hosted() -> String {
+    "github-hosted".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub action: Action,
+    /// keyward environments (`/<org>/<env>/...`) the action may touch.
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// Services within them; empty = every service.
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("gateway policy: not a policy file (line {line}, column {column})")]
+    Yaml { line: usize, column: usize },
+    #[error("gateway policy: version {0} is not supported (this build reads 1)")]
+    Version(u32),
+    #[error("gateway policy: binding `{binding}`: {message}")]
+    Invalid { binding: String, message: String },
+}
+
+/// What a request asks to touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub environment: String,
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The binding that allowed it, or why each candidate did not.
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    bindings: Vec<Binding>,
+}
+
+impl Policy {
+    pub fn from_yaml(text: &str) -> Result<Self, PolicyError> {
+        // serde's messages can quote the input; a location is enough.
+        let file: PolicyFile = serde_yaml_ng::from_str(text).map_err(|e| {
+            let at = e.location();
+            PolicyError::Yaml {
+                line: at.as_ref().map(|l| l.line()).unwrap_or(0),
+                column: at.as_ref().map(|l| l.column()).unwrap_or(0),
+            }
+        })?;
+        if file.version != 1 {
+            return Err(PolicyError::Version(file.version));
+        }
+        for binding in &file.bindings {
+            let invalid = |message: &str| PolicyError::Invalid {
+                binding: binding.name.clone(),
+                message: message.into(),
+            };
+            let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            if !numeric(&binding.repository_owner_id) || !numeric(&binding.repository_id) {
+                return Err(invalid(
+                    "repository_owner_id and repository_id are numeric ids (names can be reused)",
+                ));
+            }
+            if binding.refs.is_empty()
+                || binding.event_names.is_empty()
+                || binding.job_workflow_refs.is_empty()
+                || binding.allow.is_empty()
+            {
+                return Err(invalid(
+                    "refs, event_names, job_workflow_refs and allow must each list something",
+                ));
+            }
+            let globbed = binding
+                .refs
+                .iter()
+                .chain(&binding.job_workflow_refs)
+                .any(|r| r.contains('*'));
+            if globbed {
+                return Err(invalid(
+                    "refs and job_workflow_refs are matched exactly; `*` is not a wildcard here",
+                ));
+            }
+            if binding
+                .event_names
+                .iter()
+                .any(|e| e == "pull_request_target")
+            {
+                return Err(invalid(
+                    "pull_request_target runs a pull request's code with the base branch's token; it is never allowed",
+                ));
+            }
+            if binding.allow.iter().any(|g| g.environments.is_empty()) {
+                return Err(invalid("each grant names its environments"));
+            }
+        }
+        Ok(Self {
+            bindings: file.bindings,
+        })
+    }
+
+    /// Decides whether `claims` may perform `action` on `scope`.
+    pub fn decide(&self, claims: &GithubClaims, action: Action, scope: &Scope) -> Decision {
+        let deny = |reasons: Vec<String>| Decision {
+            allowed: false,
+            reasons,
+        };
+        if claims.event_name == "pull_request_target" {
+            return deny(vec!["pull_request_target tokens are never accepted".into()]);
+        }
+        let candidates: Vec<&Binding> = self
+            .bindings
+            .iter()
+            .filter(|b| {
+                b.repository_owner_id == claims.repository_owner_id
+                    && b.repository_id == claims.repository_id
+            })
+            .collect();
+        if candidates.is_empty() {
+            return deny(vec![format!(
+                "no binding for repository id {} of owner id {}",
+                claims.repository_id, claims.repository_owner_id
+            )]);
+        }
+        let mut reasons = Vec::new();
+        for binding in candidates {
+            let mut misses = Vec::new();
+            if !binding.refs.contains(&claims.r#ref) {
+                misses.push(format!("ref {} not allowed", claims.r#ref));
+            }
+            if !binding.event_names.contains(&claims.event_name) {
+                misses.push(format!("event {} not allowed", claims.event_name));
+            }
+            if let Some(environments) = &binding.environments {
+                match &claims.environment {
+                    Some(env) if environments.contains(env) => {}
+                    Some(env) => misses.push(format!("GitHub environment {env} not allowed")),
+                    None => misses.push("the job has no GitHub environment".into()),
+                }
+            }
+            if !binding.job_workflow_refs.contains(&claims.job_workflow_ref) {
+                misses.push(format!("workflow {} not allowed", claims.job_workflow_ref));
+            }
+            if binding.runner_environment != claims.runner_environment {
+                misses.push(format!("runner {} not allowed", claims.runner_environment));
+            }
+            let granted = binding.allow.iter().any(|grant| {
+                grant.action == action
+                    && grant.environments.contains(&scope.environment)
+                    && (grant.services.is_empty()
+                        || scope
+                            .service
+                            .as_ref()
+                            .is_some_and(|s| grant.services.contains(s)))
+            });
+            if !granted {
+                misses.push(format!(
+                    "{} on {}{} not granted",
+                    action.as_str(),
+                    scope.environment,
+                    scope
+                        .service
+                        .as_deref()
+                        .map(|s| format!("/{s}"))
+                        .unwrap_or_default()
+                ));
+            }
+            if misses.is_empty() {
+                return Decision {
+                    allowed: true,
+                    reasons: vec![format!("allowed by binding {}", binding.name)],
+                };
+            }
+            reasons.push(format!("binding {}: {}", binding.name, misses.join("; ")));
+        }
+        deny(reasons)
+    }
+}

@@ -1,0 +1,225 @@
+//! Unit tests of the parts that need no HTTP: configuration, JWKS filtering, policy loading
+//! and decisions, token shape checks. The attack list runs end to end in
+//! `integration/tests/ci_gateway.rs` against a fake issuer.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use serde_json::json;
+
+use crate::policy::{Action, Policy, Scope};
+use crate::token::{self, StrictObject, TokenError};
+use crate::{Config, GITHUB_ISSUER};
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+const BASE: [(&str, &str); 4] = [
+    ("KEYWARD_EVENT_BUS", "bus"),
+    ("KEYWARD_STATE_BUCKET", "state"),
+    ("KEYWARD_CONFIG_DIR", "/opt"),
+    ("KEYWARD_OIDC_AUDIENCE", "https://keyward.acme.example/ci"),
+];
+
+#[test]
+fn configuration_pins_issuers_and_refuses_the_default_audience() {
+    let config = Config::from_env(&env(&BASE)).unwrap();
+    assert_eq!(config.issuers, [GITHUB_ISSUER]);
+    assert_eq!(
+        config.jwks_urls(),
+        [(
+            GITHUB_ISSUER.to_owned(),
+            format!("{GITHUB_ISSUER}/.well-known/jwks")
+        )]
+    );
+    let mut pairs = BASE.to_vec();
+    pairs[3] = ("KEYWARD_OIDC_AUDIENCE", "https://github.com/acme");
+    let err = Config::from_env(&env(&pairs)).unwrap_err().to_string();
+    assert!(err.contains("default audience"), "{err}");
+    for bad in [
+        "http://ghe.example",
+        "https://ghe.example/",
+        "token.actions.x",
+    ] {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("KEYWARD_OIDC_ISSUERS", bad));
+        assert!(Config::from_env(&env(&pairs)).is_err(), "{bad}");
+    }
+    let mut pairs = BASE.to_vec();
+    pairs.push((
+        "KEYWARD_OIDC_ISSUERS",
+        "https://token.actions.acme.ghe.com, https://token.actions.githubusercontent.com/acme",
+    ));
+    assert_eq!(Config::from_env(&env(&pairs)).unwrap().issuers.len(), 3);
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[test]
+fn only_rs256_signing_keys_of_2048_bits_are_kept() {
+    let n2048 = b64(&[0xC5; 256]);
+    let n1024 = b64(&[0xC5; 128]);
+    let padded = b64(&[&[0u8; 10][..], &[0xC5; 200][..]].concat());
+    let e = b64(&[1, 0, 1]);
+    let body = json!({"keys": [
+        {"kty": "RSA", "kid": "good", "n": n2048, "e": e, "alg": "RS256", "use": "sig"},
+        {"kty": "RSA", "kid": "no-alg", "n": n2048, "e": e},
+        {"kty": "RSA", "kid": "small", "n": n1024, "e": e},
+        {"kty": "RSA", "kid": "zeros", "n": padded, "e": e},
+        {"kty": "RSA", "kid": "enc", "n": n2048, "e": e, "use": "enc"},
+        {"kty": "RSA", "kid": "rs512", "n": n2048, "e": e, "alg": "RS512"},
+        {"kty": "RSA", "n": n2048, "e": e},
+        {"kty": "oct", "kid": "hmac", "k": b64(b"secret")},
+        {"kty": "EC", "kid": "ec", "crv": "P-256", "x": "AA", "y": "AA"},
+        "not an object"
+    ]});
+    let keys = crate::jwks::parse_jwks(body.to_string().as_bytes()).unwrap();
+    let mut kids: Vec<&str> = keys.keys().map(String::as_str).collect();
+    kids.sort();
+    assert_eq!(kids, ["good", "no-alg"]);
+    assert!(crate::jwks::parse_jwks(b"[]").is_err());
+    assert!(crate::jwks::parse_jwks(&vec![b' '; 70 * 1024]).is_err());
+}
+
+#[test]
+fn the_shipped_policy_loads_and_bad_policies_are_refused() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../infra/config/gateway-policy.yaml"),
+    )
+    .unwrap();
+    Policy::from_yaml(&text).unwrap();
+    let binding = |patch: &str| {
+        format!(
+            "version: 1\nbindings:\n  - name: b\n    repository_owner_id: \"1\"\n    repository_id: \"2\"\n    refs: [refs/heads/main]\n    event_names: [push]\n    job_workflow_refs: [o/r/.github/workflows/w.yml@refs/heads/main]\n    allow: [{{action: preflight, environments: [prod]}}]\n{patch}"
+        )
+    };
+    Policy::from_yaml(&binding("")).unwrap();
+    for (text, expected) in [
+        (binding("    unknown: 1\n"), "line"),
+        (binding("").replace("\"2\"", "acme/payments"), "numeric ids"),
+        (
+            binding("").replace("refs/heads/main]", "refs/heads/*]"),
+            "matched exactly",
+        ),
+        (
+            binding("").replace("[push]", "[pull_request_target]"),
+            "never allowed",
+        ),
+        (
+            binding("").replace("environments: [prod]", "environments: []"),
+            "environments",
+        ),
+        ("version: 2\n".to_owned(), "version 2"),
+    ] {
+        let err = Policy::from_yaml(&text).unwrap_err().to_string();
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+}
+
+fn claims() -> token::GithubClaims {
+    token::GithubClaims {
+        iss: GITHUB_ISSUER.into(),
+        aud: "a".into(),
+        sub: "repo:acme/payments:ref:refs/heads/main".into(),
+        jti: "j".into(),
+        exp: 0,
+        iat: 0,
+        nbf: None,
+        repository_id: "2000002".into(),
+        repository_owner_id: "1000001".into(),
+        repository: "acme/payments".into(),
+        r#ref: "refs/heads/main".into(),
+        ref_type: "branch".into(),
+        event_name: "push".into(),
+        job_workflow_ref: "acme/payments/.github/workflows/deploy.yml@refs/heads/main".into(),
+        runner_environment: "github-hosted".into(),
+        run_id: "1".into(),
+        environment: Some("prod".into()),
+    }
+}
+
+#[test]
+fn decisions_name_what_failed() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../infra/config/gateway-policy.yaml"),
+    )
+    .unwrap();
+    let policy = Policy::from_yaml(&text).unwrap();
+    let scope = Scope {
+        environment: "prod".into(),
+        service: Some("payments".into()),
+    };
+    assert!(policy.decide(&claims(), Action::Preflight, &scope).allowed);
+    let sync = policy.decide(&claims(), Action::SyncVercel, &scope);
+    assert!(!sync.allowed);
+    assert_eq!(
+        sync.reasons,
+        ["binding payments-deploy: sync-vercel on prod/payments not granted"]
+    );
+    let mut c = claims();
+    c.event_name = "pull_request_target".into();
+    assert!(!policy.decide(&c, Action::Preflight, &scope).allowed);
+}
+
+#[test]
+fn token_shape_is_checked_before_any_key_is_used() {
+    let head = |h: serde_json::Value| b64(h.to_string().as_bytes());
+    let body = b64(json!({"iss": GITHUB_ISSUER}).to_string().as_bytes());
+    let ok = format!("{}.{body}.c2ln", head(json!({"alg": "RS256", "kid": "k"})));
+    let parsed = token::parse(&ok).unwrap();
+    assert_eq!(
+        (parsed.kid.as_str(), parsed.issuer.as_str()),
+        ("k", GITHUB_ISSUER)
+    );
+    let cases = [
+        ("a.b".to_owned(), TokenError::Malformed),
+        (
+            format!("{}.{body}.", head(json!({"alg": "RS256", "kid": "k"}))),
+            TokenError::Malformed,
+        ),
+        (
+            format!("{}.{body}.c2ln", head(json!({"alg": "RS256"}))),
+            TokenError::NoKeyId,
+        ),
+        (
+            format!("{}.{body}.c2ln", head(json!({"alg": "RS256", "kid": 7}))),
+            TokenError::NoKeyId,
+        ),
+        (
+            format!(
+                "{}.{body}.c2ln",
+                head(json!({"alg": ["RS256"], "kid": "k"}))
+            ),
+            TokenError::Algorithm,
+        ),
+        (
+            format!(
+                "{}.{body}.c2ln",
+                head(json!({"alg": "RS256", "kid": "k", "jku": "x"}))
+            ),
+            TokenError::ForbiddenHeader("jku".into()),
+        ),
+        (
+            format!(
+                "{}.{}.c2ln",
+                head(json!({"alg": "RS256", "kid": "k"})),
+                b64(b"{\"iss\":1}")
+            ),
+            TokenError::Issuer,
+        ),
+        ("x".repeat(9000), TokenError::TooLarge),
+    ];
+    for (token, expected) in cases {
+        assert_eq!(token::parse(&token).unwrap_err(), expected, "{token}");
+    }
+    assert!(serde_json::from_str::<StrictObject>(r#"{"a":1,"a":2}"#).is_err());
+    assert!(serde_json::from_str::<StrictObject>(r#"{"a":1,"b":{"c":2}}"#).is_ok());
+}

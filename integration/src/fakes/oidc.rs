@@ -1,0 +1,236 @@
+//! A fake GitHub Actions OIDC issuer (docs.github.com "OpenID Connect reference"):
+//!
+//! - `GET /.well-known/openid-configuration`: `issuer`, `jwks_uri`, `subject_types_supported`,
+//!   `response_types_supported: ["id_token"]`, `id_token_signing_alg_values_supported:
+//!   ["RS256"]`, `scopes_supported: ["openid"]`, `claims_supported`;
+//! - `GET /.well-known/jwks`: `{"keys": [{"kty":"RSA","alg":"RS256","use":"sig","kid","n","e"}]}`
+//!   (the endpoint counts its requests);
+//! - RSA-2048 keys generated here; `rotate` adds a key and signs with it from then on,
+//!   `retire` drops old keys, `serve_extra_key` publishes an arbitrary JWK (for `oct` keys);
+//! - tokens signed RS256 over arbitrary header and payload text, so tests can forge any shape
+//!   (duplicate keys, `crit`, odd types) with a valid signature. GitHub's claims: `github_claims`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::{FakeServer, serve};
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+struct SigningKey {
+    kid: String,
+    pair: KeyPair,
+}
+
+impl SigningKey {
+    fn generate(kid: &str) -> Self {
+        Self {
+            kid: kid.to_owned(),
+            pair: KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation"),
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        let components = PublicKeyComponents::<Vec<u8>>::from(self.pair.public_key());
+        json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid,
+               "n": b64(&components.n), "e": b64(&components.e)})
+    }
+}
+
+#[derive(Default)]
+struct Keys {
+    keys: Vec<SigningKey>,
+    /// Extra JWKs published as they are (tests of what the verifier must skip).
+    extra: Vec<Value>,
+    generation: u32,
+    /// When set, the JWKS endpoint answers 503.
+    down: bool,
+}
+
+#[derive(Clone)]
+pub struct FakeIssuer {
+    keys: Arc<Mutex<Keys>>,
+    jwks_requests: Arc<AtomicU64>,
+    issuer: Arc<Mutex<String>>,
+}
+
+pub struct RunningIssuer {
+    pub fake: FakeIssuer,
+    pub server: FakeServer,
+}
+
+impl RunningIssuer {
+    /// The issuer URL (what tokens carry as `iss`).
+    pub fn issuer(&self) -> String {
+        self.server.base_url()
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks", self.server.base_url())
+    }
+}
+
+impl FakeIssuer {
+    pub async fn start() -> std::io::Result<RunningIssuer> {
+        let fake = FakeIssuer {
+            keys: Arc::default(),
+            jwks_requests: Arc::default(),
+            issuer: Arc::default(),
+        };
+        fake.rotate();
+        let router = Router::new()
+            .route("/.well-known/openid-configuration", get(configuration))
+            .route("/.well-known/jwks", get(jwks))
+            .with_state(fake.clone());
+        let server = serve(router).await?;
+        *fake.issuer.lock().unwrap() = server.base_url();
+        Ok(RunningIssuer { fake, server })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a new key and signs with it from now on; returns its `kid`.
+    pub fn rotate(&self) -> String {
+        let mut keys = self.lock();
+        keys.generation += 1;
+        let kid = format!("fake-key-{}", keys.generation);
+        keys.keys.push(SigningKey::generate(&kid));
+        kid
+    }
+
+    /// Stops publishing every key but the newest.
+    pub fn retire_old_keys(&self) {
+        let mut keys = self.lock();
+        let keep = keys.keys.len().saturating_sub(1);
+        keys.keys.drain(..keep);
+    }
+
+    pub fn publish_extra_jwk(&self, jwk: Value) {
+        self.lock().extra.push(jwk);
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
+    pub fn current_kid(&self) -> String {
+        self.lock()
+            .keys
+            .last()
+            .map(|k| k.kid.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn jwks_requests(&self) -> u64 {
+        self.jwks_requests.load(Ordering::SeqCst)
+    }
+
+    /// Signs `header` and `payload` (JSON text, taken as is) with the key `kid` (or the current
+    /// key); returns the compact token.
+    pub fn sign_raw(&self, header: &str, payload: &str, kid: Option<&str>) -> String {
+        let keys = self.lock();
+        let key = match kid {
+            Some(kid) => keys.keys.iter().find(|k| k.kid == kid),
+            None => keys.keys.last(),
+        }
+        .expect("a signing key");
+        let signing_input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+        let mut signature = vec![0u8; key.pair.public_modulus_len()];
+        key.pair
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .expect("RSA signing");
+        format!("{signing_input}.{}", b64(&signature))
+    }
+
+    /// A well-formed token: GitHub's header with the current `kid`, and `claims`.
+    pub fn sign(&self, claims: &Value) -> String {
+        let header =
+            json!({"typ": "JWT", "alg": "RS256", "x5t": "fake", "kid": self.current_kid()});
+        self.sign_raw(&header.to_string(), &claims.to_string(), None)
+    }
+
+    /// The claims of a GitHub Actions job token for a push to main, issued now, valid 5 min.
+    pub fn github_claims(&self, audience: &str) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        let issuer = self.issuer.lock().unwrap().clone();
+        json!({
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "sub": "repo:acme/payments:environment:prod",
+            "aud": audience,
+            "ref": "refs/heads/main",
+            "sha": "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c",
+            "repository": "acme/payments",
+            "repository_owner": "acme",
+            "repository_owner_id": "1000001",
+            "repository_visibility": "private",
+            "repository_id": "2000002",
+            "run_id": "9100000001",
+            "run_number": "42",
+            "run_attempt": "1",
+            "actor": "octocat",
+            "actor_id": "583231",
+            "workflow": "deploy",
+            "workflow_ref": "acme/payments/.github/workflows/deploy.yml@refs/heads/main",
+            "workflow_sha": "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c",
+            "job_workflow_ref": "acme/payments/.github/workflows/deploy.yml@refs/heads/main",
+            "job_workflow_sha": "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c",
+            "head_ref": "",
+            "base_ref": "",
+            "event_name": "push",
+            "ref_type": "branch",
+            "ref_protected": "true",
+            "environment": "prod",
+            "runner_environment": "github-hosted",
+            "iss": issuer,
+            "nbf": now - 600,
+            "exp": now + 300,
+            "iat": now,
+        })
+    }
+}
+
+async fn configuration(State(fake): State<FakeIssuer>) -> axum::Json<Value> {
+    let issuer = fake.issuer.lock().unwrap().clone();
+    axum::Json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks"),
+        "subject_types_supported": ["public", "pairwise"],
+        "response_types_supported": ["id_token"],
+        "claims_supported": ["sub", "aud", "exp", "iat", "iss", "jti", "nbf", "ref", "repository",
+            "repository_id", "repository_owner", "repository_owner_id", "run_id", "run_number",
+            "run_attempt", "actor", "actor_id", "workflow", "workflow_ref", "workflow_sha",
+            "head_ref", "base_ref", "event_name", "ref_type", "environment", "job_workflow_ref",
+            "job_workflow_sha", "runner_environment"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid"],
+    }))
+}
+
+async fn jwks(State(fake): State<FakeIssuer>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    fake.jwks_requests.fetch_add(1, Ordering::SeqCst);
+    let keys = fake.lock();
+    if keys.down {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response();
+    }
+    let mut list: Vec<Value> = keys.keys.iter().map(SigningKey::jwk).collect();
+    list.extend(keys.extra.iter().cloned());
+    axum::Json(json!({ "keys": list })).into_response()
+}
