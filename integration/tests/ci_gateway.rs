@@ -886,3 +886,43 @@ mod preflight_on_moto {
         assert!(text.contains("rotation is not enabled"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_secret_request_needs_every_environment_it_names_granted() {
+    let w = world().await;
+    // payments-deploy may not validate requests at all; secret-requests may, in dev/staging/prod.
+    let mut claims = w.claims();
+    claims["repository_id"] = "2000009".into();
+    claims["job_workflow_ref"] =
+        "acme/secret-requests/.github/workflows/validate.yml@refs/heads/main".into();
+    claims.as_object_mut().unwrap().remove("environment");
+    let request = |envs: Value| {
+        json!({"request": {
+            "service": "billing", "name": "ledger-api-key", "type": "api-key", "domain": "payments",
+            "owner": "team-payments", "classification": "restricted",
+            "rotation": {"strategy": "manual", "days": 90}, "environments": envs
+        }})
+    };
+    let response = w
+        .call(
+            "/v1/secret-requests/validate",
+            Some(&w.token(&claims)),
+            request(json!(["prod", "qa"])),
+        )
+        .await;
+    assert_eq!(response.status, 403, "{:?}", response.body);
+    assert!(
+        response.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("on qa")
+    );
+    let response = w
+        .call(
+            "/v1/secret-requests/validate",
+            Some(&w.token(&claims)),
+            request(json!({"dev": {}, "prod": {}})),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+}

@@ -199,28 +199,31 @@ impl Response {
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/preflight`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PreflightBody {
-    environment: String,
+pub struct PreflightBody {
+    pub environment: String,
     #[serde(default)]
-    service: Option<String>,
+    pub service: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/sync/vercel`: one of `service` or `secret`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SyncBody {
-    environment: String,
+pub struct SyncBody {
+    pub environment: String,
     #[serde(default)]
-    service: Option<String>,
+    pub service: Option<String>,
     #[serde(default)]
-    secret: Option<String>,
+    pub secret: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/secret-requests/validate`: one manifest entry.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ValidateBody {
-    request: Value,
+pub struct ValidateBody {
+    pub request: Value,
 }
 
 pub struct Gateway<K, C, M, P> {
@@ -600,28 +603,60 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
             Ok(body) => body,
             Err(response) => return response,
         };
-        let environment = body
-            .request
-            .get("environments")
-            .and_then(|e| {
-                e.as_object()
-                    .and_then(|m| m.keys().next().cloned())
-                    .or_else(|| e.as_array()?.first()?.as_str().map(str::to_owned))
-            })
-            .unwrap_or_default();
-        let scope = Scope {
-            environment,
-            service: body
-                .request
-                .get("service")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+        // Every environment the request names must be granted (a map of overrides or a list).
+        let environments: Vec<String> = match body.request.get("environments") {
+            Some(Value::Object(map)) => map.keys().cloned().collect(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(|e| e.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
         };
+        let service = body
+            .request
+            .get("service")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        // A request without environments is still decided (and denied) on an empty scope, so
+        // the attempt is audited; the manifest validation would reject it anyway.
+        let scopes: Vec<Scope> = if environments.is_empty() {
+            vec![Scope {
+                environment: String::new(),
+                service: service.clone(),
+            }]
+        } else {
+            environments
+                .into_iter()
+                .map(|environment| Scope {
+                    environment,
+                    service: service.clone(),
+                })
+                .collect()
+        };
+        let mut decision = policy::Decision {
+            allowed: true,
+            reasons: Vec::new(),
+        };
+        for scope in &scopes {
+            let one = self
+                .loaded
+                .policy
+                .decide(claims, Action::ValidateRequest, scope);
+            decision.allowed &= one.allowed;
+            for reason in one.reasons {
+                if !decision.reasons.contains(&reason) {
+                    decision.reasons.push(reason);
+                }
+            }
+        }
         if let Err(response) = self
-            .authorize(claims, Action::ValidateRequest, &scope)
+            .record(claims, Action::ValidateRequest, &scopes[0], &decision)
             .await
         {
             return response;
+        }
+        if !decision.allowed {
+            return Response::error(403, "forbidden", decision.reasons.join("; "));
         }
         let document = json!({"version": 1, "secrets": [body.request]});
         let Ok(text) = serde_yaml_ng::to_string(&document) else {

@@ -118,6 +118,30 @@ async fn main() -> Result<()> {
         "ClientRequestToken": probe.version_id.clone().unwrap_or_default(),
     });
     let rotation_event = move || rotation_event.clone();
+    // The anomaly forwarder's first event: one denied read from the CloudTrail stream (state
+    // and ledger in a bucket, the alert to the bus); the gateway's: a preflight with a token
+    // from the fake GitHub issuer (its JWKS fetched at cold start).
+    let state_bucket = "keyward-bench-state";
+    moto.create_bucket(state_bucket, BucketKind::Versioned)
+        .await?;
+    aws_sdk_eventbridge::Client::new(&moto.sdk_config())
+        .create_event_bus()
+        .name("keyward-bench")
+        .send()
+        .await?;
+    let stream_event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        root.join("events/anomaly-forwarder/get-secret-value-denied.json"),
+    )?)?;
+    let anomaly_event = move || {
+        let mut event = stream_event.clone();
+        event["detail"]["eventID"] = uuid::Uuid::new_v4().to_string().into();
+        event
+    };
+    let issuer = keyward_integration::fakes::oidc::FakeIssuer::start().await?;
+    let gateway_event = {
+        let fake = issuer.fake.clone();
+        move || gateway_request(&fake.sign(&fake.github_claims(GATEWAY_AUDIENCE)))
+    };
     let logs = keyward_integration::target_dir().join("keyward-logs/bench");
 
     println!(
@@ -159,6 +183,19 @@ async fn main() -> Result<()> {
                 ("DIGEST_KMS_KEY_ID", _) => kms_key.clone(),
                 // The system trust store; the benchmark's event never opens a database.
                 ("KEYWARD_DB_CA_BUNDLE", _) => String::new(),
+                ("KEYWARD_STATE_BUCKET", _) => state_bucket.into(),
+                ("KEYWARD_CONFIG_DIR", _) => root.join("infra/config").display().to_string(),
+                ("KEYWARD_OIDC_AUDIENCE", _) => GATEWAY_AUDIENCE.into(),
+                ("KEYWARD_OIDC_ISSUERS", _) => issuer.issuer(),
+                // No Loki, no webhook, no network rules: the alert goes to the bus only.
+                (
+                    "KEYWARD_LOKI_PUSH_URL"
+                    | "KEYWARD_LOKI_TENANT"
+                    | "KEYWARD_ALERT_WEBHOOK_SECRET_ARN"
+                    | "KEYWARD_ALLOWED_CIDRS"
+                    | "KEYWARD_ALLOWED_VPC_ENDPOINTS",
+                    _,
+                ) => String::new(),
                 (other, _) => anyhow::bail!("the bench does not know how to provide {other}"),
             };
             env.push((name.clone(), value));
@@ -171,6 +208,10 @@ async fn main() -> Result<()> {
             &scheduled_envelope
         } else if function.binary == "rotation" {
             &rotation_event
+        } else if function.binary == "anomaly-forwarder" {
+            &anomaly_event
+        } else if function.binary == "ci-gateway" {
+            &gateway_event
         } else {
             &domain_envelope
         };
@@ -251,6 +292,10 @@ async fn main() -> Result<()> {
             "scheduled run"
         } else if function.binary == "rotation" {
             "protocol guard of one step"
+        } else if function.binary == "anomaly-forwarder" {
+            "one CloudTrail event, alert delivered"
+        } else if function.binary == "ci-gateway" {
+            "JWKS fetch, token verified, preflight"
         } else {
             "one audit write"
         };
@@ -276,6 +321,7 @@ async fn main() -> Result<()> {
             ratio(|c| c.peak_rss_mib)
         );
     }
+    gateway_rps_row(&issuer).await?;
     verify_row(args.records).await?;
     cloudtrail_rows(&args.bin_dir, args.records)?;
     writes_row(&moto, args.runs).await?;
@@ -285,6 +331,99 @@ async fn main() -> Result<()> {
         python.display()
     );
     Ok(())
+}
+
+const GATEWAY_AUDIENCE: &str = "https://keyward.acme.test/ci";
+
+/// A Function URL request (payload 2.0) for `POST /v1/preflight` with `token`.
+fn gateway_request(token: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/v1/preflight", "rawQueryString": "",
+        "headers": {"authorization": format!("Bearer {token}"), "content-type": "application/json"},
+        "requestContext": {"accountId": "anonymous", "apiId": "bench", "domainName": "bench.lambda-url.eu-west-1.on.aws",
+            "domainPrefix": "bench", "http": {"method": "POST", "path": "/v1/preflight", "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1", "userAgent": "bench"}, "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": "$default", "stage": "$default", "time": "23/Nov/2026:03:00:00 +0000", "timeEpoch": 0},
+        "body": "{\"environment\":\"prod\",\"service\":\"payments\"}", "isBase64Encoded": false
+    })
+}
+
+/// Verified requests per second on one core with a warm JWKS cache: the gateway's whole
+/// request path (token checks, RS256 verification, policy, audit event, preflight over an
+/// in-memory catalog), one request at a time.
+async fn gateway_rps_row(issuer: &keyward_integration::fakes::oidc::RunningIssuer) -> Result<()> {
+    use ci_gateway::jwks::{HttpJwksFetcher, JwksCache};
+    use keyward_shared::ports::{InMemoryMarkerStore, InMemorySecretCatalog};
+    let http = keyward_shared::adapters::http::HttpClient::new(
+        "keyward-bench",
+        Duration::from_secs(3),
+        keyward_shared::adapters::http::RetryPolicy::default(),
+        keyward_shared::redact::Redactor::new(),
+    )?;
+    let gateway = ci_gateway::Gateway {
+        keys: JwksCache::new(
+            HttpJwksFetcher(http),
+            [(issuer.issuer(), issuer.jwks_url())],
+        ),
+        audience: GATEWAY_AUDIENCE.into(),
+        loaded: ci_gateway::load(&keyward_integration::repo_root().join("infra/config"))?,
+        catalog: InMemorySecretCatalog::default(),
+        replay: InMemoryMarkerStore::default(),
+        publisher: DiscardingPublisher,
+    };
+    let tokens: Vec<String> = (0..64)
+        .map(|_| {
+            issuer
+                .fake
+                .sign(&issuer.fake.github_claims(GATEWAY_AUDIENCE))
+        })
+        .collect();
+    let request = |token: &str| ci_gateway::Request {
+        method: "POST".into(),
+        path: "/v1/preflight".into(),
+        authorization: Some(format!("Bearer {token}")),
+        body: br#"{"environment":"prod","service":"payments"}"#.to_vec(),
+    };
+    // Warm the cache.
+    let warm = gateway.handle(&request(&tokens[0])).await;
+    ensure!(
+        warm.status == 412,
+        "the warm-up request answered {}",
+        warm.status
+    );
+    let started = Instant::now();
+    let mut served = 0usize;
+    while started.elapsed() < Duration::from_secs(3) {
+        let response = gateway
+            .handle(&request(&tokens[served % tokens.len()]))
+            .await;
+        ensure!(
+            response.status == 412,
+            "a request answered {}",
+            response.status
+        );
+        served += 1;
+    }
+    println!(
+        "| ci-gateway verified requests per second, one core, warm JWKS (RS256 verify, policy, audit event, preflight) | {:.0} requests/s | | |",
+        served as f64 / started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Accepts events and drops them (the requests-per-second row measures the gateway itself).
+struct DiscardingPublisher;
+
+impl keyward_shared::ports::EventPublisher for DiscardingPublisher {
+    async fn publish(
+        &self,
+        events: &[keyward_shared::events::DomainEvent],
+    ) -> Result<(), keyward_shared::ports::PublishError> {
+        for event in events {
+            event.to_detail_json()?;
+        }
+        Ok(())
+    }
 }
 
 /// Verification against the physical limit: every record byte must be hashed once.
