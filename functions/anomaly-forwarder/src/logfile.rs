@@ -13,6 +13,36 @@ use std::io::{BufRead, BufReader, Read};
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const BUFFER: usize = 256 * 1024;
 
+/// Bytes of `word` equal to `byte`: the high bit of each matching byte (and possibly of bytes
+/// above the first match, which [`find_quote_or_backslash`] never looks past).
+#[inline]
+fn matching_bytes(word: u64, byte: u8) -> u64 {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = word ^ (LOW * u64::from(byte));
+    x.wrapping_sub(LOW) & !x & HIGH
+}
+
+/// The first `"` or `\` in `bytes`, eight bytes at a time.
+#[inline]
+fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        let word = u64::from_le_bytes(word);
+        let hits = matching_bytes(word, b'"') | matching_bytes(word, b'\\');
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|b| *b == b'"' || *b == b'\\')
+        .map(|p| p + at)
+}
+
 /// The bytes that matter to the splitter inside a record.
 const STRUCTURAL: [bool; 256] = {
     let mut table = [false; 256];
@@ -190,18 +220,10 @@ impl Splitter {
                 }
                 // Fast-forward through ordinary string bytes.
                 if self.in_string && !self.escaped && !self.collecting_key {
-                    // Most strings are short: look at the next bytes directly, and only
-                    // hand long runs to the vectorised search (whose setup would dominate).
+                    // Eight bytes at a time (most strings are short, so a vectorised
+                    // search would spend more on its setup than on the bytes).
                     let rest = &chunk[i + 1..];
-                    let near = &rest[..rest.len().min(32)];
-                    let found = match near.iter().position(|b| *b == b'"' || *b == b'\\') {
-                        Some(at) => Some(at),
-                        None if rest.len() > near.len() => {
-                            memchr::memchr2(b'"', b'\\', &rest[near.len()..])
-                                .map(|at| at + near.len())
-                        }
-                        None => None,
-                    };
+                    let found = find_quote_or_backslash(rest);
                     match found {
                         Some(skip) => i += skip,
                         None => i = chunk.len() - 1,
@@ -427,6 +449,24 @@ mod tests {
             out.extend(encoder.finish().unwrap());
         }
         out
+    }
+
+    #[test]
+    fn the_word_search_finds_the_first_quote_or_backslash() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..2000 {
+            let len = rng.usize(0..40);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| match rng.u8(0..10) {
+                    0 => b'"',
+                    1 => b'\\',
+                    2 => 0x80 | rng.u8(..),
+                    _ => rng.u8(0x20..0x7f),
+                })
+                .collect();
+            let expected = bytes.iter().position(|b| *b == b'"' || *b == b'\\');
+            assert_eq!(find_quote_or_backslash(&bytes), expected, "{bytes:?}");
+        }
     }
 
     #[test]

@@ -150,17 +150,6 @@ impl<F: JwksFetcher> JwksCache<F> {
         keys.get(issuer).and_then(|entry| entry.last_error.clone())
     }
 
-    /// Loads every issuer's keys (at cold start); failures are left for the first request.
-    pub async fn preload(&self) {
-        let issuers: Vec<String> = self.urls.keys().cloned().collect();
-        for issuer in issuers {
-            let _guard = self.single_flight.lock().await;
-            if let Err(e) = self.refresh(&issuer).await {
-                tracing::warn!(issuer = %issuer, error = %e, "JWKS preload failed");
-            }
-        }
-    }
-
     async fn refresh(&self, issuer: &str) -> Result<(), String> {
         let url = self.urls.get(issuer).ok_or("untrusted issuer")?;
         self.fetches

@@ -26,9 +26,8 @@ async fn main() -> Result<(), Error> {
         Redactor::new(),
     )?;
     let keys = JwksCache::new(HttpJwksFetcher(http), config.jwks_urls());
-    // Warm the key cache, but never let a slow issuer hold up the cold start: the first
-    // request fetches whatever is missing.
-    let _ = tokio::time::timeout(Duration::from_secs(2), keys.preload()).await;
+    // No preload: a token's first request fetches its own issuer's keys (one fetch), so an
+    // unused or slow issuer never holds up a cold start.
     let gateway = Gateway {
         keys,
         audience: config.audience.clone(),

@@ -178,13 +178,14 @@ async fn main() -> Result<()> {
         env.push(("KEYWARD_EVENT_BUS".into(), "keyward-bench".into()));
         for (name, value) in &function.env {
             let value = match (name.as_str(), value) {
+                // The config layer at /opt in Lambda is infra/config here.
+                ("KEYWARD_CONFIG_DIR", _) => root.join("infra/config").display().to_string(),
                 (_, TemplateValue::Literal(v)) => v.clone(),
                 ("AUDIT_BUCKET", _) => bucket.into(),
                 ("DIGEST_KMS_KEY_ID", _) => kms_key.clone(),
                 // The system trust store; the benchmark's event never opens a database.
                 ("KEYWARD_DB_CA_BUNDLE", _) => String::new(),
                 ("KEYWARD_STATE_BUCKET", _) => state_bucket.into(),
-                ("KEYWARD_CONFIG_DIR", _) => root.join("infra/config").display().to_string(),
                 ("KEYWARD_OIDC_AUDIENCE", _) => GATEWAY_AUDIENCE.into(),
                 ("KEYWARD_OIDC_ISSUERS", _) => issuer.issuer(),
                 // No Loki, no webhook, no network rules: the alert goes to the bus only.
