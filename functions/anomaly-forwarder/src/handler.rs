@@ -86,7 +86,7 @@ impl Config {
             });
         }
         let loki = match env.get("KEYWARD_LOKI_PUSH_URL") {
-            Some(url) if url.starts_with("https://") || url.starts_with("http://127.0.0.1") => {
+            Some(url) if url.starts_with("https://") || url.starts_with("http://127.0.0.1:") => {
                 Some(LokiTarget {
                     push_url: url,
                     tenant: env.get("KEYWARD_LOKI_TENANT"),
@@ -215,7 +215,7 @@ pub fn load_readers(
 /// (and its path alone: Slack's token lives there) is a credential and must never be printed.
 pub fn webhook_url_from_secret(value: &str, redactor: &Redactor) -> Result<String, StartError> {
     let url = value.trim().to_owned();
-    if !url.starts_with("https://") && !url.starts_with("http://127.0.0.1") {
+    if !url.starts_with("https://") && !url.starts_with("http://127.0.0.1:") {
         return Err(StartError::Webhook(
             "the webhook secret's value must be an https:// URL",
         ));

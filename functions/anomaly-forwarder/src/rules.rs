@@ -299,6 +299,18 @@ impl Detector {
                 rule: rule.id.clone(),
                 message,
             };
+            // Ids name state keys and Loki labels: a plain slug.
+            let slug = !rule.id.is_empty()
+                && rule.id.len() <= 64
+                && rule
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !slug {
+                return Err(invalid(
+                    "ids are 1 to 64 lowercase letters, digits and hyphens".into(),
+                ));
+            }
             if !ids.insert(rule.id.clone()) {
                 return Err(invalid("is declared twice".into()));
             }

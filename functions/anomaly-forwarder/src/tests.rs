@@ -378,6 +378,10 @@ fn rule_files_are_validated() {
             "version: 1\nrules:\n  - {id: a, severity: high, summary: s, match: {x: [1]}, first_seen: {key: [actor], days: 400}}",
             "between 1 and 90",
         ),
+        (
+            "version: 1\nrules:\n  - {id: \"a|b\", severity: high, summary: s, match: {x: [1]}}",
+            "lowercase letters",
+        ),
     ];
     for (text, expected) in bad {
         let err = Detector::from_yaml(text, Environment::default())
@@ -386,4 +390,47 @@ fn rule_files_are_validated() {
             .to_string();
         assert!(err.contains(expected), "{expected}: {err}");
     }
+}
+
+#[test]
+fn configuration_is_checked_at_cold_start() {
+    use crate::handler::Config;
+    let env = |extra: &[(&str, &str)]| {
+        let mut map: std::collections::HashMap<String, String> = [
+            ("KEYWARD_EVENT_BUS", "bus"),
+            ("KEYWARD_STATE_BUCKET", "state"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        map.retain(|_, v| !v.is_empty());
+        map
+    };
+    let config = Config::from_env(&env(&[
+        (
+            "KEYWARD_LOKI_PUSH_URL",
+            "https://logs.example/loki/api/v1/push",
+        ),
+        ("KEYWARD_ALLOWED_CIDRS", "10.0.0.0/8, 192.168.0.0/16"),
+        ("KEYWARD_ALLOWED_VPC_ENDPOINTS", "vpce-0abc"),
+    ]))
+    .unwrap();
+    assert_eq!(config.allowed_cidrs.len(), 2);
+    assert!(config.loki.is_some());
+    for (name, value) in [
+        ("KEYWARD_LOKI_PUSH_URL", "http://logs.example/push"),
+        (
+            "KEYWARD_LOKI_PUSH_URL",
+            "http://127.0.0.1.evil.example/push",
+        ),
+        ("KEYWARD_ALLOWED_CIDRS", "10.0.0.0/33"),
+        ("KEYWARD_ALLOWED_VPC_ENDPOINTS", "endpoint-1"),
+    ] {
+        let err = Config::from_env(&env(&[(name, value)])).unwrap_err();
+        assert!(err.to_string().contains(name), "{err}");
+    }
+    assert!(Config::from_env(&env(&[("KEYWARD_STATE_BUCKET", "")])).is_err());
+    let redactor = keyward_shared::redact::Redactor::new();
+    assert!(crate::handler::webhook_url_from_secret("http://127.0.0.1.evil/x", &redactor).is_err());
 }
