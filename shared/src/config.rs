@@ -69,6 +69,12 @@ pub fn flag(env: &dyn EnvSource, name: &'static str, default: bool) -> Result<bo
     }
 }
 
+/// Whether `url` may carry credentials or alerts: `https://`, or plain `http://` to
+/// `127.0.0.1:<port>` only (the local stack's fakes). `http://127.0.0.1.example` is not loopback.
+pub fn https_or_loopback(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("http://127.0.0.1:")
+}
+
 /// Settings every function shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommonConfig {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keyward_shared::adapters::http::HttpClient;
-use keyward_shared::config::{CommonConfig, ConfigError, EnvSource, required};
+use keyward_shared::config::{CommonConfig, ConfigError, EnvSource, https_or_loopback, required};
 use keyward_shared::ports::{EventPublisher, MarkerError, MarkerStore};
 use keyward_shared::redact::{Redactor, SafeText};
 use serde::Deserialize;
@@ -86,12 +86,10 @@ impl Config {
             });
         }
         let loki = match env.get("KEYWARD_LOKI_PUSH_URL") {
-            Some(url) if url.starts_with("https://") || url.starts_with("http://127.0.0.1:") => {
-                Some(LokiTarget {
-                    push_url: url,
-                    tenant: env.get("KEYWARD_LOKI_TENANT"),
-                })
-            }
+            Some(url) if https_or_loopback(&url) => Some(LokiTarget {
+                push_url: url,
+                tenant: env.get("KEYWARD_LOKI_TENANT"),
+            }),
             Some(_) => {
                 return Err(ConfigError::Invalid {
                     name: "KEYWARD_LOKI_PUSH_URL",
@@ -215,7 +213,7 @@ pub fn load_readers(
 /// (and its path alone: Slack's token lives there) is a credential and must never be printed.
 pub fn webhook_url_from_secret(value: &str, redactor: &Redactor) -> Result<String, StartError> {
     let url = value.trim().to_owned();
-    if !url.starts_with("https://") && !url.starts_with("http://127.0.0.1:") {
+    if !https_or_loopback(&url) {
         return Err(StartError::Webhook(
             "the webhook secret's value must be an https:// URL",
         ));
@@ -269,10 +267,7 @@ impl LogFiles for S3LogFiles {
             .key(key)
             .send()
             .await
-            .map_err(|e| {
-                Redactor::new()
-                    .safe(&aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())
-            })?;
+            .map_err(|e| keyward_shared::adapters::aws::sdk_error_text(&e))?;
         Ok(Box::new(tokio_util::io::SyncIoBridge::new(
             object.body.into_async_read(),
         )))
@@ -522,7 +517,6 @@ fn scan(
 ) -> (Tally, u64, ScanStats, Option<LogFileError>) {
     let mut tally = Tally::default();
     let mut rejected = 0u64;
-    let mut stats = ScanStats::default();
     let result = logfile::scan(reader, |raw| match detector.observe(raw) {
         Ok(findings) => findings.into_iter().for_each(|f| tally.add(f)),
         Err(e) => {
@@ -531,12 +525,9 @@ fn scan(
             tracing::warn!(error = %e, "a log file record was rejected");
         }
     });
-    let damage = match result {
-        Ok(s) => {
-            stats = s;
-            None
-        }
-        Err(e) => Some(e),
+    let (stats, damage) = match result {
+        Ok(stats) => (stats, None),
+        Err(e) => (ScanStats::default(), Some(e)),
     };
     (tally, rejected, stats, damage)
 }

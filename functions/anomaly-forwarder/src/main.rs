@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anomaly_forwarder::handler::{self, Config, Forwarder, S3LogFiles};
 use keyward_shared::adapters::aws::{
-    EventBridgePublisher, S3MarkerStore, load_sdk_config, s3_client,
+    EventBridgePublisher, S3MarkerStore, load_sdk_config, s3_client, sdk_error_text,
 };
 use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
 use keyward_shared::config::ProcessEnv;
@@ -29,13 +29,7 @@ async fn main() -> Result<(), Error> {
                 .secret_id(arn)
                 .send()
                 .await
-                .map_err(|e| {
-                    redactor
-                        .safe(
-                            &aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-                        )
-                        .to_string()
-                })?
+                .map_err(|e| sdk_error_text(&e).to_string())?
                 .secret_string
                 .ok_or("the webhook secret holds no string value")?;
             Some(handler::webhook_url_from_secret(&value, &redactor)?)

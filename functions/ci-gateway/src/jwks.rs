@@ -113,7 +113,6 @@ pub struct JwksCache<F> {
     urls: HashMap<String, String>,
     keys: Mutex<HashMap<String, IssuerKeys>>,
     single_flight: tokio::sync::Mutex<()>,
-    fetches: std::sync::atomic::AtomicU64,
 }
 
 impl<F: JwksFetcher> JwksCache<F> {
@@ -124,17 +123,11 @@ impl<F: JwksFetcher> JwksCache<F> {
             urls: issuers.into_iter().collect(),
             keys: Mutex::new(HashMap::new()),
             single_flight: tokio::sync::Mutex::new(()),
-            fetches: Default::default(),
         }
     }
 
     pub fn trusts(&self, issuer: &str) -> bool {
         self.urls.contains_key(issuer)
-    }
-
-    /// JWKS downloads so far (for tests and the benchmark).
-    pub fn fetches(&self) -> u64 {
-        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn cached(&self, issuer: &str, kid: &str) -> (Option<Arc<DecodingKey>>, Option<Instant>) {
@@ -152,8 +145,6 @@ impl<F: JwksFetcher> JwksCache<F> {
 
     async fn refresh(&self, issuer: &str) -> Result<(), String> {
         let url = self.urls.get(issuer).ok_or("untrusted issuer")?;
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let fetched = self
             .fetcher
             .fetch(url)

@@ -16,7 +16,7 @@ pub mod token;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use keyward_shared::config::{CommonConfig, ConfigError, EnvSource, required};
+use keyward_shared::config::{CommonConfig, ConfigError, EnvSource, https_or_loopback, required};
 use keyward_shared::events::{
     Actor, ActorKind, CorrelationId, DomainEvent, EventData, Outcome, SecretRef, SyncScope,
 };
@@ -33,8 +33,8 @@ use crate::token::{Expectations, GithubClaims, TokenError};
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 /// Request bodies larger than this are refused (413) before they are parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How long a used `jti` is remembered: longer than any token lives (`exp` is at most 10 min
-/// after `iat`, plus leeway). The bucket's lifecycle rule removes older markers.
+/// Where used `jti`s are recorded in the state bucket. The bucket's lifecycle rule expires
+/// them after a day, far longer than any token lives (`exp` is at most 10 minutes after `iat`).
 pub const REPLAY_PREFIX: &str = "replay/";
 
 /// Read once at cold start.
@@ -69,8 +69,7 @@ impl Config {
             .filter(|s| !s.is_empty())
         {
             // Plain http only on loopback (the local stack's fake issuer).
-            let scheme_ok = extra.starts_with("https://") || extra.starts_with("http://127.0.0.1:");
-            if !scheme_ok || extra.ends_with('/') {
+            if !https_or_loopback(extra) || extra.ends_with('/') {
                 return Err(ConfigError::Invalid {
                     name: "KEYWARD_OIDC_ISSUERS",
                     reason: format!(
@@ -197,6 +196,21 @@ impl Response {
         self.headers.push((name, value.into()));
         self
     }
+
+    /// 401 with the RFC 6750 challenge naming the problem; the token itself is never echoed.
+    fn invalid_token(error: &TokenError) -> Self {
+        Self::error(401, "invalid_token", error.to_string()).header(
+            "www-authenticate",
+            format!(
+                "Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"{error}\""
+            ),
+        )
+    }
+
+    /// 503 for an outage on our side (never a 401): the caller retries.
+    fn unavailable(code: &str, message: &str) -> Self {
+        Self::error(503, code, message).header("retry-after", "5")
+    }
 }
 
 /// `POST /v1/preflight`.
@@ -239,10 +253,22 @@ fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
+/// Who a workflow's events come from, and what ties them together: its run.
+fn workflow_origin(claims: &GithubClaims) -> (CorrelationId, Actor) {
+    (
+        CorrelationId::new(format!("github-run:{}", claims.run_id))
+            .unwrap_or_else(|_| CorrelationId::generate()),
+        Actor {
+            kind: ActorKind::GithubWorkflow,
+            id: format!("{}@{}", claims.job_workflow_ref, claims.run_id),
+        },
+    )
+}
+
 impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gateway<K, C, M, P> {
     /// Handles one request. Never fails: every outcome is a response.
     pub async fn handle(&self, request: &Request) -> Response {
-        let response = self.route(request).await;
+        let response = self.route(request).await.unwrap_or_else(|refused| refused);
         tracing::info!(
             method = %request.method,
             path = %request.path,
@@ -252,28 +278,26 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
         response
     }
 
-    async fn route(&self, request: &Request) -> Response {
+    async fn route(&self, request: &Request) -> Result<Response, Response> {
         let action = match (request.method.as_str(), request.path.as_str()) {
             ("POST", "/v1/preflight") => Action::Preflight,
             ("POST", "/v1/sync/vercel") => Action::SyncVercel,
             ("POST", "/v1/secret-requests/validate") => Action::ValidateRequest,
             (_, "/v1/preflight" | "/v1/sync/vercel" | "/v1/secret-requests/validate") => {
-                return Response::error(405, "method_not_allowed", "use POST")
-                    .header("allow", "POST");
+                return Err(
+                    Response::error(405, "method_not_allowed", "use POST").header("allow", "POST")
+                );
             }
-            _ => return Response::error(404, "not_found", "no such route"),
+            _ => return Err(Response::error(404, "not_found", "no such route")),
         };
         if request.body.len() > MAX_BODY_BYTES {
-            return Response::error(
+            return Err(Response::error(
                 413,
                 "payload_too_large",
                 format!("the body exceeds {MAX_BODY_BYTES} bytes"),
-            );
+            ));
         }
-        let claims = match self.authenticate(request).await {
-            Ok(claims) => claims,
-            Err(response) => return response,
-        };
+        let claims = self.authenticate(request).await?;
         match action {
             Action::Preflight => self.preflight(&claims, &request.body).await,
             Action::SyncVercel => self.sync(&claims, &request.body).await,
@@ -282,15 +306,6 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
     }
 
     async fn authenticate(&self, request: &Request) -> Result<GithubClaims, Response> {
-        let unauthorized = |error: &TokenError| {
-            // RFC 6750: the challenge names the problem; the token itself is never echoed.
-            Response::error(401, "invalid_token", error.to_string()).header(
-                "www-authenticate",
-                format!(
-                    "Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"{error}\""
-                ),
-            )
-        };
         let Some(token) = request
             .authorization
             .as_deref()
@@ -317,22 +332,18 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
             )
         }
         .await;
-        match result {
-            Ok(claims) => Ok(claims),
-            Err(e) if e.is_unavailable() => {
+        result.map_err(|e| {
+            if e.is_unavailable() {
                 tracing::error!(error = %e, "token keys unavailable");
-                Err(Response::error(
-                    503,
+                Response::unavailable(
                     "keys_unavailable",
                     "the token issuer's keys are unavailable; retry",
                 )
-                .header("retry-after", "5"))
-            }
-            Err(e) => {
+            } else {
                 tracing::warn!(error = %e, "token refused");
-                Err(unauthorized(&e))
+                Response::invalid_token(&e)
             }
-        }
+        })
     }
 
     fn body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
@@ -351,15 +362,28 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
         })
     }
 
-    /// Decides, records the decision on the bus, and returns a 403 when denied.
+    /// Decides `action` on every scope (all must be granted), records the one decision on the
+    /// bus, and returns a 403 when denied.
     async fn authorize(
         &self,
         claims: &GithubClaims,
         action: Action,
-        scope: &Scope,
+        scopes: &[Scope],
     ) -> Result<(), Response> {
-        let decision = self.loaded.policy.decide(claims, action, scope);
-        self.record(claims, action, scope, &decision).await?;
+        let mut decision = policy::Decision {
+            allowed: true,
+            reasons: Vec::new(),
+        };
+        for scope in scopes {
+            let one = self.loaded.policy.decide(claims, action, scope);
+            decision.allowed &= one.allowed;
+            for reason in one.reasons {
+                if !decision.reasons.contains(&reason) {
+                    decision.reasons.push(reason);
+                }
+            }
+        }
+        self.record(claims, action, &scopes[0], &decision).await?;
         if decision.allowed {
             Ok(())
         } else {
@@ -379,13 +403,10 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
         scope: &Scope,
         decision: &policy::Decision,
     ) -> Result<(), Response> {
+        let (correlation, actor) = workflow_origin(claims);
         let mut event = DomainEvent::new(
-            CorrelationId::new(format!("github-run:{}", claims.run_id))
-                .unwrap_or_else(|_| CorrelationId::generate()),
-            Actor {
-                kind: ActorKind::GithubWorkflow,
-                id: format!("{}@{}", claims.job_workflow_ref, claims.run_id),
-            },
+            correlation,
+            actor,
             None,
             if decision.allowed {
                 Outcome::Allowed
@@ -409,12 +430,10 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
         }
         self.publisher.publish(&[event]).await.map_err(|e| {
             tracing::error!(error = %e, "could not record the gateway decision");
-            Response::error(
-                503,
+            Response::unavailable(
                 "audit_unavailable",
                 "the decision could not be recorded; retry",
             )
-            .header("retry-after", "5")
         })
     }
 
@@ -436,34 +455,22 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
         }
     }
 
-    async fn preflight(&self, claims: &GithubClaims, body: &[u8]) -> Response {
-        let body: PreflightBody = match Self::body(body) {
-            Ok(body) => body,
-            Err(response) => return response,
-        };
-        if let Err(response) = self.known_environment(&body.environment) {
-            return response;
-        }
+    async fn preflight(&self, claims: &GithubClaims, body: &[u8]) -> Result<Response, Response> {
+        let body: PreflightBody = Self::body(body)?;
+        self.known_environment(&body.environment)?;
         let scope = Scope {
             environment: body.environment.clone(),
             service: body.service.clone(),
         };
-        if let Err(response) = self.authorize(claims, Action::Preflight, &scope).await {
-            return response;
-        }
+        self.authorize(claims, Action::Preflight, &[scope]).await?;
         let prefix = format!("/{}/{}/", self.loaded.manifest.org, body.environment);
-        let entries = match self.catalog.list(&prefix).await {
-            Ok(entries) => entries,
-            Err(e) => {
-                tracing::error!(error = %e, "ListSecrets failed");
-                return Response::error(
-                    503,
-                    "catalog_unavailable",
-                    "Secrets Manager could not be listed; retry",
-                )
-                .header("retry-after", "5");
-            }
-        };
+        let entries = self.catalog.list(&prefix).await.map_err(|e| {
+            tracing::error!(error = %e, "ListSecrets failed");
+            Response::unavailable(
+                "catalog_unavailable",
+                "Secrets Manager could not be listed; retry",
+            )
+        })?;
         let items = preflight::checklist(
             &self.loaded.manifest,
             &entries,
@@ -473,7 +480,7 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
         );
         let failing: Vec<&preflight::Item> = items.iter().filter(|i| !i.ok).collect();
         let status = if failing.is_empty() { 200 } else { 412 };
-        Response::json(
+        Ok(Response::json(
             status,
             json!({
                 "environment": body.environment,
@@ -482,43 +489,34 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
                 "missing": failing,
                 "checklist": items,
             }),
-        )
+        ))
     }
 
-    async fn sync(&self, claims: &GithubClaims, body: &[u8]) -> Response {
-        let body: SyncBody = match Self::body(body) {
-            Ok(body) => body,
-            Err(response) => return response,
-        };
-        if let Err(response) = self.known_environment(&body.environment) {
-            return response;
-        }
-        // One of service or secret; a secret must be declared and mapped to Vercel.
+    async fn sync(&self, claims: &GithubClaims, body: &[u8]) -> Result<Response, Response> {
+        let body: SyncBody = Self::body(body)?;
+        self.known_environment(&body.environment)?;
+        // One of service or secret; a secret must be declared.
         let service = match (&body.service, &body.secret) {
             (Some(service), None) => service.clone(),
-            (None, Some(secret)) => {
-                let declared = self
-                    .loaded
-                    .manifest
-                    .scope(&body.environment, None)
-                    .find(|d| d.name.to_string() == *secret);
-                match declared {
-                    Some(d) => d.name.service().as_str().to_owned(),
-                    None => {
-                        return Response::error(
-                            404,
-                            "unknown_secret",
-                            format!("`{secret}` is not declared for {}", body.environment),
-                        );
-                    }
-                }
-            }
+            (None, Some(secret)) => self
+                .loaded
+                .manifest
+                .scope(&body.environment, None)
+                .find(|d| d.name.to_string() == *secret)
+                .map(|d| d.name.service().as_str().to_owned())
+                .ok_or_else(|| {
+                    Response::error(
+                        404,
+                        "unknown_secret",
+                        format!("`{secret}` is not declared for {}", body.environment),
+                    )
+                })?,
             _ => {
-                return Response::error(
+                return Err(Response::error(
                     400,
                     "invalid_request",
                     "give exactly one of `service` or `secret`",
-                );
+                ));
             }
         };
         let scope = Scope {
@@ -533,46 +531,34 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
                 format!("{}|{}", claims.iss, claims.jti).as_bytes()
             ))
         );
-        match self.replay.create_or_get(&marker, &claims.run_id).await {
-            Ok(m) if m.created => {}
-            Ok(_) => {
-                let replayed = policy::Decision {
-                    allowed: false,
-                    reasons: vec![TokenError::Replayed.to_string()],
-                };
-                if let Err(response) = self
-                    .record(claims, Action::SyncVercel, &scope, &replayed)
-                    .await
-                {
-                    return response;
-                }
-                return Response::error(401, "invalid_token", TokenError::Replayed.to_string())
-                    .header(
-                        "www-authenticate",
-                        "Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"the token was already used\"",
-                    );
-            }
-            Err(e) => {
+        let first_use = self
+            .replay
+            .create_or_get(&marker, &claims.run_id)
+            .await
+            .map_err(|e| {
                 tracing::error!(error = %e, "replay store unavailable");
-                return Response::error(503, "replay_store_unavailable", "retry with a new token")
-                    .header("retry-after", "5");
-            }
+                Response::unavailable("replay_store_unavailable", "retry with a new token")
+            })?
+            .created;
+        if !first_use {
+            let replayed = policy::Decision {
+                allowed: false,
+                reasons: vec![TokenError::Replayed.to_string()],
+            };
+            self.record(claims, Action::SyncVercel, &scope, &replayed)
+                .await?;
+            return Err(Response::invalid_token(&TokenError::Replayed));
         }
-        if let Err(response) = self.authorize(claims, Action::SyncVercel, &scope).await {
-            return response;
-        }
+        self.authorize(claims, Action::SyncVercel, &[scope]).await?;
         let sync_scope = SyncScope {
             environment: body.environment.clone(),
             service: body.service.clone(),
             secret: body.secret.clone(),
         };
+        let (correlation, actor) = workflow_origin(claims);
         let event = DomainEvent::new(
-            CorrelationId::new(format!("github-run:{}", claims.run_id))
-                .unwrap_or_else(|_| CorrelationId::generate()),
-            Actor {
-                kind: ActorKind::GithubWorkflow,
-                id: format!("{}@{}", claims.job_workflow_ref, claims.run_id),
-            },
+            correlation,
+            actor,
             body.secret.as_ref().map(|name| SecretRef {
                 name: name.clone(),
                 arn: None,
@@ -583,26 +569,21 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
             },
         );
         let event_id = event.event_id;
-        if let Err(e) = self.publisher.publish(&[event]).await {
+        self.publisher.publish(&[event]).await.map_err(|e| {
             tracing::error!(error = %e, "could not request the sync");
-            return Response::error(
-                503,
+            Response::unavailable(
                 "bus_unavailable",
                 "the sync could not be requested; retry with a new token",
             )
-            .header("retry-after", "5");
-        }
-        Response::json(
+        })?;
+        Ok(Response::json(
             202,
             json!({"requested": sync_scope, "event_id": event_id.to_string()}),
-        )
+        ))
     }
 
-    async fn validate(&self, claims: &GithubClaims, body: &[u8]) -> Response {
-        let body: ValidateBody = match Self::body(body) {
-            Ok(body) => body,
-            Err(response) => return response,
-        };
+    async fn validate(&self, claims: &GithubClaims, body: &[u8]) -> Result<Response, Response> {
+        let body: ValidateBody = Self::body(body)?;
         // Every environment the request names must be granted (a map of overrides or a list).
         let environments: Vec<String> = match body.request.get("environments") {
             Some(Value::Object(map)) => map.keys().cloned().collect(),
@@ -622,7 +603,7 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
         let scopes: Vec<Scope> = if environments.is_empty() {
             vec![Scope {
                 environment: String::new(),
-                service: service.clone(),
+                service,
             }]
         } else {
             environments
@@ -633,35 +614,11 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
                 })
                 .collect()
         };
-        let mut decision = policy::Decision {
-            allowed: true,
-            reasons: Vec::new(),
-        };
-        for scope in &scopes {
-            let one = self
-                .loaded
-                .policy
-                .decide(claims, Action::ValidateRequest, scope);
-            decision.allowed &= one.allowed;
-            for reason in one.reasons {
-                if !decision.reasons.contains(&reason) {
-                    decision.reasons.push(reason);
-                }
-            }
-        }
-        if let Err(response) = self
-            .record(claims, Action::ValidateRequest, &scopes[0], &decision)
-            .await
-        {
-            return response;
-        }
-        if !decision.allowed {
-            return Response::error(403, "forbidden", decision.reasons.join("; "));
-        }
+        self.authorize(claims, Action::ValidateRequest, &scopes)
+            .await?;
         let document = json!({"version": 1, "secrets": [body.request]});
-        let Ok(text) = serde_yaml_ng::to_string(&document) else {
-            return Response::error(400, "invalid_request", "the request cannot be read");
-        };
+        let text = serde_yaml_ng::to_string(&document)
+            .map_err(|_| Response::error(400, "invalid_request", "the request cannot be read"))?;
         let mut sources: Vec<(&str, &str)> = self
             .loaded
             .manifest_sources
@@ -673,7 +630,7 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
             self.loaded.enums_source.0.as_str(),
             self.loaded.enums_source.1.as_str(),
         );
-        match Manifest::from_sources(&sources, enums) {
+        Ok(match Manifest::from_sources(&sources, enums) {
             Ok(manifest) => {
                 let declared: Vec<String> = manifest
                     .secrets
@@ -691,7 +648,7 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
                     .collect();
                 Response::json(422, json!({"valid": false, "problems": problems}))
             }
-        }
+        })
     }
 }
 

@@ -41,8 +41,42 @@ pub(crate) fn to_chrono(dt: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>
     DateTime::from_timestamp(dt.secs(), dt.subsec_nanos())
 }
 
-fn sdk_error_text<E: std::error::Error>(err: &E) -> crate::redact::SafeText {
+/// An SDK error with its causes, redacted: what every adapter puts in its own errors.
+pub fn sdk_error_text<E: std::error::Error>(err: &E) -> crate::redact::SafeText {
     Redactor::new().safe(&DisplayErrorContext(err).to_string())
+}
+
+type PutObjectFailure = aws_sdk_s3::error::SdkError<
+    aws_sdk_s3::operation::put_object::PutObjectError,
+    aws_sdk_s3::config::http::HttpResponse,
+>;
+type GetObjectFailure = aws_sdk_s3::error::SdkError<
+    aws_sdk_s3::operation::get_object::GetObjectError,
+    aws_sdk_s3::config::http::HttpResponse,
+>;
+
+/// What a failed create-only PUT (`If-None-Match: *`) means, when it is one of the two answers
+/// S3 gives to conditional writes: 412 (the key exists) or 409 (a concurrent conditional write
+/// is in flight). The SDK models neither: match the code, or the status.
+fn conditional_put_outcome(err: &PutObjectFailure) -> Option<CreateOnly> {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    match err.code() {
+        Some("PreconditionFailed") => Some(CreateOnly::Exists),
+        Some("ConditionalRequestConflict") => Some(CreateOnly::Conflict),
+        _ => match err.raw_response().map(|r| r.status().as_u16()) {
+            Some(412) => Some(CreateOnly::Exists),
+            Some(409) => Some(CreateOnly::Conflict),
+            _ => None,
+        },
+    }
+}
+
+/// Whether a GetObject failed because there is no such key (`NoSuchKey`, or a bare 404).
+fn is_missing_object(err: &GetObjectFailure) -> bool {
+    err.as_service_error().is_some_and(|e| e.is_no_such_key())
+        || err
+            .raw_response()
+            .is_some_and(|r| r.status().as_u16() == 404)
 }
 
 /// Publishes domain events to the custom EventBridge bus.
@@ -302,14 +336,7 @@ impl AuditReader for S3AuditBucket {
                     .to_vec();
                 Ok(Some(FetchedObject { bytes, metadata }))
             }
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
-            Err(err)
-                if err
-                    .raw_response()
-                    .is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                Ok(None)
-            }
+            Err(err) if is_missing_object(&err) => Ok(None),
             Err(err) => Err(read_error(&err)),
         }
     }
@@ -337,7 +364,6 @@ impl S3AuditBucket {
         sha256_b64: &str,
         metadata: &[(&str, &str)],
     ) -> Result<CreateOnly, ReadError> {
-        use aws_sdk_s3::error::ProvideErrorMetadata;
         let mut request = self
             .client
             .put_object()
@@ -353,16 +379,7 @@ impl S3AuditBucket {
         }
         match request.send().await {
             Ok(_) => Ok(CreateOnly::Created),
-            // 412 and 409 are not modelled by the SDK: match the code, or the status.
-            Err(err) if err.code() == Some("PreconditionFailed") => Ok(CreateOnly::Exists),
-            Err(err) if err.code() == Some("ConditionalRequestConflict") => {
-                Ok(CreateOnly::Conflict)
-            }
-            Err(err) => match err.raw_response().map(|r| r.status().as_u16()) {
-                Some(412) => Ok(CreateOnly::Exists),
-                Some(409) => Ok(CreateOnly::Conflict),
-                _ => Err(read_error(&err)),
-            },
+            Err(err) => conditional_put_outcome(&err).ok_or_else(|| read_error(&err)),
         }
     }
 }
@@ -417,7 +434,6 @@ impl S3MarkerStore {
 
 impl MarkerStore for S3MarkerStore {
     async fn create_or_get(&self, key: &str, body: &str) -> Result<Marker, MarkerError> {
-        use aws_sdk_s3::error::ProvideErrorMetadata;
         for attempt in 1..=MARKER_CONFLICT_ATTEMPTS {
             let sent = self
                 .client
@@ -441,17 +457,8 @@ impl MarkerStore for S3MarkerStore {
                 }
                 Err(err) => err,
             };
-            // 412 and 409 are not modelled by the SDK: match the code, or the status.
-            let status = match err.code() {
-                Some("PreconditionFailed") => 412,
-                Some("ConditionalRequestConflict") => 409,
-                _ => err
-                    .raw_response()
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or_default(),
-            };
-            match status {
-                412 => {
+            match conditional_put_outcome(&err) {
+                Some(CreateOnly::Exists) => {
                     // Strongly consistent: after a 412 the winner's object is readable.
                     return self.get(key).await?.ok_or_else(|| {
                         MarkerError(crate::redact::SafeText::fixed(
@@ -459,7 +466,7 @@ impl MarkerStore for S3MarkerStore {
                         ))
                     });
                 }
-                409 if attempt < MARKER_CONFLICT_ATTEMPTS => {
+                Some(CreateOnly::Conflict) if attempt < MARKER_CONFLICT_ATTEMPTS => {
                     tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
                 }
                 _ => return Err(Self::error(&err)),
@@ -493,14 +500,7 @@ impl MarkerStore for S3MarkerStore {
                     last_modified,
                 }))
             }
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
-            Err(err)
-                if err
-                    .raw_response()
-                    .is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                Ok(None)
-            }
+            Err(err) if is_missing_object(&err) => Ok(None),
             Err(err) => Err(Self::error(&err)),
         }
     }
