@@ -7,6 +7,7 @@
 pub mod auth0;
 pub mod loki;
 pub mod oidc;
+pub mod vercel;
 pub mod webhook;
 
 use std::net::SocketAddr;

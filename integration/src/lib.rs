@@ -6,9 +6,11 @@
 //! - [`runtime_api`]: a local Lambda Runtime API that runs the real function binaries;
 //! - [`router`]: the EventBridge rules of `infra/template.yaml`, matched with quamina;
 //! - [`tls`]: throwaway certificate authorities for TLS tests;
-//! - [`fakes`]: home of the fake third-party HTTP servers (Vercel, GitHub, Loki, ...).
+//! - [`fakes`]: home of the fake third-party HTTP servers (Vercel, GitHub, Loki, ...);
+//! - [`logs`]: capturing what code under test logs.
 
 pub mod fakes;
+pub mod logs;
 pub mod moto;
 pub mod postgres;
 pub mod process;

@@ -5,13 +5,13 @@
 //!
 //! Written to hold on real AWS too; moto workarounds are named where they are made.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use keyward_integration::fakes::auth0::{FakeAuth0, ROTATE_SCOPE, RunningAuth0};
+use keyward_integration::logs::LogBuffer;
 use keyward_integration::moto::MotoServer;
 use keyward_integration::postgres::PostgresCluster;
 use keyward_integration::samples::governance_tags;
@@ -74,39 +74,6 @@ async fn stages_of(sm: &Sm, arn: &str, version: &str) -> Vec<String> {
         .unwrap_or_default()
         .remove(version)
         .unwrap_or_default()
-}
-
-/// Everything the function logged during a test, as JSON lines.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuffer {
-    /// Captures this thread's logs (tests run on a current-thread runtime).
-    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
-        let buffer = Self::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (buffer, guard)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }
 
 type TestRotator<D> = Rotator<SecretsManagerStore, D, Auth0Client, InMemoryEventPublisher>;

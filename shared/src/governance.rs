@@ -567,6 +567,104 @@ pub enum VercelBinding {
     JsonMap(BTreeMap<JsonKey, EnvVarKey>),
 }
 
+/// What the sync does with variables it wrote that the mapping no longer asks for (a target
+/// or key removed, the mapping or the secret gone).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OrphanPolicy {
+    /// Leave them in Vercel and stop managing them (the default: deleting a variable can break
+    /// a deployment, so it has to be asked for).
+    #[default]
+    Keep,
+    /// Delete them, as long as nobody edited them after keyward wrote them.
+    Delete,
+}
+
+/// What the sync does with a variable of its own that someone changed by hand after it wrote it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EditPolicy {
+    /// Report the drift and leave the edit in place (the default).
+    #[default]
+    Report,
+    /// Report it and write the secret's value back.
+    Overwrite,
+}
+
+impl OrphanPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+impl FromStr for OrphanPolicy {
+    type Err = GovernanceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep" => Ok(Self::Keep),
+            "delete" => Ok(Self::Delete),
+            other => Err(GovernanceError::new(
+                "Vercel orphan policy",
+                other,
+                "must be `keep` or `delete`",
+            )),
+        }
+    }
+}
+
+impl EditPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Report => "report",
+            Self::Overwrite => "overwrite",
+        }
+    }
+}
+
+impl FromStr for EditPolicy {
+    type Err = GovernanceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "report" => Ok(Self::Report),
+            "overwrite" => Ok(Self::Overwrite),
+            other => Err(GovernanceError::new(
+                "Vercel edit policy",
+                other,
+                "must be `report` or `overwrite`",
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VercelMapping {
     /// Project id (`prj_...`) or name.
@@ -577,6 +675,10 @@ pub struct VercelMapping {
     /// Restricts the preview record to one git branch.
     pub git_branch: Option<String>,
     pub binding: VercelBinding,
+    #[serde(default)]
+    pub orphans: OrphanPolicy,
+    #[serde(default)]
+    pub on_edit: EditPolicy,
 }
 
 impl VercelMapping {
@@ -811,6 +913,8 @@ mod tests {
             targets: vec![VercelTarget::Production, VercelTarget::Preview],
             git_branch: None,
             binding: VercelBinding::Key("API_KEY".parse().unwrap()),
+            orphans: OrphanPolicy::Keep,
+            on_edit: EditPolicy::Report,
         }
     }
 

@@ -17,9 +17,9 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::governance::{
-    Classification, EnvVarKey, Governance, GovernanceError, JsonKey, Label, MAX_ROTATION_DAYS,
-    PasswordPolicy, PrincipalArn, Region, RotationInterval, RotationPolicy, RotationStrategy,
-    VercelBinding, VercelMapping, VercelTarget,
+    Classification, EditPolicy, EnvVarKey, Governance, GovernanceError, JsonKey, Label,
+    MAX_ROTATION_DAYS, OrphanPolicy, PasswordPolicy, PrincipalArn, Region, RotationInterval,
+    RotationPolicy, RotationStrategy, VercelBinding, VercelMapping, VercelTarget,
 };
 use crate::naming::{NameError, SecretName, Segment, SegmentKind};
 use crate::tags;
@@ -120,6 +120,13 @@ pub struct VercelDecl {
     /// ...or one variable per JSON field (field -> variable key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_map: Option<BTreeMap<String, String>>,
+    /// Variables keyward wrote that this mapping no longer asks for: `keep` (default) or
+    /// `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphans: Option<OrphanPolicy>,
+    /// A variable of keyward's edited by hand: `report` (default) or `overwrite`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_edit: Option<EditPolicy>,
 }
 
 /// Per-environment overrides of a secret declaration.
@@ -1055,6 +1062,8 @@ fn resolve_vercel(
         targets,
         git_branch: decl.branch.clone(),
         binding,
+        orphans: decl.orphans.unwrap_or_default(),
+        on_edit: decl.on_edit.unwrap_or_default(),
     };
     if let Err(e) = mapping.validate() {
         let field = match e.what {

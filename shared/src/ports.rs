@@ -53,6 +53,9 @@ pub struct CatalogEntry {
     /// Absent when the secret uses the AWS-managed key `aws/secretsmanager`.
     pub kms_key_id: Option<String>,
     pub primary_region: Option<String>,
+    /// The version labelled `AWSCURRENT` (from `SecretVersionsToStages`): tells a consumer
+    /// whether the value changed without reading it.
+    pub current_version: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +141,8 @@ pub trait MarkerStore: Send + Sync {
         key: &str,
         body: &str,
     ) -> impl Future<Output = Result<(), MarkerError>> + Send;
+    /// Every key under `prefix`, in key order.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, MarkerError>> + Send;
     /// How many markers live under `prefix`, counting no further than `at_least`.
     fn count(
         &self,
@@ -228,6 +233,15 @@ impl MarkerStore for InMemoryMarkerStore {
         let now = self.now();
         self.lock()?.insert(key.to_owned(), (body.to_owned(), now));
         Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, MarkerError> {
+        Ok(self
+            .lock()?
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect())
     }
 
     async fn count(&self, prefix: &str, at_least: u64) -> Result<u64, MarkerError> {

@@ -21,6 +21,8 @@
 //! | `keyward:vercel:branch`         | optional preview git branch                      |
 //! | `keyward:vercel:key`            | env var key for the whole value, or ...          |
 //! | `keyward:vercel:map:<json-key>` | ... one env var key per JSON field               |
+//! | `keyward:vercel:orphans`        | optional `keep` (default) or `delete`            |
+//! | `keyward:vercel:on-edit`        | optional `report` (default) or `overwrite`       |
 //!
 //! AWS limits: 50 tags per resource, keys up to 128 and values up to 256 characters, values
 //! drawn from letters, digits, spaces and `_ . : / = + - @`. keyward uses at most
@@ -34,8 +36,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use crate::governance::{
-    Classification, Governance, GovernanceError, PasswordPolicy, RotationInterval, RotationPolicy,
-    VercelBinding, VercelMapping, VercelTarget, is_tag_safe_char,
+    Classification, EditPolicy, Governance, GovernanceError, OrphanPolicy, PasswordPolicy,
+    RotationInterval, RotationPolicy, VercelBinding, VercelMapping, VercelTarget, is_tag_safe_char,
 };
 
 pub const PREFIX: &str = "keyward:";
@@ -65,6 +67,8 @@ pub mod keys {
     pub const VERCEL_BRANCH: &str = "keyward:vercel:branch";
     pub const VERCEL_KEY: &str = "keyward:vercel:key";
     pub const VERCEL_MAP_PREFIX: &str = "keyward:vercel:map:";
+    pub const VERCEL_ORPHANS: &str = "keyward:vercel:orphans";
+    pub const VERCEL_ON_EDIT: &str = "keyward:vercel:on-edit";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -216,6 +220,13 @@ pub fn encode(governance: &Governance) -> Result<Vec<Tag>, TagContractError> {
         tags.push(Tag::new(keys::VERCEL_TARGETS, join(&vercel.targets)));
         if let Some(branch) = &vercel.git_branch {
             tags.push(Tag::new(keys::VERCEL_BRANCH, branch));
+        }
+        // Defaults are not written, so a mapping that never set a policy keeps its tag set.
+        if vercel.orphans != OrphanPolicy::default() {
+            tags.push(Tag::new(keys::VERCEL_ORPHANS, vercel.orphans.as_str()));
+        }
+        if vercel.on_edit != EditPolicy::default() {
+            tags.push(Tag::new(keys::VERCEL_ON_EDIT, vercel.on_edit.as_str()));
         }
         match &vercel.binding {
             VercelBinding::Key(key) => tags.push(Tag::new(keys::VERCEL_KEY, key.as_str())),
@@ -435,6 +446,8 @@ fn decode_vercel(
     let targets = ours.remove(keys::VERCEL_TARGETS);
     let branch = ours.remove(keys::VERCEL_BRANCH);
     let key = ours.remove(keys::VERCEL_KEY);
+    let orphans = ours.remove(keys::VERCEL_ORPHANS);
+    let on_edit = ours.remove(keys::VERCEL_ON_EDIT);
 
     let Some(project) = project else {
         // Any other vercel tag without the project is a half-written mapping.
@@ -443,6 +456,8 @@ fn decode_vercel(
             (keys::VERCEL_TARGETS, targets),
             (keys::VERCEL_BRANCH, branch),
             (keys::VERCEL_KEY, key),
+            (keys::VERCEL_ORPHANS, orphans),
+            (keys::VERCEL_ON_EDIT, on_edit),
         ]
         .into_iter()
         .find_map(|(k, v)| v.map(|_| k.to_owned()))
@@ -494,6 +509,14 @@ fn decode_vercel(
         targets,
         git_branch: branch.map(str::to_owned),
         binding,
+        orphans: orphans
+            .map(|v| parse_field(keys::VERCEL_ORPHANS, v))
+            .transpose()?
+            .unwrap_or_default(),
+        on_edit: on_edit
+            .map(|v| parse_field(keys::VERCEL_ON_EDIT, v))
+            .transpose()?
+            .unwrap_or_default(),
     };
     mapping
         .validate()
@@ -552,6 +575,8 @@ mod tests {
                         "DB_USER".parse().unwrap(),
                     ),
                 ])),
+                orphans: OrphanPolicy::Delete,
+                on_edit: EditPolicy::Overwrite,
             }),
         }
     }

@@ -236,6 +236,12 @@ impl SecretCatalog for SecretsManagerCatalog {
                     deleted: s.deleted_date().and_then(to_chrono),
                     kms_key_id: s.kms_key_id().map(str::to_owned),
                     primary_region: s.primary_region().map(str::to_owned),
+                    current_version: s.secret_versions_to_stages().and_then(|versions| {
+                        versions
+                            .iter()
+                            .find(|(_, stages)| stages.iter().any(|st| st == "AWSCURRENT"))
+                            .map(|(version, _)| version.clone())
+                    }),
                 });
             }
         }
@@ -518,6 +524,28 @@ impl MarkerStore for S3MarkerStore {
             .await
             .map(|_| ())
             .map_err(|e| Self::error(&e))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, MarkerError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Self::error(&e))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        // ListObjectsV2 returns UTF-8 binary order already; sorting keeps the contract explicit.
+        keys.sort();
+        Ok(keys)
     }
 
     async fn count(&self, prefix: &str, at_least: u64) -> Result<u64, MarkerError> {
