@@ -138,13 +138,89 @@ fn resolve_parameter(doc: &Yaml, value: &Yaml) -> Option<String> {
     }
 }
 
-fn yaml_to_json(value: &Yaml, at: &str) -> Result<serde_json::Value, TemplateError> {
+/// Pseudo parameters as the local stack's moto account sees them.
+fn pseudo_parameter(name: &str) -> Option<&'static str> {
+    match name {
+        "AWS::Region" => Some(crate::moto::REGION),
+        "AWS::AccountId" => Some("123456789012"),
+        "AWS::Partition" => Some("aws"),
+        _ => None,
+    }
+}
+
+/// `!Ref P` or `!Sub "...${P}..."` inside a pattern's values, with parameters at their defaults
+/// (the values the local stack deploys with).
+fn resolve_scalar(
+    doc: &Yaml,
+    tagged: &serde_yaml_ng::value::TaggedValue,
+    at: &str,
+) -> Result<String, TemplateError> {
+    let parameter = |name: &str| {
+        pseudo_parameter(name).map(str::to_owned).or_else(|| {
+            get(doc, "Parameters")
+                .and_then(|p| get(p, name))
+                .and_then(|p| get(p, "Default"))
+                .and_then(|d| d.as_str())
+                .map(str::to_owned)
+        })
+    };
+    let unresolved = || {
+        TemplateError::Shape(format!(
+            "{at}: cannot resolve `!{} {:?}` in a pattern",
+            tagged.tag, tagged.value
+        ))
+    };
+    match (
+        tagged.tag.to_string().trim_start_matches('!'),
+        tagged.value.as_str(),
+    ) {
+        ("Ref", Some(name)) => parameter(name).ok_or_else(unresolved),
+        ("Sub", Some(text)) => {
+            let mut out = String::new();
+            let mut rest = text;
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let end = rest[start..].find('}').ok_or_else(unresolved)? + start;
+                out.push_str(&parameter(&rest[start + 2..end]).ok_or_else(unresolved)?);
+                rest = &rest[end + 1..];
+            }
+            out.push_str(rest);
+            Ok(out)
+        }
+        _ => Err(unresolved()),
+    }
+}
+
+fn yaml_to_json(doc: &Yaml, value: &Yaml, at: &str) -> Result<serde_json::Value, TemplateError> {
+    fn walk(doc: &Yaml, value: &Yaml, at: &str) -> Result<serde_json::Value, TemplateError> {
+        Ok(match value {
+            Yaml::Tagged(tagged) => serde_json::Value::String(resolve_scalar(doc, tagged, at)?),
+            Yaml::Sequence(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|v| walk(doc, v, at))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Yaml::Mapping(map) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in map {
+                    let key = k.as_str().ok_or_else(|| {
+                        TemplateError::Shape(format!("{at}: pattern keys must be strings"))
+                    })?;
+                    out.insert(key.to_owned(), walk(doc, v, at)?);
+                }
+                serde_json::Value::Object(out)
+            }
+            other => serde_json::to_value(other)
+                .map_err(|e| TemplateError::Shape(format!("{at}: {e}")))?,
+        })
+    }
     if matches!(value, Yaml::Tagged(_)) {
         return Err(TemplateError::Shape(format!(
             "{at}: a pattern must be literal YAML, not an intrinsic function"
         )));
     }
-    serde_json::to_value(value).map_err(|e| TemplateError::Shape(format!("{at}: {e}")))
+    walk(doc, value, at)
 }
 
 impl TemplateModel {
@@ -216,7 +292,7 @@ impl TemplateModel {
                                         ))
                                     })?;
                                 model.rules.push(RuleDef {
-                                    pattern: yaml_to_json(pattern, &rule_id)?,
+                                    pattern: yaml_to_json(&doc, pattern, &rule_id)?,
                                     bus: event_props
                                         .and_then(|p| get(p, "EventBusName"))
                                         .and_then(ref_name),
@@ -258,7 +334,7 @@ impl TemplateModel {
                                 id: id.to_owned(),
                                 function,
                                 bus: get(props, "EventBusName").and_then(ref_name),
-                                pattern: yaml_to_json(pattern, id)?,
+                                pattern: yaml_to_json(&doc, pattern, id)?,
                             });
                         }
                     }
@@ -388,6 +464,52 @@ mod tests {
         );
         let lookalike = serde_json::json!({"source": "keywardx.rotation", "detail": {}});
         assert!(router.route(&lookalike).unwrap().is_empty());
+    }
+
+    #[test]
+    fn vercel_sync_rules_resolve_parameters_and_scope_to_the_stack() {
+        let model = model();
+        let default_bus = Router::default_bus(&model).unwrap();
+        let call = |secret: &str, name: &str| {
+            serde_json::json!({"source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail",
+                "detail": {"eventName": name, "requestParameters": {"secretId": secret}}})
+        };
+        let targets = |router: &Router, event: serde_json::Value| -> Vec<String> {
+            router
+                .route(&event)
+                .unwrap()
+                .iter()
+                .map(|r| r.id.clone())
+                .filter(|id| id.starts_with("VercelSyncFunction."))
+                .collect()
+        };
+        // Parameters at their defaults: Org acme, Environment dev.
+        assert_eq!(
+            targets(&default_bus, call("/acme/dev/web/k", "PutSecretValue")),
+            ["VercelSyncFunction.SecretChanges"]
+        );
+        assert_eq!(
+            targets(
+                &default_bus,
+                call(
+                    "arn:aws:secretsmanager:eu-west-1:123456789012:secret:/acme/dev/web/k-AbCdEf",
+                    "TagResource"
+                )
+            ),
+            ["VercelSyncFunction.SecretChanges"]
+        );
+        assert!(targets(&default_bus, call("/acme/prod/web/k", "PutSecretValue")).is_empty());
+        assert!(targets(&default_bus, call("/acme/dev/web/k", "GetSecretValue")).is_empty());
+        let bus = Router::new(&model, "EventBus").unwrap();
+        let request = |env: &str| {
+            serde_json::json!({"source": "keyward.ci-gateway", "detail-type": "VercelSyncRequested",
+                "detail": {"data": {"type": "VercelSyncRequested", "fields": {"scope": {"environment": env}}}}})
+        };
+        assert_eq!(
+            targets(&bus, request("dev")),
+            ["VercelSyncFunction.SyncRequested"]
+        );
+        assert!(targets(&bus, request("prod")).is_empty());
     }
 
     #[test]

@@ -204,7 +204,31 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
             .map(|t| t.outcome.clone())
             .unwrap_or_default(),
     );
-    // 6. Rotation: the stack plays Secrets Manager (RotateSecret in moto, then the four steps
+    // 6. Vercel: the parity sweep mirrors this (dev) stack's mapped secrets into the fake
+    // Vercel project; a second sweep finds parity and writes nothing.
+    let vercel = sweep_vercel(&mut stack).await?;
+    report.check(
+        "vercel: sweep mirrors mapped secrets",
+        vercel.mirrored,
+        vercel.detail.clone(),
+    );
+    report.check(
+        "vercel: parity sweep writes nothing",
+        vercel.second_sweep_writes == 0,
+        format!(
+            "{} write call(s) on the second sweep",
+            vercel.second_sweep_writes
+        ),
+    );
+    let vercel_deliveries = stack.pump().await?;
+    let before_rotation_events = stack.audit_versions().await?.len();
+    report.check(
+        "vercel: sync events audited",
+        vercel_deliveries == 1 && before_rotation_events == after_forgery.len() + 1,
+        format!("{vercel_deliveries} VercelSyncCompleted delivered; {before_rotation_events} audit objects"),
+    );
+
+    // 7. Rotation: the stack plays Secrets Manager (RotateSecret in moto, then the four steps
     // through the rotation function's Runtime API) for one secret of each strategy.
     let rotation = rotate_each_strategy(&mut stack, verbose).await?;
     report.check(
@@ -224,20 +248,40 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         rotation.manual_refusal.contains("GovernanceError"),
         rotation.manual_refusal.clone(),
     );
-    let before_rotation_events = after_forgery.len();
     let rotation_deliveries = stack.pump().await?;
     let audited = stack.audit_versions().await?;
+    // 3 SecretRotated and 1 RotationFailed to the audit writer; the dev SecretRotated also to
+    // vercel-sync, whose VercelSyncCompleted goes to the audit writer.
     report.check(
         "rotation events audited",
-        rotation_deliveries == 4 && audited.len() == before_rotation_events + 4,
+        rotation_deliveries == 6 && audited.len() == before_rotation_events + 5,
         format!(
-            "{rotation_deliveries} rotation events delivered (3 SecretRotated, 1 RotationFailed); {} audit objects",
+            "{rotation_deliveries} deliveries (3 SecretRotated, 1 RotationFailed, 1 to vercel-sync, 1 VercelSyncCompleted); {} audit objects",
             audited.len()
         ),
     );
     stack.provisioned_values.extend(rotation.new_values);
+    let rotated = vercel_matches_current(&stack, VERCEL_SECRET).await?;
+    let redeploy = stack.drain_redeploys().await?;
+    let deployments = stack.vercel.fake.deployments(&stack.vercel_project);
+    report.check(
+        "vercel: rotation reaches Vercel, one redeploy",
+        rotated.0 && deployments == 1,
+        format!(
+            "{}; {deployments} deployment(s) for {} request(s)",
+            rotated.1,
+            redeploy["redeploys_triggered"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap_or(0)
+                + redeploy["batchItemFailures"]
+                    .as_array()
+                    .map(Vec::len)
+                    .unwrap_or(0)
+        ),
+    );
 
-    // 7. Anomaly forwarding: a denied read from the CloudTrail stream, then a log file with a
+    // 8. Anomaly forwarding: a denied read from the CloudTrail stream, then a log file with a
     // burst of reads streamed from the trail bucket, redelivered (EventBridge and S3 deliver
     // at least once), and a digest file the template's rule does not route.
     let anomalies = detect_anomalies(&mut stack).await?;
@@ -264,7 +308,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
     report.check(
         "anomaly: alerts audited",
         anomaly_deliveries == anomalies.alerts
-            && audited.len() == before_rotation_events + 4 + anomalies.alerts,
+            && audited.len() == before_rotation_events + 5 + anomalies.alerts,
         format!(
             "{anomaly_deliveries} AnomalyDetected events for {} alerts; {} audit objects",
             anomalies.alerts,
@@ -272,7 +316,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         ),
     );
 
-    // 8. The CI gateway, called as GitHub Actions would with tokens from the fake OIDC
+    // 9. The CI gateway, called as GitHub Actions would with tokens from the fake OIDC
     // issuer: a preflight, a denial, a sync request and its replay, all decisions audited.
     let before_gateway = audited.len();
     let gateway = call_the_gateway(&mut stack).await?;
@@ -307,7 +351,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         ),
     );
 
-    // 9. The digest schedule seals the trail; the verifier walks it offline with the public key.
+    // 10. The digest schedule seals the trail; the verifier walks it offline with the public key.
     // (Wait out the current second: S3 LastModified has one-second resolution, and the digest
     // covers records written before its period end.)
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -354,7 +398,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         format!("{dlq} messages"),
     );
 
-    // 10. No provisioned or rotated secret value (nor a token) appears in any function's logs.
+    // 11. No provisioned or rotated secret value (nor a token) appears in any function's logs.
     let logs = stack.function_logs();
     let leaked = stack
         .provisioned_values
@@ -373,6 +417,60 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
     );
 
     Ok((stack, report))
+}
+
+/// The dev secret with a Vercel mapping (preview and development, `SESSION_SECRET`).
+const VERCEL_SECRET: &str = "/acme/dev/web/session-key";
+
+struct VercelRun {
+    mirrored: bool,
+    detail: String,
+    second_sweep_writes: u64,
+}
+
+/// Whether every record keyward wrote for `secret` holds its AWSCURRENT value (the fake keeps
+/// values; the real API would not show sensitive ones).
+async fn vercel_matches_current(stack: &LocalStack, secret: &str) -> Result<(bool, String)> {
+    let current = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config())
+        .get_secret_value()
+        .secret_id(secret)
+        .send()
+        .await?
+        .secret_string
+        .unwrap_or_default();
+    let ours: Vec<_> = stack
+        .vercel
+        .fake
+        .envs(&stack.vercel_project)
+        .into_iter()
+        .filter(|e| {
+            e.comment
+                .as_deref()
+                .is_some_and(|c| c.contains(&format!("secret={secret};")))
+        })
+        .collect();
+    let targets: Vec<String> = ours.iter().map(|e| e.target.join("+")).collect();
+    let matching = ours.iter().filter(|e| e.value == current).count();
+    Ok((
+        ours.len() == 2 && matching == 2,
+        format!(
+            "{secret}: {matching}/{} records hold AWSCURRENT ({})",
+            ours.len(),
+            targets.join(", ")
+        ),
+    ))
+}
+
+async fn sweep_vercel(stack: &mut LocalStack) -> Result<VercelRun> {
+    let now = chrono::Utc::now();
+    let first = stack.tick("VercelSyncFunction.ParitySweep", now).await?;
+    let (mirrored, detail) = vercel_matches_current(stack, VERCEL_SECRET).await?;
+    let second = stack.tick("VercelSyncFunction.ParitySweep", now).await?;
+    Ok(VercelRun {
+        mirrored: mirrored && first["writes"].as_u64() == Some(1),
+        detail: format!("{detail}; {} write call(s)", first["writes"]),
+        second_sweep_writes: second["writes"].as_u64().unwrap_or(u64::MAX),
+    })
 }
 
 /// What the rotation part of the scenario found.

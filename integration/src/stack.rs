@@ -23,6 +23,7 @@ use keyward_shared::tags;
 use crate::fakes::auth0::{FakeAuth0, ROTATE_SCOPE, RunningAuth0};
 use crate::fakes::loki::{FakeLoki, RunningLoki};
 use crate::fakes::oidc::{FakeIssuer, RunningIssuer};
+use crate::fakes::vercel::{FakeVercel, RunningVercel};
 use crate::fakes::webhook::{FakeWebhook, RunningWebhook};
 use crate::moto::{BucketKind, MotoServer};
 use crate::postgres::PostgresCluster;
@@ -33,6 +34,8 @@ pub const BUS_LOGICAL_ID: &str = "EventBus";
 /// The CI gateway's audience in the local stack (the template parameter `GatewayAudience`).
 pub const GATEWAY_AUDIENCE: &str = "https://keyward.acme.test/ci";
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The Vercel token the local stack's credentials secret holds (the fake accepts only it).
+pub const VERCEL_TOKEN: &str = "vcp_localstack_7c1d9e2f4a6b8c0d";
 
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -103,6 +106,11 @@ pub struct LocalStack {
     pub state_bucket: String,
     /// The GitHub OIDC issuer CI workflows' tokens come from.
     pub oidc: RunningIssuer,
+    /// The Vercel team and project the manifest's mappings name (`team_acme/acme-web`).
+    pub vercel: RunningVercel,
+    pub vercel_project: String,
+    /// The debounce queue of Vercel redeploys (delay 0 here: the stack drains it itself).
+    pub redeploy_url: String,
     _ca_dir: tempfile::TempDir,
     pub timeline: Vec<TimelineEntry>,
     /// Every envelope drained from the bus, in order (for redelivery drills).
@@ -205,6 +213,31 @@ impl LocalStack {
         let loki = FakeLoki::start(true).await?;
         let webhook = FakeWebhook::start().await?;
         let oidc = FakeIssuer::start().await?;
+        // Vercel: the project the manifest maps to, its custom environment, a deploy hook, and
+        // the credentials secret holding the token and the hook URL.
+        let vercel = FakeVercel::start(VERCEL_TOKEN).await?;
+        let vercel_project = vercel
+            .fake
+            .add_project("acme-web", Some(("team_acme", "acme")));
+        vercel
+            .fake
+            .add_custom_environment(&vercel_project, "staging");
+        let deploy_hook = vercel.fake.add_deploy_hook(&vercel_project);
+        let vercel_credentials = serde_json::json!({
+            "token": VERCEL_TOKEN,
+            "deploy_hooks": {"acme-web": deploy_hook},
+        })
+        .to_string();
+        let vercel_credentials_arn = secrets
+            .create_secret()
+            .name(format!("keyward-vercel-{suffix}"))
+            .secret_string(&vercel_credentials)
+            .send()
+            .await
+            .context("create the Vercel credentials secret")?
+            .arn
+            .context("CreateSecret returned no ARN")?;
+        let redeploy_url = create_queue(&sqs, &format!("keyward-vercel-redeploy-{suffix}")).await?;
         let webhook_secret_arn = secrets
             .create_secret()
             .name(format!("keyward-alert-webhook-{suffix}"))
@@ -225,7 +258,11 @@ impl LocalStack {
         let mut ordered: Vec<_> = manifest.secrets.iter().collect();
         ordered.sort_by_key(|s| !is_linked_credential(s));
         // The webhook URL is a credential too.
-        let mut provisioned_values = vec![SecretString::from(webhook.url())];
+        let mut provisioned_values = vec![
+            SecretString::from(webhook.url()),
+            SecretString::from(VERCEL_TOKEN.to_owned()),
+            SecretString::from(deploy_hook.clone()),
+        ];
         let mut arns: BTreeMap<String, String> = BTreeMap::new();
         let mut auth0_clients = BTreeMap::new();
         for declared in ordered {
@@ -297,6 +334,13 @@ impl LocalStack {
                     ("AUDIT_BUCKET", _) => audit_bucket.clone(),
                     ("DIGEST_KMS_KEY_ID", _) => digest_key_id.clone(),
                     ("KEYWARD_DB_CA_BUNDLE", _) => ca_bundle.display().to_string(),
+                    // The template's Environment parameter at its default, as the router
+                    // resolves the rules' patterns.
+                    ("KEYWARD_SECRET_PREFIX", _) => format!("/{}/dev/", manifest.org),
+                    ("KEYWARD_VERCEL_CREDENTIALS_SECRET_ARN", _) => vercel_credentials_arn.clone(),
+                    ("KEYWARD_VERCEL_API_URL", _) => vercel.api_url(),
+                    ("KEYWARD_VERCEL_REDEPLOY_QUEUE_URL", _) => redeploy_url.clone(),
+                    ("KEYWARD_VERCEL_REDEPLOY_DEBOUNCE_SECS", _) => "0".into(),
                     ("KEYWARD_EVENT_BUS", _) => continue,
                     (other, reference) => bail!(
                         "the local stack does not know how to provide {other} ({reference:?}) for {}",
@@ -331,6 +375,9 @@ impl LocalStack {
             trail_bucket,
             state_bucket,
             oidc,
+            vercel,
+            vercel_project,
+            redeploy_url,
             _ca_dir: ca_dir,
             timeline: Vec::new(),
             delivered: Vec::new(),
@@ -620,11 +667,13 @@ impl LocalStack {
         let label = format!("Scheduled Event ({})", schedule.expression);
         match function.invoke(&envelope, INVOKE_TIMEOUT).await {
             Ok(response) => {
-                let outcome = format!(
-                    "digest {} ({} records)",
-                    response["key"].as_str().unwrap_or("?"),
-                    response["records"].as_u64().unwrap_or(0)
-                );
+                let outcome = match response["key"].as_str() {
+                    Some(key) => format!(
+                        "digest {key} ({} records)",
+                        response["records"].as_u64().unwrap_or(0)
+                    ),
+                    None => summarise(&response),
+                };
                 self.record(&label, &schedule.id, &name, outcome);
                 Ok(response)
             }
@@ -633,6 +682,67 @@ impl LocalStack {
                 Err(anyhow::anyhow!("{schedule_id} failed: {error}"))
             }
         }
+    }
+
+    /// Delivers the due Vercel redeploy requests to the sync function as Lambda's SQS event
+    /// source would (one batch), deleting the messages it did not report as failed.
+    /// Returns how many requests were due and the function's response.
+    pub async fn drain_redeploys(&mut self) -> Result<(usize, serde_json::Value)> {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.redeploy_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        let messages = received.messages().to_vec();
+        let records: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "messageId": m.message_id(), "receiptHandle": m.receipt_handle(),
+                    "body": m.body(), "attributes": {}, "messageAttributes": {},
+                    "eventSource": "aws:sqs", "awsRegion": crate::moto::REGION,
+                })
+            })
+            .collect();
+        let function = self
+            .functions
+            .get("VercelSyncFunction")
+            .context("no VercelSyncFunction in the template")?;
+        let name = function.name.clone();
+        let response = function
+            .invoke(&serde_json::json!({ "Records": records }), INVOKE_TIMEOUT)
+            .await
+            .map_err(|e| anyhow::anyhow!("redeploy batch failed: {e}"))?;
+        let failed: Vec<&str> = response["batchItemFailures"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f["itemIdentifier"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for message in &messages {
+            if let (Some(id), Some(handle)) = (message.message_id(), message.receipt_handle())
+                && !failed.contains(&id)
+            {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.redeploy_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
+            }
+        }
+        self.record(
+            &format!("{} redeploy request(s) (aws:sqs)", messages.len()),
+            "VercelSyncFunction.Redeploys",
+            &name,
+            summarise(&response),
+        );
+        Ok((messages.len(), response))
     }
 
     fn record(&mut self, event: &str, rule: &str, function: &str, outcome: String) {
@@ -724,6 +834,20 @@ fn summarise(response: &serde_json::Value) -> String {
     let number = |key: &str| response.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
     match (text("outcome"), text("key"), text("input")) {
         (Some(outcome), Some(key), _) => format!("{outcome} {key}"),
+        // The Vercel sync: how many secrets, what it wrote, what it found.
+        (_, _, Some(input)) if response.get("writes").is_some() => format!(
+            "{input}: {} secret(s), {} write call(s), changed {}, drift {}, failed {}, redeploys {}",
+            number("secrets"),
+            number("writes"),
+            response["changed"],
+            response["drift"],
+            response["failed"],
+            if input == "redeploy" {
+                response["redeploys_triggered"].to_string()
+            } else {
+                response["redeploys_scheduled"].to_string()
+            }
+        ),
         // The anomaly forwarder: what it read and what it sent (Loki, webhook, bus).
         (_, _, Some(input)) => format!(
             "{input}: {} records, {} alerts, sent {} (already {})",

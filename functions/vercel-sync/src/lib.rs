@@ -282,8 +282,15 @@ pub struct Report {
     pub events: usize,
     pub redeploys_scheduled: Vec<String>,
     pub redeploys_triggered: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub batch_item_failures: Vec<String>,
+    /// SQS partial-batch response (`ReportBatchItemFailures`): the messages to redeliver.
+    #[serde(rename = "batchItemFailures", skip_serializing_if = "Vec::is_empty")]
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
 }
 
 pub struct Syncer<S, V, M, P, Q> {
@@ -1311,7 +1318,9 @@ where
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(message = %record.message_id, error = %self.redactor.safe(&e), "redeploy failed");
-                    report.batch_item_failures.push(record.message_id.clone());
+                    report.batch_item_failures.push(BatchItemFailure {
+                        item_identifier: record.message_id.clone(),
+                    });
                 }
             }
         }
