@@ -26,6 +26,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt;
 use keyward_shared::config::{
     CommonConfig, ConfigError, EnvSource, https_or_loopback, parsed_or, required,
 };
@@ -51,6 +52,8 @@ use crate::source::{SecretSnapshot, SecretSource};
 use crate::vercel::{CustomEnvironment, EnvRecord, NewEnv, ProjectRef, VercelApi, VercelError};
 
 pub const LEDGER_PREFIX: &str = "vercel/ledger/";
+/// S3 reads in flight while a sweep reads its ledgers ahead.
+const LEDGER_READ_CONCURRENCY: usize = 16;
 pub const DEFAULT_API_URL: &str = "https://api.vercel.com";
 /// SQS's longest message delay.
 pub const MAX_DEBOUNCE_SECS: u32 = 900;
@@ -101,6 +104,7 @@ impl Config {
         }
         let api_url = env
             .get("KEYWARD_VERCEL_API_URL")
+            .filter(|url| !url.is_empty())
             .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
         if !https_or_loopback(&api_url) {
             return Err(ConfigError::Invalid {
@@ -123,7 +127,9 @@ impl Config {
             secret_prefix,
             credentials_secret_arn: required(env, "KEYWARD_VERCEL_CREDENTIALS_SECRET_ARN")?,
             api_url,
-            redeploy_queue_url: env.get("KEYWARD_VERCEL_REDEPLOY_QUEUE_URL"),
+            redeploy_queue_url: env
+                .get("KEYWARD_VERCEL_REDEPLOY_QUEUE_URL")
+                .filter(|url| !url.is_empty()),
             redeploy_debounce_secs,
         })
     }
@@ -332,7 +338,8 @@ struct TrailCall {
 }
 
 /// What a trigger asks for.
-enum Work {
+#[derive(Debug)]
+pub(crate) enum Work {
     Secret(String, CorrelationId),
     Scope(SyncScope, CorrelationId),
     Sweep,
@@ -388,7 +395,7 @@ where
     }
 
     async fn dispatch(&self, payload: &str) -> Result<Report, SyncError> {
-        match self.classify(payload)? {
+        match classify(payload)? {
             Work::Skip(reason) => {
                 tracing::info!(reason = %reason, "nothing to sync");
                 Ok(Report {
@@ -488,95 +495,6 @@ where
         }
     }
 
-    fn classify(&self, payload: &str) -> Result<Work, SyncError> {
-        // serde's messages can quote input; report where, not what.
-        let envelope: Envelope<'_> = serde_json::from_str(payload).map_err(|e| {
-            SyncError::InvalidEvent(format!(
-                "not an EventBridge event or SQS batch (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        if let Some(records) = envelope.records {
-            return Ok(Work::Redeploy(records));
-        }
-        let detail = envelope.detail.map(RawValue::get).unwrap_or("null");
-        match (envelope.source.as_deref(), envelope.detail_type.as_deref()) {
-            (Some("aws.events" | "aws.scheduler"), Some("Scheduled Event")) => Ok(Work::Sweep),
-            (
-                Some("aws.secretsmanager"),
-                Some(kind @ ("AWS API Call via CloudTrail" | "AWS Service Event via CloudTrail")),
-            ) => {
-                let call: TrailCall = serde_json::from_str(detail).map_err(|e| {
-                    SyncError::InvalidEvent(format!(
-                        "the CloudTrail record does not parse (line {}, column {})",
-                        e.line(),
-                        e.column()
-                    ))
-                })?;
-                let name = call.event_name.unwrap_or_default();
-                if let Some(code) = call.error_code {
-                    return Ok(Work::Skip(format!(
-                        "{name} failed ({code}); nothing changed"
-                    )));
-                }
-                let id = if kind == "AWS Service Event via CloudTrail" {
-                    if name != "RotationSucceeded" {
-                        return Ok(Work::Skip(format!("service event {name} changes no value")));
-                    }
-                    let data = call.additional_event_data.unwrap_or_default();
-                    ["SecretId", "ARN", "Name"]
-                        .iter()
-                        .find_map(|k| data.get(k).and_then(|v| v.as_str()).map(str::to_owned))
-                } else {
-                    if !SYNC_API_CALLS.contains(&name.as_str()) {
-                        return Ok(Work::Skip(format!("{name} changes no value or mapping")));
-                    }
-                    call.request_parameters.and_then(|p| {
-                        p.get("secretId")
-                            .and_then(|v| v.as_str())
-                            .map(str::to_owned)
-                    })
-                };
-                let id = id.ok_or_else(|| {
-                    SyncError::InvalidEvent(format!("the {name} record names no secret"))
-                })?;
-                Ok(Work::Secret(id, CorrelationId::generate()))
-            }
-            (Some(source @ ("keyward.rotation" | "keyward.ci-gateway")), Some(detail_type)) => {
-                let detail: serde_json::Value = serde_json::from_str(detail).map_err(|e| {
-                    SyncError::InvalidEvent(format!(
-                        "the event detail does not parse (line {}, column {})",
-                        e.line(),
-                        e.column()
-                    ))
-                })?;
-                let event = DomainEvent::from_envelope(source, detail_type, &detail)
-                    .map_err(|e| SyncError::InvalidEvent(e.to_string()))?;
-                match event.data {
-                    EventData::SecretRotated { .. } => {
-                        let secret = event.secret.ok_or_else(|| {
-                            SyncError::InvalidEvent("SecretRotated names no secret".into())
-                        })?;
-                        Ok(Work::Secret(
-                            secret.arn.unwrap_or(secret.name),
-                            event.correlation_id,
-                        ))
-                    }
-                    EventData::VercelSyncRequested { scope } => {
-                        Ok(Work::Scope(scope, event.correlation_id))
-                    }
-                    _ => Ok(Work::Skip(format!("{detail_type} asks for no sync"))),
-                }
-            }
-            (source, detail_type) => Err(SyncError::InvalidEvent(format!(
-                "unexpected input: source {:?}, detail-type {:?}",
-                source.unwrap_or(""),
-                detail_type.unwrap_or("")
-            ))),
-        }
-    }
-
     async fn load_ledger(&self, secret: &str) -> Result<Ledger, SafeText> {
         let marker = self
             .state
@@ -634,16 +552,37 @@ where
     ) -> Result<Report, SyncError> {
         let mut cache = ProjectCache::default();
         let mut outcomes = Vec::new();
+        // Ledgers are read ahead, concurrently: for a parity sweep they are most of the work.
+        let names: Vec<&str> = snapshots
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(gone.iter().map(String::as_str))
+            .collect();
+        let mut ledgers: BTreeMap<String, Result<Ledger, SafeText>> = futures::stream::iter(
+            names
+                .into_iter()
+                .map(|name| async move { (name.to_owned(), self.load_ledger(name).await) }),
+        )
+        .buffer_unordered(LEDGER_READ_CONCURRENCY)
+        .collect()
+        .await;
+        let mut take = |name: &str| {
+            ledgers
+                .remove(name)
+                .unwrap_or_else(|| Err(SafeText::fixed("the ledger was not read")))
+        };
         for snapshot in &snapshots {
+            let ledger = take(&snapshot.name);
             if let Some(outcome) = self
-                .sync_secret(Some(snapshot), &snapshot.name, &mut cache)
+                .sync_secret(Some(snapshot), &snapshot.name, ledger, &mut cache)
                 .await
             {
                 outcomes.push((Some(snapshot.arn.clone()), outcome));
             }
         }
         for name in &gone {
-            if let Some(outcome) = self.sync_secret(None, name, &mut cache).await {
+            let ledger = take(name);
+            if let Some(outcome) = self.sync_secret(None, name, ledger, &mut cache).await {
                 outcomes.push((None, outcome));
             }
         }
@@ -826,6 +765,7 @@ where
         &self,
         snapshot: Option<&SecretSnapshot>,
         name: &str,
+        ledger: Result<Ledger, SafeText>,
         cache: &mut ProjectCache,
     ) -> Option<SecretOutcome> {
         let mut outcome = SecretOutcome {
@@ -858,7 +798,7 @@ where
             },
             _ => None,
         };
-        let mut ledger = match self.load_ledger(name).await {
+        let mut ledger = match ledger {
             Ok(l) => l,
             Err(e) => return fail(outcome, e, true),
         };
@@ -1325,6 +1265,107 @@ where
             }
         }
         Ok(report)
+    }
+}
+
+/// What kind of work an input asks for (`secret`, `scope`, `sweep`, `redeploy`, `skip`), or
+/// why it is refused: the parser every trigger goes through, exposed for tests and fuzzing.
+pub fn input_kind(payload: &str) -> Result<&'static str, SyncError> {
+    Ok(match classify(payload)? {
+        Work::Secret(..) => "secret",
+        Work::Scope(..) => "scope",
+        Work::Sweep => "sweep",
+        Work::Redeploy(_) => "redeploy",
+        Work::Skip(_) => "skip",
+    })
+}
+
+pub(crate) fn classify(payload: &str) -> Result<Work, SyncError> {
+    // serde's messages can quote input; report where, not what.
+    let envelope: Envelope<'_> = serde_json::from_str(payload).map_err(|e| {
+        SyncError::InvalidEvent(format!(
+            "not an EventBridge event or SQS batch (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if let Some(records) = envelope.records {
+        return Ok(Work::Redeploy(records));
+    }
+    let detail = envelope.detail.map(RawValue::get).unwrap_or("null");
+    match (envelope.source.as_deref(), envelope.detail_type.as_deref()) {
+        (Some("aws.events" | "aws.scheduler"), Some("Scheduled Event")) => Ok(Work::Sweep),
+        (
+            Some("aws.secretsmanager"),
+            Some(kind @ ("AWS API Call via CloudTrail" | "AWS Service Event via CloudTrail")),
+        ) => {
+            let call: TrailCall = serde_json::from_str(detail).map_err(|e| {
+                SyncError::InvalidEvent(format!(
+                    "the CloudTrail record does not parse (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            let name = call.event_name.unwrap_or_default();
+            if let Some(code) = call.error_code {
+                return Ok(Work::Skip(format!(
+                    "{name} failed ({code}); nothing changed"
+                )));
+            }
+            let id = if kind == "AWS Service Event via CloudTrail" {
+                if name != "RotationSucceeded" {
+                    return Ok(Work::Skip(format!("service event {name} changes no value")));
+                }
+                let data = call.additional_event_data.unwrap_or_default();
+                ["SecretId", "ARN", "Name"]
+                    .iter()
+                    .find_map(|k| data.get(k).and_then(|v| v.as_str()).map(str::to_owned))
+            } else {
+                if !SYNC_API_CALLS.contains(&name.as_str()) {
+                    return Ok(Work::Skip(format!("{name} changes no value or mapping")));
+                }
+                call.request_parameters.and_then(|p| {
+                    p.get("secretId")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                })
+            };
+            let id = id.ok_or_else(|| {
+                SyncError::InvalidEvent(format!("the {name} record names no secret"))
+            })?;
+            Ok(Work::Secret(id, CorrelationId::generate()))
+        }
+        (Some(source @ ("keyward.rotation" | "keyward.ci-gateway")), Some(detail_type)) => {
+            let detail: serde_json::Value = serde_json::from_str(detail).map_err(|e| {
+                SyncError::InvalidEvent(format!(
+                    "the event detail does not parse (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            let event = DomainEvent::from_envelope(source, detail_type, &detail)
+                .map_err(|e| SyncError::InvalidEvent(e.to_string()))?;
+            match event.data {
+                EventData::SecretRotated { .. } => {
+                    let secret = event.secret.ok_or_else(|| {
+                        SyncError::InvalidEvent("SecretRotated names no secret".into())
+                    })?;
+                    Ok(Work::Secret(
+                        secret.arn.unwrap_or(secret.name),
+                        event.correlation_id,
+                    ))
+                }
+                EventData::VercelSyncRequested { scope } => {
+                    Ok(Work::Scope(scope, event.correlation_id))
+                }
+                _ => Ok(Work::Skip(format!("{detail_type} asks for no sync"))),
+            }
+        }
+        (source, detail_type) => Err(SyncError::InvalidEvent(format!(
+            "unexpected input: source {:?}, detail-type {:?}",
+            source.unwrap_or(""),
+            detail_type.unwrap_or("")
+        ))),
     }
 }
 

@@ -525,3 +525,122 @@ fn secret_names_from_arns() {
     );
     assert_eq!(id_to_name("arn:aws:secretsmanager:r:1:secret:abc"), None);
 }
+
+#[test]
+fn every_sample_event_is_understood() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/vercel-sync");
+    let expected = [
+        ("put-secret-value.json", "secret"),
+        ("rotation-succeeded.json", "secret"),
+        ("secret-rotated.json", "secret"),
+        ("sync-requested.json", "scope"),
+        ("scheduled.json", "sweep"),
+        ("redeploy-batch.json", "redeploy"),
+    ];
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut named: Vec<String> = expected.iter().map(|(f, _)| (*f).to_owned()).collect();
+    named.sort();
+    assert_eq!(files, named, "every sample has an expectation");
+    for (file, kind) in expected {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert_eq!(crate::input_kind(&text).unwrap(), kind, "{file}");
+    }
+}
+
+#[test]
+fn inputs_that_are_not_ours_are_refused_or_skipped_clearly() {
+    for (payload, expect) in [
+        ("", Err("InvalidEvent")),
+        ("[]", Err("InvalidEvent")),
+        (
+            r#"{"source":"aws.s3","detail-type":"Object Created","detail":{}}"#,
+            Err("InvalidEvent"),
+        ),
+        (
+            r#"{"source":"aws.secretsmanager","detail-type":"AWS API Call via CloudTrail","detail":{"eventName":"GetSecretValue","requestParameters":{"secretId":"x"}}}"#,
+            Ok("skip"),
+        ),
+        (
+            r#"{"source":"aws.secretsmanager","detail-type":"AWS API Call via CloudTrail","detail":{"eventName":"PutSecretValue"}}"#,
+            Err("InvalidEvent"),
+        ),
+        (
+            r#"{"source":"aws.secretsmanager","detail-type":"AWS Service Event via CloudTrail","detail":{"eventName":"RotationFailed"}}"#,
+            Ok("skip"),
+        ),
+        (
+            r#"{"source":"keyward.rotation","detail-type":"SecretRotated","detail":{"secret":"x"}}"#,
+            Err("InvalidEvent"),
+        ),
+        (
+            r#"{"Records":[{"messageId":"m1","body":"{}"}]}"#,
+            Ok("redeploy"),
+        ),
+    ] {
+        let got = crate::input_kind(payload).map_err(|e| e.kind());
+        assert_eq!(got, expect, "{payload}");
+    }
+}
+
+/// Seeded mutations of the sample events (the cargo-fuzz targets in `fuzz/` go further): no
+/// input may panic the parsers, and an error never quotes the input.
+#[test]
+fn mutated_inputs_never_panic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/vercel-sync");
+    let seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(0x5EED);
+    for _ in 0..4_000 {
+        let mut bytes = seeds[rng.usize(0..seeds.len())].clone();
+        for _ in 0..rng.usize(1..8) {
+            let at = rng.usize(0..bytes.len());
+            match rng.u8(0..3) {
+                0 => bytes[at] = rng.u8(..),
+                1 => {
+                    bytes.remove(at);
+                }
+                _ => bytes.insert(at, b"{}[]\":,0"[rng.usize(0..8)]),
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if let Err(e) = crate::input_kind(&text) {
+            assert!(
+                !e.to_string().contains("acme/dev/web/session-key-Xy"),
+                "{e}"
+            );
+        }
+        let _ = crate::vercel::decode_list_page(&bytes);
+        let _ = crate::vercel::decode_upsert(&bytes);
+    }
+}
+
+#[test]
+fn vercel_response_shapes() {
+    let (records, next) = crate::vercel::decode_list_page(
+        br#"{"envs":[{"id":"e1","key":"K","type":"sensitive","target":"production","gitBranch":"","customEnvironmentIds":null,"configurationId":null,"updatedAt":5,"unknownField":true}],"pagination":{"count":1,"next":42,"prev":null}}"#,
+    )
+    .unwrap();
+    assert_eq!(next, Some(42));
+    assert_eq!(records[0].target, ["production"], "a single string target");
+    assert_eq!(records[0].git_branch, None, "an empty branch is none");
+    assert!(records[0].custom_environment_ids.is_empty());
+    let (one, next) =
+        crate::vercel::decode_list_page(br#"{"id":"e2","key":"K","target":["preview"]}"#).unwrap();
+    assert_eq!((one.len(), next), (1, None));
+    let (hidden, _) =
+        crate::vercel::decode_list_page(br#"{"envs":[],"hiddenProductionEnvCount":3}"#).unwrap();
+    assert!(hidden.is_empty());
+    let created = crate::vercel::decode_upsert(
+        br#"{"created":{"id":"e3","key":"K","target":["production"]},"failed":[{"error":{"code":"ENV_CONFLICT","message":"exists","key":"J","target":["preview"]}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(created.created.len(), 1, "a single created object");
+    assert_eq!(created.failed[0].code, "ENV_CONFLICT");
+    assert_eq!(created.failed[0].key.as_deref(), Some("J"));
+}

@@ -273,7 +273,16 @@ impl HttpVercel {
         project: &ProjectRef,
         body: &[u8],
     ) -> Result<T, VercelError> {
-        serde_json::from_slice(body).map_err(|e| VercelError {
+        serde_json::from_slice(body).map_err(|e| self.undocumented(operation, project, &e))
+    }
+
+    fn undocumented(
+        &self,
+        operation: &'static str,
+        project: &ProjectRef,
+        e: &serde_json::Error,
+    ) -> VercelError {
+        VercelError {
             operation,
             project: project.to_string(),
             status: None,
@@ -284,7 +293,7 @@ impl HttpVercel {
                 e.line(),
                 e.column()
             )),
-        })
+        }
     }
 }
 
@@ -302,6 +311,24 @@ fn error_code(body: &str) -> Option<String> {
         .ok()
         .and_then(|b| b.error)
         .and_then(|e| e.code)
+}
+
+/// One page of the list endpoint: its records and the `until` of the next page. Any of the
+/// endpoint's three response shapes.
+pub fn decode_list_page(body: &[u8]) -> Result<(Vec<EnvRecord>, Option<i64>), serde_json::Error> {
+    Ok(match serde_json::from_slice::<ListBody>(body)? {
+        ListBody::One(record) => (vec![record], None),
+        ListBody::Page { envs, pagination } => (envs, pagination.and_then(|p| p.next)),
+    })
+}
+
+/// The batch upsert's 201 body (or a 4xx body listing `failed`).
+pub fn decode_upsert(body: &[u8]) -> Result<UpsertResult, serde_json::Error> {
+    let body: CreatedBody = serde_json::from_slice(body)?;
+    Ok(UpsertResult {
+        created: body.created,
+        failed: body.failed.into_iter().map(|f| f.error).collect(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -369,29 +396,23 @@ impl VercelApi for HttpVercel {
                 )
                 .await
                 .map_err(|e| self.error("list", project, e))?;
-            match self.decode::<ListBody>("list", project, &response.body)? {
-                ListBody::One(record) => {
-                    out.push(record);
-                    return Ok(out);
+            let (envs, next) = decode_list_page(&response.body)
+                .map_err(|e| self.undocumented("list", project, &e))?;
+            out.extend(envs);
+            match next {
+                Some(next) if Some(next) != until => until = Some(next),
+                Some(_) => {
+                    return Err(VercelError {
+                        operation: "list",
+                        project: project.to_string(),
+                        status: None,
+                        code: None,
+                        reason: SafeText::fixed(
+                            "pagination did not advance (the same `next` twice)",
+                        ),
+                    });
                 }
-                ListBody::Page { envs, pagination } => {
-                    out.extend(envs);
-                    match pagination.and_then(|p| p.next) {
-                        Some(next) if Some(next) != until => until = Some(next),
-                        Some(_) => {
-                            return Err(VercelError {
-                                operation: "list",
-                                project: project.to_string(),
-                                status: None,
-                                code: None,
-                                reason: SafeText::fixed(
-                                    "pagination did not advance (the same `next` twice)",
-                                ),
-                            });
-                        }
-                        None => return Ok(out),
-                    }
-                }
+                None => return Ok(out),
             }
         }
         Err(VercelError {
@@ -418,11 +439,7 @@ impl VercelApi for HttpVercel {
         .map_err(|e| self.error("upsert", project, e))?;
         match self.http.send(request).await {
             Ok(response) => {
-                let body: CreatedBody = self.decode("upsert", project, &response.body)?;
-                Ok(UpsertResult {
-                    created: body.created,
-                    failed: body.failed.into_iter().map(|f| f.error).collect(),
-                })
+                decode_upsert(&response.body).map_err(|e| self.undocumented("upsert", project, &e))
             }
             // Every element failed: Vercel answers 4xx and may still list them in `failed`.
             Err(HttpError::Status { status, body, .. })

@@ -32,6 +32,9 @@ struct Args {
     /// Records in the verification benchmark.
     #[arg(long, default_value_t = 100_000)]
     records: usize,
+    /// Only the rows of one area (`vercel`), for a quick look; the full table by default.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn domain_envelope() -> serde_json::Value {
@@ -97,6 +100,15 @@ async fn main() -> Result<()> {
     let root = keyward_integration::repo_root();
     let model = TemplateModel::load(&root.join("infra/template.yaml"))?;
     let moto = MotoServer::start().await?;
+    match args.only.as_deref() {
+        None => {}
+        Some("vercel") => {
+            println!("| metric | keyward | baseline | baseline / keyward |");
+            println!("|---|---:|---:|---:|");
+            return vercel_rows(&moto).await;
+        }
+        Some(other) => anyhow::bail!("--only takes `vercel`, not `{other}`"),
+    }
     let bucket = "keyward-bench";
     moto.create_bucket(bucket, BucketKind::ObjectLockCompliance { days: 1 })
         .await?;
@@ -143,6 +155,19 @@ async fn main() -> Result<()> {
         move || gateway_request(&fake.sign(&fake.github_claims(GATEWAY_AUDIENCE)))
     };
     let logs = keyward_integration::target_dir().join("keyward-logs/bench");
+    // The Vercel sync's first event is a parity sweep against the fake Vercel API.
+    let vercel = keyward_integration::fakes::vercel::FakeVercel::start(BENCH_VERCEL_TOKEN).await?;
+    vercel
+        .fake
+        .add_project("acme-web", Some(("team_acme", "acme")));
+    let vercel_credentials = aws_sdk_secretsmanager::Client::new(&moto.sdk_config())
+        .create_secret()
+        .name("keyward-bench-vercel")
+        .secret_string(serde_json::json!({"token": BENCH_VERCEL_TOKEN}).to_string())
+        .send()
+        .await?
+        .arn
+        .unwrap_or_default();
 
     println!(
         "keyward benchmarks ({} runs per cold start, {} cores, {})",
@@ -188,6 +213,11 @@ async fn main() -> Result<()> {
                 ("KEYWARD_STATE_BUCKET", _) => state_bucket.into(),
                 ("KEYWARD_OIDC_AUDIENCE", _) => GATEWAY_AUDIENCE.into(),
                 ("KEYWARD_OIDC_ISSUERS", _) => issuer.issuer(),
+                ("KEYWARD_SECRET_PREFIX", _) => "/acme/dev/".into(),
+                ("KEYWARD_VERCEL_CREDENTIALS_SECRET_ARN", _) => vercel_credentials.clone(),
+                ("KEYWARD_VERCEL_API_URL", _) => vercel.api_url(),
+                ("KEYWARD_VERCEL_REDEPLOY_QUEUE_URL", _) => String::new(),
+                ("KEYWARD_VERCEL_REDEPLOY_DEBOUNCE_SECS", _) => "60".into(),
                 // No Loki, no webhook, no network rules: the alert goes to the bus only.
                 (
                     "KEYWARD_LOKI_PUSH_URL"
@@ -323,6 +353,7 @@ async fn main() -> Result<()> {
         );
     }
     gateway_rps_row(&issuer).await?;
+    vercel_rows(&moto).await?;
     verify_row(args.records).await?;
     cloudtrail_rows(&args.bin_dir, args.records)?;
     writes_row(&moto, args.runs).await?;
@@ -335,6 +366,156 @@ async fn main() -> Result<()> {
 }
 
 const GATEWAY_AUDIENCE: &str = "https://keyward.acme.test/ci";
+const BENCH_VERCEL_TOKEN: &str = "vcp_bench_token_0123456789";
+
+type BenchSyncer = vercel_sync::Syncer<
+    vercel_sync::source::SecretsManagerSource,
+    vercel_sync::vercel::HttpVercel,
+    keyward_shared::adapters::aws::S3MarkerStore,
+    keyward_shared::ports::InMemoryEventPublisher,
+    vercel_sync::redeploy::InMemoryRedeployQueue,
+>;
+
+/// A syncer over moto (secrets, ledger bucket) and a fresh fake Vercel project.
+async fn bench_syncer(
+    moto: &MotoServer,
+    prefix: &str,
+) -> Result<(
+    BenchSyncer,
+    keyward_integration::fakes::vercel::RunningVercel,
+)> {
+    use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
+    let vercel = keyward_integration::fakes::vercel::FakeVercel::start(BENCH_VERCEL_TOKEN).await?;
+    vercel
+        .fake
+        .add_project("acme-web", Some(("team_acme", "acme")));
+    let bucket = format!(
+        "keyward-bench-vercel-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    moto.create_bucket(&bucket, BucketKind::Versioned).await?;
+    let redactor = keyward_shared::redact::Redactor::new();
+    let http = HttpClient::new(
+        "keyward-bench",
+        Duration::from_secs(10),
+        RetryPolicy::default(),
+        redactor.clone(),
+    )?;
+    let syncer = vercel_sync::Syncer {
+        source: vercel_sync::source::SecretsManagerSource::new(
+            aws_sdk_secretsmanager::Client::new(&moto.sdk_config()),
+            redactor.clone(),
+        ),
+        vercel: vercel_sync::vercel::HttpVercel::new(
+            http,
+            vercel.api_url(),
+            keyward_shared::redact::SecretString::from(BENCH_VERCEL_TOKEN.to_owned()),
+        ),
+        state: keyward_shared::adapters::aws::S3MarkerStore::new(moto.s3(), &bucket),
+        publisher: keyward_shared::ports::InMemoryEventPublisher::default(),
+        redeploy: None,
+        deploy_hooks: Default::default(),
+        secret_prefix: prefix.to_owned(),
+        debounce_secs: 0,
+        redactor,
+    };
+    Ok((syncer, vercel))
+}
+
+/// Creates `count` secrets under `prefix`, each mapped to production, preview and development.
+async fn mapped_secrets(moto: &MotoServer, prefix: &str, count: usize) -> Result<Vec<String>> {
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
+    let mut arns = Vec::with_capacity(count);
+    let mut pending = futures::stream::FuturesOrdered::new();
+    for n in 0..count {
+        let sm = sm.clone();
+        let tags = samples::governance_tags(
+            "random",
+            &[
+                ("keyward:vercel:project", "acme-web"),
+                ("keyward:vercel:team", "team_acme"),
+                ("keyward:vercel:targets", "production preview development"),
+                ("keyward:vercel:key", &format!("SECRET_{n:05}")),
+            ],
+        );
+        let name = format!("{prefix}svc/secret-{n:05}");
+        pending.push_back(async move {
+            sm.create_secret()
+                .name(name)
+                .secret_string(format!("value-{n}"))
+                .set_tags(Some(keyward_shared::adapters::aws::tags_to_sdk(&tags)))
+                .send()
+                .await
+        });
+        if pending.len() >= 8
+            && let Some(out) = futures::StreamExt::next(&mut pending).await
+        {
+            arns.push(out?.arn.unwrap_or_default());
+        }
+    }
+    while let Some(out) = futures::StreamExt::next(&mut pending).await {
+        arns.push(out?.arn.unwrap_or_default());
+    }
+    Ok(arns)
+}
+
+/// Vercel API calls per sync of 50 secrets x 3 targets (first, unchanged, one rotated), and the
+/// sweep time for 1,000 mapped secrets, all against the fake Vercel API and moto.
+async fn vercel_rows(moto: &MotoServer) -> Result<()> {
+    let calls = |vercel: &keyward_integration::fakes::vercel::RunningVercel| {
+        let seen = vercel.fake.seen();
+        let writes = seen.iter().filter(|s| s.method != "GET").count();
+        vercel.fake.clear_seen();
+        (seen.len(), writes)
+    };
+    let sweep =
+        serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+            .to_string();
+    let prefix = "/bench50/prod/";
+    let arns = mapped_secrets(moto, prefix, 50).await?;
+    let (syncer, vercel) = bench_syncer(moto, prefix).await?;
+    for (label, prepare) in [
+        ("first sync", false),
+        ("unchanged re-sync", false),
+        ("one rotated secret", true),
+    ] {
+        if prepare {
+            aws_sdk_secretsmanager::Client::new(&moto.sdk_config())
+                .put_secret_value()
+                .secret_id(&arns[7])
+                .secret_string("rotated-value")
+                .send()
+                .await?;
+        }
+        let report = syncer.handle(&sweep).await.map_err(|e| anyhow!("{e}"))?;
+        let (total, writes) = calls(&vercel);
+        println!(
+            "| Vercel API calls, 50 secrets x 3 targets, {label} | {total} calls ({writes} writes, {} records changed) | | |",
+            report.changed.len() * 3
+        );
+    }
+
+    let prefix = "/bench1k/prod/";
+    let created = Instant::now();
+    mapped_secrets(moto, prefix, 1_000).await?;
+    let setup = created.elapsed().as_secs_f64();
+    let (syncer, vercel) = bench_syncer(moto, prefix).await?;
+    for label in [
+        "first sweep (3,000 records written)",
+        "parity sweep (nothing to write)",
+    ] {
+        let started = Instant::now();
+        let report = syncer.handle(&sweep).await.map_err(|e| anyhow!("{e}"))?;
+        let secs = started.elapsed().as_secs_f64();
+        let (total, writes) = calls(&vercel);
+        println!(
+            "| Vercel sweep, 1,000 mapped secrets, {label} | {secs:.2} s ({total} Vercel calls, {writes} writes, {} secrets) | | |",
+            report.secrets
+        );
+    }
+    eprintln!("(creating the 1,000 secrets in moto took {setup:.1} s; not part of the sweep)");
+    Ok(())
+}
 
 /// A Function URL request (payload 2.0) for `POST /v1/preflight` with `token`.
 fn gateway_request(token: &str) -> serde_json::Value {
