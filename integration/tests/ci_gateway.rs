@@ -54,6 +54,7 @@ async fn world_with(entries: Vec<CatalogEntry>) -> World {
         catalog: InMemorySecretCatalog { entries },
         replay: InMemoryMarkerStore::default(),
         publisher: InMemoryEventPublisher::default(),
+        drift: None,
     };
     World { issuer, gateway }
 }
@@ -464,6 +465,7 @@ async fn world_sharing_issuer(w: &World) -> TestGatewayRef<'_> {
             catalog: InMemorySecretCatalog::default(),
             replay: InMemoryMarkerStore::default(),
             publisher: InMemoryEventPublisher::default(),
+            drift: None,
         },
     }
 }

@@ -299,7 +299,9 @@ pub enum EventData {
         version_id: String,
         results: Vec<VercelTargetResult>,
     },
-    /// keyward.vercel-sync: at least one target failed (the others are listed as they ended).
+    /// keyward.vercel-sync: not in parity: a target failed or drifted from what keyward wrote,
+    /// or the secret could not be synced at all (`error` says which; the targets are listed
+    /// as they ended).
     VercelSyncFailed {
         version_id: String,
         results: Vec<VercelTargetResult>,
@@ -323,15 +325,22 @@ pub enum EventData {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         evidence: BTreeMap<String, String>,
     },
-    /// keyward.drift-detector: a drift finding was fixed through a reviewed change and verified.
+    /// keyward.ci-gateway: a drift finding's fix was merged through a reviewed pull request and
+    /// verified by re-running detection for its scope (the post-merge route).
     DriftRemediated {
         fingerprint: String,
         drift_issue: String,
         change_request_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         jira_key: Option<String>,
+        environment: String,
+        cloud_provider: String,
+        pull_request: String,
         merge_commit: String,
         verified: bool,
+        /// What detection still found when `verified` is false.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remaining: Vec<String>,
     },
     /// keyward.ci-gateway: an authorisation decision on a CI request.
     GatewayDecision {
@@ -351,7 +360,7 @@ impl EventData {
         ("keyward.vercel-sync", "VercelSyncFailed"),
         ("keyward.anomaly-forwarder", "AnomalyDetected"),
         ("keyward.drift-detector", "DriftDetected"),
-        ("keyward.drift-detector", "DriftRemediated"),
+        ("keyward.ci-gateway", "DriftRemediated"),
         ("keyward.ci-gateway", "GatewayDecision"),
     ];
 
@@ -377,7 +386,8 @@ impl EventData {
                 "keyward.vercel-sync"
             }
             Self::AnomalyDetected { .. } => "keyward.anomaly-forwarder",
-            Self::DriftDetected { .. } | Self::DriftRemediated { .. } => "keyward.drift-detector",
+            Self::DriftDetected { .. } => "keyward.drift-detector",
+            Self::DriftRemediated { .. } => "keyward.ci-gateway",
         }
     }
 }

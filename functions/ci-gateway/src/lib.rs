@@ -26,8 +26,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::jwks::{JwksCache, JwksFetcher};
-use crate::policy::{Action, Policy, Scope};
+use crate::policy::{Action, Policy, Scope, pull_request_number};
 use crate::token::{Expectations, GithubClaims, TokenError};
+pub use drift_detector::remediation::{Disabled, DriftRemediation, RemediationError};
 
 /// github.com's Actions issuer; GHE issuers are added by configuration, never by prefix.
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -240,13 +241,15 @@ pub struct ValidateBody {
     pub request: Value,
 }
 
-pub struct Gateway<K, C, M, P> {
+pub struct Gateway<K, C, M, P, D = Disabled> {
     pub keys: JwksCache<K>,
     pub audience: String,
     pub loaded: Loaded,
     pub catalog: C,
     pub replay: M,
     pub publisher: P,
+    /// Drift remediation (pre-merge guard, post-merge verification); `None`: not configured.
+    pub drift: Option<D>,
 }
 
 fn now() -> DateTime<Utc> {
@@ -265,7 +268,14 @@ fn workflow_origin(claims: &GithubClaims) -> (CorrelationId, Actor) {
     )
 }
 
-impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gateway<K, C, M, P> {
+impl<K, C, M, P, D> Gateway<K, C, M, P, D>
+where
+    K: JwksFetcher,
+    C: SecretCatalog,
+    M: MarkerStore,
+    P: EventPublisher,
+    D: DriftRemediation,
+{
     /// Handles one request. Never fails: every outcome is a response.
     pub async fn handle(&self, request: &Request) -> Response {
         let response = self.route(request).await.unwrap_or_else(|refused| refused);
@@ -283,7 +293,16 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
             ("POST", "/v1/preflight") => Action::Preflight,
             ("POST", "/v1/sync/vercel") => Action::SyncVercel,
             ("POST", "/v1/secret-requests/validate") => Action::ValidateRequest,
-            (_, "/v1/preflight" | "/v1/sync/vercel" | "/v1/secret-requests/validate") => {
+            ("POST", "/v1/drift/pre-merge") => Action::DriftGuard,
+            ("POST", "/v1/drift/post-merge") => Action::DriftVerify,
+            (
+                _,
+                "/v1/preflight"
+                | "/v1/sync/vercel"
+                | "/v1/secret-requests/validate"
+                | "/v1/drift/pre-merge"
+                | "/v1/drift/post-merge",
+            ) => {
                 return Err(
                     Response::error(405, "method_not_allowed", "use POST").header("allow", "POST")
                 );
@@ -302,6 +321,9 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
             Action::Preflight => self.preflight(&claims, &request.body).await,
             Action::SyncVercel => self.sync(&claims, &request.body).await,
             Action::ValidateRequest => self.validate(&claims, &request.body).await,
+            Action::DriftGuard | Action::DriftVerify => {
+                self.drift(&claims, action, &request.body).await
+            }
         }
     }
 
@@ -396,6 +418,187 @@ impl<K: JwksFetcher, C: SecretCatalog, M: MarkerStore, P: EventPublisher> Gatewa
     }
 
     /// Puts the decision on the bus (→ the audit trail). An unrecorded decision is not made.
+    /// `POST /v1/drift/pre-merge` and `/v1/drift/post-merge`, body `{"pull_number": n}`: the
+    /// pull request is in the caller's own repository; a `pull_request` token may only name
+    /// the pull request it runs for. The guard answers 200 (passed) or 422 with every reason;
+    /// the verification 200 (verified: issue closed, `DriftRemediated` audited) or 409 (still
+    /// detected: commented on the issue, also audited).
+    async fn drift(
+        &self,
+        claims: &GithubClaims,
+        action: Action,
+        body: &[u8],
+    ) -> Result<Response, Response> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct PullBody {
+            pull_number: u64,
+        }
+        let body: PullBody = Self::body(body)?;
+        if let Some(own) = pull_request_number(&claims.r#ref)
+            && own != body.pull_number
+        {
+            return Err(Response::error(
+                403,
+                "forbidden",
+                format!(
+                    "this token runs for pull request #{own}, not #{}",
+                    body.pull_number
+                ),
+            ));
+        }
+        let Some(drift) = &self.drift else {
+            return Err(Response::unavailable(
+                "drift_not_configured",
+                "drift remediation is not configured on this gateway",
+            ));
+        };
+        // Nothing is read for a caller no binding lets do this anywhere.
+        if !self.loaded.policy.permits_any(claims, action) {
+            let denied = policy::Decision {
+                allowed: false,
+                reasons: vec![format!(
+                    "no binding grants {} to this workflow",
+                    action.as_str()
+                )],
+            };
+            let scope = Scope {
+                environment: String::new(),
+                service: None,
+            };
+            self.record(claims, action, &scope, &denied).await?;
+            return Err(Response::error(403, "forbidden", denied.reasons.join("; ")));
+        }
+        let unavailable = |e: RemediationError| {
+            tracing::error!(error = %e, "drift remediation failed");
+            match e {
+                RemediationError::NotConfigured => Response::unavailable(
+                    "drift_not_configured",
+                    "drift remediation is not configured on this gateway",
+                ),
+                RemediationError::Drift(_) => Response::unavailable(
+                    "drift_backend_unavailable",
+                    "GitHub, Jira or AWS could not be read; retry",
+                ),
+            }
+        };
+        match action {
+            Action::DriftGuard => {
+                let outcome = drift
+                    .pre_merge(&claims.repository, body.pull_number)
+                    .await
+                    .map_err(unavailable)?;
+                let scope = Scope {
+                    environment: outcome
+                        .fields
+                        .as_ref()
+                        .map(|f| f.environment.clone())
+                        .unwrap_or_default(),
+                    service: None,
+                };
+                if outcome.fields.is_some() {
+                    self.authorize(claims, action, &[scope]).await?;
+                }
+                let status = if outcome.passed { 200 } else { 422 };
+                Ok(Response::json(
+                    status,
+                    serde_json::to_value(&outcome).unwrap_or(Value::Null),
+                ))
+            }
+            _ => {
+                // Authorise on the environment the pull request names before acting on it:
+                // the guard's read is repeated here (the description may have changed).
+                let guard = drift
+                    .pre_merge(&claims.repository, body.pull_number)
+                    .await
+                    .map_err(unavailable)?;
+                let Some(fields) = guard.fields.clone() else {
+                    return Ok(Response::json(
+                        422,
+                        json!({"verified": false, "reasons": guard.reasons}),
+                    ));
+                };
+                // A merge that bypassed the guard (an admin merge, a changed description) is
+                // not a governed remediation. A closed issue is fine here: verification may
+                // be re-run.
+                let unmet: Vec<&String> = guard
+                    .reasons
+                    .iter()
+                    .filter(|r| !r.ends_with("is closed"))
+                    .collect();
+                if !unmet.is_empty() {
+                    return Ok(Response::json(
+                        422,
+                        json!({"verified": false, "reasons": unmet}),
+                    ));
+                }
+                self.authorize(
+                    claims,
+                    action,
+                    &[Scope {
+                        environment: fields.environment.clone(),
+                        service: None,
+                    }],
+                )
+                .await?;
+                let outcome = drift
+                    .post_merge(&claims.repository, body.pull_number)
+                    .await
+                    .map_err(unavailable)?;
+                if let (Some(fields), Some(fingerprint)) = (&outcome.fields, &outcome.fingerprint) {
+                    let (correlation, actor) = workflow_origin(claims);
+                    let event = DomainEvent::new(
+                        correlation,
+                        actor,
+                        drift_detector::findings::Finding::secret_of(fingerprint).map(|name| {
+                            SecretRef {
+                                name: name.to_owned(),
+                                arn: None,
+                            }
+                        }),
+                        if outcome.verified {
+                            Outcome::Success
+                        } else {
+                            Outcome::Failure
+                        },
+                        EventData::DriftRemediated {
+                            fingerprint: fingerprint.clone(),
+                            drift_issue: format!("#{}", fields.drift_issue),
+                            change_request_id: fields.change_request_id.clone(),
+                            jira_key: fields.jira_key.clone(),
+                            environment: fields.environment.clone(),
+                            cloud_provider: fields.cloud_provider.clone(),
+                            pull_request: format!("{}#{}", claims.repository, body.pull_number),
+                            merge_commit: outcome.merge_commit.clone().unwrap_or_default(),
+                            verified: outcome.verified,
+                            remaining: outcome.remaining.clone(),
+                        },
+                    );
+                    self.publisher.publish(&[event]).await.map_err(|e| {
+                        tracing::error!(error = %e, "could not record the remediation");
+                        Response::unavailable(
+                            "audit_unavailable",
+                            "the remediation could not be recorded; retry",
+                        )
+                    })?;
+                }
+                let status = if outcome.verified {
+                    200
+                } else if outcome.fingerprint.is_some()
+                    && outcome.reasons.iter().any(|r| r.contains("still detected"))
+                {
+                    409
+                } else {
+                    422
+                };
+                Ok(Response::json(
+                    status,
+                    serde_json::to_value(&outcome).unwrap_or(Value::Null),
+                ))
+            }
+        }
+    }
+
     async fn record(
         &self,
         claims: &GithubClaims,

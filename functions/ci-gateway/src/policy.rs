@@ -31,6 +31,10 @@ pub enum Action {
     Preflight,
     SyncVercel,
     ValidateRequest,
+    /// The pre-merge check of a drift-fix pull request.
+    DriftGuard,
+    /// The post-merge verification of a drift fix.
+    DriftVerify,
 }
 
 impl Action {
@@ -39,6 +43,8 @@ impl Action {
             Action::Preflight => "preflight",
             Action::SyncVercel => "sync-vercel",
             Action::ValidateRequest => "validate-request",
+            Action::DriftGuard => "drift-guard",
+            Action::DriftVerify => "drift-verify",
         }
     }
 }
@@ -64,6 +70,11 @@ pub struct Binding {
     pub job_workflow_refs: Vec<String>,
     #[serde(default = "github_hosted")]
     pub runner_environment: String,
+    /// Also accept `pull_request` tokens, whose ref is `refs/pull/<number>/merge` (the one
+    /// ref form that is not listed exactly: each pull request has its own). Routes that act on
+    /// a pull request then only accept that number.
+    #[serde(default)]
+    pub pull_requests: bool,
     pub allow: Vec<Grant>,
 }
 
@@ -91,6 +102,15 @@ pub enum PolicyError {
     Version(u32),
     #[error("gateway policy: binding `{binding}`: {message}")]
     Invalid { binding: String, message: String },
+}
+
+/// The number in a pull request's merge ref `refs/pull/<number>/merge`.
+pub fn pull_request_number(r#ref: &str) -> Option<u64> {
+    let number = r#ref.strip_prefix("refs/pull/")?.strip_suffix("/merge")?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    number.parse().ok()
 }
 
 /// What a request asks to touch.
@@ -164,12 +184,41 @@ impl Policy {
                     "pull_request_target runs a pull request's code with the base branch's token; it is never allowed",
                 ));
             }
+            if binding.pull_requests && !binding.event_names.iter().any(|e| e == "pull_request") {
+                return Err(invalid(
+                    "pull_requests: true needs `pull_request` in event_names",
+                ));
+            }
             if binding.allow.iter().any(|g| g.environments.is_empty()) {
                 return Err(invalid("each grant names its environments"));
             }
         }
         Ok(Self {
             bindings: file.bindings,
+        })
+    }
+
+    /// Whether some binding would let `claims` perform `action` in at least one environment:
+    /// the check before a route reads anything on the caller's behalf, when the environment
+    /// is only known from what it reads.
+    pub fn permits_any(&self, claims: &GithubClaims, action: Action) -> bool {
+        let environments: std::collections::BTreeSet<&String> = self
+            .bindings
+            .iter()
+            .flat_map(|b| b.allow.iter())
+            .filter(|g| g.action == action)
+            .flat_map(|g| g.environments.iter())
+            .collect();
+        environments.into_iter().any(|environment| {
+            self.decide(
+                claims,
+                action,
+                &Scope {
+                    environment: environment.clone(),
+                    service: None,
+                },
+            )
+            .allowed
         })
     }
 
@@ -199,7 +248,10 @@ impl Policy {
         let mut reasons = Vec::new();
         for binding in candidates {
             let mut misses = Vec::new();
-            if !binding.refs.contains(&claims.r#ref) {
+            let pull_ref = binding.pull_requests
+                && claims.event_name == "pull_request"
+                && pull_request_number(&claims.r#ref).is_some();
+            if !pull_ref && !binding.refs.contains(&claims.r#ref) {
                 misses.push(format!("ref {} not allowed", claims.r#ref));
             }
             if !binding.event_names.contains(&claims.event_name) {

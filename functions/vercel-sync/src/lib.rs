@@ -362,7 +362,8 @@ struct VercelErrorSummary {
     transient: bool,
 }
 
-fn ledger_key(secret: &str) -> String {
+/// Where a secret's sync ledger lives in the state bucket (read by the drift detector too).
+pub fn ledger_key(secret: &str) -> String {
     format!(
         "{LEDGER_PREFIX}{}.json",
         hex::encode(Sha256::digest(secret.as_bytes()))

@@ -182,6 +182,28 @@ pub fn desired_slots(
     (desired, unknown)
 }
 
+/// The slots a mapping asks for, named as the mapping names them (custom environments by the
+/// slug or id written in the tag, unresolved): what a ledger written for it must cover.
+pub fn mapped_slots(mapping: &VercelMapping) -> Vec<Slot> {
+    let (mut desired, unknown) = desired_slots(
+        mapping,
+        &mapping
+            .targets
+            .iter()
+            .filter_map(|t| match t {
+                VercelTarget::Custom(name) => Some(CustomEnvironment {
+                    id: name.clone(),
+                    slug: name.clone(),
+                }),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+    );
+    debug_assert!(unknown.is_empty());
+    desired.sort_by(|a, b| a.slot.cmp(&b.slot));
+    desired.into_iter().map(|d| d.slot).collect()
+}
+
 /// Whether the record sits in (part of) the slot's conflict space.
 fn overlaps(record: &EnvRecord, desired: &Desired) -> bool {
     record.key == desired.slot.key

@@ -552,6 +552,7 @@ async fn gateway_rps_row(issuer: &keyward_integration::fakes::oidc::RunningIssue
         catalog: InMemorySecretCatalog::default(),
         replay: InMemoryMarkerStore::default(),
         publisher: DiscardingPublisher,
+        drift: None::<ci_gateway::Disabled>,
     };
     let tokens: Vec<String> = (0..64)
         .map(|_| {

@@ -1,0 +1,279 @@
+//! The actual state: the manifest CI wrote to S3, the secrets as `ListSecrets` shows them,
+//! replication status (`DescribeSecret`, only for secrets that declare replicas) and resource
+//! policies (`GetResourcePolicy`, bounded concurrency: it shares a 50 TPS quota with
+//! Get/Put/DeleteResourcePolicy). Every call is counted, so a run reports what it cost.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt;
+use keyward_shared::adapters::aws::{SecretsManagerCatalog, sdk_error_text};
+use keyward_shared::manifest::{ENUMS_FILE, Manifest};
+use keyward_shared::ports::{CatalogEntry, SecretCatalog};
+use keyward_shared::redact::SafeText;
+use serde::Serialize;
+
+use crate::findings::{PolicyGrants, ReplicaStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("reading the manifest: {0}")]
+    Manifest(String),
+    #[error("{operation} failed: {reason}")]
+    Aws {
+        operation: &'static str,
+        reason: SafeText,
+    },
+}
+
+/// API calls made in one run, by operation.
+#[derive(Debug, Default)]
+pub struct CallCounter {
+    pub list_pages: AtomicU64,
+    pub describe: AtomicU64,
+    pub get_policy: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Calls {
+    pub list_secrets_pages: u64,
+    pub describe_secret: u64,
+    pub get_resource_policy: u64,
+}
+
+impl CallCounter {
+    pub fn snapshot(&self) -> Calls {
+        Calls {
+            list_secrets_pages: self.list_pages.load(Ordering::Relaxed),
+            describe_secret: self.describe.load(Ordering::Relaxed),
+            get_resource_policy: self.get_policy.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub trait Account: Send + Sync {
+    /// The manifest as CI last wrote it; an incomplete or invalid one is an error, never a
+    /// partial result.
+    fn manifest(&self) -> impl Future<Output = Result<Manifest, AccountError>> + Send;
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<CatalogEntry>, AccountError>> + Send;
+    fn replication(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Vec<ReplicaStatus>, AccountError>> + Send;
+    /// `Ok(None)`: the secret has no resource policy.
+    fn policy(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Option<String>, AccountError>> + Send;
+    fn calls(&self) -> Calls;
+}
+
+/// How many `GetResourcePolicy` calls are in flight at once (the SDK's standard retry backs off
+/// on throttling; 8 in flight stays well under the shared 50 TPS).
+pub const POLICY_CONCURRENCY: usize = 8;
+
+pub struct AwsAccount {
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub s3: aws_sdk_s3::Client,
+    /// `s3://bucket/prefix/` where CI writes the manifest files and `enums.yaml`.
+    pub manifest_bucket: String,
+    pub manifest_prefix: String,
+    pub counter: CallCounter,
+}
+
+impl AwsAccount {
+    async fn read_object(&self, key: &str) -> Result<String, AccountError> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.manifest_bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                AccountError::Manifest(format!(
+                    "s3://{}/{key}: {}",
+                    self.manifest_bucket,
+                    sdk_error_text(&e)
+                ))
+            })?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| {
+                AccountError::Manifest(format!("s3://{}/{key}: {e}", self.manifest_bucket))
+            })?
+            .into_bytes();
+        String::from_utf8(bytes.to_vec()).map_err(|_| {
+            AccountError::Manifest(format!("s3://{}/{key} is not UTF-8", self.manifest_bucket))
+        })
+    }
+}
+
+/// Builds the manifest from already-read files: `enums.yaml` plus every other `.yaml`/`.yml`.
+pub fn manifest_from_files(files: &[(String, String)]) -> Result<Manifest, AccountError> {
+    let enums = files
+        .iter()
+        .find(|(name, _)| name.rsplit('/').next() == Some(ENUMS_FILE))
+        .ok_or_else(|| {
+            AccountError::Manifest(format!("no {ENUMS_FILE} beside the manifest files"))
+        })?;
+    let documents: Vec<(&str, &str)> = files
+        .iter()
+        .filter(|(name, _)| {
+            name.rsplit('/').next() != Some(ENUMS_FILE)
+                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+        })
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    if documents.is_empty() {
+        return Err(AccountError::Manifest("no manifest files found".into()));
+    }
+    Manifest::from_sources(&documents, (enums.0.as_str(), enums.1.as_str()))
+        .map_err(|e| AccountError::Manifest(e.to_string()))
+}
+
+impl Account for AwsAccount {
+    async fn manifest(&self) -> Result<Manifest, AccountError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.manifest_bucket)
+            .prefix(&self.manifest_prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                AccountError::Manifest(format!(
+                    "listing s3://{}/{}: {}",
+                    self.manifest_bucket,
+                    self.manifest_prefix,
+                    sdk_error_text(&e)
+                ))
+            })?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        let mut files = Vec::new();
+        for key in keys
+            .into_iter()
+            .filter(|k| k.ends_with(".yaml") || k.ends_with(".yml"))
+        {
+            let text = self.read_object(&key).await?;
+            files.push((key, text));
+        }
+        manifest_from_files(&files)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<CatalogEntry>, AccountError> {
+        // Pages are counted as they are fetched; the catalog adapter pages by 100.
+        let entries = SecretsManagerCatalog::new(self.secrets.clone())
+            .list(prefix)
+            .await
+            .map_err(|e| AccountError::Aws {
+                operation: "ListSecrets",
+                reason: e.0,
+            })?;
+        self.counter.list_pages.fetch_add(
+            (entries.len() as u64).div_ceil(100).max(1),
+            Ordering::Relaxed,
+        );
+        Ok(entries)
+    }
+
+    async fn replication(&self, arn: &str) -> Result<Vec<ReplicaStatus>, AccountError> {
+        self.counter.describe.fetch_add(1, Ordering::Relaxed);
+        let out = self
+            .secrets
+            .describe_secret()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| AccountError::Aws {
+                operation: "DescribeSecret",
+                reason: sdk_error_text(&e),
+            })?;
+        Ok(out
+            .replication_status()
+            .iter()
+            .map(|r| ReplicaStatus {
+                region: r.region().unwrap_or_default().to_owned(),
+                status: r
+                    .status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                message: r.status_message().map(str::to_owned),
+            })
+            .collect())
+    }
+
+    async fn policy(&self, arn: &str) -> Result<Option<String>, AccountError> {
+        self.counter.get_policy.fetch_add(1, Ordering::Relaxed);
+        let out = self
+            .secrets
+            .get_resource_policy()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| AccountError::Aws {
+                operation: "GetResourcePolicy",
+                reason: sdk_error_text(&e),
+            })?;
+        Ok(out.resource_policy().map(str::to_owned))
+    }
+
+    fn calls(&self) -> Calls {
+        self.counter.snapshot()
+    }
+}
+
+/// Replication status of every listed secret that declares replicas.
+pub async fn replication_of<A: Account>(
+    account: &A,
+    wanted: &[(String, String)],
+) -> Result<BTreeMap<String, Vec<ReplicaStatus>>, AccountError> {
+    let mut out = BTreeMap::new();
+    for (name, arn) in wanted {
+        out.insert(name.clone(), account.replication(arn).await?);
+    }
+    Ok(out)
+}
+
+/// Resource policies of the given secrets, `POLICY_CONCURRENCY` at a time.
+pub async fn policies_of<A: Account>(
+    account: &A,
+    secrets: &[(String, String)],
+) -> Result<BTreeMap<String, Option<PolicyGrants>>, AccountError> {
+    let results: Vec<(String, Result<Option<String>, AccountError>)> =
+        // Owned items: a closure over borrowed tuples makes the future's `Send` bound
+        // lifetime-generic, which the compiler cannot prove.
+        futures::stream::iter(secrets.to_vec().into_iter().map(|(name, arn)| async move {
+            let result = account.policy(&arn).await;
+            (name, result)
+        }))
+        .buffer_unordered(POLICY_CONCURRENCY)
+        .collect()
+        .await;
+    let mut out = BTreeMap::new();
+    for (name, result) in results {
+        let grants = match result? {
+            None => None,
+            // A policy that does not parse is reported as public: it cannot be shown not to be.
+            Some(text) => Some(PolicyGrants::parse(&text).unwrap_or(PolicyGrants {
+                public: true,
+                principals: Default::default(),
+            })),
+        };
+        out.insert(name, grants);
+    }
+    Ok(out)
+}
