@@ -5,6 +5,8 @@
 //! issuer). [`serve`] is the shared way to run one on a free port.
 
 pub mod auth0;
+pub mod github;
+pub mod jira;
 pub mod loki;
 pub mod oidc;
 pub mod vercel;

@@ -1,7 +1,7 @@
 //! The scripted scenario the local stack runs: provision, read governance back, route domain
 //! events to the functions, and check every outcome. Each function issue extends it.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket, SecretsManagerCatalog};
 use keyward_shared::audit::{DigestSigner, ObjectKind, Status, VerifyOptions, verify};
 use keyward_shared::events::{
@@ -38,8 +38,9 @@ impl ScenarioReport {
     }
 }
 
-/// An event the drift detector will emit once it lands; until then the scenario puts it on the
-/// bus itself, through the same production publisher.
+/// A domain event of the drift detector's shape, put on the bus through the production
+/// publisher: the routing, redelivery and forgery checks below replay and tamper with it, which
+/// they cannot do to an event a function has already delivered.
 fn sample_events() -> Vec<DomainEvent> {
     vec![DomainEvent::new(
         CorrelationId::generate(),
@@ -343,7 +344,50 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         ),
     );
 
-    // 10. The digest schedule seals the trail; the verifier walks it offline with the public key.
+    // 10. Drift: the schedule finds what differs from the manifest (the dev secret has no
+    // customer-managed key) and tickets it once; a governed fix passes the pre-merge guard,
+    // and after the merge the verification finds it gone, closes the tickets and audits it.
+    let before_drift = stack.audit_versions().await?.len();
+    let drift = remediate_drift(&mut stack).await?;
+    report.check(
+        "drift: finding ticketed once (GitHub, Jira, webhook)",
+        drift.findings >= 1
+            && drift.issues == drift.findings
+            && drift.jira == drift.findings
+            && drift.notified == drift.findings
+            && drift.second_run_opened == 0,
+        drift.detail.clone(),
+    );
+    report.check(
+        "drift: guard passes a governed fix",
+        drift.guard_status == 200 && drift.guard_refused_status == 422,
+        format!(
+            "{} with 2 approvals; {} with 1 ({})",
+            drift.guard_status, drift.guard_refused_status, drift.guard_refusal
+        ),
+    );
+    report.check(
+        "drift: fix verified, tickets closed",
+        drift.verify_status == 200 && drift.issue_closed && drift.jira_done,
+        format!(
+            "post-merge {}; issue closed {}; Jira Done {}",
+            drift.verify_status, drift.issue_closed, drift.jira_done
+        ),
+    );
+    let drift_deliveries = stack.pump().await?;
+    let audited = stack.audit_versions().await?;
+    report.check(
+        "drift: detection and remediation audited",
+        audited.len() == before_drift + drift.findings + 1 + drift.decisions,
+        format!(
+            "{drift_deliveries} deliveries: {} DriftDetected, 1 DriftRemediated, {} GatewayDecision; {} audit objects",
+            drift.findings,
+            drift.decisions,
+            audited.len()
+        ),
+    );
+
+    // 11. The digest schedule seals the trail; the verifier walks it offline with the public key.
     // (Wait out the current second: S3 LastModified has one-second resolution, and the digest
     // covers records written before its period end.)
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -390,7 +434,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         format!("{dlq} messages"),
     );
 
-    // 11. No provisioned or rotated secret value (nor a token) appears in any function's logs.
+    // 12. No provisioned or rotated secret value (nor a token) appears in any function's logs.
     let logs = stack.function_logs();
     let leaked = stack
         .provisioned_values
@@ -409,6 +453,193 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
     );
 
     Ok((stack, report))
+}
+
+struct DriftRun {
+    findings: usize,
+    issues: usize,
+    jira: usize,
+    notified: usize,
+    second_run_opened: usize,
+    detail: String,
+    guard_status: u16,
+    guard_refused_status: u16,
+    guard_refusal: String,
+    verify_status: u16,
+    issue_closed: bool,
+    jira_done: bool,
+    /// GatewayDecision events the drift routes recorded.
+    decisions: usize,
+}
+
+async fn remediate_drift(stack: &mut LocalStack) -> Result<DriftRun> {
+    let (owner, repo) = ("acme", "platform");
+    let first = stack
+        .tick("DriftDetectorFunction.Detect", chrono::Utc::now())
+        .await?;
+    let findings = first["findings"].as_u64().unwrap_or(0) as usize;
+    let second = stack
+        .tick("DriftDetectorFunction.Detect", chrono::Utc::now())
+        .await?;
+    let issues = stack.github.fake.issues(owner, repo);
+    let jira = stack.jira.fake.issues();
+    let notified = stack
+        .drift_webhook
+        .fake
+        .messages()
+        .iter()
+        .map(|m| {
+            m["text"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with('•'))
+                .count()
+        })
+        .sum();
+    let detail = format!(
+        "{findings} finding(s) {}; {} issue(s), {} Jira issue(s); second run opened {}",
+        first["by_kind"],
+        issues.len(),
+        jira.len(),
+        second["tickets"]["opened"]
+    );
+    // The fix for the first issue: a pull request with the governance fields.
+    let issue = issues.first().context("the drift run opened no issue")?;
+    let kind = issue
+        .title
+        .trim_start_matches("Drift: ")
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let jira_key = jira.first().map(|j| j.key.clone()).unwrap_or_default();
+    let body = format!(
+        "Moves the secret to the customer-managed key.\n\nDrift Issue: #{}\nDrift Type: {kind}\nChange Request ID: CR-7001\nEnvironment: dev\nCloud Provider: aws\nJira Key: {jira_key}\n",
+        issue.number
+    );
+    let pull = stack.github.fake.open_pull(
+        owner,
+        repo,
+        crate::fakes::github::PullSeed {
+            title: "Fix drift".into(),
+            body,
+            author: "alice".into(),
+            head_sha: "c".repeat(40),
+            base_ref: "main".into(),
+        },
+    );
+    let audience = crate::stack::GATEWAY_AUDIENCE;
+    let issuer = stack.oidc.fake.clone();
+    let platform = |event: &str, r#ref: &str, workflow: &str| {
+        let mut claims = issuer.github_claims(audience);
+        claims["repository"] = "acme/platform".into();
+        claims["repository_id"] = "2000010".into();
+        claims["event_name"] = event.into();
+        claims["ref"] = r#ref.into();
+        claims["job_workflow_ref"] =
+            format!("acme/platform/.github/workflows/{workflow}@refs/heads/main").into();
+        claims.as_object_mut().map(|c| c.remove("environment"));
+        issuer.sign(&claims)
+    };
+    let pr_ref = format!("refs/pull/{pull}/merge");
+    let guard_body = serde_json::json!({"pull_number": pull});
+    stack
+        .github
+        .fake
+        .review(owner, repo, pull, "bob", "APPROVED");
+    let (guard_refused_status, refused) = stack
+        .call_gateway(
+            "/v1/drift/pre-merge",
+            &platform("pull_request", &pr_ref, "drift-guard.yml"),
+            &guard_body,
+            "one approval",
+        )
+        .await?;
+    stack
+        .github
+        .fake
+        .review(owner, repo, pull, "carol", "APPROVED");
+    let (guard_status, _) = stack
+        .call_gateway(
+            "/v1/drift/pre-merge",
+            &platform("pull_request", &pr_ref, "drift-guard.yml"),
+            &guard_body,
+            "",
+        )
+        .await?;
+    // The change itself (here: what the pull request's Terraform would apply), then the merge.
+    let secret = drift_detector::findings::Finding::secret_of(
+        drift_detector::tickets::fingerprint_in(&issue.body).unwrap_or_default(),
+    )
+    .unwrap_or_default()
+    .to_owned();
+    apply_fix(stack, &kind, &secret).await?;
+    stack.github.fake.merge_pull(owner, repo, pull, "carol");
+    let (verify_status, _) = stack
+        .call_gateway(
+            "/v1/drift/post-merge",
+            &platform("push", "refs/heads/main", "drift-verify.yml"),
+            &guard_body,
+            "",
+        )
+        .await?;
+    let issue_closed = stack
+        .github
+        .fake
+        .issues(owner, repo)
+        .iter()
+        .any(|i| i.number == issue.number && i.state == "closed");
+    let jira_done = stack
+        .jira
+        .fake
+        .issues()
+        .iter()
+        .any(|j| j.key == jira_key && j.status == "Done");
+    Ok(DriftRun {
+        findings,
+        issues: issues.len(),
+        jira: jira.len(),
+        notified,
+        second_run_opened: second["tickets"]["opened"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(usize::MAX),
+        detail,
+        guard_status,
+        guard_refused_status,
+        guard_refusal: refused["reasons"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        verify_status,
+        issue_closed,
+        jira_done,
+        decisions: 3,
+    })
+}
+
+/// What the drift fix's pull request changes in the account.
+async fn apply_fix(stack: &LocalStack, kind: &str, secret: &str) -> Result<()> {
+    let sm = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config());
+    match kind {
+        "aws-managed-key" => {
+            let key = aws_sdk_kms::Client::new(&stack.moto.sdk_config())
+                .create_key()
+                .send()
+                .await?
+                .key_metadata
+                .and_then(|m| m.arn)
+                .context("CreateKey returned no ARN")?;
+            sm.update_secret()
+                .secret_id(secret)
+                .kms_key_id(key)
+                .send()
+                .await?;
+            Ok(())
+        }
+        other => anyhow::bail!("the scenario does not know how to fix {other} on {secret}"),
+    }
 }
 
 /// The dev secret with a Vercel mapping (preview and development, `SESSION_SECRET`).

@@ -21,6 +21,8 @@ use keyward_shared::redact::SecretString;
 use keyward_shared::tags;
 
 use crate::fakes::auth0::{FakeAuth0, ROTATE_SCOPE, RunningAuth0};
+use crate::fakes::github::{FakeGithub, RunningGithub};
+use crate::fakes::jira::{FakeJira, RunningJira};
 use crate::fakes::loki::{FakeLoki, RunningLoki};
 use crate::fakes::oidc::{FakeIssuer, RunningIssuer};
 use crate::fakes::vercel::{FakeVercel, RunningVercel};
@@ -36,6 +38,10 @@ pub const GATEWAY_AUDIENCE: &str = "https://keyward.acme.test/ci";
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The Vercel token the local stack's credentials secret holds (the fake accepts only it).
 pub const VERCEL_TOKEN: &str = "vcp_localstack_7c1d9e2f4a6b8c0d";
+/// The drift detector's GitHub token and Jira credentials (the fakes accept only these).
+pub const GITHUB_TOKEN: &str = "ghp_localstack0123456789abcdef";
+pub const JIRA_EMAIL: &str = "keyward@acme.example";
+pub const JIRA_TOKEN: &str = "ATATT3xFfGF0localstack";
 
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -111,6 +117,13 @@ pub struct LocalStack {
     pub vercel_project: String,
     /// The debounce queue of Vercel redeploys (delay 0 here: the stack drains it itself).
     pub redeploy_url: String,
+    /// Drift tickets: the fake GitHub (issues in `acme/platform`, the drift fixes' pull
+    /// requests) and Jira (project SEC), and the webhook drift notifications go to.
+    pub github: RunningGithub,
+    pub jira: RunningJira,
+    pub drift_webhook: RunningWebhook,
+    /// Where the manifest lives for the drift detector (`manifest/` in this bucket).
+    pub config_bucket: String,
     _ca_dir: tempfile::TempDir,
     pub timeline: Vec<TimelineEntry>,
     /// Every envelope drained from the bus, in order (for redelivery drills).
@@ -238,6 +251,54 @@ impl LocalStack {
             .arn
             .context("CreateSecret returned no ARN")?;
         let redeploy_url = create_queue(&sqs, &format!("keyward-vercel-redeploy-{suffix}")).await?;
+
+        // Drift: the manifest where CI would write it, GitHub and Jira for tickets, a webhook
+        // for notifications, and the credentials secret naming them.
+        let config_bucket = format!("keyward-config-{suffix}");
+        moto.create_bucket(&config_bucket, BucketKind::Versioned)
+            .await
+            .context("create the config bucket")?;
+        for entry in std::fs::read_dir(&options.manifest)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            moto.s3()
+                .put_object()
+                .bucket(&config_bucket)
+                .key(format!("manifest/{name}"))
+                .body(std::fs::read(&path)?.into())
+                .send()
+                .await
+                .with_context(|| format!("upload manifest/{name}"))?;
+        }
+        let github = FakeGithub::start(GITHUB_TOKEN).await?;
+        github.fake.add_repo("acme", "platform");
+        let jira = FakeJira::start(JIRA_EMAIL, JIRA_TOKEN).await?;
+        jira.fake.add_project("SEC");
+        let drift_webhook = FakeWebhook::start().await?;
+        let drift_credentials_arn = secrets
+            .create_secret()
+            .name(format!("keyward-drift-{suffix}"))
+            .secret_string(
+                serde_json::json!({
+                    "github_token": GITHUB_TOKEN,
+                    "jira_email": JIRA_EMAIL,
+                    "jira_api_token": JIRA_TOKEN,
+                    "webhook_url": drift_webhook.url(),
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .context("create the drift credentials secret")?
+            .arn
+            .context("CreateSecret returned no ARN")?;
         let webhook_secret_arn = secrets
             .create_secret()
             .name(format!("keyward-alert-webhook-{suffix}"))
@@ -262,6 +323,9 @@ impl LocalStack {
             SecretString::from(webhook.url()),
             SecretString::from(VERCEL_TOKEN.to_owned()),
             SecretString::from(deploy_hook.clone()),
+            SecretString::from(GITHUB_TOKEN.to_owned()),
+            SecretString::from(JIRA_TOKEN.to_owned()),
+            SecretString::from(drift_webhook.url()),
         ];
         let mut arns: BTreeMap<String, String> = BTreeMap::new();
         let mut auth0_clients = BTreeMap::new();
@@ -341,6 +405,16 @@ impl LocalStack {
                     ("KEYWARD_VERCEL_API_URL", _) => vercel.api_url(),
                     ("KEYWARD_VERCEL_REDEPLOY_QUEUE_URL", _) => redeploy_url.clone(),
                     ("KEYWARD_VERCEL_REDEPLOY_DEBOUNCE_SECS", _) => "0".into(),
+                    ("KEYWARD_MANIFEST_S3_URI", _) => format!("s3://{config_bucket}/manifest/"),
+                    ("KEYWARD_DRIFT_CREDENTIALS_SECRET_ARN", _) => drift_credentials_arn.clone(),
+                    ("KEYWARD_DRIFT_GITHUB_REPO", _) => "acme/platform".into(),
+                    ("KEYWARD_GITHUB_API_URL", _) => github.api_url(),
+                    ("ENABLE_JIRA_INTEGRATION", _) => "true".into(),
+                    ("KEYWARD_JIRA_URL", _) => jira.base_url(),
+                    ("KEYWARD_JIRA_PROJECT", _) => "SEC".into(),
+                    ("ENABLE_DRIFT_NOTIFICATIONS", _) => "true".into(),
+                    ("KEYWARD_DRIFT_UNUSED_DAYS", _) => "90".into(),
+                    ("MIN_DRIFT_PR_APPROVALS", _) => "2".into(),
                     ("KEYWARD_EVENT_BUS", _) => continue,
                     (other, reference) => bail!(
                         "the local stack does not know how to provide {other} ({reference:?}) for {}",
@@ -378,6 +452,10 @@ impl LocalStack {
             vercel,
             vercel_project,
             redeploy_url,
+            github,
+            jira,
+            drift_webhook,
+            config_bucket,
             _ca_dir: ca_dir,
             timeline: Vec::new(),
             delivered: Vec::new(),
@@ -834,6 +912,18 @@ fn summarise(response: &serde_json::Value) -> String {
     let number = |key: &str| response.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
     match (text("outcome"), text("key"), text("input")) {
         (Some(outcome), Some(key), _) => format!("{outcome} {key}"),
+        // The drift detector: what it found and what it ticketed.
+        (_, _, _) if response.get("findings").is_some() && response.get("tickets").is_some() => {
+            format!(
+                "{} finding(s) {}; issues opened {}, updated {}, unchanged {}; Jira {}",
+                number("findings"),
+                response["by_kind"],
+                response["tickets"]["opened"],
+                response["tickets"]["updated"],
+                response["tickets"]["unchanged"],
+                response["tickets"]["jira_created"]
+            )
+        }
         // The Vercel sync: how many secrets, what it wrote, what it found.
         (_, _, Some(input)) if response.get("writes").is_some() => format!(
             "{input}: {} secret(s), {} write call(s), changed {}, drift {}, failed {}, redeploys {}",

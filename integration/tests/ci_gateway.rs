@@ -931,3 +931,101 @@ async fn a_secret_request_needs_every_environment_it_names_granted() {
         .await;
     assert_eq!(response.status, 200, "{:?}", response.body);
 }
+
+fn drift_guard_claims(w: &World, pull: u64) -> Value {
+    let mut claims = w.claims();
+    claims["repository"] = "acme/platform".into();
+    claims["repository_id"] = "2000010".into();
+    claims["event_name"] = "pull_request".into();
+    claims["ref"] = format!("refs/pull/{pull}/merge").into();
+    claims["job_workflow_ref"] =
+        "acme/platform/.github/workflows/drift-guard.yml@refs/heads/main".into();
+    claims.as_object_mut().unwrap().remove("environment");
+    claims
+}
+
+#[tokio::test]
+async fn drift_routes_bind_a_pull_request_token_to_its_own_pull_request() {
+    let w = world().await;
+    // A pull request's token naming another pull request: refused before anything is read.
+    let token = w.token(&drift_guard_claims(&w, 42));
+    let response = w
+        .call(
+            "/v1/drift/pre-merge",
+            Some(&token),
+            json!({"pull_number": 43}),
+        )
+        .await;
+    assert_eq!(response.status, 403, "{:?}", response.body);
+    assert!(
+        response.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("#42, not #43")
+    );
+    // Its own: this gateway has no drift backend configured, so 503 says so.
+    let token = w.token(&drift_guard_claims(&w, 42));
+    let response = w
+        .call(
+            "/v1/drift/pre-merge",
+            Some(&token),
+            json!({"pull_number": 42}),
+        )
+        .await;
+    assert_eq!(response.status, 503, "{:?}", response.body);
+    assert_eq!(response.body["error"]["code"], "drift_not_configured");
+    // Bad bodies and methods.
+    let token = w.token(&drift_guard_claims(&w, 42));
+    let response = w
+        .call("/v1/drift/post-merge", Some(&token), json!({"pull": 42}))
+        .await;
+    assert_eq!(response.status, 400, "{:?}", response.body);
+}
+
+#[test]
+fn shipped_workflows_are_well_formed() {
+    let dir = keyward_integration::repo_root().join("infra/github");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = path.display().to_string();
+        assert!(
+            doc.get("name").and_then(|n| n.as_str()).is_some(),
+            "{name}: name"
+        );
+        let on = doc.get("on").unwrap_or_else(|| panic!("{name}: no `on`"));
+        assert!(
+            on.get("pull_request_target").is_none(),
+            "{name}: pull_request_target is never used"
+        );
+        let jobs = doc
+            .get("jobs")
+            .and_then(|j| j.as_mapping())
+            .unwrap_or_else(|| panic!("{name}: no jobs"));
+        assert!(!jobs.is_empty());
+        // Every workflow that calls the gateway mints an OIDC token: it needs id-token: write.
+        if text.contains("ACTIONS_ID_TOKEN_REQUEST_URL") {
+            assert_eq!(
+                doc["permissions"]["id-token"].as_str(),
+                Some("write"),
+                "{name}: id-token: write"
+            );
+            assert!(text.contains("::add-mask::"), "{name}: the token is masked");
+        }
+        // Inputs a reusable workflow reads are declared.
+        if let Some(inputs) = on.get("workflow_call").and_then(|c| c.get("inputs")) {
+            for (key, _) in inputs.as_mapping().unwrap() {
+                let key = key.as_str().unwrap();
+                assert!(
+                    text.contains(&format!("inputs.{key}")),
+                    "{name}: input {key} is never used"
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "{checked} workflows");
+}

@@ -223,3 +223,60 @@ fn token_shape_is_checked_before_any_key_is_used() {
     assert!(serde_json::from_str::<StrictObject>(r#"{"a":1,"a":2}"#).is_err());
     assert!(serde_json::from_str::<StrictObject>(r#"{"a":1,"b":{"c":2}}"#).is_ok());
 }
+
+#[test]
+fn pull_request_tokens_pass_only_bindings_that_ask_for_them() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../infra/config/gateway-policy.yaml"),
+    )
+    .unwrap();
+    let policy = Policy::from_yaml(&text).unwrap();
+    let mut c = claims();
+    c.repository = "acme/platform".into();
+    c.repository_id = "2000010".into();
+    c.event_name = "pull_request".into();
+    c.r#ref = "refs/pull/42/merge".into();
+    c.environment = None;
+    c.job_workflow_ref = "acme/platform/.github/workflows/drift-guard.yml@refs/heads/main".into();
+    let scope = Scope {
+        environment: "prod".into(),
+        service: None,
+    };
+    assert!(policy.decide(&c, Action::DriftGuard, &scope).allowed);
+    assert!(policy.permits_any(&c, Action::DriftGuard));
+    assert!(!policy.decide(&c, Action::Preflight, &scope).allowed);
+    assert!(!policy.permits_any(&c, Action::SyncVercel));
+    for bad_ref in [
+        "refs/pull/42/head",
+        "refs/pull/x/merge",
+        "refs/pull//merge",
+        "refs/heads/feature",
+    ] {
+        c.r#ref = bad_ref.into();
+        assert!(
+            !policy.decide(&c, Action::DriftGuard, &scope).allowed,
+            "{bad_ref}"
+        );
+    }
+    // Another repository's binding lists refs exactly: a pull request ref does not pass it.
+    let mut payments = claims();
+    payments.event_name = "pull_request".into();
+    payments.r#ref = "refs/pull/7/merge".into();
+    assert!(!policy.permits_any(&payments, Action::Preflight));
+    assert_eq!(
+        crate::policy::pull_request_number("refs/pull/42/merge"),
+        Some(42)
+    );
+    assert_eq!(
+        crate::policy::pull_request_number("refs/pull/42/head"),
+        None
+    );
+    // `pull_requests: true` without the event is a contradiction, refused at load.
+    let err = Policy::from_yaml(
+        "version: 1\nbindings:\n  - name: b\n    repository_owner_id: \"1\"\n    repository_id: \"2\"\n    refs: [refs/heads/main]\n    event_names: [push]\n    pull_requests: true\n    job_workflow_refs: [o/r/.github/workflows/w.yml@refs/heads/main]\n    allow: [{action: drift-guard, environments: [prod]}]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("pull_request"), "{err}");
+}

@@ -256,7 +256,7 @@ pub async fn policies_of<A: Account>(
     let results: Vec<(String, Result<Option<String>, AccountError>)> =
         // Owned items: a closure over borrowed tuples makes the future's `Send` bound
         // lifetime-generic, which the compiler cannot prove.
-        futures::stream::iter(secrets.to_vec().into_iter().map(|(name, arn)| async move {
+        futures::stream::iter(secrets.iter().cloned().map(|(name, arn)| async move {
             let result = account.policy(&arn).await;
             (name, result)
         }))
@@ -265,14 +265,13 @@ pub async fn policies_of<A: Account>(
         .await;
     let mut out = BTreeMap::new();
     for (name, result) in results {
-        let grants = match result? {
-            None => None,
-            // A policy that does not parse is reported as public: it cannot be shown not to be.
-            Some(text) => Some(PolicyGrants::parse(&text).unwrap_or(PolicyGrants {
+        // A policy that does not parse is reported as public: it cannot be shown not to be.
+        let grants = result?.map(|text| {
+            PolicyGrants::parse(&text).unwrap_or(PolicyGrants {
                 public: true,
                 principals: Default::default(),
-            })),
-        };
+            })
+        });
         out.insert(name, grants);
     }
     Ok(out)

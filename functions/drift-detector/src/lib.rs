@@ -351,26 +351,7 @@ where
 {
     /// A scheduled event: the whole prefix. `{"scope": {"service"?, "secret"?}}`: on demand.
     pub async fn handle(&self, payload: &str) -> Result<RunReport, DriftError> {
-        let scope = match serde_json::from_str::<serde_json::Value>(payload) {
-            Ok(v) if v["detail-type"] == "Scheduled Event" => DriftScope::default(),
-            Ok(v) if v.get("scope").is_some() => {
-                serde_json::from_value::<OnDemand>(v)
-                    .map_err(|e| DriftError::InvalidInput(format!("on-demand input: {e}")))?
-                    .scope
-            }
-            Ok(_) => {
-                return Err(DriftError::InvalidInput(
-                    "expected a Scheduled Event or {\"scope\": {...}}".into(),
-                ));
-            }
-            Err(e) => {
-                return Err(DriftError::InvalidInput(format!(
-                    "not JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                )));
-            }
-        };
+        let scope = input_scope(payload)?;
         let result = self.run(&scope, Utc::now()).await;
         match &result {
             Ok(r) => tracing::info!(
@@ -629,6 +610,30 @@ pub async fn detect_in<A: Account, M: MarkerStore>(
             .map(|e| e.as_str().to_owned())
             .collect(),
     })
+}
+
+/// What an input asks to check: a `Scheduled Event` covers the whole prefix;
+/// `{"scope": {"service"?, "secret"?}}` (a direct invoke) narrows it.
+pub fn input_scope(payload: &str) -> Result<DriftScope, DriftError> {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(v) if v["detail-type"] == "Scheduled Event" => Ok(DriftScope::default()),
+        Ok(v) if v.get("scope").is_some() => serde_json::from_value::<OnDemand>(v)
+            .map(|o| o.scope)
+            .map_err(|_| {
+                DriftError::InvalidInput(
+                    "on-demand input must be {\"scope\": {\"service\"?: ..., \"secret\"?: ...}}"
+                        .into(),
+                )
+            }),
+        Ok(_) => Err(DriftError::InvalidInput(
+            "expected a Scheduled Event or {\"scope\": {...}}".into(),
+        )),
+        Err(e) => Err(DriftError::InvalidInput(format!(
+            "not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))),
+    }
 }
 
 /// The Jira key an issue body records (`Jira: KEY-1`).

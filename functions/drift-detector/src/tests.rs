@@ -535,3 +535,38 @@ fn credentials_never_quote_the_secret() {
         assert!(!err.contains("leaked"), "{err}");
     }
 }
+
+#[test]
+fn sample_inputs_and_bad_inputs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/drift-detector");
+    for (file, expect) in [
+        ("scheduled.json", DriftScope::default()),
+        (
+            "on-demand-secret.json",
+            DriftScope {
+                service: None,
+                secret: Some("/acme/dev/web/session-key".into()),
+            },
+        ),
+        (
+            "on-demand-service.json",
+            DriftScope {
+                service: Some("web".into()),
+                secret: None,
+            },
+        ),
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert_eq!(crate::input_scope(&text).unwrap(), expect, "{file}");
+    }
+    for bad in [
+        "",
+        "{}",
+        r#"{"scope": {"svc": "web"}}"#,
+        r#"{"detail-type": "Object Created"}"#,
+        "[1]",
+    ] {
+        let err = crate::input_scope(bad).unwrap_err();
+        assert_eq!(err.kind(), "InvalidInput", "{bad}");
+    }
+}

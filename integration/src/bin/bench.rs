@@ -32,9 +32,12 @@ struct Args {
     /// Records in the verification benchmark.
     #[arg(long, default_value_t = 100_000)]
     records: usize,
-    /// Only the rows of one area (`vercel`), for a quick look; the full table by default.
+    /// Only the rows of one area (`vercel`, `drift`), for a quick look; the full table by default.
     #[arg(long)]
     only: Option<String>,
+    /// Secrets in the drift benchmark.
+    #[arg(long, default_value_t = 5_000)]
+    drift_secrets: usize,
 }
 
 fn domain_envelope() -> serde_json::Value {
@@ -107,7 +110,12 @@ async fn main() -> Result<()> {
             println!("|---|---:|---:|---:|");
             return vercel_rows(&moto).await;
         }
-        Some(other) => anyhow::bail!("--only takes `vercel`, not `{other}`"),
+        Some("drift") => {
+            println!("| metric | keyward | baseline | baseline / keyward |");
+            println!("|---|---:|---:|---:|");
+            return drift_rows(&moto, args.drift_secrets).await;
+        }
+        Some(other) => anyhow::bail!("--only takes `vercel` or `drift`, not `{other}`"),
     }
     let bucket = "keyward-bench";
     moto.create_bucket(bucket, BucketKind::ObjectLockCompliance { days: 1 })
@@ -354,6 +362,7 @@ async fn main() -> Result<()> {
     }
     gateway_rps_row(&issuer).await?;
     vercel_rows(&moto).await?;
+    drift_rows(&moto, args.drift_secrets).await?;
     verify_row(args.records).await?;
     cloudtrail_rows(&args.bin_dir, args.records)?;
     writes_row(&moto, args.runs).await?;
@@ -892,4 +901,165 @@ fn which(tool: &str) -> Option<PathBuf> {
         .split(':')
         .map(|dir| PathBuf::from(dir).join(program))
         .find(|p| p.exists())
+}
+
+/// Drift detection over `count` declared secrets in moto: keyward's ListSecrets-first walk
+/// (the rules that need only `ListSecrets`, then with resource policies) against a naive
+/// detector that calls `DescribeSecret` for every secret.
+async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
+    use drift_detector::account::{Account, AwsAccount, CallCounter};
+    use keyward_shared::adapters::aws::tags_to_sdk;
+    let org = format!("bd{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let bucket = format!(
+        "keyward-bench-drift-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    moto.create_bucket(&bucket, BucketKind::Versioned).await?;
+    let root = keyward_integration::repo_root().join("infra/config/manifest");
+    let mut secrets_yaml = String::from("version: 1\nsecrets:\n");
+    for n in 0..count {
+        secrets_yaml.push_str(&format!(
+            "  - service: svc{}\n    name: key-{n:05}\n    type: api-key\n    domain: platform\n    owner: team-platform\n    classification: confidential\n    rotation: {{strategy: manual, days: 90}}\n    environments: [prod]\n",
+            n % 50
+        ));
+    }
+    let files = [
+        (
+            "org.yaml",
+            format!("version: 1\norg: {org}\nenvironments: [prod]\n"),
+        ),
+        (
+            "enums.yaml",
+            std::fs::read_to_string(root.join("enums.yaml"))?,
+        ),
+        ("secrets.yaml", secrets_yaml),
+    ];
+    for (name, text) in &files {
+        moto.s3()
+            .put_object()
+            .bucket(&bucket)
+            .key(format!("manifest/{name}"))
+            .body(text.as_bytes().to_vec().into())
+            .send()
+            .await?;
+    }
+    let account = AwsAccount {
+        secrets: aws_sdk_secretsmanager::Client::new(&moto.sdk_config()),
+        s3: moto.s3(),
+        manifest_bucket: bucket.clone(),
+        manifest_prefix: "manifest/".into(),
+        counter: CallCounter::default(),
+    };
+    let manifest = account.manifest().await.map_err(|e| anyhow!("{e}"))?;
+    let created = Instant::now();
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for d in &manifest.secrets {
+        let tags = keyward_shared::tags::encode(&d.governance)?;
+        let request = sm
+            .create_secret()
+            .name(d.name.to_string())
+            .secret_string("bench")
+            .kms_key_id("arn:aws:kms:eu-west-1:123456789012:key/bench")
+            .set_tags(Some(tags_to_sdk(&tags)));
+        pending.push(request.send());
+        if pending.len() >= 8 {
+            futures::StreamExt::next(&mut pending).await.transpose()?;
+        }
+    }
+    while futures::StreamExt::next(&mut pending)
+        .await
+        .transpose()?
+        .is_some()
+    {}
+    eprintln!(
+        "(creating {count} secrets in moto took {:.1} s; not part of the runs)",
+        created.elapsed().as_secs_f64()
+    );
+    let prefix = format!("/{org}/prod/");
+    let state = keyward_shared::adapters::aws::S3MarkerStore::new(moto.s3(), &bucket);
+    let redactor = keyward_shared::redact::Redactor::new();
+    for (label, policies) in [
+        ("ListSecrets rules", false),
+        ("with resource policies", true),
+    ] {
+        let account = AwsAccount {
+            secrets: sm.clone(),
+            s3: moto.s3(),
+            manifest_bucket: bucket.clone(),
+            manifest_prefix: "manifest/".into(),
+            counter: CallCounter::default(),
+        };
+        let started = Instant::now();
+        let detection = drift_detector::detect_in(
+            &account,
+            &state,
+            &prefix,
+            &drift_detector::DriftScope::default(),
+            policies,
+            &drift_detector::findings::Thresholds::default(),
+            &redactor,
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+        let secs = started.elapsed().as_secs_f64();
+        let calls = detection.calls;
+        let total = calls.list_secrets_pages + calls.describe_secret + calls.get_resource_policy;
+        println!(
+            "| drift detection, {count} secrets against moto, {label} | {secs:.2} s, {total} Secrets Manager calls ({} ListSecrets pages, {} DescribeSecret, {} GetResourcePolicy; {:.2} per 100 secrets), {} findings | | |",
+            calls.list_secrets_pages,
+            calls.describe_secret,
+            calls.get_resource_policy,
+            total as f64 * 100.0 / count as f64,
+            detection.findings.len()
+        );
+    }
+    // The naive detector: enumerate, then DescribeSecret each secret for its rotation,
+    // dates and key.
+    let started = Instant::now();
+    let mut names = Vec::new();
+    let mut pages = sm
+        .list_secrets()
+        .filters(
+            aws_sdk_secretsmanager::types::Filter::builder()
+                .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+                .values(&prefix)
+                .build(),
+        )
+        .max_results(100)
+        .into_paginator()
+        .send();
+    let mut list_calls = 0;
+    while let Some(page) = pages.next().await {
+        list_calls += 1;
+        names.extend(
+            page?
+                .secret_list()
+                .iter()
+                .filter_map(|s| s.name().map(str::to_owned)),
+        );
+    }
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut described = 0;
+    for name in &names {
+        pending.push(sm.describe_secret().secret_id(name).send());
+        if pending.len() >= 8 {
+            futures::StreamExt::next(&mut pending).await.transpose()?;
+            described += 1;
+        }
+    }
+    while futures::StreamExt::next(&mut pending)
+        .await
+        .transpose()?
+        .is_some()
+    {
+        described += 1;
+    }
+    let naive = started.elapsed().as_secs_f64();
+    println!(
+        "| naive drift detection (ListSecrets + DescribeSecret per secret, 8 in flight), {count} secrets | {naive:.2} s, {} Secrets Manager calls | | |",
+        list_calls + described
+    );
+    Ok(())
 }
