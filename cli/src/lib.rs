@@ -24,7 +24,75 @@ pub enum Command {
     /// The tamper-evident audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Requests for new governed secrets.
+    #[command(subcommand)]
+    Request(Box<RequestCommand>),
+    /// Validate the manifest and every request in it (exit 0 valid, 1 problems).
+    Validate(ManifestArgs),
+    /// Write the manifest's projections: Terraform variables and Kubernetes ExternalSecrets.
+    Render(RenderArgs),
+    /// The changes the live account needs to match the manifest (exit 0 none, 2 changes, 1
+    /// error, as `terraform plan -detailed-exitcode`).
+    Plan(PlanArgs),
+    /// The generated "Request app secret" workflow: write it, or check it is current.
+    Workflows(WorkflowsArgs),
 }
+
+#[derive(Args, Debug, Clone)]
+pub struct ManifestArgs {
+    /// The manifest directory (its YAML files and enums.yaml).
+    #[arg(long, default_value = "infra/config/manifest")]
+    pub manifest: std::path::PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// Where the projections go (`terraform/<env>.tfvars.json`, `kubernetes/<env>/...`).
+    #[arg(long, default_value = "infra/generated")]
+    pub out: std::path::PathBuf,
+    /// Do not write: exit 1 when a file is missing, different or extra.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// The environment to compare (`/<org>/<env>/`).
+    #[arg(long)]
+    pub env: String,
+    /// Only this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Markdown for a pull-request comment instead of text.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkflowsArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// The workflow file to write or check.
+    #[arg(long, default_value = "infra/github/request-app-secret.yml")]
+    pub out: std::path::PathBuf,
+    /// Do not write: exit 1 when the file differs from what enums.yaml gives.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RequestCommand {
+    /// Write a request file for a new secret where the manifest lives, validated first.
+    New(requests::NewRequest),
+}
+
+pub mod plan;
+pub mod requests;
+pub mod workflows;
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
@@ -97,4 +165,62 @@ pub fn read_public_key(path: &Path) -> Result<Vec<u8>, CliError> {
     BASE64
         .decode(body)
         .map_err(|e| fail(format!("PEM body is not base64: {e}")))
+}
+
+/// Writes the rendered files under `out` (or, with `check`, compares them): returns the
+/// problems `--check` found (missing, different, extra files under the rendered directories).
+pub fn render_to(
+    out: &Path,
+    files: &[(String, String)],
+    check: bool,
+) -> Result<Vec<String>, CliError> {
+    let mut problems = Vec::new();
+    let wanted: std::collections::BTreeSet<std::path::PathBuf> =
+        files.iter().map(|(p, _)| out.join(p)).collect();
+    for (relative, text) in files {
+        let path = out.join(relative);
+        if check {
+            match std::fs::read_to_string(&path) {
+                Ok(current) if &current == text => {}
+                Ok(_) => problems.push(format!("{} differs", path.display())),
+                Err(_) => problems.push(format!("{} is missing", path.display())),
+            }
+        } else {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
+            }
+            std::fs::write(&path, text)
+                .map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+        }
+    }
+    // Files a previous render wrote for secrets that are gone.
+    for dir in ["terraform", "kubernetes"] {
+        for path in walk(&out.join(dir)) {
+            if !wanted.contains(&path) {
+                if check {
+                    problems.push(format!("{} is no longer generated", path.display()));
+                } else {
+                    std::fs::remove_file(&path)
+                        .map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }

@@ -1,65 +1,238 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyward_cli::{AuditCommand, Cli, Command, read_public_key};
+use keyward_cli::{AuditCommand, Cli, Command, RequestCommand, read_public_key};
 use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket, load_sdk_config, s3_client};
 use keyward_shared::audit::{DigestSigner, VerifyOptions, verify};
 use keyward_shared::config::{ProcessEnv, flag};
+use keyward_shared::manifest::Manifest;
 
-/// Exit codes: 0 valid, 1 the trail failed verification, 2 the check itself could not run.
+/// Exit codes per command: `audit verify` 0 valid, 1 failed verification, 2 could not run;
+/// `plan` 0 no changes, 2 changes, 1 error (as `terraform plan -detailed-exitcode`); the others
+/// 0 success, 1 problems found or an error.
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+    let (error_code, result) = match cli.command {
+        Command::Audit(AuditCommand::Verify(args)) => (2, audit_verify(args).await),
+        Command::Plan(args) => (1, plan(args).await),
+        other => (1, local(other)),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
         Err(message) => {
             eprintln!("keyward: {message}");
-            ExitCode::from(2)
+            ExitCode::from(error_code)
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<bool, String> {
-    match cli.command {
-        Command::Audit(AuditCommand::Verify(args)) => {
-            let sdk = load_sdk_config().await;
-            let path_style = flag(&ProcessEnv, "KEYWARD_S3_FORCE_PATH_STYLE", false)
-                .map_err(|e| e.to_string())?;
-            let public_key = match (&args.public_key, &args.kms_key_id) {
-                (Some(path), _) => read_public_key(path).map_err(|e| e.to_string())?,
-                (None, Some(key_id)) => {
-                    KmsDigestSigner::new(aws_sdk_kms::Client::new(&sdk), key_id)
-                        .public_key_der()
-                        .await
-                        .map_err(|e| e.to_string())?
-                }
-                (None, None) => return Err("give --public-key or --kms-key-id".into()),
-            };
-            let bucket = S3AuditBucket::new(s3_client(&sdk, path_style), &args.bucket);
-            let options = VerifyOptions {
-                from: args.from,
-                to: args.to,
-                lookback: chrono::Duration::hours(args.lookback_hours),
-            };
-            let report = verify(&bucket, &args.bucket, &public_key, &options)
-                .await
-                .map_err(|e| e.to_string())?;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-                );
+fn load(dir: &std::path::Path) -> Result<Manifest, String> {
+    Manifest::load(dir).map_err(|e| e.to_string())
+}
+
+/// Commands that need no AWS access.
+fn local(command: Command) -> Result<u8, String> {
+    match command {
+        Command::Validate(args) => {
+            let manifest = load(&args.manifest)?;
+            println!(
+                "valid: {} secret(s) in {} environment(s) of {}",
+                manifest.secrets.len(),
+                manifest.environments.len(),
+                manifest.org
+            );
+            Ok(0)
+        }
+        Command::Request(request) => {
+            let RequestCommand::New(mut request) = *request;
+            if let Ok(manifest) = Manifest::load(&request.manifest) {
+                keyward_cli::requests::prompt_missing(&mut request, &manifest)
+                    .map_err(|e| e.to_string())?;
+            }
+            let (path, document) =
+                keyward_cli::requests::write_request(&request).map_err(|e| e.to_string())?;
+            if request.dry_run {
+                print!("{document}");
             } else {
-                for object in report.failures() {
+                println!("wrote {}", path.display());
+            }
+            Ok(0)
+        }
+        Command::Render(args) => {
+            let manifest = load(&args.manifest.manifest)?;
+            let files =
+                keyward_shared::projections::render(&manifest).map_err(|e| e.to_string())?;
+            let problems =
+                keyward_cli::render_to(&args.out, &files, args.check).map_err(|e| e.to_string())?;
+            if problems.is_empty() {
+                if !args.check {
                     println!(
-                        "{:?} {:?} {}: {}",
-                        object.kind, object.status, object.key, object.detail
+                        "rendered {} file(s) into {}",
+                        files.len(),
+                        args.out.display()
                     );
                 }
-                println!("{}", report.summary());
+                Ok(0)
+            } else {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("keyward: the projections are out of date: run `keyward render`");
+                Ok(1)
             }
-            Ok(report.ok())
         }
+        Command::Workflows(args) => {
+            let manifest = load(&args.manifest.manifest)?;
+            let text = keyward_cli::workflows::request_workflow(&manifest);
+            if args.check {
+                let current = std::fs::read_to_string(&args.out).unwrap_or_default();
+                if current != text {
+                    eprintln!(
+                        "keyward: {} does not match enums.yaml: run `keyward workflows`",
+                        args.out.display()
+                    );
+                    return Ok(1);
+                }
+                Ok(0)
+            } else {
+                std::fs::write(&args.out, text)
+                    .map_err(|e| format!("{}: {e}", args.out.display()))?;
+                println!("wrote {}", args.out.display());
+                Ok(0)
+            }
+        }
+        Command::Audit(_) | Command::Plan(_) => unreachable!("handled with AWS access"),
     }
+}
+
+/// The manifest from a local directory, the account through AWS.
+struct LocalManifest {
+    manifest: Manifest,
+    aws: drift_detector::account::AwsAccount,
+}
+
+impl drift_detector::account::Account for LocalManifest {
+    async fn manifest(&self) -> Result<Manifest, drift_detector::account::AccountError> {
+        Ok(self.manifest.clone())
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<keyward_shared::ports::CatalogEntry>, drift_detector::account::AccountError>
+    {
+        self.aws.list(prefix).await
+    }
+    async fn replication(
+        &self,
+        arn: &str,
+    ) -> Result<Vec<drift_detector::findings::ReplicaStatus>, drift_detector::account::AccountError>
+    {
+        self.aws.replication(arn).await
+    }
+    async fn policy(
+        &self,
+        arn: &str,
+    ) -> Result<Option<String>, drift_detector::account::AccountError> {
+        self.aws.policy(arn).await
+    }
+    fn calls(&self) -> drift_detector::account::Calls {
+        self.aws.calls()
+    }
+}
+
+async fn plan(args: keyward_cli::PlanArgs) -> Result<u8, String> {
+    let manifest = load(&args.manifest.manifest)?;
+    if !manifest.environments.iter().any(|e| e.as_str() == args.env) {
+        return Err(format!(
+            "`{}` is not one of the manifest's environments",
+            args.env
+        ));
+    }
+    let sdk = load_sdk_config().await;
+    let path_style =
+        flag(&ProcessEnv, "KEYWARD_S3_FORCE_PATH_STYLE", false).map_err(|e| e.to_string())?;
+    let prefix = format!("/{}/{}/", manifest.org, args.env);
+    let account = LocalManifest {
+        manifest,
+        aws: drift_detector::account::AwsAccount {
+            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+            s3: s3_client(&sdk, path_style),
+            manifest_bucket: String::new(),
+            manifest_prefix: String::new(),
+            counter: Default::default(),
+        },
+    };
+    let detection = drift_detector::detect_in(
+        &account,
+        // No Vercel ledgers are read for a plan: an empty store.
+        &keyward_shared::ports::InMemoryMarkerStore::default(),
+        &prefix,
+        &drift_detector::DriftScope {
+            service: args.service.clone(),
+            secret: None,
+        },
+        true,
+        &drift_detector::findings::Thresholds::default(),
+        &keyward_shared::redact::Redactor::new(),
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let findings: Vec<_> = detection
+        .findings
+        .into_iter()
+        .filter(|f| {
+            !matches!(
+                f.kind,
+                drift_detector::findings::FindingKind::VercelMissing
+                    | drift_detector::findings::FindingKind::VercelStale
+            )
+        })
+        .collect();
+    let plan = keyward_cli::plan::plan_from(&args.env, &findings);
+    if args.markdown {
+        print!("{}", keyward_cli::plan::markdown(&plan));
+    } else {
+        print!("{}", keyward_cli::plan::text(&plan));
+    }
+    Ok(plan.exit_code())
+}
+
+async fn audit_verify(args: keyward_cli::VerifyArgs) -> Result<u8, String> {
+    let sdk = load_sdk_config().await;
+    let path_style =
+        flag(&ProcessEnv, "KEYWARD_S3_FORCE_PATH_STYLE", false).map_err(|e| e.to_string())?;
+    let public_key = match (&args.public_key, &args.kms_key_id) {
+        (Some(path), _) => read_public_key(path).map_err(|e| e.to_string())?,
+        (None, Some(key_id)) => KmsDigestSigner::new(aws_sdk_kms::Client::new(&sdk), key_id)
+            .public_key_der()
+            .await
+            .map_err(|e| e.to_string())?,
+        (None, None) => return Err("give --public-key or --kms-key-id".into()),
+    };
+    let bucket = S3AuditBucket::new(s3_client(&sdk, path_style), &args.bucket);
+    let options = VerifyOptions {
+        from: args.from,
+        to: args.to,
+        lookback: chrono::Duration::hours(args.lookback_hours),
+    };
+    let report = verify(&bucket, &args.bucket, &public_key, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        for object in report.failures() {
+            println!(
+                "{:?} {:?} {}: {}",
+                object.kind, object.status, object.key, object.detail
+            );
+        }
+        println!("{}", report.summary());
+    }
+    Ok(if report.ok() { 0 } else { 1 })
 }

@@ -7,8 +7,10 @@
 //! - [`router`]: the EventBridge rules of `infra/template.yaml`, matched with quamina;
 //! - [`tls`]: throwaway certificate authorities for TLS tests;
 //! - [`fakes`]: home of the fake third-party HTTP servers (Vercel, GitHub, Loki, ...);
-//! - [`logs`]: capturing what code under test logs.
+//! - [`logs`]: capturing what code under test logs;
+//! - [`declared`]: a moto account seeded exactly as the manifest declares it.
 
+pub mod declared;
 pub mod fakes;
 pub mod logs;
 pub mod moto;

@@ -444,6 +444,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         + gateway
             .tokens
             .iter()
+            .chain(&drift.tokens)
             .filter(|t| logs.contains(t.as_str()) || logs.contains(&t[t.len() - 40..]))
             .count();
     report.check(
@@ -470,6 +471,8 @@ struct DriftRun {
     jira_done: bool,
     /// GatewayDecision events the drift routes recorded.
     decisions: usize,
+    /// The OIDC tokens the drift calls used (for the log scan).
+    tokens: Vec<String>,
 }
 
 async fn remediate_drift(stack: &mut LocalStack) -> Result<DriftRun> {
@@ -543,6 +546,12 @@ async fn remediate_drift(stack: &mut LocalStack) -> Result<DriftRun> {
         issuer.sign(&claims)
     };
     let pr_ref = format!("refs/pull/{pull}/merge");
+    let mut tokens = Vec::new();
+    let mut platform = |event: &str, r#ref: &str, workflow: &str| {
+        let token = platform(event, r#ref, workflow);
+        tokens.push(token.clone());
+        token
+    };
     let guard_body = serde_json::json!({"pull_number": pull});
     stack
         .github
@@ -616,6 +625,7 @@ async fn remediate_drift(stack: &mut LocalStack) -> Result<DriftRun> {
         issue_closed,
         jira_done,
         decisions: 3,
+        tokens,
     })
 }
 

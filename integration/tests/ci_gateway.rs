@@ -261,7 +261,9 @@ async fn signature_and_shape_attacks_fail_closed() {
     // 34–35: padding, standard alphabet, whitespace, segment counts, non-JSON, garbage.
     let cases = [
         format!("{}=.{}.{}", parts[0], parts[1], parts[2]),
-        format!("{}.{}.{}", parts[0], parts[1], parts[2].replace('-', "+")),
+        // The standard alphabet's `+` where base64url has `-` (placed, not replaced: a random
+        // signature need not contain a `-`).
+        format!("{}.{}.+{}", parts[0], parts[1], &parts[2][1..]),
         format!("{} .{}.{}", parts[0], parts[1], parts[2]),
         format!("{}.{}", parts[0], parts[1]),
         format!("{token}.{}", parts[2]),
@@ -727,6 +729,7 @@ async fn secret_requests_are_validated_against_the_manifest() {
         "service": "billing", "name": "ledger-api-key", "description": "Ledger API",
         "type": "api-key", "domain": "payments", "owner": "team-payments",
         "classification": "restricted", "rotation": {"strategy": "manual", "days": 90},
+        "kubernetes": {"namespace": "billing"},
         "environments": ["staging", "prod"]
     });
     let response = w
@@ -743,6 +746,29 @@ async fn secret_requests_are_validated_against_the_manifest() {
             "/acme/prod/billing/ledger-api-key",
             "/acme/staging/billing/ledger-api-key"
         ])
+    );
+    // The same projections `keyward render` writes, for the requested secrets only.
+    let tf = &response.body["projections"]["terraform"]["prod"]["billing/ledger-api-key"];
+    assert_eq!(tf["name"], "/acme/prod/billing/ledger-api-key");
+    assert_eq!(tf["rotation_enabled"], false);
+    assert_eq!(tf["tags"]["keyward:owner"], "team-payments");
+    assert_eq!(
+        response.body["projections"]["terraform"]
+            .as_object()
+            .unwrap()
+            .len(),
+        2,
+        "one per environment"
+    );
+    let k8s = response.body["projections"]["kubernetes"]
+        .as_array()
+        .unwrap();
+    assert_eq!(k8s.len(), 2);
+    assert!(
+        k8s[0]["manifest"]
+            .as_str()
+            .unwrap()
+            .contains("kind: ExternalSecret")
     );
     let mut bad = request.clone();
     bad["rotation"]["days"] = 365.into();

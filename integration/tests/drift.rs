@@ -12,16 +12,16 @@ use drift_detector::findings::Thresholds;
 use drift_detector::remediation::{DriftRemediation, Remediation};
 use drift_detector::tickets::{GithubClient, JiraClient};
 use drift_detector::{Detector, DriftScope, RunReport};
+use keyward_integration::declared;
 use keyward_integration::fakes::github::{FakeGithub, PullSeed, RunningGithub};
 use keyward_integration::fakes::jira::{FakeJira, RunningJira};
 use keyward_integration::moto::{BucketKind, MotoServer};
-use keyward_shared::adapters::aws::{S3MarkerStore, tags_to_sdk};
+use keyward_shared::adapters::aws::S3MarkerStore;
 use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
 use keyward_shared::events::EventData;
 use keyward_shared::manifest::Manifest;
 use keyward_shared::ports::InMemoryEventPublisher;
 use keyward_shared::redact::{Redactor, SecretString};
-use keyward_shared::tags;
 
 const GITHUB_TOKEN: &str = "ghp_drifttesttoken0123456789";
 const JIRA_EMAIL: &str = "keyward@acme.example";
@@ -58,24 +58,6 @@ fn http() -> HttpClient {
         Redactor::new(),
     )
     .unwrap()
-}
-
-/// The sample manifest's files with the org renamed.
-fn manifest_files(org: &str) -> Vec<(String, String)> {
-    let dir = keyward_integration::repo_root().join("infra/config/manifest");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            let path = e.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&path)
-                .unwrap()
-                .replace("org: acme", &format!("org: {org}"));
-            (name, text)
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 fn account(moto: &MotoServer, bucket: &str) -> AwsAccount {
@@ -115,7 +97,7 @@ impl World {
         moto.create_bucket(&bucket, BucketKind::Versioned)
             .await
             .unwrap();
-        let files = manifest_files(&org);
+        let files = declared::manifest_files(&org);
         for (name, text) in &files {
             moto.s3()
                 .put_object()
@@ -126,13 +108,7 @@ impl World {
                 .await
                 .unwrap();
         }
-        let refs: Vec<(&str, &str)> = files
-            .iter()
-            .filter(|(n, _)| n != "enums.yaml")
-            .map(|(n, t)| (n.as_str(), t.as_str()))
-            .collect();
-        let enums = files.iter().find(|(n, _)| n == "enums.yaml").unwrap();
-        let manifest = Manifest::from_sources(&refs, (enums.0.as_str(), enums.1.as_str())).unwrap();
+        let manifest = declared::manifest_from(&files).unwrap();
         let github = FakeGithub::start(GITHUB_TOKEN).await.unwrap();
         github.fake.add_repo(DRIFT_REPO.0, DRIFT_REPO.1);
         let jira = FakeJira::start(JIRA_EMAIL, JIRA_TOKEN).await.unwrap();
@@ -169,53 +145,16 @@ impl World {
         format!("/{}/prod/{rest}", self.org)
     }
 
-    /// Every declared prod secret as declared: tagged, a customer-managed key, rotating
-    /// (automatic strategies), replicated where declared, a policy naming only its readers,
-    /// and Vercel ledgers at the current version.
+    /// Every declared prod secret as declared (see `keyward_integration::declared`), and
+    /// Vercel ledgers at the current version.
     async fn seed(&mut self) {
-        let key = aws_sdk_kms::Client::new(&self.moto.sdk_config())
-            .create_key()
-            .send()
+        let seeded = declared::seed(self.moto, &self.manifest, "prod")
             .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .arn
             .unwrap();
-        let lambda = self.moto.prepare_rotation().await.unwrap();
-        let declared: Vec<_> = self.manifest.scope("prod", None).cloned().collect();
-        for d in declared {
+        for d in self.manifest.scope("prod", None) {
             let name = d.name.to_string();
-            let mut create = self
-                .sm
-                .create_secret()
-                .name(&name)
-                .secret_string(r#"{"username":"app","password":"not-a-real-password-1"}"#)
-                .kms_key_id(&key)
-                .set_tags(Some(tags_to_sdk(&tags::encode(&d.governance).unwrap())));
-            for region in &d.governance.replicas {
-                create = create.add_replica_regions(
-                    aws_sdk_secretsmanager::types::ReplicaRegionType::builder()
-                        .region(region.as_str())
-                        .build(),
-                );
-            }
-            let out = create.send().await.unwrap();
-            let arn = out.arn.unwrap();
-            if d.governance.rotation.strategy
-                != keyward_shared::governance::RotationStrategy::Manual
-            {
-                self.enable_rotation(&arn, &lambda, d.governance.rotation.interval.days())
-                    .await;
-            }
-            if !d.governance.readers.is_empty() {
-                let principals: Vec<&str> =
-                    d.governance.readers.iter().map(|r| r.as_str()).collect();
-                self.put_policy(&arn, &serde_json::json!({"AWS": principals}))
-                    .await;
-            }
+            let (arn, version) = seeded[&name].clone();
             if let Some(mapping) = &d.governance.vercel {
-                let version = out.version_id.unwrap();
                 let mut ledger = vercel_sync::plan::Ledger {
                     secret: name.clone(),
                     ..Default::default()
@@ -244,33 +183,14 @@ impl World {
         }
     }
 
-    /// moto workaround: its `RotateSecret` checks the Lambda after setting the rotation fields
-    /// and starting AWSPENDING; with `prepare_rotation`'s placeholder function it succeeds,
-    /// and `RotateImmediately=false` keeps it from invoking anything (as on AWS).
-    async fn enable_rotation(&self, arn: &str, lambda: &str, days: u32) {
-        self.sm
-            .rotate_secret()
-            .secret_id(arn)
-            .rotation_lambda_arn(lambda)
-            .rotate_immediately(false)
-            .rotation_rules(
-                aws_sdk_secretsmanager::types::RotationRulesType::builder()
-                    .automatically_after_days(i64::from(days))
-                    .build(),
-            )
-            .send()
+    async fn enable_rotation(&self, arn: &str, days: u32) {
+        declared::enable_rotation(self.moto, arn, days)
             .await
             .unwrap();
     }
 
     async fn put_policy(&self, arn: &str, principal: &serde_json::Value) {
-        let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": principal, "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]});
-        self.sm
-            .put_resource_policy()
-            .secret_id(arn)
-            .resource_policy(policy.to_string())
-            .send()
+        declared::put_policy(self.moto, arn, principal)
             .await
             .unwrap();
     }
@@ -356,9 +276,7 @@ async fn every_finding_type_moto_can_show_is_raised_and_ticketed_once() {
         .send()
         .await
         .unwrap();
-    let lambda = w.moto.prepare_rotation().await.unwrap();
-    w.enable_rotation(&w.arn("web/auth0-m2m"), &lambda, 120)
-        .await;
+    w.enable_rotation(&w.arn("web/auth0-m2m"), 120).await;
     // Replica removed; policy opened to everyone and to an undeclared reader.
     w.sm.remove_regions_from_replication()
         .secret_id(w.arn("payments/db-credentials"))
@@ -388,7 +306,8 @@ async fn every_finding_type_moto_can_show_is_raised_and_ticketed_once() {
         .send()
         .await
         .unwrap();
-    // Scheduled for deletion, with an AWS-managed key: a recreated secret.
+    // An undeclared secret (no key, scheduled for deletion): undeclared ones that are being
+    // deleted raise nothing, so the run must not report it at all.
     let aws_key =
         w.sm.create_secret()
             .name(w.name("payments/legacy"))
@@ -408,10 +327,11 @@ async fn every_finding_type_moto_can_show_is_raised_and_ticketed_once() {
 
     let report = w.run().await;
     let kinds: BTreeSet<&str> = report.by_kind.keys().map(String::as_str).collect();
-    // Not reachable in moto (covered by the unit tests with fixtures): rotation-overdue,
-    // never-rotated and unused need dates in the past (moto stamps now and never sets
-    // LastAccessedDate), replica-failing needs a failed replica (moto always says InSync),
-    // aws-managed-key needs a declared secret without a CMK.
+    // Not raised here (the unit tests cover them with fixtures): rotation-overdue, never-rotated
+    // and unused need dates in the past (moto stamps now and never sets LastAccessedDate);
+    // replica-failing needs a failed replica (moto always says InSync); aws-managed-key and
+    // scheduled-for-deletion are reachable on moto (the local stack raises the first) but this
+    // account keeps every declared secret on its CMK and alive.
     let expected: BTreeSet<&str> = [
         "declared-missing",
         "undeclared",
@@ -446,6 +366,10 @@ async fn every_finding_type_moto_can_show_is_raised_and_ticketed_once() {
         })
         .collect();
     assert_eq!(fingerprints.len(), issues.len(), "never duplicated");
+    assert!(
+        issues.iter().all(|i| !i.body.contains("payments/legacy")),
+        "an undeclared secret being deleted raises nothing"
+    );
 
     // The next run: nothing new, nothing updated, no events.
     let again = w.run().await;
@@ -456,7 +380,8 @@ async fn every_finding_type_moto_can_show_is_raised_and_ticketed_once() {
     assert_eq!(w.jira.fake.issues().len(), report.findings);
     assert!(w.events().is_empty());
 
-    // Evidence changes (a second intruder): that issue is updated, one event.
+    // A second undeclared reader: a finding of its own (the principal is in its fingerprint),
+    // so one new issue, not an update.
     w.put_policy(
         &w.arn("payments/stripe-api-key"),
         &serde_json::json!({"AWS": ["arn:aws:iam::123456789012:role/payments-api", "arn:aws:iam::123456789012:role/intruder", "arn:aws:iam::123456789012:role/other"]}),
@@ -551,6 +476,7 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
         state: S3MarkerStore::new(w.moto.s3(), &w.bucket),
         min_approvals: 2,
         thresholds: Thresholds::default(),
+        check_policies: true,
         redactor: Redactor::new(),
     };
     let repo = format!("{}/{}", DRIFT_REPO.0, DRIFT_REPO.1);
@@ -661,8 +587,7 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
             .any(|c| c.contains("still detects"))
     );
 
-    let lambda = w.moto.prepare_rotation().await.unwrap();
-    w.enable_rotation(&session, &lambda, 30).await;
+    w.enable_rotation(&session, 30).await;
     let verify = remediation.post_merge(&repo, pr).await.unwrap();
     assert!(verify.verified && verify.issue_closed, "{verify:?}");
     assert_eq!(verify.merge_commit.as_deref(), Some(merge.as_str()));
@@ -686,6 +611,7 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     assert!(after.tickets.reopened.is_empty());
     // No event, issue or Jira ticket carries a secret value.
     let seeded = "not-a-real-password-1";
+    assert!(declared::SEEDED_VALUE.contains(seeded));
     let events = w.events();
     assert!(
         events

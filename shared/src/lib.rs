@@ -12,6 +12,7 @@ pub mod governance;
 pub mod manifest;
 pub mod naming;
 pub mod ports;
+pub mod projections;
 pub mod redact;
 pub mod tags;
 pub mod telemetry;

@@ -77,8 +77,78 @@ pub struct SecretDecl {
     pub readers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vercel: Option<VercelDecl>,
+    /// For services on Kubernetes: the `ExternalSecret` that `keyward render` projects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesDecl>,
     /// The environments the secret exists in: a list, or a map of environment to overrides.
     pub environments: EnvironmentsDecl,
+}
+
+/// How a secret reaches a Kubernetes workload through the External Secrets Operator.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesDecl {
+    /// The namespace the `ExternalSecret` (and the Kubernetes Secret it creates) lives in.
+    pub namespace: String,
+    /// The Kubernetes Secret's name (default `<service>-<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// How often the operator re-reads the value (default `1h`; e.g. `15m`, `1h`, `24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_interval: Option<String>,
+    /// JSON fields to project one key each; absent: the whole value under `value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<String>,
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl KubernetesDecl {
+    /// Every problem, as (field, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !is_dns_label(&self.namespace) {
+            out.push(("namespace", format!("`{}` is not a Kubernetes namespace name (a DNS label: a-z, 0-9, `-`, at most 63)", self.namespace)));
+        }
+        if let Some(name) = &self.secret_name
+            && (name.len() > 253 || !name.split('.').all(is_dns_label))
+        {
+            out.push((
+                "secret_name",
+                format!("`{name}` is not a Kubernetes Secret name (DNS subdomain)"),
+            ));
+        }
+        if let Some(interval) = &self.refresh_interval {
+            let digits = interval.trim_end_matches(['s', 'm', 'h']);
+            let unit_ok = interval.len() > digits.len() && interval.len() - digits.len() == 1;
+            if !unit_ok
+                || digits.is_empty()
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+                || digits.parse::<u64>().ok() == Some(0)
+            {
+                out.push((
+                    "refresh_interval",
+                    format!("`{interval}` is not a duration like 15m, 1h or 24h"),
+                ));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for p in &self.properties {
+            if p.parse::<JsonKey>().is_err() {
+                out.push(("properties", format!("`{p}` is not a JSON field name")));
+            } else if !seen.insert(p) {
+                out.push(("properties", format!("`{p}` is listed twice")));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -290,6 +360,7 @@ pub struct DeclaredSecret {
     pub name: SecretName,
     pub description: Option<String>,
     pub governance: Governance,
+    pub kubernetes: Option<KubernetesDecl>,
     pub origin: Origin,
 }
 
@@ -706,6 +777,14 @@ fn expand(ctx: &DeclContext, decl: &SecretDecl, issues: &mut Issues) -> Vec<Decl
             "must name at least one environment",
         );
     }
+    if let Some(k8s) = &decl.kubernetes {
+        for (field, message) in k8s.problems() {
+            issues.push(file, format!("{base}.kubernetes.{field}"), message);
+        }
+        if !k8s.problems().is_empty() {
+            return Vec::new();
+        }
+    }
     let mut out = Vec::new();
     let mut seen_envs = BTreeSet::new();
     for (env, env_path, overrides) in envs {
@@ -788,6 +867,7 @@ fn expand(ctx: &DeclContext, decl: &SecretDecl, issues: &mut Issues) -> Vec<Decl
             name: secret_name,
             description: decl.description.clone(),
             governance,
+            kubernetes: decl.kubernetes.clone(),
             origin: Origin {
                 file: file.to_owned(),
                 path: env_path,

@@ -417,7 +417,6 @@ where
         }
     }
 
-    /// Puts the decision on the bus (→ the audit trail). An unrecorded decision is not made.
     /// `POST /v1/drift/pre-merge` and `/v1/drift/post-merge`, body `{"pull_number": n}`: the
     /// pull request is in the caller's own repository; a `pull_request` token may only name
     /// the pull request it runs for. The guard answers 200 (passed) or 422 with every reason;
@@ -599,6 +598,7 @@ where
         }
     }
 
+    /// Puts the decision on the bus (→ the audit trail). An unrecorded decision is not made.
     async fn record(
         &self,
         claims: &GithubClaims,
@@ -835,13 +835,45 @@ where
         );
         Ok(match Manifest::from_sources(&sources, enums) {
             Ok(manifest) => {
-                let declared: Vec<String> = manifest
+                let new: Vec<&keyward_shared::manifest::DeclaredSecret> = manifest
                     .secrets
                     .iter()
                     .filter(|s| self.loaded.manifest.secret(&s.name).is_none())
-                    .map(|s| s.name.to_string())
                     .collect();
-                Response::json(200, json!({"valid": true, "secrets": declared}))
+                let declared: Vec<String> = new.iter().map(|s| s.name.to_string()).collect();
+                // The same projections `keyward render` writes, for just these secrets.
+                let mut terraform: std::collections::BTreeMap<
+                    String,
+                    std::collections::BTreeMap<
+                        String,
+                        keyward_shared::projections::TerraformSecret,
+                    >,
+                > = Default::default();
+                let mut kubernetes = Vec::new();
+                for secret in &new {
+                    // Declared secrets passed the tag contract, so this cannot fail.
+                    if let Ok(tf) = keyward_shared::projections::terraform_secret(secret) {
+                        terraform
+                            .entry(secret.name.env().to_string())
+                            .or_default()
+                            .insert(keyward_shared::projections::terraform_key(secret), tf);
+                    }
+                    if let Some(k8s) = &secret.kubernetes {
+                        kubernetes.push(json!({
+                            "environment": secret.name.env().to_string(),
+                            "namespace": k8s.namespace,
+                            "manifest": keyward_shared::projections::external_secret(secret, k8s),
+                        }));
+                    }
+                }
+                Response::json(
+                    200,
+                    json!({
+                        "valid": true,
+                        "secrets": declared,
+                        "projections": {"terraform": terraform, "kubernetes": kubernetes},
+                    }),
+                )
             }
             Err(e) => {
                 let problems: Vec<Value> = e

@@ -75,7 +75,11 @@ async fn remediation(
         jira,
         state: S3MarkerStore::new(s3, &config.state_bucket),
         min_approvals: config.min_approvals,
-        thresholds: Thresholds::default(),
+        thresholds: Thresholds {
+            unused_days: config.unused_days,
+            ..Thresholds::default()
+        },
+        check_policies: config.check_policies,
         redactor,
     })
 }

@@ -70,7 +70,8 @@ pub struct Binding {
     pub job_workflow_refs: Vec<String>,
     #[serde(default = "github_hosted")]
     pub runner_environment: String,
-    /// Also accept `pull_request` tokens, whose ref is `refs/pull/<number>/merge` (the one
+    /// Also accept `pull_request` (and `pull_request_review`) tokens, whose ref is
+    /// `refs/pull/<number>/merge` (the one
     /// ref form that is not listed exactly: each pull request has its own). Routes that act on
     /// a pull request then only accept that number.
     #[serde(default)]
@@ -248,8 +249,13 @@ impl Policy {
         let mut reasons = Vec::new();
         for binding in candidates {
             let mut misses = Vec::new();
+            // `pull_request_review` runs carry the same merge ref: a guard re-run when an
+            // approval arrives.
             let pull_ref = binding.pull_requests
-                && claims.event_name == "pull_request"
+                && matches!(
+                    claims.event_name.as_str(),
+                    "pull_request" | "pull_request_review"
+                )
                 && pull_request_number(&claims.r#ref).is_some();
             if !pull_ref && !binding.refs.contains(&claims.r#ref) {
                 misses.push(format!("ref {} not allowed", claims.r#ref));

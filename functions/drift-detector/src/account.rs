@@ -42,6 +42,17 @@ pub struct Calls {
     pub get_resource_policy: u64,
 }
 
+impl Calls {
+    /// The calls made since `earlier` was taken.
+    pub fn since(&self, earlier: &Calls) -> Calls {
+        Calls {
+            list_secrets_pages: self.list_secrets_pages - earlier.list_secrets_pages,
+            describe_secret: self.describe_secret - earlier.describe_secret,
+            get_resource_policy: self.get_resource_policy - earlier.get_resource_policy,
+        }
+    }
+}
+
 impl CallCounter {
     pub fn snapshot(&self) -> Calls {
         Calls {
@@ -175,7 +186,8 @@ impl Account for AwsAccount {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<CatalogEntry>, AccountError> {
-        // Pages are counted as they are fetched; the catalog adapter pages by 100.
+        // The catalog adapter asks for pages of 100 (`MaxResults`), so the walk took
+        // ceil(n / 100) pages (at least one).
         let entries = SecretsManagerCatalog::new(self.secrets.clone())
             .list(prefix)
             .await

@@ -100,6 +100,18 @@ fn url_var(
     }
 }
 
+/// `KEYWARD_DRIFT_UNUSED_DAYS` (default 90, at least 1).
+pub fn unused_days(env: &dyn EnvSource) -> Result<i64, ConfigError> {
+    let days: i64 = parsed_or(env, "KEYWARD_DRIFT_UNUSED_DAYS", 90)?;
+    if days < 1 {
+        return Err(ConfigError::Invalid {
+            name: "KEYWARD_DRIFT_UNUSED_DAYS",
+            reason: format!("{days} is not a number of days (at least 1)"),
+        });
+    }
+    Ok(days)
+}
+
 impl Config {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let secret_prefix = required(env, "KEYWARD_SECRET_PREFIX")?;
@@ -165,7 +177,7 @@ impl Config {
             jira,
             notifications: flag(env, "ENABLE_DRIFT_NOTIFICATIONS", false)?,
             check_policies: flag(env, "KEYWARD_DRIFT_CHECK_POLICIES", true)?,
-            unused_days: parsed_or(env, "KEYWARD_DRIFT_UNUSED_DAYS", 90)?,
+            unused_days: unused_days(env)?,
         })
     }
 
@@ -370,6 +382,8 @@ where
         scope: &DriftScope,
         now: DateTime<Utc>,
     ) -> Result<RunReport, DriftError> {
+        // The counter lives as long as the sandbox: report this run's calls only.
+        let before = self.account.calls();
         let detection = self.detect(scope, now).await?;
         let tickets = self.ticket(&detection.findings, scope).await?;
         let mut by_kind = BTreeMap::new();
@@ -381,7 +395,7 @@ where
             by_kind,
             secrets_listed: detection.secrets_listed,
             declared: detection.declared,
-            calls: self.account.calls(),
+            calls: self.account.calls().since(&before),
             tickets,
         })
     }
@@ -423,6 +437,7 @@ where
         };
         let mut events = Vec::new();
         let mut new_findings = Vec::new();
+        let mut reported: Vec<(String, String)> = Vec::new();
         for finding in findings {
             let evidence_hash = hex::encode(Sha256::digest(
                 serde_json::to_string(&finding.evidence)
@@ -439,20 +454,24 @@ where
                 .await
                 .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
             let changed = seen.as_ref().is_none_or(|m| m.body != evidence_hash);
-            if let Some(github) = &self.github {
-                let tracked = existing.get(&finding.fingerprint);
-                let jira_key = match (&self.jira, tracked.and_then(|t| jira_key_in(&t.body))) {
-                    (_, Some(key)) => Some(key),
-                    (Some(jira), None) => Some(match jira.find(&finding.fingerprint).await? {
+            let tracked = existing.get(&finding.fingerprint);
+            // Jira works with or without GitHub: an issue's body records its key; otherwise
+            // it is looked up (by its fingerprint label) when the finding is new or changed.
+            let jira_key = match (&self.jira, tracked.and_then(|t| jira_key_in(&t.body))) {
+                (_, Some(key)) => Some(key),
+                (Some(jira), None) if changed || self.github.is_some() => {
+                    Some(match jira.find(&finding.fingerprint).await? {
                         Some(key) => key,
                         None => {
                             let key = jira.create(finding).await?;
                             report.jira_created.push(key.clone());
                             key
                         }
-                    }),
-                    (None, None) => None,
-                };
+                    })
+                }
+                _ => None,
+            };
+            if let Some(github) = &self.github {
                 let (title, body) = issue_text(finding, jira_key.as_deref());
                 match tracked {
                     None => {
@@ -481,10 +500,9 @@ where
             }
             if changed {
                 events.push(drift_event(finding));
-                self.state
-                    .overwrite(&seen_key, &evidence_hash)
-                    .await
-                    .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
+                // Written only after the events are published (below): a run that fails before
+                // publishing leaves the markers as they were, so its retry reports again.
+                reported.push((seen_key, evidence_hash));
             }
         }
         for (fp, issue) in &existing {
@@ -528,6 +546,12 @@ where
                 })
             })?;
             report.notified = new_findings.len();
+        }
+        for (key, hash) in reported {
+            self.state
+                .overwrite(&key, &hash)
+                .await
+                .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
         }
         Ok(report)
     }

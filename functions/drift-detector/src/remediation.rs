@@ -210,6 +210,7 @@ use chrono::Utc;
 use keyward_shared::config::{ConfigError, EnvSource, flag, parsed_or, required};
 use keyward_shared::ports::MarkerStore;
 use keyward_shared::redact::{Redactor, SafeText};
+use sha2::Digest as _;
 
 use crate::account::Account;
 use crate::findings::{Finding, Thresholds};
@@ -228,17 +229,29 @@ pub struct RemediationConfig {
     pub state_bucket: String,
     pub min_approvals: usize,
     pub jira: Option<JiraConfig>,
-    pub notifications: bool,
+    /// The detector's own settings, so verification judges as the scheduled run does.
+    pub unused_days: i64,
+    pub check_policies: bool,
 }
 
 impl RemediationConfig {
     pub fn from_env(env: &dyn EnvSource) -> Result<Option<Self>, ConfigError> {
-        let Some(credentials_secret_arn) = env
-            .get("KEYWARD_DRIFT_CREDENTIALS_SECRET_ARN")
-            .filter(|v| !v.is_empty())
-        else {
+        // Both are needed to act on drift issues; with either unset the routes answer 503
+        // (credentials alone may serve the detector's notifications).
+        let (Some(credentials_secret_arn), Some(github_repo)) = (
+            env.get("KEYWARD_DRIFT_CREDENTIALS_SECRET_ARN")
+                .filter(|v| !v.is_empty()),
+            env.get("KEYWARD_DRIFT_GITHUB_REPO")
+                .filter(|v| !v.is_empty()),
+        ) else {
             return Ok(None);
         };
+        if github_repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
+            return Err(ConfigError::Invalid {
+                name: "KEYWARD_DRIFT_GITHUB_REPO",
+                reason: format!("`{github_repo}` is not owner/repo"),
+            });
+        }
         let uri = required(env, "KEYWARD_MANIFEST_S3_URI")?;
         let (manifest_bucket, manifest_prefix) = uri
             .strip_prefix("s3://")
@@ -267,8 +280,15 @@ impl RemediationConfig {
             });
         }
         let jira = if flag(env, "ENABLE_JIRA_INTEGRATION", false)? {
+            let base_url = required(env, "KEYWARD_JIRA_URL")?;
+            if !keyward_shared::config::https_or_loopback(&base_url) {
+                return Err(ConfigError::Invalid {
+                    name: "KEYWARD_JIRA_URL",
+                    reason: "must be an https:// URL (plain http only on 127.0.0.1)".into(),
+                });
+            }
             Some(JiraConfig {
-                base_url: required(env, "KEYWARD_JIRA_URL")?,
+                base_url,
                 project: required(env, "KEYWARD_JIRA_PROJECT")?,
             })
         } else {
@@ -276,14 +296,15 @@ impl RemediationConfig {
         };
         Ok(Some(Self {
             credentials_secret_arn,
-            github_repo: required(env, "KEYWARD_DRIFT_GITHUB_REPO")?,
+            github_repo,
             github_api_url: github_api_url.trim_end_matches('/').to_owned(),
             manifest_bucket,
             manifest_prefix,
             state_bucket: required(env, "KEYWARD_STATE_BUCKET")?,
             min_approvals,
             jira,
-            notifications: flag(env, "ENABLE_DRIFT_NOTIFICATIONS", false)?,
+            unused_days: crate::unused_days(env)?,
+            check_policies: flag(env, "KEYWARD_DRIFT_CHECK_POLICIES", true)?,
         }))
     }
 }
@@ -360,6 +381,7 @@ pub struct Remediation<A, G, J, M> {
     pub state: M,
     pub min_approvals: usize,
     pub thresholds: Thresholds,
+    pub check_policies: bool,
     pub redactor: Redactor,
 }
 
@@ -450,7 +472,7 @@ where
                 service: None,
                 secret: Some(secret),
             },
-            true,
+            self.check_policies,
             &self.thresholds,
             &self.redactor,
             Utc::now(),
@@ -588,6 +610,16 @@ where
                 .close_issue(issue)
                 .await
                 .map_err(DriftError::from)?;
+            // Forget what was reported, so the same drift coming back is reported again.
+            let seen_key = format!(
+                "{}{}",
+                crate::SEEN_PREFIX,
+                hex::encode(sha2::Sha256::digest(fingerprint.as_bytes()))
+            );
+            self.state
+                .overwrite(&seen_key, "resolved")
+                .await
+                .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
             if let (Some(jira), Some(key)) = (&self.jira, &fields.jira_key) {
                 jira.comment(
                     key,

@@ -400,7 +400,11 @@ impl PullRequests for GithubClient {
                 None => return Ok(out),
             }
         }
-        Ok(out)
+        Err(TicketError {
+            service: "GitHub",
+            operation: "list reviews",
+            reason: SafeText::fixed("more pages than the guard follows"),
+        })
     }
 }
 
