@@ -38,6 +38,9 @@ struct Args {
     /// Secrets in the drift benchmark.
     #[arg(long, default_value_t = 5_000)]
     drift_secrets: usize,
+    /// Secrets in the render benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    render_secrets: usize,
 }
 
 fn domain_envelope() -> serde_json::Value {
@@ -115,7 +118,12 @@ async fn main() -> Result<()> {
             println!("|---|---:|---:|---:|");
             return drift_rows(&moto, args.drift_secrets).await;
         }
-        Some(other) => anyhow::bail!("--only takes `vercel` or `drift`, not `{other}`"),
+        Some("render") => {
+            println!("| metric | keyward | baseline | baseline / keyward |");
+            println!("|---|---:|---:|---:|");
+            return render_row(&args.bin_dir, args.render_secrets);
+        }
+        Some(other) => anyhow::bail!("--only takes `vercel`, `drift` or `render`, not `{other}`"),
     }
     let bucket = "keyward-bench";
     moto.create_bucket(bucket, BucketKind::ObjectLockCompliance { days: 1 })
@@ -363,6 +371,7 @@ async fn main() -> Result<()> {
     gateway_rps_row(&issuer).await?;
     vercel_rows(&moto).await?;
     drift_rows(&moto, args.drift_secrets).await?;
+    render_row(&args.bin_dir, args.render_secrets)?;
     verify_row(args.records).await?;
     cloudtrail_rows(&args.bin_dir, args.records)?;
     writes_row(&moto, args.runs).await?;
@@ -1060,6 +1069,97 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
     println!(
         "| naive drift detection (ListSecrets + DescribeSecret per secret, 8 in flight), {count} secrets | {naive:.2} s, {} Secrets Manager calls | | |",
         list_calls + described
+    );
+    Ok(())
+}
+
+/// Runs `program` to completion; returns (wall seconds, peak RSS in KiB) from `wait4`'s rusage,
+/// which the kernel keeps for the child after it exits (reading /proc races a short run).
+fn timed_run(program: &std::path::Path, args: &[&str]) -> Result<(f64, i64)> {
+    let started = Instant::now();
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("{} missing: run scripts/bench.sh", program.display()))?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our child's, and both out-pointers are valid for the call.
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    anyhow::ensure!(waited > 0, "wait4 failed");
+    anyhow::ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{} failed",
+        program.display()
+    );
+    Ok((started.elapsed().as_secs_f64(), usage.ru_maxrss))
+}
+
+/// `keyward render` over a manifest of `count` secrets (every tenth projected to Kubernetes):
+/// wall time and peak memory of the CLI process, best of three, and byte-identical output.
+fn render_row(bin_dir: &std::path::Path, count: usize) -> Result<()> {
+    let root = keyward_integration::repo_root().join("infra/config/manifest");
+    let manifest = tempfile::tempdir()?;
+    std::fs::write(
+        manifest.path().join("org.yaml"),
+        "version: 1\norg: acme\nenvironments: [dev, staging, prod]\n",
+    )?;
+    std::fs::copy(root.join("enums.yaml"), manifest.path().join("enums.yaml"))?;
+    let mut yaml = String::from("version: 1\nsecrets:\n");
+    let per_env = count.div_ceil(3);
+    for n in 0..per_env {
+        yaml.push_str(&format!(
+            "  - service: svc{}\n    name: key-{n:05}\n    type: api-key\n    domain: platform\n    owner: team-platform\n    classification: confidential\n    rotation: {{strategy: random, days: 30}}\n",
+            n % 100
+        ));
+        if n % 10 == 0 {
+            yaml.push_str("    kubernetes: {namespace: platform, properties: [token]}\n");
+        }
+        yaml.push_str("    environments: [dev, staging, prod]\n");
+    }
+    std::fs::write(manifest.path().join("secrets.yaml"), yaml)?;
+    let binary = bin_dir.join("keyward");
+    let mut best = (f64::MAX, 0i64);
+    let mut outputs = Vec::new();
+    for _ in 0..3 {
+        let out = tempfile::tempdir()?;
+        let run = timed_run(
+            &binary,
+            &[
+                "render",
+                "--manifest",
+                manifest.path().to_str().unwrap_or_default(),
+                "--out",
+                out.path().to_str().unwrap_or_default(),
+            ],
+        )?;
+        if run.0 < best.0 {
+            best = run;
+        }
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut stack = vec![out.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let relative = path.strip_prefix(out.path())?.display().to_string();
+                    files.push((relative, std::fs::read(&path)?));
+                }
+            }
+        }
+        files.sort();
+        outputs.push(files);
+    }
+    let identical = outputs.windows(2).all(|w| w[0] == w[1]);
+    println!(
+        "| keyward render, {} secrets ({} files, byte-identical across runs: {identical}) | {:.2} s, peak RSS {:.1} MiB | | |",
+        per_env * 3,
+        outputs[0].len(),
+        best.0,
+        best.1 as f64 / 1024.0
     );
     Ok(())
 }
