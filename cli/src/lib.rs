@@ -36,6 +36,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// The generated "Request app secret" workflow: write it, or check it is current.
     Workflows(WorkflowsArgs),
+    /// A local drift check: every finding the drift detector would report for an environment,
+    /// against the manifest on disk (exit 0 none, 2 findings, 1 error). Opens no ticket.
+    Drift(PlanArgs),
 }
 
 #[derive(Args, Debug, Clone)]

@@ -15,7 +15,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let (error_code, result) = match cli.command {
         Command::Audit(AuditCommand::Verify(args)) => (2, audit_verify(args).await),
-        Command::Plan(args) => (1, plan(args).await),
+        Command::Plan(args) => (1, plan(args, false).await),
+        Command::Drift(args) => (1, plan(args, true).await),
         other => (1, local(other)),
     };
     match result {
@@ -102,7 +103,9 @@ fn local(command: Command) -> Result<u8, String> {
                 Ok(0)
             }
         }
-        Command::Audit(_) | Command::Plan(_) => unreachable!("handled with AWS access"),
+        Command::Audit(_) | Command::Plan(_) | Command::Drift(_) => {
+            unreachable!("handled with AWS access")
+        }
     }
 }
 
@@ -141,7 +144,8 @@ impl drift_detector::account::Account for LocalManifest {
     }
 }
 
-async fn plan(args: keyward_cli::PlanArgs) -> Result<u8, String> {
+/// `plan` (the changes infrastructure code makes) or, with `drift`, every finding.
+async fn plan(args: keyward_cli::PlanArgs, drift: bool) -> Result<u8, String> {
     let manifest = load(&args.manifest.manifest)?;
     if !manifest.environments.iter().any(|e| e.as_str() == args.env) {
         return Err(format!(
@@ -179,6 +183,27 @@ async fn plan(args: keyward_cli::PlanArgs) -> Result<u8, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    if drift {
+        for f in &detection.findings {
+            let evidence: Vec<String> =
+                f.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "{:<9} {:<30} {} ({})",
+                format!("{:?}", f.severity),
+                f.kind.slug(),
+                f.secret,
+                evidence.join(", ")
+            );
+        }
+        println!(
+            "{} finding(s) in {} ({} secret(s) listed, {} declared; Vercel parity is checked by the deployed detector)",
+            detection.findings.len(),
+            args.env,
+            detection.secrets_listed,
+            detection.declared
+        );
+        return Ok(if detection.findings.is_empty() { 0 } else { 2 });
+    }
     let findings: Vec<_> = detection
         .findings
         .into_iter()

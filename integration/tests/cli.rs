@@ -356,6 +356,21 @@ async fn plan_against_moto_exits_like_terraform_plan_detailed_exitcode() {
         md.contains("| enable rotation |") && !md.contains("stripe-api-key"),
         "{md}"
     );
+    // The local drift check lists every finding, operational ones included.
+    let drift = run(
+        &["drift", "--manifest", path(dir.path()), "--env", "prod"],
+        &env,
+    );
+    assert_eq!(drift.status.code(), Some(2), "{}", text(&drift));
+    let drift = text(&drift);
+    for kind in [
+        "rotation-disabled",
+        "governance-mismatch",
+        "replica-missing",
+        "declared-missing",
+    ] {
+        assert!(drift.contains(kind), "{kind}: {drift}");
+    }
     // An environment the manifest does not have is an error (exit 1).
     let bad = run(
         &["plan", "--manifest", path(dir.path()), "--env", "qa"],
