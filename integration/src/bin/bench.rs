@@ -171,6 +171,15 @@ async fn main() -> Result<()> {
         move || gateway_request(&fake.sign(&fake.github_claims(GATEWAY_AUDIENCE)))
     };
     let logs = keyward_integration::target_dir().join("keyward-logs/bench");
+    for (name, text) in keyward_integration::declared::manifest_files("acme") {
+        moto.s3()
+            .put_object()
+            .bucket(state_bucket)
+            .key(format!("manifest/{name}"))
+            .body(text.into_bytes().into())
+            .send()
+            .await?;
+    }
     // The Vercel sync's first event is a parity sweep against the fake Vercel API.
     let vercel = keyward_integration::fakes::vercel::FakeVercel::start(BENCH_VERCEL_TOKEN).await?;
     vercel
@@ -234,6 +243,21 @@ async fn main() -> Result<()> {
                 ("KEYWARD_VERCEL_API_URL", _) => vercel.api_url(),
                 ("KEYWARD_VERCEL_REDEPLOY_QUEUE_URL", _) => String::new(),
                 ("KEYWARD_VERCEL_REDEPLOY_DEBOUNCE_SECS", _) => "60".into(),
+                // The drift detector reads the sample manifest from the state bucket and only
+                // publishes events (no GitHub, Jira or webhook); the gateway's drift routes stay
+                // unconfigured.
+                ("KEYWARD_MANIFEST_S3_URI", _) => format!("s3://{state_bucket}/manifest/"),
+                (
+                    "KEYWARD_DRIFT_CREDENTIALS_SECRET_ARN"
+                    | "KEYWARD_DRIFT_GITHUB_REPO"
+                    | "KEYWARD_JIRA_URL"
+                    | "KEYWARD_JIRA_PROJECT",
+                    _,
+                ) => String::new(),
+                ("KEYWARD_GITHUB_API_URL", _) => "https://api.github.com".into(),
+                ("ENABLE_JIRA_INTEGRATION" | "ENABLE_DRIFT_NOTIFICATIONS", _) => "false".into(),
+                ("KEYWARD_DRIFT_UNUSED_DAYS", _) => "90".into(),
+                ("MIN_DRIFT_PR_APPROVALS", _) => "2".into(),
                 // No Loki, no webhook, no network rules: the alert goes to the bus only.
                 (
                     "KEYWARD_LOKI_PUSH_URL"
