@@ -75,6 +75,41 @@ pub fn https_or_loopback(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("http://127.0.0.1:")
 }
 
+/// `name` holding the secret prefix a stack governs: `/<org>/<env>/`.
+pub fn secret_prefix(env: &dyn EnvSource, name: &'static str) -> Result<String, ConfigError> {
+    let prefix = required(env, name)?;
+    let segments: Vec<&str> = prefix.split('/').collect();
+    let ok = segments.len() == 4
+        && segments[0].is_empty()
+        && !segments[1].is_empty()
+        && !segments[2].is_empty()
+        && segments[3].is_empty();
+    if ok {
+        Ok(prefix)
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            reason: format!("`{prefix}` is not of the form /<org>/<env>/"),
+        })
+    }
+}
+
+/// `name` holding an S3 location `s3://<bucket>/<prefix>`, as (bucket, prefix).
+pub fn s3_location(
+    env: &dyn EnvSource,
+    name: &'static str,
+) -> Result<(String, String), ConfigError> {
+    let uri = required(env, name)?;
+    uri.strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(bucket, _)| !bucket.is_empty())
+        .map(|(b, p)| (b.to_owned(), p.to_owned()))
+        .ok_or_else(|| ConfigError::Invalid {
+            name,
+            reason: format!("`{uri}` is not s3://<bucket>/<prefix>/"),
+        })
+}
+
 /// Settings every function shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommonConfig {

@@ -30,6 +30,7 @@ use chrono::{DateTime, Utc};
 use keyward_shared::adapters::http::{HttpClient, HttpRequest};
 use keyward_shared::config::{
     CommonConfig, ConfigError, EnvSource, flag, https_or_loopback, parsed_or, required,
+    s3_location, secret_prefix,
 };
 use keyward_shared::events::{
     Actor, ActorKind, CorrelationId, DomainEvent, EventData, Outcome, SecretRef,
@@ -114,29 +115,8 @@ pub fn unused_days(env: &dyn EnvSource) -> Result<i64, ConfigError> {
 
 impl Config {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
-        let secret_prefix = required(env, "KEYWARD_SECRET_PREFIX")?;
-        let segments: Vec<&str> = secret_prefix.split('/').collect();
-        if segments.len() != 4
-            || !segments[0].is_empty()
-            || segments[1].is_empty()
-            || segments[2].is_empty()
-            || !segments[3].is_empty()
-        {
-            return Err(ConfigError::Invalid {
-                name: "KEYWARD_SECRET_PREFIX",
-                reason: format!("`{secret_prefix}` is not of the form /<org>/<env>/"),
-            });
-        }
-        let uri = required(env, "KEYWARD_MANIFEST_S3_URI")?;
-        let (manifest_bucket, manifest_prefix) = uri
-            .strip_prefix("s3://")
-            .and_then(|rest| rest.split_once('/'))
-            .filter(|(bucket, _)| !bucket.is_empty())
-            .map(|(b, p)| (b.to_owned(), p.to_owned()))
-            .ok_or_else(|| ConfigError::Invalid {
-                name: "KEYWARD_MANIFEST_S3_URI",
-                reason: format!("`{uri}` is not s3://<bucket>/<prefix>/"),
-            })?;
+        let secret_prefix = secret_prefix(env, "KEYWARD_SECRET_PREFIX")?;
+        let (manifest_bucket, manifest_prefix) = s3_location(env, "KEYWARD_MANIFEST_S3_URI")?;
         let jira = if flag(env, "ENABLE_JIRA_INTEGRATION", false)? {
             Some(JiraConfig {
                 base_url: url_var(env, "KEYWARD_JIRA_URL", None)?

@@ -207,7 +207,7 @@ pub fn approvers(reviews: &[Review], author: &str) -> BTreeSet<String> {
 use std::future::Future;
 
 use chrono::Utc;
-use keyward_shared::config::{ConfigError, EnvSource, flag, parsed_or, required};
+use keyward_shared::config::{ConfigError, EnvSource, flag, parsed_or, required, s3_location};
 use keyward_shared::ports::MarkerStore;
 use keyward_shared::redact::{Redactor, SafeText};
 use sha2::Digest as _;
@@ -252,16 +252,7 @@ impl RemediationConfig {
                 reason: format!("`{github_repo}` is not owner/repo"),
             });
         }
-        let uri = required(env, "KEYWARD_MANIFEST_S3_URI")?;
-        let (manifest_bucket, manifest_prefix) = uri
-            .strip_prefix("s3://")
-            .and_then(|rest| rest.split_once('/'))
-            .filter(|(bucket, _)| !bucket.is_empty())
-            .map(|(b, p)| (b.to_owned(), p.to_owned()))
-            .ok_or_else(|| ConfigError::Invalid {
-                name: "KEYWARD_MANIFEST_S3_URI",
-                reason: format!("`{uri}` is not s3://<bucket>/<prefix>/"),
-            })?;
+        let (manifest_bucket, manifest_prefix) = s3_location(env, "KEYWARD_MANIFEST_S3_URI")?;
         let github_api_url = env
             .get("KEYWARD_GITHUB_API_URL")
             .filter(|v| !v.is_empty())

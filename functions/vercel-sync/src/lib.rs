@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt;
 use keyward_shared::config::{
-    CommonConfig, ConfigError, EnvSource, https_or_loopback, parsed_or, required,
+    CommonConfig, ConfigError, EnvSource, https_or_loopback, parsed_or, required, secret_prefix,
 };
 use keyward_shared::events::{
     Actor, CorrelationId, DomainEvent, EventData, Outcome, SecretRef, SyncScope,
@@ -89,19 +89,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
-        let secret_prefix = required(env, "KEYWARD_SECRET_PREFIX")?;
-        let segments: Vec<&str> = secret_prefix.split('/').collect();
-        if segments.len() != 4
-            || !segments[0].is_empty()
-            || segments[1].is_empty()
-            || segments[2].is_empty()
-            || !segments[3].is_empty()
-        {
-            return Err(ConfigError::Invalid {
-                name: "KEYWARD_SECRET_PREFIX",
-                reason: format!("`{secret_prefix}` is not of the form /<org>/<env>/"),
-            });
-        }
+        let secret_prefix = secret_prefix(env, "KEYWARD_SECRET_PREFIX")?;
         let api_url = env
             .get("KEYWARD_VERCEL_API_URL")
             .filter(|url| !url.is_empty())

@@ -232,7 +232,7 @@ fn bad_inputs_each_give_a_clear_located_error() {
                 "rotation: {strategy: random, days: 30}",
                 "rotaton: {strategy: random, days: 30}",
             ),
-            "m.yaml: secrets[0]: unknown field `rotaton`, expected one of `service`, `name`, `description`, `type`, `domain`, `owner`, `classification`, `rotation`, `replicas`, `readers`, `vercel`, `environments`",
+            "m.yaml: secrets[0]: unknown field `rotaton`, expected one of `service`, `name`, `description`, `type`, `domain`, `owner`, `classification`, `rotation`, `replicas`, `readers`, `vercel`, `kubernetes`, `environments`",
         ),
         (
             GOOD.replace("classification: internal", "classification: secret"),
@@ -435,4 +435,87 @@ fn published_schemas_match_the_types() {
             path.display()
         );
     }
+}
+
+#[test]
+fn kubernetes_projections_are_checked_field_by_field() {
+    let good = KubernetesDecl {
+        namespace: "payments".into(),
+        secret_name: Some("db.credentials".into()),
+        refresh_interval: Some("15m".into()),
+        properties: vec!["username".into(), "password".into()],
+    };
+    assert!(good.problems().is_empty());
+    for (patch, field) in [
+        (
+            KubernetesDecl {
+                namespace: "Payments".into(),
+                ..good.clone()
+            },
+            "namespace",
+        ),
+        (
+            KubernetesDecl {
+                namespace: "-x".into(),
+                ..good.clone()
+            },
+            "namespace",
+        ),
+        (
+            KubernetesDecl {
+                secret_name: Some("a_b".into()),
+                ..good.clone()
+            },
+            "secret_name",
+        ),
+        (
+            KubernetesDecl {
+                refresh_interval: Some("1d".into()),
+                ..good.clone()
+            },
+            "refresh_interval",
+        ),
+        (
+            KubernetesDecl {
+                refresh_interval: Some("0h".into()),
+                ..good.clone()
+            },
+            "refresh_interval",
+        ),
+        (
+            KubernetesDecl {
+                refresh_interval: Some("h".into()),
+                ..good.clone()
+            },
+            "refresh_interval",
+        ),
+        (
+            KubernetesDecl {
+                properties: vec!["a b".into()],
+                ..good.clone()
+            },
+            "properties",
+        ),
+        (
+            KubernetesDecl {
+                properties: vec!["a".into(), "a".into()],
+                ..good.clone()
+            },
+            "properties",
+        ),
+    ] {
+        let problems = patch.problems();
+        assert_eq!(problems.len(), 1, "{patch:?}: {problems:?}");
+        assert_eq!(problems[0].0, field);
+    }
+    // In a manifest: the path points at the field.
+    let msgs = messages(one(&GOOD.replace(
+        "    environments: [dev]\n",
+        "    kubernetes: {namespace: Bad_NS}\n    environments: [dev]\n",
+    )));
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("secrets[0].kubernetes.namespace")),
+        "{msgs:?}"
+    );
 }
