@@ -570,3 +570,44 @@ fn sample_inputs_and_bad_inputs() {
         assert_eq!(err.kind(), "InvalidInput", "{bad}");
     }
 }
+
+/// Seeded mutations of the outside inputs the detector and the gateway parse (on-demand
+/// payloads, resource policies, pull-request descriptions, Link headers, issue bodies): no
+/// panic, whatever arrives.
+#[test]
+fn mutated_outside_inputs_never_panic() {
+    let seeds: [&str; 5] = [
+        r#"{"scope": {"service": "web", "secret": "/acme/prod/web/k"}}"#,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::1:role/a"]},"Action":"*","Resource":"*","Condition":{"StringEquals":{"a":"b"}}}]}"#,
+        GOOD_BODY,
+        r#"<https://api.github.com/repositories/1/issues?page=2>; rel="next", <https://x>; rel="last""#,
+        "<!-- keyward-drift fingerprint=\"rotation-disabled:/acme/prod/web/k\" -->\nJira: SEC-1\n",
+    ];
+    let mut rng = fastrand::Rng::with_seed(0xD21F7);
+    let envs = ["prod".to_owned()];
+    for _ in 0..5_000 {
+        let mut bytes = seeds[rng.usize(0..seeds.len())].as_bytes().to_vec();
+        for _ in 0..rng.usize(1..8) {
+            let at = rng
+                .usize(0..bytes.len().max(1))
+                .min(bytes.len().saturating_sub(1));
+            match rng.u8(0..3) {
+                0 if !bytes.is_empty() => bytes[at] = rng.u8(..),
+                1 if !bytes.is_empty() => {
+                    bytes.remove(at);
+                }
+                _ => {
+                    const PIECES: &[u8] = b"{}[]\":,#\n*";
+                    bytes.insert(at.min(bytes.len()), PIECES[rng.usize(0..PIECES.len())]);
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = crate::input_scope(&text);
+        let _ = PolicyGrants::parse(&text);
+        let _ = parse_fields(&text, true, &envs);
+        let _ = next_link(&text);
+        let _ = fingerprint_in(&text);
+        let _ = jira_key_in(&text);
+    }
+}
