@@ -541,6 +541,11 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
             "`Jira Key` `nope`",
         ),
         (
+            &format!("Jira Key: {jira_key}"),
+            "Jira Key: SEC-999",
+            "tracked as",
+        ),
+        (
             &format!("Drift Issue: #{issue}"),
             "Drift Issue: #9999",
             "#9999 does not exist",

@@ -179,10 +179,10 @@ pub fn parse_fields(
 }
 
 /// Distinct approvers: each reviewer's latest decisive review (APPROVED, CHANGES_REQUESTED or
-/// DISMISSED; COMMENTED does not change a decision) must be APPROVED, and the author's own
-/// reviews never count.
-pub fn approvers(reviews: &[Review], author: &str) -> BTreeSet<String> {
-    let mut latest: BTreeMap<&str, &str> = BTreeMap::new();
+/// DISMISSED; COMMENTED does not change a decision) must be APPROVED, of the pull request's
+/// head commit, and the author's own reviews never count.
+pub fn approvers(reviews: &[Review], author: &str, head_sha: &str) -> BTreeSet<String> {
+    let mut latest: BTreeMap<&str, &Review> = BTreeMap::new();
     for r in reviews {
         if r.login.eq_ignore_ascii_case(author) {
             continue;
@@ -191,12 +191,16 @@ pub fn approvers(reviews: &[Review], author: &str) -> BTreeSet<String> {
             r.state.as_str(),
             "APPROVED" | "CHANGES_REQUESTED" | "DISMISSED"
         ) {
-            latest.insert(&r.login, &r.state);
+            latest.insert(&r.login, r);
         }
     }
+    // An approval of an older commit does not cover what was pushed after it.
     latest
         .into_iter()
-        .filter(|(_, s)| *s == "APPROVED")
+        .filter(|(_, r)| {
+            r.state == "APPROVED"
+                && (head_sha.is_empty() || r.commit_id.as_deref().is_none_or(|c| c == head_sha))
+        })
         .map(|(l, _)| l.to_owned())
         .collect()
 }
@@ -436,6 +440,15 @@ where
                         fields.environment, fields.drift_issue
                     ));
                 }
+                if let (Some(given), Some(recorded)) =
+                    (&fields.jira_key, crate::jira_key_in(&issue.body))
+                    && *given != recorded
+                {
+                    checked.reasons.push(format!(
+                        "`Jira Key` is {given}, but drift issue #{} is tracked as {recorded}",
+                        fields.drift_issue
+                    ));
+                }
                 checked.issue_open = issue.open;
                 checked.fingerprint = Some(issue.fingerprint);
             }
@@ -516,7 +529,9 @@ where
             .reviews(repo, number)
             .await
             .map_err(DriftError::from)?;
-        let approvals: Vec<String> = approvers(&reviews, &pull.author).into_iter().collect();
+        let approvals: Vec<String> = approvers(&reviews, &pull.author, &pull.head_sha)
+            .into_iter()
+            .collect();
         if approvals.len() < self.min_approvals {
             checked.reasons.push(format!(
                 "{} approval(s) from reviewers other than the author; {} required",

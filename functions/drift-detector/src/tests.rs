@@ -444,8 +444,18 @@ fn approvals_count_distinct_reviewers_latest_decision_not_the_author() {
         r("author", "APPROVED"),
         r("alice", "APPROVED"),
     ];
-    let got: Vec<String> = approvers(&reviews, "Author").into_iter().collect();
+    let got: Vec<String> = approvers(&reviews, "Author", "").into_iter().collect();
     assert_eq!(got, ["alice", "carol"]);
+    // Approvals of an older commit do not count once something newer is pushed.
+    let on = |login: &str, commit: &str| Review {
+        login: login.into(),
+        state: "APPROVED".into(),
+        commit_id: Some(commit.into()),
+    };
+    let got: Vec<String> = approvers(&[on("alice", "old"), on("bob", "new")], "author", "new")
+        .into_iter()
+        .collect();
+    assert_eq!(got, ["bob"]);
 }
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
