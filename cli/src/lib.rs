@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "keyward",
-    about = "Operate keyward: verify the audit trail",
+    about = "Operate keyward: request secrets, validate and render the manifest, plan against the account, check drift, verify the audit trail",
     version
 )]
 pub struct Cli {

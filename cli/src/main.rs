@@ -12,7 +12,15 @@ use keyward_shared::manifest::Manifest;
 /// 0 success, 1 problems found or an error.
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1, not clap's 2: for `plan` and `drift`, 2 means "changes found".
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let (error_code, result) = match cli.command {
         Command::Audit(AuditCommand::Verify(args)) => (2, audit_verify(args).await),
         Command::Plan(args) => (1, plan(args, false).await),
@@ -183,8 +191,20 @@ async fn plan(args: keyward_cli::PlanArgs, drift: bool) -> Result<u8, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    // Vercel parity needs the deployed sync's ledgers, which a local check does not read.
+    let findings: Vec<_> = detection
+        .findings
+        .into_iter()
+        .filter(|f| {
+            !matches!(
+                f.kind,
+                drift_detector::findings::FindingKind::VercelMissing
+                    | drift_detector::findings::FindingKind::VercelStale
+            )
+        })
+        .collect();
     if drift {
-        for f in &detection.findings {
+        for f in &findings {
             let evidence: Vec<String> =
                 f.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!(
@@ -197,24 +217,13 @@ async fn plan(args: keyward_cli::PlanArgs, drift: bool) -> Result<u8, String> {
         }
         println!(
             "{} finding(s) in {} ({} secret(s) listed, {} declared; Vercel parity is checked by the deployed detector)",
-            detection.findings.len(),
+            findings.len(),
             args.env,
             detection.secrets_listed,
             detection.declared
         );
-        return Ok(if detection.findings.is_empty() { 0 } else { 2 });
+        return Ok(if findings.is_empty() { 0 } else { 2 });
     }
-    let findings: Vec<_> = detection
-        .findings
-        .into_iter()
-        .filter(|f| {
-            !matches!(
-                f.kind,
-                drift_detector::findings::FindingKind::VercelMissing
-                    | drift_detector::findings::FindingKind::VercelStale
-            )
-        })
-        .collect();
     let plan = keyward_cli::plan::plan_from(&args.env, &findings);
     if args.markdown {
         print!("{}", keyward_cli::plan::markdown(&plan));

@@ -42,6 +42,12 @@ pub fn plan_from(environment: &str, findings: &[Finding]) -> Plan {
         environment: environment.to_owned(),
         ..Plan::default()
     };
+    // The module manages only declared secrets: what it finds on others is a note.
+    let undeclared: std::collections::BTreeSet<&str> = findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Undeclared)
+        .map(|f| f.secret.as_str())
+        .collect();
     for f in findings {
         let (action, change) = match f.kind {
             FindingKind::DeclaredMissing => ("create", true),
@@ -51,9 +57,20 @@ pub fn plan_from(environment: &str, findings: &[Finding]) -> Plan {
             FindingKind::RotationDisabled => ("enable rotation", true),
             FindingKind::RotationIntervalOverPolicy => ("update rotation schedule", true),
             FindingKind::ReplicaMissing => ("add replica", true),
-            FindingKind::ReplicaFailing => ("repair replica", true),
+            FindingKind::ReplicaFailing => ("replica failing (see its status message)", false),
             FindingKind::AwsManagedKey => ("use the customer-managed key", true),
-            FindingKind::ScheduledForDeletion => ("restore", true),
+            // Terraform cannot restore a secret: `aws secretsmanager restore-secret` first.
+            FindingKind::ScheduledForDeletion => {
+                ("scheduled for deletion (restore it first)", false)
+            }
+            FindingKind::PolicyPublic | FindingKind::PolicyUndeclaredReader
+                if undeclared.contains(f.secret.as_str()) =>
+            {
+                (
+                    "resource policy open on a secret not in the manifest",
+                    false,
+                )
+            }
             FindingKind::PolicyPublic | FindingKind::PolicyUndeclaredReader => {
                 ("replace resource policy", true)
             }
@@ -62,6 +79,7 @@ pub fn plan_from(environment: &str, findings: &[Finding]) -> Plan {
                 ("rotation overdue (operational)", false)
             }
             FindingKind::Unused => ("unused (operational)", false),
+            // Not reached from the CLI (it reads no ledgers); kept for callers that do.
             FindingKind::VercelMissing | FindingKind::VercelStale => {
                 ("Vercel not in parity (vercel-sync)", false)
             }

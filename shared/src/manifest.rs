@@ -141,8 +141,12 @@ impl KubernetesDecl {
         }
         let mut seen = BTreeSet::new();
         for p in &self.properties {
-            if p.parse::<JsonKey>().is_err() {
-                out.push(("properties", format!("`{p}` is not a JSON field name")));
+            // The operator reads `.` in a property as a path into nested JSON.
+            if p.parse::<JsonKey>().is_err() || p.contains('.') {
+                out.push((
+                    "properties",
+                    format!("`{p}` is not a top-level JSON field name (letters, digits, `_`, `-`)"),
+                ));
             } else if !seen.insert(p) {
                 out.push(("properties", format!("`{p}` is listed twice")));
             }
@@ -777,12 +781,12 @@ fn expand(ctx: &DeclContext, decl: &SecretDecl, issues: &mut Issues) -> Vec<Decl
             "must name at least one environment",
         );
     }
+    // Reported with the declaration's other problems; the secret is dropped at the end.
+    let mut kubernetes_ok = true;
     if let Some(k8s) = &decl.kubernetes {
         for (field, message) in k8s.problems() {
             issues.push(file, format!("{base}.kubernetes.{field}"), message);
-        }
-        if !k8s.problems().is_empty() {
-            return Vec::new();
+            kubernetes_ok = false;
         }
     }
     let mut out = Vec::new();
@@ -874,7 +878,7 @@ fn expand(ctx: &DeclContext, decl: &SecretDecl, issues: &mut Issues) -> Vec<Decl
             },
         });
     }
-    out
+    if kubernetes_ok { out } else { Vec::new() }
 }
 
 type Resolved = (

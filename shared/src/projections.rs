@@ -141,9 +141,27 @@ pub fn external_secret(declared: &DeclaredSecret, k8s: &KubernetesDecl) -> Strin
     out
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Tags(#[from] TagContractError),
+    /// Two secrets would write the same file or the same Kubernetes Secret.
+    #[error(
+        "{first} and {second} both project to {what}: set `kubernetes.secret_name` on one of them"
+    )]
+    Collision {
+        first: String,
+        second: String,
+        what: String,
+    },
+}
+
 /// Every projection of the manifest: (relative path, contents), sorted by path.
-pub fn render(manifest: &Manifest) -> Result<Vec<(String, String)>, TagContractError> {
+pub fn render(manifest: &Manifest) -> Result<Vec<(String, String)>, RenderError> {
     let mut files = Vec::new();
+    // (environment, namespace, Kubernetes Secret) -> the secret projecting it; and file paths.
+    let mut targets: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    let mut paths: BTreeMap<String, String> = BTreeMap::new();
     for env in &manifest.environments {
         let vars = terraform_vars(manifest, env.as_str())?;
         let text = serde_json::to_string_pretty(&vars).unwrap_or_default() + "\n";
@@ -151,18 +169,113 @@ pub fn render(manifest: &Manifest) -> Result<Vec<(String, String)>, TagContractE
     }
     for declared in &manifest.secrets {
         if let Some(k8s) = &declared.kubernetes {
-            files.push((
-                format!(
-                    "kubernetes/{}/{}/{}-{}.yaml",
-                    declared.name.env(),
-                    k8s.namespace,
-                    declared.name.service(),
-                    declared.name.name()
+            let name = declared.name.to_string();
+            let resource = format!("{}-{}", declared.name.service(), declared.name.name());
+            let target = k8s.secret_name.clone().unwrap_or_else(|| resource.clone());
+            let path = format!(
+                "kubernetes/{}/{}/{resource}.yaml",
+                declared.name.env(),
+                k8s.namespace
+            );
+            let key = (
+                declared.name.env().to_string(),
+                k8s.namespace.clone(),
+                target.clone(),
+            );
+            for (what, earlier) in [
+                (
+                    format!("Secret {}/{target}", k8s.namespace),
+                    targets.insert(key, name.clone()),
                 ),
-                external_secret(declared, k8s),
-            ));
+                (path.clone(), paths.insert(path.clone(), name.clone())),
+            ] {
+                if let Some(first) = earlier {
+                    return Err(RenderError::Collision {
+                        first,
+                        second: name,
+                        what,
+                    });
+                }
+            }
+            files.push((path, external_secret(declared, k8s)));
         }
     }
     files.sort();
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENUMS: &str = include_str!("../../infra/config/manifest/enums.yaml");
+
+    fn manifest(secrets: &str) -> Manifest {
+        let text = format!("version: 1\norg: acme\nenvironments: [prod]\nsecrets:\n{secrets}");
+        Manifest::from_sources(&[("m.yaml", &text)], ("enums.yaml", ENUMS)).unwrap()
+    }
+
+    fn decl(service: &str, name: &str, k8s: &str) -> String {
+        format!(
+            "  - service: {service}\n    name: {name}\n    type: api-key\n    domain: web\n    owner: team-web\n    classification: internal\n    rotation: {{strategy: random, days: 30}}\n    kubernetes: {k8s}\n    environments: [prod]\n"
+        )
+    }
+
+    #[test]
+    fn two_secrets_never_project_to_one_kubernetes_secret() {
+        // `a-b`/`c` and `a`/`b-c` would both be `a-b-c`.
+        let m = manifest(
+            &(decl("a-b", "c", "{namespace: web}") + &decl("a", "b-c", "{namespace: web}")),
+        );
+        let err = render(&m).unwrap_err().to_string();
+        assert!(
+            err.contains("/acme/prod/a-b/c") && err.contains("/acme/prod/a/b-c"),
+            "{err}"
+        );
+        assert!(err.contains("secret_name"), "{err}");
+        // Told apart by secret_name, they still share a file name: refused too.
+        let m = manifest(
+            &(decl("a-b", "c", "{namespace: web, secret_name: one}")
+                + &decl("a", "b-c", "{namespace: web, secret_name: two}")),
+        );
+        assert!(render(&m).is_err());
+        // In different namespaces: fine.
+        let m = manifest(
+            &(decl("a-b", "c", "{namespace: web}") + &decl("a", "b-c", "{namespace: api}")),
+        );
+        assert_eq!(
+            render(&m).unwrap().len(),
+            3,
+            "one tfvars, two ExternalSecrets"
+        );
+    }
+
+    #[test]
+    fn projections_are_deterministic_and_shaped() {
+        let m = manifest(&decl(
+            "api",
+            "token",
+            "{namespace: web, properties: [token], refresh_interval: 15m}",
+        ));
+        let first = render(&m).unwrap();
+        assert_eq!(first, render(&m).unwrap());
+        let (path, yaml) = &first[0];
+        assert_eq!(path, "kubernetes/prod/web/api-token.yaml");
+        for line in [
+            "apiVersion: external-secrets.io/v1",
+            "kind: ExternalSecret",
+            "  refreshInterval: \"15m\"",
+            "    name: keyward-secrets-manager",
+            "        key: \"/acme/prod/api/token\"",
+            "        property: \"token\"",
+        ] {
+            assert!(yaml.lines().any(|l| l == line), "{line}\n{yaml}");
+        }
+        let vars: serde_json::Value = serde_json::from_str(&first[1].1).unwrap();
+        assert_eq!(vars["secrets"]["api/token"]["rotation_days"], 30);
+        assert_eq!(
+            vars["secrets"]["api/token"]["tags"]["keyward:rotation"],
+            "random"
+        );
+    }
 }
