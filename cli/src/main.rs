@@ -12,11 +12,17 @@ use keyward_shared::manifest::Manifest;
 /// 0 success, 1 problems found or an error.
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Usage errors exit 1, not clap's 2: for `plan` and `drift`, 2 means "changes found".
+    // Usage errors: `audit verify` documents 2 ("could not run"); elsewhere 1, because for
+    // `plan` and `drift` 2 means "changes found".
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
+            let audit = std::env::args().nth(1).as_deref() == Some("audit");
+            let code = match (e.use_stderr(), audit) {
+                (false, _) => 0,
+                (true, true) => 2,
+                (true, false) => 1,
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
