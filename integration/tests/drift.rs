@@ -570,13 +570,15 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     }
 
     // Post-merge: not merged yet; merged but the drift is still there; then fixed.
-    let verify = remediation.post_merge(&repo, pr).await.unwrap();
+    let guard = remediation.pre_merge(&repo, pr).await.unwrap();
+    let verify = remediation.post_merge(&repo, pr, &guard).await.unwrap();
     assert!(!verify.verified && verify.reasons[0].contains("not merged"));
     let merge = w
         .github
         .fake
         .merge_pull(DRIFT_REPO.0, DRIFT_REPO.1, pr, "carol");
-    let verify = remediation.post_merge(&repo, pr).await.unwrap();
+    let guard = remediation.pre_merge(&repo, pr).await.unwrap();
+    let verify = remediation.post_merge(&repo, pr, &guard).await.unwrap();
     assert!(!verify.verified);
     assert_eq!(verify.remaining.len(), 1);
     assert!(
@@ -593,7 +595,8 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     );
 
     w.enable_rotation(&session, 30).await;
-    let verify = remediation.post_merge(&repo, pr).await.unwrap();
+    let guard = remediation.pre_merge(&repo, pr).await.unwrap();
+    let verify = remediation.post_merge(&repo, pr, &guard).await.unwrap();
     assert!(verify.verified && verify.issue_closed, "{verify:?}");
     assert_eq!(verify.merge_commit.as_deref(), Some(merge.as_str()));
     let closed = w.issues().into_iter().find(|i| i.number == issue).unwrap();
@@ -601,6 +604,27 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
         (closed.state.as_str(), closed.state_reason.as_deref()),
         ("closed", Some("completed"))
     );
+    // Run again (a re-run of the workflow): verified, but nothing is repeated.
+    let comments = w
+        .github
+        .fake
+        .comments(DRIFT_REPO.0, DRIFT_REPO.1, issue)
+        .len();
+    let guard = remediation.pre_merge(&repo, pr).await.unwrap();
+    let again = remediation.post_merge(&repo, pr, &guard).await.unwrap();
+    assert!(again.verified && again.already_verified, "{again:?}");
+    assert_eq!(
+        w.github
+            .fake
+            .comments(DRIFT_REPO.0, DRIFT_REPO.1, issue)
+            .len(),
+        comments
+    );
+    // A description that changed after authorisation is not acted on.
+    let mut stale = guard.clone();
+    stale.fingerprint = Some("rotation-disabled:/other/prod/web/x".into());
+    let refused = remediation.post_merge(&repo, pr, &stale).await.unwrap();
+    assert!(!refused.verified && refused.reasons[0].contains("changed after it was authorised"));
     let jira = w
         .jira
         .fake

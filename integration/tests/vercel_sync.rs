@@ -872,3 +872,32 @@ async fn no_value_or_token_reaches_logs_events_or_errors() {
         "the value did arrive"
     );
 }
+
+#[tokio::test]
+async fn a_renamed_mapping_keeps_its_record_even_under_orphans_delete() {
+    let w = world().await;
+    let arn = w
+        .create(
+            "web/renamed",
+            "r1",
+            vercel_tags(
+                "production",
+                &[key_tag("RENAMED"), ("keyward:vercel:orphans", "delete")],
+            ),
+        )
+        .await;
+    w.sync(&api_call("PutSecretValue", &arn)).await.unwrap();
+    let id = w.env("RENAMED", "production").id;
+    // The same project, now named by its id: the old slot is an orphan, the new one adopts the
+    // record by its comment; the orphan pass must not delete what the new slot holds.
+    w.retag(&arn, &[], &[("keyward:vercel:project", w.project.as_str())])
+        .await;
+    w.sync(&api_call("TagResource", &arn)).await.unwrap();
+    let kept = w.env("RENAMED", "production");
+    assert_eq!(kept.id, id, "{:?}", w.envs());
+    assert_eq!(kept.value, "r1");
+    // And the next sync is in parity, with no write.
+    w.vercel.fake.clear_seen();
+    w.sync(&api_call("PutSecretValue", &arn)).await.unwrap();
+    assert!(w.writes().is_empty(), "{:?}", w.writes());
+}

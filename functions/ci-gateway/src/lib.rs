@@ -541,10 +541,15 @@ where
                 )
                 .await?;
                 let outcome = drift
-                    .post_merge(&claims.repository, body.pull_number)
+                    .post_merge(&claims.repository, body.pull_number, &guard)
                     .await
                     .map_err(unavailable)?;
-                if let (Some(fields), Some(fingerprint)) = (&outcome.fields, &outcome.fingerprint) {
+                // A re-run after the issue was closed records nothing new.
+                if let (false, Some(fields), Some(fingerprint)) = (
+                    outcome.already_verified,
+                    &outcome.fields,
+                    &outcome.fingerprint,
+                ) {
                     let (correlation, actor) = workflow_origin(claims);
                     let event = DomainEvent::new(
                         correlation,

@@ -181,6 +181,11 @@ impl PolicyGrants {
                 continue;
             }
             let conditioned = st.get("Condition").is_some_and(|c| !c.is_null());
+            // `Allow` with `NotPrincipal` grants everyone but the named principals.
+            if st.get("NotPrincipal").is_some_and(|p| !p.is_null()) {
+                grants.public |= !conditioned;
+                continue;
+            }
             let mut principals = Vec::new();
             match &st["Principal"] {
                 serde_json::Value::String(p) => principals.push(p.clone()),

@@ -454,10 +454,7 @@ where
             if let Some(github) = &self.github {
                 let (title, body) = issue_text(finding, jira_key.as_deref());
                 match tracked {
-                    None => {
-                        report.opened.push(github.open_issue(&title, &body).await?);
-                        new_findings.push(finding);
-                    }
+                    None => report.opened.push(github.open_issue(&title, &body).await?),
                     Some(t) if !t.open => {
                         github.update_issue(t.number, &body, true).await?;
                         github
@@ -467,7 +464,6 @@ where
                             )
                             .await?;
                         report.reopened.push(t.number);
-                        new_findings.push(finding);
                     }
                     Some(t) if t.body != body => {
                         github.update_issue(t.number, &body, false).await?;
@@ -475,7 +471,11 @@ where
                     }
                     Some(_) => report.unchanged += 1,
                 }
-            } else if seen.is_none() {
+            }
+            // New = never reported, or reported and then verified fixed. Taken from the
+            // markers (written only after a successful run), not from GitHub: a retry after
+            // a failure still notifies what the failed run could not.
+            if seen.as_ref().is_none_or(|m| m.body == "resolved") {
                 new_findings.push(finding);
             }
             if changed {

@@ -332,6 +332,8 @@ pub struct VerifyOutcome {
     /// What detection still finds for the fingerprint (empty when verified).
     pub remaining: Vec<String>,
     pub issue_closed: bool,
+    /// The issue was already closed by an earlier verification: nothing was repeated.
+    pub already_verified: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -348,10 +350,13 @@ pub trait DriftRemediation: Send + Sync {
         repo: &str,
         number: u64,
     ) -> impl Future<Output = Result<GuardOutcome, RemediationError>> + Send;
+    /// `authorized` is the guard's reading the caller was authorised on: verification acts
+    /// only if the pull request still says the same.
     fn post_merge(
         &self,
         repo: &str,
         number: u64,
+        authorized: &GuardOutcome,
     ) -> impl Future<Output = Result<VerifyOutcome, RemediationError>> + Send;
 }
 
@@ -363,7 +368,12 @@ impl DriftRemediation for Disabled {
     async fn pre_merge(&self, _: &str, _: u64) -> Result<GuardOutcome, RemediationError> {
         Err(RemediationError::NotConfigured)
     }
-    async fn post_merge(&self, _: &str, _: u64) -> Result<VerifyOutcome, RemediationError> {
+    async fn post_merge(
+        &self,
+        _: &str,
+        _: u64,
+        _: &GuardOutcome,
+    ) -> Result<VerifyOutcome, RemediationError> {
         Err(RemediationError::NotConfigured)
     }
 }
@@ -385,6 +395,8 @@ struct Checked {
     fields: Option<RemediationFields>,
     fingerprint: Option<String>,
     issue_open: bool,
+    /// The Jira key the drift issue records (the detector wrote it).
+    issue_jira: Option<String>,
     reasons: Vec<String>,
 }
 
@@ -406,6 +418,7 @@ where
             fields: None,
             fingerprint: None,
             issue_open: false,
+            issue_jira: None,
             reasons: Vec::new(),
         };
         let fields = match parse_fields(body, self.jira.is_some(), &environments) {
@@ -450,6 +463,7 @@ where
                     ));
                 }
                 checked.issue_open = issue.open;
+                checked.issue_jira = crate::jira_key_in(&issue.body);
                 checked.fingerprint = Some(issue.fingerprint);
             }
         }
@@ -549,7 +563,12 @@ where
         })
     }
 
-    async fn post_merge(&self, repo: &str, number: u64) -> Result<VerifyOutcome, RemediationError> {
+    async fn post_merge(
+        &self,
+        repo: &str,
+        number: u64,
+        authorized: &GuardOutcome,
+    ) -> Result<VerifyOutcome, RemediationError> {
         let not_verified = |reasons: Vec<String>| VerifyOutcome {
             verified: false,
             reasons,
@@ -558,6 +577,7 @@ where
             merge_commit: None,
             remaining: Vec::new(),
             issue_closed: false,
+            already_verified: false,
         };
         let Some(pull) = self
             .github
@@ -575,6 +595,15 @@ where
             )]));
         }
         let checked = self.check(&pull.body).await?;
+        // The description is read again here: it must still be what the caller was authorised
+        // on, or a staging-only workflow could swap in a prod issue between the two reads.
+        if checked.fields != authorized.fields || checked.fingerprint != authorized.fingerprint {
+            return Ok(not_verified(vec![
+                "the pull request description changed after it was authorised; run the verification again".into(),
+            ]));
+        }
+        let issue_jira = checked.issue_jira.clone();
+        let issue_was_open = checked.issue_open;
         let (Some(fields), Some(fingerprint)) = (checked.fields, checked.fingerprint) else {
             return Ok(not_verified(checked.reasons));
         };
@@ -601,7 +630,9 @@ where
             })
             .collect();
         let verified = remaining.is_empty();
-        if verified {
+        // A re-run after the issue was closed verifies again but repeats no side effect.
+        let already_verified = verified && !issue_was_open;
+        if verified && !already_verified {
             self.github
                 .comment(
                     issue,
@@ -626,7 +657,10 @@ where
                 .overwrite(&seen_key, "resolved")
                 .await
                 .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
-            if let (Some(jira), Some(key)) = (&self.jira, &fields.jira_key) {
+            // The key the detector recorded on the issue, not the one the description claims.
+            if let (Some(jira), Some(key)) =
+                (&self.jira, issue_jira.as_ref().or(fields.jira_key.as_ref()))
+            {
                 jira.comment(
                     key,
                     &format!(
@@ -637,7 +671,7 @@ where
                 .map_err(DriftError::from)?;
                 jira.resolve(key).await.map_err(DriftError::from)?;
             }
-        } else {
+        } else if !verified {
             self.github
                 .comment(
                     issue,
@@ -661,6 +695,7 @@ where
             merge_commit: pull.merge_commit,
             remaining: remaining_text,
             issue_closed: verified,
+            already_verified,
         })
     }
 }

@@ -621,3 +621,9 @@ fn mutated_outside_inputs_never_panic() {
         let _ = jira_key_in(&text);
     }
 }
+
+#[test]
+fn not_principal_allows_are_public() {
+    let doc = r#"{"Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::1:role/a"},"Action":"*","Resource":"*"}]}"#;
+    assert!(PolicyGrants::parse(doc).unwrap().public);
+}

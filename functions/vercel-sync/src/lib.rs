@@ -958,6 +958,23 @@ where
                     VercelTargetStatus::DriftDetected,
                     Some(self.redactor.safe(&note)),
                 )),
+                // A renamed mapping (a project name for its id, a slug for an id) adopts the
+                // same record under its new slot: never delete what a slot now holds.
+                OrphanAction::Delete { record_id }
+                    if ledger
+                        .entries
+                        .iter()
+                        .any(|e| e.record_id == record_id && e.slot != slot) =>
+                {
+                    ledger.remove(&slot);
+                    outcome.results.push(result(
+                        &slot,
+                        VercelTargetStatus::Unchanged,
+                        Some(SafeText::fixed(
+                            "mapping renamed; the record is kept under its new name",
+                        )),
+                    ));
+                }
                 OrphanAction::Delete { record_id } => {
                     outcome.writes += 1;
                     match self.vercel.delete_env(&slot.project, &record_id).await {
@@ -1108,6 +1125,9 @@ where
                 if let Some(records) = cache.records.get_mut(&desired.slot.project) {
                     records.retain(|r| r.id != id);
                 }
+                // The record is gone: if the upsert below fails, the retry must see an empty
+                // slot to create, not a variable "deleted by hand" to leave deleted.
+                ledger.remove(&desired.slot);
             }
             batch.push((desired, note, create));
         }

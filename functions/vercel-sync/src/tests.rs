@@ -622,20 +622,26 @@ fn mutated_inputs_never_panic() {
 
 #[test]
 fn vercel_response_shapes() {
-    let (records, next) = crate::vercel::decode_list_page(
+    let crate::vercel::ListPage {
+        records,
+        next,
+        hidden_production,
+    } = crate::vercel::decode_list_page(
         br#"{"envs":[{"id":"e1","key":"K","type":"sensitive","target":"production","gitBranch":"","customEnvironmentIds":null,"configurationId":null,"updatedAt":5,"unknownField":true}],"pagination":{"count":1,"next":42,"prev":null}}"#,
     )
     .unwrap();
     assert_eq!(next, Some(42));
+    assert_eq!(hidden_production, 0);
     assert_eq!(records[0].target, ["production"], "a single string target");
     assert_eq!(records[0].git_branch, None, "an empty branch is none");
     assert!(records[0].custom_environment_ids.is_empty());
-    let (one, next) =
+    let one =
         crate::vercel::decode_list_page(br#"{"id":"e2","key":"K","target":["preview"]}"#).unwrap();
-    assert_eq!((one.len(), next), (1, None));
-    let (hidden, _) =
+    assert_eq!((one.records.len(), one.next), (1, None));
+    let hidden =
         crate::vercel::decode_list_page(br#"{"envs":[],"hiddenProductionEnvCount":3}"#).unwrap();
-    assert!(hidden.is_empty());
+    assert!(hidden.records.is_empty());
+    assert_eq!(hidden.hidden_production, 3);
     let created = crate::vercel::decode_upsert(
         br#"{"created":{"id":"e3","key":"K","target":["production"]},"failed":[{"error":{"code":"ENV_CONFLICT","message":"exists","key":"J","target":["preview"]}}]}"#,
     )

@@ -315,11 +315,33 @@ fn error_code(body: &str) -> Option<String> {
 
 /// One page of the list endpoint: its records and the `until` of the next page. Any of the
 /// endpoint's three response shapes.
-pub fn decode_list_page(body: &[u8]) -> Result<(Vec<EnvRecord>, Option<i64>), serde_json::Error> {
+pub fn decode_list_page(body: &[u8]) -> Result<ListPage, serde_json::Error> {
     Ok(match serde_json::from_slice::<ListBody>(body)? {
-        ListBody::One(record) => (vec![record], None),
-        ListBody::Page { envs, pagination } => (envs, pagination.and_then(|p| p.next)),
+        ListBody::One(record) => ListPage {
+            records: vec![record],
+            next: None,
+            hidden_production: 0,
+        },
+        ListBody::Page {
+            envs,
+            pagination,
+            hidden_production,
+        } => ListPage {
+            records: envs,
+            next: pagination.and_then(|p| p.next),
+            hidden_production: hidden_production.unwrap_or(0),
+        },
     })
+}
+
+/// One page of the list endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    pub records: Vec<EnvRecord>,
+    /// The `until` of the next page.
+    pub next: Option<i64>,
+    /// `hiddenProductionEnvCount`: production records this token cannot see.
+    pub hidden_production: u64,
 }
 
 /// The batch upsert's 201 body (or a 4xx body listing `failed`).
@@ -338,6 +360,10 @@ enum ListBody {
         envs: Vec<EnvRecord>,
         #[serde(default)]
         pagination: Option<Pagination>,
+        /// Production records the token may not see: an upsert into a slot that looks empty
+        /// could overwrite one of them.
+        #[serde(default, rename = "hiddenProductionEnvCount")]
+        hidden_production: Option<u64>,
     },
     One(EnvRecord),
 }
@@ -396,8 +422,24 @@ impl VercelApi for HttpVercel {
                 )
                 .await
                 .map_err(|e| self.error("list", project, e))?;
-            let (envs, next) = decode_list_page(&response.body)
+            let ListPage {
+                records: envs,
+                next,
+                hidden_production,
+            } = decode_list_page(&response.body)
                 .map_err(|e| self.undocumented("list", project, &e))?;
+            if hidden_production > 0 {
+                // Not transient: the token's access has to change first.
+                return Err(VercelError {
+                    operation: "list",
+                    project: project.to_string(),
+                    status: Some(403),
+                    code: Some("hidden_production_variables".into()),
+                    reason: self.http.redactor().safe(&format!(
+                        "the token cannot see {hidden_production} production variable(s); an upsert could overwrite one of them unseen, so nothing is written until the token may see production"
+                    )),
+                });
+            }
             out.extend(envs);
             match next {
                 Some(next) if Some(next) != until => until = Some(next),
