@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anomaly_forwarder::handler::{self, Config, Forwarder, S3LogFiles};
 use keyward_shared::adapters::aws::{
-    EventBridgePublisher, S3MarkerStore, load_sdk_config, s3_client, sdk_error_text,
+    EventBridgePublisher, S3MarkerStore, config_secret_string, load_sdk_config, s3_client,
 };
 use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
 use keyward_shared::config::ProcessEnv;
@@ -24,14 +24,12 @@ async fn main() -> Result<(), Error> {
     let redactor = Redactor::new();
     let webhook_url = match &config.webhook_secret_arn {
         Some(arn) => {
-            let value = aws_sdk_secretsmanager::Client::new(&sdk)
-                .get_secret_value()
-                .secret_id(arn)
-                .send()
-                .await
-                .map_err(|e| sdk_error_text(&e).to_string())?
-                .secret_string
-                .ok_or("the webhook secret holds no string value")?;
+            let value = config_secret_string(
+                &aws_sdk_secretsmanager::Client::new(&sdk),
+                arn,
+                "the webhook secret",
+            )
+            .await?;
             Some(handler::webhook_url_from_secret(&value, &redactor)?)
         }
         None => None,

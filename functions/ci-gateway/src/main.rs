@@ -9,7 +9,7 @@ use drift_detector::account::{AwsAccount, CallCounter};
 use drift_detector::findings::Thresholds;
 use drift_detector::remediation::{Remediation, RemediationConfig};
 use drift_detector::tickets::{GithubClient, JiraClient};
-use keyward_shared::adapters::aws::sdk_error_text;
+use keyward_shared::adapters::aws::config_secret_string;
 use keyward_shared::adapters::aws::{
     EventBridgePublisher, S3MarkerStore, SecretsManagerCatalog, load_sdk_config, s3_client,
 };
@@ -28,14 +28,12 @@ async fn remediation(
 ) -> Result<DriftBackend, Error> {
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
     let redactor = Redactor::new();
-    let text = secrets
-        .get_secret_value()
-        .secret_id(&config.credentials_secret_arn)
-        .send()
-        .await
-        .map_err(|e| sdk_error_text(&e).to_string())?
-        .secret_string
-        .ok_or("the drift credentials secret holds no string value")?;
+    let text = config_secret_string(
+        &secrets,
+        &config.credentials_secret_arn,
+        "the drift credentials secret",
+    )
+    .await?;
     let credentials = drift_detector::credentials_from_secret(&text, &redactor)?;
     let http = HttpClient::new(
         concat!("keyward-ci-gateway/", env!("CARGO_PKG_VERSION")),

@@ -8,7 +8,7 @@ use drift_detector::findings::Thresholds;
 use drift_detector::tickets::{GithubClient, JiraClient};
 use drift_detector::{Config, Credentials, Detector, credentials_from_secret};
 use keyward_shared::adapters::aws::{
-    EventBridgePublisher, S3MarkerStore, load_sdk_config, s3_client, sdk_error_text,
+    EventBridgePublisher, S3MarkerStore, config_secret_string, load_sdk_config, s3_client,
 };
 use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
 use keyward_shared::config::ProcessEnv;
@@ -26,14 +26,7 @@ async fn main() -> Result<(), Error> {
     let redactor = Redactor::new();
     let credentials = match &config.credentials_secret_arn {
         Some(arn) => {
-            let text = secrets
-                .get_secret_value()
-                .secret_id(arn)
-                .send()
-                .await
-                .map_err(|e| sdk_error_text(&e).to_string())?
-                .secret_string
-                .ok_or("the drift credentials secret holds no string value")?;
+            let text = config_secret_string(&secrets, arn, "the drift credentials secret").await?;
             credentials_from_secret(&text, &redactor)?
         }
         None => Credentials::default(),

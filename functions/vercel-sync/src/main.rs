@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use keyward_shared::adapters::aws::{
-    EventBridgePublisher, S3MarkerStore, load_sdk_config, s3_client, sdk_error_text,
+    EventBridgePublisher, S3MarkerStore, config_secret_string, load_sdk_config, s3_client,
 };
 use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
 use keyward_shared::config::ProcessEnv;
@@ -22,14 +22,12 @@ async fn main() -> Result<(), Error> {
     let sdk = load_sdk_config().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let redactor = Redactor::new();
-    let credentials = secrets
-        .get_secret_value()
-        .secret_id(&config.credentials_secret_arn)
-        .send()
-        .await
-        .map_err(|e| sdk_error_text(&e).to_string())?
-        .secret_string
-        .ok_or("the Vercel credentials secret holds no string value")?;
+    let credentials = config_secret_string(
+        &secrets,
+        &config.credentials_secret_arn,
+        "the Vercel credentials secret",
+    )
+    .await?;
     let credentials = credentials_from_secret(&credentials, &redactor)?;
     let http = HttpClient::new(
         concat!("keyward-vercel-sync/", env!("CARGO_PKG_VERSION")),

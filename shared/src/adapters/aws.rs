@@ -31,6 +31,23 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 
+/// The string value of a configuration secret (a token, a webhook URL), read once at cold
+/// start. `what` names it in errors (e.g. "the webhook secret"); the value never appears there.
+pub async fn config_secret_string(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+    what: &str,
+) -> Result<String, String> {
+    client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| format!("reading {what}: {}", sdk_error_text(&e)))?
+        .secret_string
+        .ok_or_else(|| format!("{what} holds no string value"))
+}
+
 pub fn s3_client(sdk: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(force_path_style)
