@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every check keyward has, on a fresh machine too: installs what is missing (project
-# virtualenv with pinned moto/cfn-lint/cargo-lambda, PostgreSQL server binaries), then format,
+# virtualenv with pinned moto/cfn-lint/cargo-lambda, PostgreSQL server binaries), then layering, format,
 # lint, build, unit + integration tests (against moto and a real PostgreSQL on loopback), the
 # local-stack scenario, the cargo-lambda smoke path and the SAM template lint.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$KEYWARD_ROOT"
 ensure_all
+
+log "layering (cargo metadata)"
+"$KEYWARD_ROOT/scripts/check-layering.sh"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

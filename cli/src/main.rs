@@ -6,6 +6,7 @@ use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket, load_sdk_con
 use keyward_shared::audit::{DigestSigner, VerifyOptions, verify};
 use keyward_shared::config::{ProcessEnv, flag};
 use keyward_shared::manifest::Manifest;
+use keyward_shared::ports::InMemoryMarkerStore;
 
 /// Exit codes per command: `audit verify` 0 valid, 1 failed verification, 2 could not run;
 /// `plan` 0 no changes, 2 changes, 1 error (as `terraform plan -detailed-exitcode`); the others
@@ -123,41 +124,6 @@ fn local(command: Command) -> Result<u8, String> {
     }
 }
 
-/// The manifest from a local directory, the account through AWS.
-struct LocalManifest {
-    manifest: Manifest,
-    aws: drift_detector::account::AwsAccount,
-}
-
-impl drift_detector::account::Account for LocalManifest {
-    async fn manifest(&self) -> Result<Manifest, drift_detector::account::AccountError> {
-        Ok(self.manifest.clone())
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<keyward_shared::ports::CatalogEntry>, drift_detector::account::AccountError>
-    {
-        self.aws.list(prefix).await
-    }
-    async fn replication(
-        &self,
-        arn: &str,
-    ) -> Result<Vec<drift_detector::findings::ReplicaStatus>, drift_detector::account::AccountError>
-    {
-        self.aws.replication(arn).await
-    }
-    async fn policy(
-        &self,
-        arn: &str,
-    ) -> Result<Option<String>, drift_detector::account::AccountError> {
-        self.aws.policy(arn).await
-    }
-    fn calls(&self) -> drift_detector::account::Calls {
-        self.aws.calls()
-    }
-}
-
 /// `plan` (the changes infrastructure code makes) or, with `drift`, every finding.
 async fn plan(args: keyward_cli::PlanArgs, drift: bool) -> Result<u8, String> {
     let manifest = load(&args.manifest.manifest)?;
@@ -168,47 +134,30 @@ async fn plan(args: keyward_cli::PlanArgs, drift: bool) -> Result<u8, String> {
         ));
     }
     let sdk = load_sdk_config().await;
-    let path_style =
-        flag(&ProcessEnv, "KEYWARD_S3_FORCE_PATH_STYLE", false).map_err(|e| e.to_string())?;
-    let prefix = format!("/{}/{}/", manifest.org, args.env);
-    let account = LocalManifest {
-        manifest,
-        aws: drift_detector::account::AwsAccount {
-            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
-            s3: s3_client(&sdk, path_style),
-            manifest_bucket: String::new(),
-            manifest_prefix: String::new(),
-            counter: Default::default(),
-        },
-    };
-    let detection = drift_detector::detect_in(
+    let account =
+        keyward_drift::account::AwsAccount::new(aws_sdk_secretsmanager::Client::new(&sdk));
+    let detection = keyward_drift::detect(
         &account,
-        // No Vercel ledgers are read for a plan: an empty store.
-        &keyward_shared::ports::InMemoryMarkerStore::default(),
-        &prefix,
-        &drift_detector::DriftScope {
-            service: args.service.clone(),
-            secret: None,
+        keyward_drift::DetectionRequest {
+            manifest: &manifest,
+            estate: keyward_drift::Estate {
+                org: manifest.org.as_str(),
+                environment: &args.env,
+            },
+            scope: &keyward_drift::DriftScope {
+                service: args.service.clone(),
+                secret: None,
+            },
+            settings: &keyward_drift::DetectionSettings::default(),
+            // Vercel parity needs the deployed sync's ledgers: the deployed detector checks it.
+            ledgers: keyward_drift::detect::VercelLedgers::<InMemoryMarkerStore>::NotChecked,
+            now: chrono::Utc::now(),
         },
-        true,
-        &drift_detector::findings::Thresholds::default(),
         &keyward_shared::redact::Redactor::new(),
-        chrono::Utc::now(),
     )
     .await
     .map_err(|e| e.to_string())?;
-    // Vercel parity needs the deployed sync's ledgers, which a local check does not read.
-    let findings: Vec<_> = detection
-        .findings
-        .into_iter()
-        .filter(|f| {
-            !matches!(
-                f.kind,
-                drift_detector::findings::FindingKind::VercelMissing
-                    | drift_detector::findings::FindingKind::VercelStale
-            )
-        })
-        .collect();
+    let findings = detection.findings;
     if drift {
         for f in &findings {
             let evidence: Vec<String> =

@@ -4,7 +4,7 @@
 //! each finding that infrastructure code fixes becomes a planned change; operational findings
 //! (overdue rotation, unused, Vercel parity) are listed as notes, not changes.
 
-use drift_detector::findings::{Finding, FindingKind};
+use keyward_drift::findings::{Finding, FindingKind};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -15,8 +15,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use keyward_shared::adapters::aws::{
+    EventBridgePublisher, S3MarkerStore, SdkConfig, config_secret_string, s3_client,
+};
 use keyward_shared::adapters::http::HttpClient;
 use keyward_shared::config::{CommonConfig, ConfigError, EnvSource, https_or_loopback, required};
+use keyward_shared::lambda::{FailureKind, Handler};
 use keyward_shared::ports::{EventPublisher, MarkerError, MarkerStore};
 use keyward_shared::redact::{Redactor, SafeText};
 use serde::Deserialize;
@@ -120,6 +124,10 @@ pub enum StartError {
     File { path: String, message: String },
     #[error("{0}")]
     Webhook(&'static str),
+    #[error("{0}")]
+    WebhookSecret(String),
+    #[error(transparent)]
+    Http(#[from] keyward_shared::adapters::http::HttpError),
 }
 
 /// The built-in rules plus the operator's file, if any: a rule whose id the operator reuses is
@@ -298,24 +306,14 @@ pub enum HandlerError {
     Delivery(#[from] DeliveryError),
 }
 
-impl HandlerError {
-    pub fn kind(&self) -> &'static str {
+impl FailureKind for HandlerError {
+    fn kind(&self) -> &'static str {
         match self {
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::Read { .. } => "LogFileUnreadable",
             Self::LogFile { .. } => "LogFileDamaged",
             Self::State(_) => "StateUnavailable",
             Self::Delivery(_) => "DeliveryIncomplete",
-        }
-    }
-}
-
-impl From<HandlerError> for lambda_runtime::Diagnostic {
-    fn from(error: HandlerError) -> Self {
-        // Every variant is built from names, keys, field paths and redacted text only.
-        lambda_runtime::Diagnostic {
-            error_type: error.kind().to_owned(),
-            error_message: keyward_shared::redact::error_chain(&error),
         }
     }
 }
@@ -383,6 +381,57 @@ pub struct Forwarder<S, P, L> {
     pub loki: Option<LokiTarget>,
     pub webhook_url: Option<String>,
     pub redactor: Redactor,
+}
+
+/// The forwarder as deployed.
+pub type DeployedForwarder = Forwarder<S3MarkerStore, EventBridgePublisher, S3LogFiles>;
+
+impl DeployedForwarder {
+    /// Rules compiled and the webhook secret read once, at cold start.
+    pub async fn from_config(config: &Config, sdk: &SdkConfig) -> Result<Self, StartError> {
+        let detector = Arc::new(detector(config)?);
+        let s3 = s3_client(sdk, config.common.s3_force_path_style);
+        let redactor = Redactor::new();
+        let webhook_url = match &config.webhook_secret_arn {
+            Some(arn) => {
+                let value = config_secret_string(
+                    &aws_sdk_secretsmanager::Client::new(sdk),
+                    arn,
+                    "the webhook secret",
+                )
+                .await
+                .map_err(StartError::WebhookSecret)?;
+                Some(webhook_url_from_secret(&value, &redactor)?)
+            }
+            None => None,
+        };
+        Ok(Forwarder {
+            detector,
+            state: S3MarkerStore::new(s3.clone(), &config.state_bucket),
+            log_files: S3LogFiles { client: s3 },
+            publisher: EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                &config.common.event_bus_name,
+            ),
+            http: HttpClient::for_function(
+                "anomaly-forwarder",
+                std::time::Duration::from_secs(10),
+                redactor.clone(),
+            )?,
+            loki: config.loki.clone(),
+            webhook_url,
+            redactor,
+        })
+    }
+}
+
+impl<S: MarkerStore, P: EventPublisher, L: LogFiles> Handler for Forwarder<S, P, L> {
+    type Output = Outcome;
+    type Error = HandlerError;
+
+    async fn handle(&self, payload: &str) -> Result<Outcome, HandlerError> {
+        Forwarder::handle(self, payload).await
+    }
 }
 
 impl<S: MarkerStore, P: EventPublisher, L: LogFiles> Forwarder<S, P, L> {

@@ -1,5 +1,12 @@
 //! keyward's CloudTrail anomaly forwarder: detect unauthorised and anomalous access to secrets.
 //!
+//! - **Trigger**: default-bus rules on Secrets Manager API calls via CloudTrail and on trail log
+//!   files created in S3.
+//! - **Input**: one CloudTrail record, or a log file streamed from S3.
+//! - **Events out**: `AnomalyDetected` per alert (also to Loki and the webhook, once per sink).
+//! - **State**: counters, first-seen markers and the delivery ledger in the state bucket.
+//! - **Code**: this crate ([`handler::Forwarder`]).
+//!
 //! - [`record`]: one parser for every real CloudTrail record shape, and the facts keyward
 //!   derives from a record (denied, actor, secrets named, public policy, catch-all batch...);
 //! - [`logfile`]: CloudTrail log files from S3, streamed (multi-member gzip, one record at a

@@ -1,5 +1,11 @@
 //! audit-digest: seals the audit trail.
 //!
+//! - **Trigger**: schedule `Seal` (`DigestSchedule`, default hourly).
+//! - **Input**: the `Scheduled Event`; its `time` (to the second) ends the period sealed.
+//! - **Events out**: none; answers `{key, records, previous, written}`.
+//! - **State**: the signed digest chain `digests/v1/...` in the audit bucket.
+//! - **Code**: this crate ([`AuditDigest`], [`seal_period`]); formats in `keyward_shared::audit`.
+//!
 //! Input: the EventBridge schedule (`rate(1 hour)` by default). Output:
 //! `s3://$AUDIT_BUCKET/digests/v1/YYYY/MM/DD/HH/<end>.json`, signed with the KMS key
 //! `$DIGEST_KMS_KEY_ID`, listing every record written since the previous digest with its SHA-256,
@@ -15,6 +21,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Months, Utc};
+use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket, SdkConfig, s3_client};
 use keyward_shared::audit::{
     self, AuditReader, DIGEST_PREFIX, DIGEST_VERSION, DigestDocument, DigestEntry, DigestSigner,
     DigestWriter, SIGNATURE_ALGORITHM, key_fingerprint, record_partition, sha256_hex,
@@ -77,19 +84,18 @@ pub enum DigestError {
         "the newest digest {newest} ends after this period ({period_end}); refusing to write out of order"
     )]
     OutOfOrder { newest: String, period_end: String },
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
 }
 
-impl From<DigestError> for lambda_runtime::Diagnostic {
-    fn from(error: DigestError) -> Self {
-        let error_type = match error {
+impl keyward_shared::lambda::FailureKind for DigestError {
+    fn kind(&self) -> &'static str {
+        match self {
             DigestError::Read(_) => "AuditReadError",
             DigestError::Sign(_) => "SigningError",
             DigestError::BrokenPrevious { .. } => "BrokenDigestChain",
             DigestError::OutOfOrder { .. } => "DigestOutOfOrder",
-        };
-        lambda_runtime::Diagnostic {
-            error_type: error_type.to_owned(),
-            error_message: error.to_string(),
+            DigestError::InvalidEvent(_) => "InvalidEvent",
         }
     }
 }
@@ -260,6 +266,49 @@ pub fn period_end_of(
 ) -> DateTime<Utc> {
     let time = event.time.unwrap_or_else(Utc::now);
     DateTime::from_timestamp(time.timestamp(), 0).unwrap_or(time)
+}
+
+/// The function's handler: one schedule firing per invocation.
+pub struct AuditDigest<B, S> {
+    pub bucket: B,
+    pub signer: S,
+    pub config: Config,
+}
+
+impl AuditDigest<S3AuditBucket, KmsDigestSigner> {
+    pub fn from_config(config: &Config, sdk: &SdkConfig) -> Self {
+        Self {
+            bucket: S3AuditBucket::new(s3_client(sdk, config.s3_force_path_style), &config.bucket),
+            signer: KmsDigestSigner::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id),
+            config: config.clone(),
+        }
+    }
+}
+
+impl<B: AuditReader + DigestWriter, S: DigestSigner> keyward_shared::lambda::Handler
+    for AuditDigest<B, S>
+{
+    type Output = DigestOutcome;
+    type Error = DigestError;
+
+    async fn handle(&self, payload: &str) -> Result<DigestOutcome, DigestError> {
+        let event = serde_json::from_str(payload).map_err(|e| {
+            DigestError::InvalidEvent(format!(
+                "not an EventBridge event (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let end = period_end_of(&event);
+        seal_period(
+            &self.bucket,
+            &self.config.bucket,
+            &self.signer,
+            &self.config,
+            end,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

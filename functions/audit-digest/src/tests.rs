@@ -166,7 +166,7 @@ async fn an_older_period_after_a_newer_digest_is_refused() {
         .unwrap_err();
     assert!(matches!(err, DigestError::OutOfOrder { .. }), "{err}");
     assert_eq!(
-        lambda_runtime::Diagnostic::from(err).error_type,
+        keyward_shared::lambda::diagnostic(&err).error_type,
         "DigestOutOfOrder"
     );
 }

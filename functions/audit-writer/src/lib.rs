@@ -1,5 +1,12 @@
 //! audit-writer: one immutable, checksummed audit record per keyward domain event.
 //!
+//! - **Trigger**: rule `AllDomainEvents` on the keyward bus (`source` prefix `keyward.`).
+//! - **Input**: an EventBridge envelope whose `detail` is a `DomainEvent` of its `source` and
+//!   `detail-type`; anything else fails with `InvalidEvent` and nothing is written.
+//! - **Events out**: none; answers `{key, sha256, outcome}`.
+//! - **State**: one create-only object per event in the Object Lock audit bucket.
+//! - **Code**: this crate ([`AuditWriter`]); record formats in `keyward_shared::audit`.
+//!
 //! Input: every event on the keyward bus (rule `AllDomainEvents`, `source` prefix `keyward.`).
 //! Output: `s3://$AUDIT_BUCKET/audit/v1/YYYY/MM/DD/HH/<event-id>.json` in a bucket with S3 Object
 //! Lock (COMPLIANCE, default retention from the template).
@@ -159,17 +166,47 @@ pub enum AuditError {
     Store(SafeText),
 }
 
-impl From<AuditError> for lambda_runtime::Diagnostic {
-    fn from(error: AuditError) -> Self {
-        let error_type = match error {
+impl keyward_shared::lambda::FailureKind for AuditError {
+    fn kind(&self) -> &'static str {
+        match self {
             AuditError::InvalidEvent(_) => "InvalidEvent",
             AuditError::Conflict { .. } => "AuditConflict",
             AuditError::Store(_) => "AuditStoreError",
-        };
-        lambda_runtime::Diagnostic {
-            error_type: error_type.to_owned(),
-            error_message: error.to_string(),
         }
+    }
+}
+
+/// The function's handler: one EventBridge delivery per invocation.
+pub struct AuditWriter<S> {
+    pub store: S,
+}
+
+impl AuditWriter<s3::S3AuditStore> {
+    pub fn from_config(config: &Config, sdk: &keyward_shared::adapters::aws::SdkConfig) -> Self {
+        Self {
+            store: s3::S3AuditStore::new(
+                keyward_shared::adapters::aws::s3_client(sdk, config.s3_force_path_style),
+                &config.bucket,
+            ),
+        }
+    }
+}
+
+impl<S: AuditStore> keyward_shared::lambda::Handler for AuditWriter<S> {
+    type Output = AuditAck;
+    type Error = AuditError;
+
+    async fn handle(&self, payload: &str) -> Result<AuditAck, AuditError> {
+        // serde's messages can quote the input: say where, not what.
+        let envelope: EventBridgeEvent<serde_json::Value> =
+            serde_json::from_str(payload).map_err(|e| {
+                AuditError::InvalidEvent(format!(
+                    "not an EventBridge event (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+        handle(&self.store, &envelope).await
     }
 }
 

@@ -97,7 +97,7 @@ async fn a_different_payload_under_the_same_id_is_a_conflict_and_overwrites_noth
     let err = handle(&store, &forged).await.unwrap_err();
     assert!(matches!(err, AuditError::Conflict { .. }), "{err}");
     assert_eq!(
-        lambda_runtime::Diagnostic::from(err).error_type,
+        keyward_shared::lambda::diagnostic(&err).error_type,
         "AuditConflict"
     );
     assert_eq!(store.get(&first.key).await.unwrap(), original);
@@ -125,7 +125,7 @@ async fn persistent_conflicts_fail_the_invocation() {
 async fn bad_events_are_rejected_before_anything_is_written() {
     let store = MemoryStore::default();
     let err = handle(&store, &envelope(NOT_DOMAIN)).await.unwrap_err();
-    let diagnostic = lambda_runtime::Diagnostic::from(err);
+    let diagnostic = keyward_shared::lambda::diagnostic(&err);
     assert_eq!(diagnostic.error_type, "InvalidEvent");
     assert!(
         !diagnostic.error_message.contains("should-never-be-stored"),

@@ -1,5 +1,13 @@
 //! keyward's CI gateway: the HTTPS endpoints GitHub Actions workflows call with their OIDC token.
 //!
+//! - **Trigger**: its Function URL (payload 2.0), called by GitHub Actions workflows.
+//! - **Input**: `POST` with a GitHub OIDC token to `/v1/preflight`, `/v1/sync/vercel`,
+//!   `/v1/secret-requests/validate`, `/v1/drift/pre-merge`, `/v1/drift/post-merge`.
+//! - **Events out**: `GatewayDecision` for every authenticated decision,
+//!   `VercelSyncRequested`, `DriftRemediated`.
+//! - **State**: used token ids (`replay/`) in the state bucket.
+//! - **Code**: this crate; the drift guard and verification in `keyward-drift`.
+//!
 //! - [`token`]: the token verifier (jsonwebtoken for the signature and registered claims, this
 //!   crate's wrapper for everything else);
 //! - [`jwks`]: the issuers' keys, cached across warm invocations;
@@ -8,9 +16,11 @@
 //! - [`Gateway::handle`]: routing, the stable error shape, replay protection and the
 //!   `GatewayDecision` audit event of every authenticated decision.
 
+pub mod drift;
 pub mod jwks;
 pub mod policy;
 pub mod preflight;
+pub mod serve;
 pub mod token;
 
 use std::path::Path;
@@ -26,9 +36,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::jwks::{JwksCache, JwksFetcher};
-use crate::policy::{Action, Policy, Scope, pull_request_number};
+use crate::policy::{Action, Policy, Scope};
 use crate::token::{Expectations, GithubClaims, TokenError};
-pub use drift_detector::remediation::{Disabled, DriftRemediation, RemediationError};
+pub use keyward_drift::remediation::{Disabled, DriftRemediation, RemediationError};
 
 /// github.com's Actions issuer; GHE issuers are added by configuration, never by prefix.
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -414,192 +424,6 @@ where
                 "forbidden",
                 decision.reasons.join("; "),
             ))
-        }
-    }
-
-    /// `POST /v1/drift/pre-merge` and `/v1/drift/post-merge`, body `{"pull_number": n}`: the
-    /// pull request is in the caller's own repository; a `pull_request` token may only name
-    /// the pull request it runs for. The guard answers 200 (passed) or 422 with every reason;
-    /// the verification 200 (verified: issue closed, `DriftRemediated` audited) or 409 (still
-    /// detected: commented on the issue, also audited).
-    async fn drift(
-        &self,
-        claims: &GithubClaims,
-        action: Action,
-        body: &[u8],
-    ) -> Result<Response, Response> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct PullBody {
-            pull_number: u64,
-        }
-        let body: PullBody = Self::body(body)?;
-        if let Some(own) = pull_request_number(&claims.r#ref)
-            && own != body.pull_number
-        {
-            return Err(Response::error(
-                403,
-                "forbidden",
-                format!(
-                    "this token runs for pull request #{own}, not #{}",
-                    body.pull_number
-                ),
-            ));
-        }
-        let Some(drift) = &self.drift else {
-            return Err(Response::unavailable(
-                "drift_not_configured",
-                "drift remediation is not configured on this gateway",
-            ));
-        };
-        // Nothing is read for a caller no binding lets do this anywhere.
-        if !self.loaded.policy.permits_any(claims, action) {
-            let denied = policy::Decision {
-                allowed: false,
-                reasons: vec![format!(
-                    "no binding grants {} to this workflow",
-                    action.as_str()
-                )],
-            };
-            let scope = Scope {
-                environment: String::new(),
-                service: None,
-            };
-            self.record(claims, action, &scope, &denied).await?;
-            return Err(Response::error(403, "forbidden", denied.reasons.join("; ")));
-        }
-        let unavailable = |e: RemediationError| {
-            tracing::error!(error = %e, "drift remediation failed");
-            match e {
-                RemediationError::NotConfigured => Response::unavailable(
-                    "drift_not_configured",
-                    "drift remediation is not configured on this gateway",
-                ),
-                RemediationError::Drift(_) => Response::unavailable(
-                    "drift_backend_unavailable",
-                    "GitHub, Jira or AWS could not be read; retry",
-                ),
-            }
-        };
-        match action {
-            Action::DriftGuard => {
-                let outcome = drift
-                    .pre_merge(&claims.repository, body.pull_number)
-                    .await
-                    .map_err(unavailable)?;
-                let scope = Scope {
-                    environment: outcome
-                        .fields
-                        .as_ref()
-                        .map(|f| f.environment.clone())
-                        .unwrap_or_default(),
-                    service: None,
-                };
-                if outcome.fields.is_some() {
-                    self.authorize(claims, action, &[scope]).await?;
-                }
-                let status = if outcome.passed { 200 } else { 422 };
-                Ok(Response::json(
-                    status,
-                    serde_json::to_value(&outcome).unwrap_or(Value::Null),
-                ))
-            }
-            _ => {
-                // Authorise on the environment the pull request names before acting on it:
-                // the guard's read is repeated here (the description may have changed).
-                let guard = drift
-                    .pre_merge(&claims.repository, body.pull_number)
-                    .await
-                    .map_err(unavailable)?;
-                let Some(fields) = guard.fields.clone() else {
-                    return Ok(Response::json(
-                        422,
-                        json!({"verified": false, "reasons": guard.reasons}),
-                    ));
-                };
-                // A merge that bypassed the guard (an admin merge, a changed description) is
-                // not a governed remediation. A closed issue is fine here: verification may
-                // be re-run.
-                let unmet: Vec<&String> = guard
-                    .reasons
-                    .iter()
-                    .filter(|r| !r.ends_with("is closed"))
-                    .collect();
-                if !unmet.is_empty() {
-                    return Ok(Response::json(
-                        422,
-                        json!({"verified": false, "reasons": unmet}),
-                    ));
-                }
-                self.authorize(
-                    claims,
-                    action,
-                    &[Scope {
-                        environment: fields.environment.clone(),
-                        service: None,
-                    }],
-                )
-                .await?;
-                let outcome = drift
-                    .post_merge(&claims.repository, body.pull_number, &guard)
-                    .await
-                    .map_err(unavailable)?;
-                // A re-run after the issue was closed records nothing new.
-                if let (false, Some(fields), Some(fingerprint)) = (
-                    outcome.already_verified,
-                    &outcome.fields,
-                    &outcome.fingerprint,
-                ) {
-                    let (correlation, actor) = workflow_origin(claims);
-                    let event = DomainEvent::new(
-                        correlation,
-                        actor,
-                        drift_detector::findings::Finding::secret_of(fingerprint).map(|name| {
-                            SecretRef {
-                                name: name.to_owned(),
-                                arn: None,
-                            }
-                        }),
-                        if outcome.verified {
-                            Outcome::Success
-                        } else {
-                            Outcome::Failure
-                        },
-                        EventData::DriftRemediated {
-                            fingerprint: fingerprint.clone(),
-                            drift_issue: format!("#{}", fields.drift_issue),
-                            change_request_id: fields.change_request_id.clone(),
-                            jira_key: fields.jira_key.clone(),
-                            environment: fields.environment.clone(),
-                            cloud_provider: fields.cloud_provider.clone(),
-                            pull_request: format!("{}#{}", claims.repository, body.pull_number),
-                            merge_commit: outcome.merge_commit.clone().unwrap_or_default(),
-                            verified: outcome.verified,
-                            remaining: outcome.remaining.clone(),
-                        },
-                    );
-                    self.publisher.publish(&[event]).await.map_err(|e| {
-                        tracing::error!(error = %e, "could not record the remediation");
-                        Response::unavailable(
-                            "audit_unavailable",
-                            "the remediation could not be recorded; retry",
-                        )
-                    })?;
-                }
-                let status = if outcome.verified {
-                    200
-                } else if outcome.fingerprint.is_some()
-                    && outcome.reasons.iter().any(|r| r.contains("still detected"))
-                {
-                    409
-                } else {
-                    422
-                };
-                Ok(Response::json(
-                    status,
-                    serde_json::to_value(&outcome).unwrap_or(Value::Null),
-                ))
-            }
         }
     }
 

@@ -280,3 +280,57 @@ fn pull_request_tokens_pass_only_bindings_that_ask_for_them() {
     .to_string();
     assert!(err.contains("pull_request"), "{err}");
 }
+
+/// Every sample request in `events/ci-gateway/` is a Function URL event `lambda_http` reads,
+/// becomes the gateway's request as `main` builds it, and carries the body its route parses.
+#[test]
+fn sample_requests_parse_as_the_gateway_reads_them() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/ci-gateway");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let event = lambda_http::request::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let request = crate::serve::request_of(&event);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(request.method, "POST", "{name}");
+        assert!(
+            request
+                .authorization
+                .as_deref()
+                .is_some_and(|a| a.starts_with("Bearer ")),
+            "{name}"
+        );
+        let body = &request.body;
+        match request.path.as_str() {
+            "/v1/preflight" => {
+                serde_json::from_slice::<crate::PreflightBody>(body).unwrap();
+            }
+            "/v1/sync/vercel" => {
+                serde_json::from_slice::<crate::SyncBody>(body).unwrap();
+            }
+            "/v1/secret-requests/validate" => {
+                serde_json::from_slice::<crate::ValidateBody>(body).unwrap();
+            }
+            "/v1/drift/pre-merge" | "/v1/drift/post-merge" => {
+                let value: serde_json::Value = serde_json::from_slice(body).unwrap();
+                assert!(value["pull_number"].as_u64().is_some(), "{name}");
+            }
+            other => assert_eq!(name, "unknown-route.json", "{other}"),
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "drift-post-merge.json",
+            "drift-pre-merge.json",
+            "preflight.json",
+            "secret-requests-validate.json",
+            "sync-vercel.json",
+            "unknown-route.json"
+        ]
+    );
+}

@@ -1,462 +1,10 @@
-//! Unit tests of the pure parts: every rule against the sample manifest, remediation fields and
-//! approvals, policy parsing, issue markers, configuration. The whole run against moto and the
-//! fake GitHub and Jira APIs is in `integration/tests/drift.rs`.
+//! The detector function's own parts: configuration and its input parser.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use chrono::{Duration, TimeZone, Utc};
-use keyward_shared::manifest::Manifest;
-use keyward_shared::ports::CatalogEntry;
-use keyward_shared::tags;
+use keyward_drift::DriftScope;
 
-use crate::findings::*;
-use crate::remediation::{approvers, parse_fields};
-use crate::tickets::{Review, fingerprint_in, issue_text, jira_label, marker, next_link};
-use crate::{Config, DriftScope, jira_key_in};
-
-fn manifest() -> Manifest {
-    Manifest::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/config/manifest"),
-    )
-    .unwrap()
-}
-
-fn now() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
-}
-
-/// The account exactly as declared for `env`: tagged, rotating on time, a customer key.
-fn clean_account(m: &Manifest, env: &str) -> Vec<CatalogEntry> {
-    m.scope(env, None)
-        .map(|d| {
-            let tags = tags::encode(&d.governance).unwrap();
-            let automatic = d.governance.rotation.strategy
-                != keyward_shared::governance::RotationStrategy::Manual;
-            CatalogEntry {
-                arn: format!(
-                    "arn:aws:secretsmanager:eu-west-1:123456789012:secret:{}-AbCdEf",
-                    d.name
-                ),
-                name: d.name.to_string(),
-                governance: tags::decode(&tags),
-                tags,
-                rotation_enabled: automatic,
-                rotation_days: automatic
-                    .then_some(i64::from(d.governance.rotation.interval.days())),
-                rotation_lambda_arn: None,
-                last_rotated: Some(now() - Duration::days(2)),
-                next_rotation: automatic.then(|| now() + Duration::days(5)),
-                last_changed: Some(now() - Duration::days(2)),
-                last_accessed: Some(now() - Duration::days(1)),
-                created: Some(now() - Duration::days(200)),
-                deleted: None,
-                kms_key_id: Some("arn:aws:kms:eu-west-1:123456789012:key/1234abcd".into()),
-                primary_region: None,
-                current_version: Some("v1".into()),
-            }
-        })
-        .collect()
-}
-
-struct Case {
-    actual: Vec<CatalogEntry>,
-    replication: BTreeMap<String, Vec<ReplicaStatus>>,
-    policies: BTreeMap<String, Option<PolicyGrants>>,
-    ledgers: BTreeMap<String, vercel_sync::plan::Ledger>,
-}
-
-fn run(m: &Manifest, env: &str, case: &Case) -> Vec<Finding> {
-    let observed = Observed {
-        declared: m.scope(env, None).collect(),
-        actual: &case.actual,
-        replication: &case.replication,
-        policies: Some(&case.policies),
-        ledgers: &case.ledgers,
-    };
-    evaluate(
-        &observed,
-        &format!("/acme/{env}/"),
-        now(),
-        &Thresholds::default(),
-    )
-}
-
-/// A clean prod account: replicas in sync, policies naming only declared readers, Vercel
-/// ledgers at the current version.
-fn clean_case(m: &Manifest, env: &str) -> Case {
-    let actual = clean_account(m, env);
-    let mut replication = BTreeMap::new();
-    let mut policies = BTreeMap::new();
-    let mut ledgers = BTreeMap::new();
-    for d in m.scope(env, None) {
-        let name = d.name.to_string();
-        replication.insert(
-            name.clone(),
-            d.governance
-                .replicas
-                .iter()
-                .map(|r| ReplicaStatus {
-                    region: r.as_str().to_owned(),
-                    status: "InSync".into(),
-                    message: None,
-                })
-                .collect(),
-        );
-        policies.insert(
-            name.clone(),
-            Some(PolicyGrants {
-                public: false,
-                principals: d
-                    .governance
-                    .readers
-                    .iter()
-                    .map(|r| r.as_str().to_owned())
-                    .collect(),
-            }),
-        );
-        if let Some(mapping) = &d.governance.vercel {
-            let mut ledger = vercel_sync::plan::Ledger {
-                secret: name.clone(),
-                ..Default::default()
-            };
-            for slot in vercel_sync::plan::mapped_slots(mapping) {
-                ledger.upsert(vercel_sync::plan::LedgerEntry {
-                    slot,
-                    record_id: "env_1".into(),
-                    version_id: "v1".into(),
-                    updated_at: 1,
-                    written_by: None,
-                    env_type: "sensitive".into(),
-                });
-            }
-            ledgers.insert(name, ledger);
-        }
-    }
-    Case {
-        actual,
-        replication,
-        policies,
-        ledgers,
-    }
-}
-
-#[test]
-fn a_clean_account_has_no_findings() {
-    let m = manifest();
-    for env in ["dev", "staging", "prod"] {
-        let findings = run(&m, env, &clean_case(&m, env));
-        assert!(findings.is_empty(), "{env}: {findings:#?}");
-    }
-}
-
-fn entry<'a>(case: &'a mut Case, name: &str) -> &'a mut CatalogEntry {
-    case.actual.iter_mut().find(|e| e.name == name).unwrap()
-}
-
-#[test]
-fn every_finding_kind_is_raised_with_its_evidence() {
-    let m = manifest();
-    let mut case = clean_case(&m, "prod");
-    let db = "/acme/prod/payments/db-credentials";
-    let session = "/acme/prod/web/session-key";
-    let m2m = "/acme/prod/web/auth0-m2m";
-    let stripe = "/acme/prod/payments/stripe-api-key";
-    // Missing: drop one declared secret.
-    let missing = "/acme/prod/web/auth0-rotator";
-    case.actual.retain(|e| e.name != missing);
-    // Undeclared: a secret nobody declared.
-    let mut stray = case.actual[0].clone();
-    stray.name = "/acme/prod/web/hand-made".into();
-    stray.arn =
-        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:/acme/prod/web/hand-made-Zz".into();
-    case.actual.push(stray);
-    // Rotation disabled, AWS-managed key, scheduled for deletion.
-    {
-        let e = entry(&mut case, session);
-        e.rotation_enabled = false;
-        e.kms_key_id = None;
-        e.deleted = Some(now() + Duration::days(7));
-    }
-    // Interval over policy and overdue (a missed NextRotationDate), governance changed by hand.
-    {
-        let e = entry(&mut case, db);
-        e.rotation_days = Some(120);
-        e.next_rotation = Some(now() - Duration::days(3));
-        let mut tags = e.tags.clone();
-        for t in &mut tags {
-            if t.key == "keyward:owner" {
-                t.value = "team-web".into();
-            }
-        }
-        e.governance = tags::decode(&tags);
-        e.tags = tags;
-    }
-    // Never rotated (created long ago), and unused.
-    {
-        let e = entry(&mut case, stripe);
-        e.last_rotated = None;
-        e.created = Some(now() - Duration::days(120));
-        e.last_accessed = Some(now() - Duration::days(100));
-    }
-    // Broken tag contract.
-    {
-        let e = entry(&mut case, m2m);
-        e.tags
-            .push(keyward_shared::tags::Tag::new("keyward:rotaton", "random"));
-        e.governance = tags::decode(&e.tags);
-    }
-    // Replica failing, policy public and granting an undeclared reader.
-    case.replication.insert(
-        db.into(),
-        vec![ReplicaStatus {
-            region: "eu-central-1".into(),
-            status: "Failed".into(),
-            message: Some("KMS key not found in the replica region".into()),
-        }],
-    );
-    case.policies.insert(
-        db.into(),
-        Some(PolicyGrants {
-            public: true,
-            principals: ["arn:aws:iam::123456789012:role/intruder".to_owned()].into(),
-        }),
-    );
-    // Vercel: one variable never synced, one stale.
-    let ledger = case.ledgers.get_mut(m2m).unwrap();
-    let first = ledger.entries[0].slot.clone();
-    ledger.remove(&first);
-    ledger.entries[0].version_id = "v0".into();
-
-    let findings = run(&m, "prod", &case);
-    let kinds: std::collections::BTreeSet<&str> = findings.iter().map(|f| f.kind.slug()).collect();
-    let mut expected: Vec<&str> = FindingKind::ALL
-        .iter()
-        .map(|k| k.slug())
-        .filter(|k| *k != "replica-missing")
-        .collect();
-    expected.sort();
-    assert_eq!(
-        kinds.into_iter().collect::<Vec<_>>(),
-        expected,
-        "{findings:#?}"
-    );
-    let by = |fp: &str| {
-        findings
-            .iter()
-            .find(|f| f.fingerprint == fp)
-            .unwrap_or_else(|| panic!("{fp}: {findings:#?}"))
-    };
-    assert_eq!(
-        by(&format!("rotation-interval-over-policy:{db}")).evidence["rotation_days"],
-        "120"
-    );
-    assert_eq!(
-        by(&format!("governance-mismatch:{db}")).evidence["owner.actual"],
-        "team-web"
-    );
-    assert!(
-        by(&format!("tag-contract-broken:{m2m}")).evidence["error"].contains("keyward:rotaton")
-    );
-    assert_eq!(
-        by(&format!("replica-failing:{db}:eu-central-1")).severity,
-        keyward_shared::events::Severity::High
-    );
-    assert_eq!(
-        by(&format!("policy-public:{db}")).severity,
-        keyward_shared::events::Severity::Critical
-    );
-    assert!(findings.iter().any(|f| f.fingerprint
-        == format!("policy-undeclared-reader:{db}:arn:aws:iam::123456789012:role/intruder")));
-    assert_eq!(
-        Finding::secret_of(&format!(
-            "policy-undeclared-reader:{db}:arn:aws:iam::1:role/x"
-        )),
-        Some(db)
-    );
-
-    // A replica that is not there at all.
-    case.replication.insert(db.into(), vec![]);
-    let findings = run(&m, "prod", &case);
-    assert!(
-        findings
-            .iter()
-            .any(|f| f.fingerprint == format!("replica-missing:{db}:eu-central-1"))
-    );
-}
-
-#[test]
-fn fingerprints_are_stable_across_runs() {
-    let m = manifest();
-    let mut case = clean_case(&m, "prod");
-    entry(&mut case, "/acme/prod/web/session-key").rotation_enabled = false;
-    let first: Vec<String> = run(&m, "prod", &case)
-        .into_iter()
-        .map(|f| f.fingerprint)
-        .collect();
-    let second: Vec<String> = run(&m, "prod", &case)
-        .into_iter()
-        .map(|f| f.fingerprint)
-        .collect();
-    assert_eq!(first, second);
-    assert_eq!(first, ["rotation-disabled:/acme/prod/web/session-key"]);
-}
-
-#[test]
-fn scopes_cover_what_they_name() {
-    let p = "/acme/prod/";
-    let all = DriftScope::default();
-    let service = DriftScope {
-        service: Some("web".into()),
-        secret: None,
-    };
-    let secret = DriftScope {
-        service: None,
-        secret: Some("/acme/prod/web/k".into()),
-    };
-    assert!(all.covers(p, "/acme/prod/web/k") && !all.covers(p, "/acme/dev/web/k"));
-    assert!(service.covers(p, "/acme/prod/web/k") && !service.covers(p, "/acme/prod/webx/k"));
-    assert!(secret.covers(p, "/acme/prod/web/k") && !secret.covers(p, "/acme/prod/web/k2"));
-}
-
-#[test]
-fn resource_policies_parse() {
-    let public = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#;
-    assert!(PolicyGrants::parse(public).unwrap().public);
-    let conditioned = r#"{"Statement":{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-123"}}}}"#;
-    assert!(!PolicyGrants::parse(conditioned).unwrap().public);
-    let named = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::1:role/a","arn:aws:iam::1:role/b"]},"Action":"*","Resource":"*"},{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::1:role/c"},"Action":"*","Resource":"*"}]}"#;
-    let grants = PolicyGrants::parse(named).unwrap();
-    assert_eq!(grants.principals.len(), 2, "Deny statements grant nothing");
-    assert!(PolicyGrants::parse("{}").is_err());
-    assert!(PolicyGrants::parse("not json").is_err());
-}
-
-#[test]
-fn issue_bodies_carry_their_fingerprint_and_jira_key() {
-    let m = manifest();
-    let mut case = clean_case(&m, "prod");
-    entry(&mut case, "/acme/prod/web/session-key").rotation_enabled = false;
-    let finding = run(&m, "prod", &case).remove(0);
-    let (title, body) = issue_text(&finding, Some("SEC-7"));
-    assert_eq!(
-        title,
-        "Drift: rotation-disabled on /acme/prod/web/session-key"
-    );
-    assert_eq!(fingerprint_in(&body), Some(finding.fingerprint.as_str()));
-    assert_eq!(jira_key_in(&body).as_deref(), Some("SEC-7"));
-    assert!(body.contains("Drift Type: rotation-disabled"));
-    assert_eq!(issue_text(&finding, Some("SEC-7")).1, body, "deterministic");
-    assert_eq!(fingerprint_in("no marker"), None);
-    assert!(marker("a:b").starts_with("<!-- keyward-drift"));
-    let label = jira_label(&finding.fingerprint);
-    assert!(label.starts_with("keyward-") && label.len() == 24 && !label.contains(['/', ':']));
-}
-
-#[test]
-fn link_headers() {
-    let header = r#"<https://api.github.com/repositories/1/issues?page=2>; rel="next", <https://api.github.com/repositories/1/issues?page=5>; rel="last""#;
-    assert_eq!(
-        next_link(header).as_deref(),
-        Some("https://api.github.com/repositories/1/issues?page=2")
-    );
-    assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
-}
-
-const GOOD_BODY: &str = "Fixes the rotation.\n\n**Drift Issue:** #12\nDrift Type: rotation-disabled\nChange Request ID: CR-1042\nEnvironment: prod\nCloud Provider: AWS\nJira Key: SEC-7\n";
-
-#[test]
-fn remediation_fields_accept_a_complete_description() {
-    let envs = ["dev".to_owned(), "prod".to_owned()];
-    let fields = parse_fields(GOOD_BODY, true, &envs).unwrap();
-    assert_eq!(fields.drift_issue, 12);
-    assert_eq!(fields.drift_type, "rotation-disabled");
-    assert_eq!(fields.change_request_id, "CR-1042");
-    assert_eq!(fields.cloud_provider, "aws");
-    assert_eq!(fields.jira_key.as_deref(), Some("SEC-7"));
-    // Jira off: the key is optional.
-    let without = GOOD_BODY.replace("Jira Key: SEC-7\n", "");
-    assert!(parse_fields(&without, false, &envs).is_ok());
-}
-
-#[test]
-fn remediation_fields_report_every_problem_by_name() {
-    let envs = ["dev".to_owned(), "prod".to_owned()];
-    for (edit, expect) in [
-        (("**Drift Issue:** #12\n", ""), "`Drift Issue` is missing"),
-        (("#12", "twelve"), "`Drift Issue` must be an issue number"),
-        (
-            ("rotation-disabled", "rotation-broken"),
-            "`Drift Type` `rotation-broken`",
-        ),
-        (
-            ("CR-1042", "see ticket"),
-            "`Change Request ID` `see ticket`",
-        ),
-        (
-            ("Environment: prod", "Environment: qa"),
-            "`Environment` `qa`",
-        ),
-        (
-            ("Cloud Provider: AWS", "Cloud Provider: gcp"),
-            "`Cloud Provider` `gcp`",
-        ),
-        (("Jira Key: SEC-7\n", ""), "`Jira Key` is missing"),
-        (("Jira Key: SEC-7", "Jira Key: sec 7"), "`Jira Key` `sec 7`"),
-        (
-            (
-                "Change Request ID: CR-1042\n",
-                "Change Request ID: CR-1042\nChange Request ID: CR-9\n",
-            ),
-            "more than once",
-        ),
-        (
-            ("Environment: prod", "Environment:"),
-            "`Environment` is empty",
-        ),
-    ] {
-        let body = GOOD_BODY.replace(edit.0, edit.1);
-        let problems = parse_fields(&body, true, &envs).unwrap_err();
-        assert!(
-            problems.iter().any(|p| p.contains(expect)),
-            "{expect}: {problems:?}"
-        );
-    }
-    let problems = parse_fields("", true, &envs).unwrap_err();
-    assert_eq!(problems.len(), 6, "{problems:?}");
-}
-
-#[test]
-fn approvals_count_distinct_reviewers_latest_decision_not_the_author() {
-    let r = |login: &str, state: &str| Review {
-        login: login.into(),
-        state: state.into(),
-        commit_id: None,
-    };
-    let reviews = [
-        r("alice", "APPROVED"),
-        r("bob", "APPROVED"),
-        r("bob", "CHANGES_REQUESTED"),
-        r("carol", "CHANGES_REQUESTED"),
-        r("carol", "APPROVED"),
-        r("carol", "COMMENTED"),
-        r("dave", "APPROVED"),
-        r("dave", "DISMISSED"),
-        r("author", "APPROVED"),
-        r("alice", "APPROVED"),
-    ];
-    let got: Vec<String> = approvers(&reviews, "Author", "").into_iter().collect();
-    assert_eq!(got, ["alice", "carol"]);
-    // Approvals of an older commit do not count once something newer is pushed.
-    let on = |login: &str, commit: &str| Review {
-        login: login.into(),
-        state: "APPROVED".into(),
-        commit_id: Some(commit.into()),
-    };
-    let got: Vec<String> = approvers(&[on("alice", "old"), on("bob", "new")], "author", "new")
-        .into_iter()
-        .collect();
-    assert_eq!(got, ["bob"]);
-}
+use crate::{Config, input_scope};
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -479,8 +27,8 @@ fn config_reads_and_names_bad_variables() {
         ("config-bucket", "manifest/")
     );
     assert_eq!(cfg.github_api_url, "https://api.github.com");
-    assert!(cfg.jira.is_none() && cfg.check_policies && !cfg.notifications);
-    assert_eq!(cfg.unused_days, 90);
+    assert!(cfg.jira.is_none() && cfg.settings.check_policies && !cfg.notifications);
+    assert_eq!(cfg.settings.thresholds.unused_days, 90);
     for (extra, expect) in [
         (
             vec![("KEYWARD_MANIFEST_S3_URI", "config-bucket/manifest")],
@@ -521,32 +69,6 @@ fn config_reads_and_names_bad_variables() {
 }
 
 #[test]
-fn credentials_never_quote_the_secret() {
-    let redactor = keyward_shared::redact::Redactor::new();
-    let creds = crate::credentials_from_secret(
-        r#"{"github_token":"ghp_abcdefghijklmnop123456","jira_email":"bot@acme.example","jira_api_token":"ATATT3xFfGF0token","webhook_url":"https://hooks.slack.com/services/T0/B0/XYZSECRET"}"#,
-        &redactor,
-    )
-    .unwrap();
-    assert!(creds.github_token.is_some() && creds.jira_api_token.is_some());
-    assert_eq!(
-        redactor
-            .redact("ghp_abcdefghijklmnop123456 https://hooks.slack.com/services/T0/B0/XYZSECRET"),
-        "[REDACTED] [REDACTED]"
-    );
-    for bad in [
-        "ghp_leakedtokenvalue",
-        r#"{"github_token":"ghp_leakedtokenvalue","other":1}"#,
-    ] {
-        let err = crate::credentials_from_secret(bad, &keyward_shared::redact::Redactor::new())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(!err.contains("leaked"), "{err}");
-    }
-}
-
-#[test]
 fn sample_inputs_and_bad_inputs() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/drift-detector");
     for (file, expect) in [
@@ -567,7 +89,7 @@ fn sample_inputs_and_bad_inputs() {
         ),
     ] {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        assert_eq!(crate::input_scope(&text).unwrap(), expect, "{file}");
+        assert_eq!(input_scope(&text).unwrap(), expect, "{file}");
     }
     for bad in [
         "",
@@ -576,27 +98,18 @@ fn sample_inputs_and_bad_inputs() {
         r#"{"detail-type": "Object Created"}"#,
         "[1]",
     ] {
-        let err = crate::input_scope(bad).unwrap_err();
+        let err = input_scope(bad).unwrap_err();
         assert_eq!(err.kind(), "InvalidInput", "{bad}");
     }
 }
 
-/// Seeded mutations of the outside inputs the detector and the gateway parse (on-demand
-/// payloads, resource policies, pull-request descriptions, Link headers, issue bodies): no
-/// panic, whatever arrives.
+/// Seeded mutations of the on-demand payload: no panic, whatever arrives.
 #[test]
-fn mutated_outside_inputs_never_panic() {
-    let seeds: [&str; 5] = [
-        r#"{"scope": {"service": "web", "secret": "/acme/prod/web/k"}}"#,
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::1:role/a"]},"Action":"*","Resource":"*","Condition":{"StringEquals":{"a":"b"}}}]}"#,
-        GOOD_BODY,
-        r#"<https://api.github.com/repositories/1/issues?page=2>; rel="next", <https://x>; rel="last""#,
-        "<!-- keyward-drift fingerprint=\"rotation-disabled:/acme/prod/web/k\" -->\nJira: SEC-1\n",
-    ];
+fn mutated_inputs_never_panic() {
+    let seed = r#"{"scope": {"service": "web", "secret": "/acme/prod/web/k"}}"#;
     let mut rng = fastrand::Rng::with_seed(0xD21F7);
-    let envs = ["prod".to_owned()];
     for _ in 0..5_000 {
-        let mut bytes = seeds[rng.usize(0..seeds.len())].as_bytes().to_vec();
+        let mut bytes = seed.as_bytes().to_vec();
         for _ in 0..rng.usize(1..8) {
             let at = rng
                 .usize(0..bytes.len().max(1))
@@ -612,18 +125,6 @@ fn mutated_outside_inputs_never_panic() {
                 }
             }
         }
-        let text = String::from_utf8_lossy(&bytes);
-        let _ = crate::input_scope(&text);
-        let _ = PolicyGrants::parse(&text);
-        let _ = parse_fields(&text, true, &envs);
-        let _ = next_link(&text);
-        let _ = fingerprint_in(&text);
-        let _ = jira_key_in(&text);
+        let _ = input_scope(&String::from_utf8_lossy(&bytes));
     }
-}
-
-#[test]
-fn not_principal_allows_are_public() {
-    let doc = r#"{"Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::1:role/a"},"Action":"*","Resource":"*"}]}"#;
-    assert!(PolicyGrants::parse(doc).unwrap().public);
 }

@@ -1,4 +1,12 @@
 //! keyward's rotation function: Secrets Manager's four-step rotation protocol
+//!
+//! - **Trigger**: Secrets Manager, once per rotation step.
+//! - **Input**: `{Step, SecretId, ClientRequestToken}`; the strategy from the `keyward:rotation`
+//!   tag.
+//! - **Events out**: `SecretRotated` after finishSecret, `RotationFailed` with the step.
+//! - **State**: none of its own: the version stages carry the protocol.
+//! - **Code**: this crate ([`Rotator`]).
+//!
 //! (createSecret → setSecret → testSecret → finishSecret) with the strategy chosen by the
 //! secret's `keyward:rotation` tag.
 //!
@@ -15,7 +23,8 @@
 //! nothing moves `AWSCURRENT` until testSecret has passed.
 //!
 //! Ports: [`store::SecretStore`], [`pg::Database`], [`auth0::Auth0Api`] and the shared
-//! [`EventPublisher`]; `main.rs` wires the AWS, PostgreSQL and HTTP adapters.
+//! [`EventPublisher`]; [`DeployedRotator::from_config`] wires the AWS, PostgreSQL and HTTP
+//! adapters.
 
 pub mod auth0;
 pub mod documents;
@@ -32,6 +41,7 @@ use keyward_shared::events::{
     Actor, CorrelationId, DomainEvent, EventData, Outcome, RotationStep, SecretRef,
 };
 use keyward_shared::governance::{RotationPolicy, RotationStrategy};
+use keyward_shared::lambda::{FailureKind, Handler};
 use keyward_shared::ports::{EventPublisher, PublishError};
 use keyward_shared::redact::{Redactor, error_chain};
 use keyward_shared::tags::{self, TagContractError};
@@ -170,9 +180,9 @@ pub enum RotationError {
     Publish(#[from] PublishError),
 }
 
-impl RotationError {
+impl FailureKind for RotationError {
     /// The `errorType` Secrets Manager and CloudWatch show.
-    pub fn kind(&self) -> &'static str {
+    fn kind(&self) -> &'static str {
         match self {
             Self::Request(_) => "InvalidRotationEvent",
             Self::Store(_) => "SecretsManagerError",
@@ -198,16 +208,6 @@ impl RotationError {
     }
 }
 
-impl From<RotationError> for lambda_runtime::Diagnostic {
-    fn from(error: RotationError) -> Self {
-        // Every variant is built from names, ids and redacted text only.
-        lambda_runtime::Diagnostic {
-            error_type: error.kind().to_owned(),
-            error_message: error_chain(&error),
-        }
-    }
-}
-
 /// What a step produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepOutcome {
@@ -217,6 +217,60 @@ pub enum StepOutcome {
     AlreadyCurrent,
     /// finishSecret moved AWSCURRENT (or found it moved by an earlier attempt).
     Finished { previous_version: Option<String> },
+}
+
+/// The rotation function as deployed.
+pub type DeployedRotator = Rotator<
+    store::SecretsManagerStore,
+    pg::Postgres,
+    auth0::Auth0Client,
+    keyward_shared::adapters::aws::EventBridgePublisher,
+>;
+
+impl DeployedRotator {
+    /// One registry of values to scrub, shared by every adapter. The Auth0 HTTP client is built
+    /// on first use: no trust store is loaded at cold start for a database rotation.
+    pub fn from_config(config: &Config, sdk: &keyward_shared::adapters::aws::SdkConfig) -> Self {
+        let redactor = Redactor::new();
+        let http_redactor = redactor.clone();
+        Rotator {
+            store: store::SecretsManagerStore::new(
+                aws_sdk_secretsmanager::Client::new(sdk),
+                redactor.clone(),
+            ),
+            db: pg::Postgres::new(config.postgres.clone(), redactor.clone()),
+            auth0: auth0::Auth0Client::lazy(move || {
+                keyward_shared::adapters::http::HttpClient::for_function(
+                    "rotation",
+                    Duration::from_secs(10),
+                    http_redactor.clone(),
+                )
+            }),
+            publisher: keyward_shared::adapters::aws::EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(sdk),
+                &config.common.event_bus_name,
+            ),
+            settings: config.settings.clone(),
+            redactor,
+        }
+    }
+}
+
+impl<S, D, A, P> Handler for Rotator<S, D, A, P>
+where
+    S: SecretStore,
+    D: Database,
+    A: Auth0Api,
+    P: EventPublisher,
+{
+    type Output = ();
+    type Error = RotationError;
+
+    async fn handle(&self, payload: &str) -> Result<(), RotationError> {
+        // Not JSON reads as no object at all: the request parser names what is missing.
+        let event = serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
+        self.handle_event(&event).await
+    }
 }
 
 pub struct Rotator<S, D, A, P> {

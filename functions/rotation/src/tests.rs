@@ -303,7 +303,7 @@ async fn malformed_secrets_fail_without_quoting_them() {
     let err = step(&r, NAME, "createSecret", &token(1)).await.unwrap_err();
     let text = error_chain(&err);
     assert!(text.contains("not valid JSON"), "{text}");
-    let diagnostic = lambda_runtime::Diagnostic::from(err);
+    let diagnostic = keyward_shared::lambda::diagnostic(&err);
     let event = events(&r).pop().unwrap().to_detail_json().unwrap();
     for output in [text, diagnostic.error_message, event] {
         assert!(!output.contains("Tr0ub4dor"), "{output}");

@@ -15,12 +15,11 @@
 
 use std::collections::BTreeMap;
 
-use keyward_shared::governance::{
-    EditPolicy, OrphanPolicy, VercelBinding, VercelMapping, VercelTarget,
-};
-use serde::{Deserialize, Serialize};
+use keyward_shared::governance::{EditPolicy, OrphanPolicy, VercelMapping, VercelTarget};
+pub use keyward_shared::vercel_ledger::{Ledger, LedgerEntry, Slot};
+use keyward_shared::vercel_ledger::{MappedSlot, ProjectRef, mapped_slots};
 
-use crate::vercel::{CustomEnvironment, EnvRecord, ProjectRef};
+use crate::vercel::{CustomEnvironment, EnvRecord};
 
 /// The comment on every record keyward writes. Names the secret and version, never a value or
 /// a hash of one.
@@ -33,65 +32,6 @@ pub fn provenance_secret(comment: &str) -> Option<&str> {
     let rest = comment.strip_prefix("managed-by=keyward;")?;
     rest.split(';')
         .find_map(|part| part.strip_prefix("secret="))
-}
-
-/// Where one variable lives: Vercel's conflict space, plus the project.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Slot {
-    #[serde(flatten)]
-    pub project: ProjectRef,
-    pub key: String,
-    /// As the mapping names it: `production`, `preview`, `development`, or a custom
-    /// environment's slug or id.
-    pub target: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git_branch: Option<String>,
-}
-
-/// What keyward wrote into one slot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    #[serde(flatten)]
-    pub slot: Slot,
-    pub record_id: String,
-    /// The Secrets Manager version whose value the record holds.
-    pub version_id: String,
-    /// Vercel's `updatedAt` (ms) of keyward's write.
-    pub updated_at: i64,
-    /// Vercel's `updatedBy` of keyward's write: the token's user, so a concurrent keyward write
-    /// is not mistaken for a person's edit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub written_by: Option<String>,
-    #[serde(rename = "type")]
-    pub env_type: String,
-}
-
-/// The sync ledger of one secret: parity without reading values.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ledger {
-    pub secret: String,
-    /// The orphan policy of the last mapping seen, applied when the mapping or the secret is
-    /// gone.
-    #[serde(default)]
-    pub orphans: OrphanPolicy,
-    #[serde(default)]
-    pub entries: Vec<LedgerEntry>,
-}
-
-impl Ledger {
-    pub fn entry(&self, slot: &Slot) -> Option<&LedgerEntry> {
-        self.entries.iter().find(|e| &e.slot == slot)
-    }
-
-    pub fn upsert(&mut self, entry: LedgerEntry) {
-        self.entries.retain(|e| e.slot != entry.slot);
-        self.entries.push(entry);
-        self.entries.sort_by(|a, b| a.slot.cmp(&b.slot));
-    }
-
-    pub fn remove(&mut self, slot: &Slot) {
-        self.entries.retain(|e| &e.slot != slot);
-    }
 }
 
 /// A slot as Vercel addresses it.
@@ -132,76 +72,36 @@ pub fn desired_slots(
     mapping: &VercelMapping,
     custom: &[CustomEnvironment],
 ) -> (Vec<Desired>, Vec<UnknownTarget>) {
-    let project = ProjectRef {
-        project: mapping.project.clone(),
-        team: mapping.team.clone(),
-    };
-    let keys: Vec<(Option<String>, String)> = match &mapping.binding {
-        VercelBinding::Key(key) => vec![(None, key.as_str().to_owned())],
-        VercelBinding::JsonMap(map) => map
-            .iter()
-            .map(|(field, key)| (Some(field.as_str().to_owned()), key.as_str().to_owned()))
-            .collect(),
-    };
     let mut desired = Vec::new();
     let mut unknown = Vec::new();
-    for target in &mapping.targets {
-        for (field, key) in &keys {
-            let slot = Slot {
-                project: project.clone(),
-                key: key.clone(),
-                target: target.as_str().to_owned(),
-                git_branch: if *target == VercelTarget::Preview {
-                    mapping.git_branch.clone()
-                } else {
-                    None
-                },
-            };
-            let scope = match target {
-                VercelTarget::Production => Scope::Standard("production"),
-                VercelTarget::Preview => Scope::Standard("preview"),
-                VercelTarget::Development => Scope::Standard("development"),
-                VercelTarget::Custom(name) => {
-                    match custom.iter().find(|c| &c.id == name || &c.slug == name) {
-                        Some(env) => Scope::Custom { id: env.id.clone() },
-                        None => {
-                            unknown.push(UnknownTarget { slot });
-                            continue;
-                        }
+    for MappedSlot {
+        slot,
+        target,
+        field,
+    } in mapped_slots(mapping)
+    {
+        let scope = match &target {
+            VercelTarget::Production => Scope::Standard("production"),
+            VercelTarget::Preview => Scope::Standard("preview"),
+            VercelTarget::Development => Scope::Standard("development"),
+            VercelTarget::Custom(name) => {
+                match custom.iter().find(|c| &c.id == name || &c.slug == name) {
+                    Some(env) => Scope::Custom { id: env.id.clone() },
+                    None => {
+                        unknown.push(UnknownTarget { slot });
+                        continue;
                     }
                 }
-            };
-            desired.push(Desired {
-                env_type: env_type_for(target, key),
-                slot,
-                scope,
-                field: field.clone(),
-            });
-        }
+            }
+        };
+        desired.push(Desired {
+            env_type: env_type_for(&target, &slot.key),
+            slot,
+            scope,
+            field,
+        });
     }
     (desired, unknown)
-}
-
-/// The slots a mapping asks for, named as the mapping names them (custom environments by the
-/// slug or id written in the tag, unresolved): what a ledger written for it must cover.
-pub fn mapped_slots(mapping: &VercelMapping) -> Vec<Slot> {
-    let (mut desired, unknown) = desired_slots(
-        mapping,
-        &mapping
-            .targets
-            .iter()
-            .filter_map(|t| match t {
-                VercelTarget::Custom(name) => Some(CustomEnvironment {
-                    id: name.clone(),
-                    slug: name.clone(),
-                }),
-                _ => None,
-            })
-            .collect::<Vec<_>>(),
-    );
-    debug_assert!(unknown.is_empty());
-    desired.sort_by(|a, b| a.slot.cmp(&b.slot));
-    desired.into_iter().map(|d| d.slot).collect()
 }
 
 /// Whether the record sits in (part of) the slot's conflict space.
@@ -250,6 +150,13 @@ fn when(record: &EnvRecord) -> String {
     }
 }
 
+/// Whether a write creates the slot's record or updates keyward's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    Create,
+    Update,
+}
+
 /// What happens to one desired slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -258,7 +165,7 @@ pub enum Action {
     /// Upsert the current value. `replace`: a record of keyward's that must be deleted first
     /// (its type changes, which Vercel cannot do in place).
     Write {
-        create: bool,
+        kind: WriteKind,
         replace: Option<String>,
         note: Option<String>,
     },
@@ -324,12 +231,12 @@ pub fn plan_slot(input: &PlanInput<'_>, desired: Desired) -> SlotPlan {
                     .into(),
             },
             Some(_) => Action::Write {
-                create: true,
+                kind: WriteKind::Create,
                 replace: None,
                 note: Some("was deleted in Vercel; recreated (on-edit: overwrite)".into()),
             },
             None => Action::Write {
-                create: true,
+                kind: WriteKind::Create,
                 replace: None,
                 note: None,
             },
@@ -347,7 +254,7 @@ pub fn plan_slot(input: &PlanInput<'_>, desired: Desired) -> SlotPlan {
                 }
             } else if edited {
                 Action::Write {
-                    create: false,
+                    kind: WriteKind::Update,
                     replace,
                     note: Some(format!(
                         "edited in Vercel {}; written back (on-edit: overwrite)",
@@ -363,7 +270,7 @@ pub fn plan_slot(input: &PlanInput<'_>, desired: Desired) -> SlotPlan {
                 }
             } else {
                 Action::Write {
-                    create: false,
+                    kind: WriteKind::Update,
                     replace,
                     note: entry
                         .is_none()

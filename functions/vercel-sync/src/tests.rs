@@ -10,9 +10,12 @@ use keyward_shared::governance::{
 use keyward_shared::redact::Redactor;
 use secrecy::ExposeSecret;
 
+use keyward_shared::lambda::FailureKind;
+
 use crate::plan::*;
+use crate::trigger::id_to_name;
 use crate::vercel::{CustomEnvironment, EnvRecord, ProjectRef};
-use crate::{Config, credentials_from_secret, id_to_name};
+use crate::{Config, credentials_from_secret};
 
 const SECRET: &str = "/acme/prod/web/session-key";
 
@@ -190,7 +193,7 @@ fn empty_slot_is_created() {
     assert_eq!(
         world.plan("production"),
         Action::Write {
-            create: true,
+            kind: WriteKind::Create,
             replace: None,
             note: None
         }
@@ -220,7 +223,7 @@ fn new_version_is_written_over_keywards_record() {
     assert_eq!(
         world.plan("production"),
         Action::Write {
-            create: false,
+            kind: WriteKind::Update,
             replace: None,
             note: None
         }
@@ -245,7 +248,7 @@ fn hand_edit_is_reported_or_overwritten_by_policy() {
     world.on_edit = EditPolicy::Overwrite;
     assert!(matches!(
         world.plan("production"),
-        Action::Write { create: false, note: Some(n), .. } if n.contains("written back")
+        Action::Write { kind: WriteKind::Update, note: Some(n), .. } if n.contains("written back")
     ));
 }
 
@@ -273,7 +276,10 @@ fn deleted_by_hand_is_drift_unless_overwrite() {
     world.on_edit = EditPolicy::Overwrite;
     assert!(matches!(
         world.plan("production"),
-        Action::Write { create: true, .. }
+        Action::Write {
+            kind: WriteKind::Create,
+            ..
+        }
     ));
 }
 
@@ -313,7 +319,7 @@ fn own_record_found_by_comment_is_adopted_when_the_ledger_is_lost() {
     let world = World::new(vec![own], vec![]);
     assert!(matches!(
         world.plan("production"),
-        Action::Write { create: false, note: Some(n), .. } if n.contains("adopted")
+        Action::Write { kind: WriteKind::Update, note: Some(n), .. } if n.contains("adopted")
     ));
 }
 
@@ -328,7 +334,7 @@ fn type_change_replaces_the_record() {
     assert_eq!(
         world.plan("production"),
         Action::Write {
-            create: false,
+            kind: WriteKind::Update,
             replace: Some("env_1".into()),
             note: None
         }
@@ -343,7 +349,10 @@ fn branch_and_custom_environment_records_are_distinct_slots() {
     // The preview slot without a branch is free: a branch record is another slot.
     assert!(matches!(
         world.plan("preview"),
-        Action::Write { create: true, .. }
+        Action::Write {
+            kind: WriteKind::Create,
+            ..
+        }
     ));
 
     let mut custom = record("env_c", "SESSION_SECRET", &[], 1);

@@ -20,31 +20,14 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// A project as a mapping names it: id (`prj_...`) or name, and the team owning it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ProjectRef {
-    pub project: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub team: Option<String>,
-}
+pub use keyward_shared::vercel_ledger::ProjectRef;
 
-impl ProjectRef {
-    /// `teamId=` for an id, `slug=` for a slug; nothing for a personal account.
-    fn team_query(&self) -> String {
-        match &self.team {
-            Some(team) if team.starts_with("team_") => format!("teamId={team}"),
-            Some(slug) => format!("slug={slug}"),
-            None => String::new(),
-        }
-    }
-}
-
-impl std::fmt::Display for ProjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.team {
-            Some(team) => write!(f, "{team}/{}", self.project),
-            None => f.write_str(&self.project),
-        }
+/// `teamId=` for an id, `slug=` for a slug; nothing for a personal account.
+fn team_query(project: &ProjectRef) -> String {
+    match &project.team {
+        Some(team) if team.starts_with("team_") => format!("teamId={team}"),
+        Some(slug) => format!("slug={slug}"),
+        None => String::new(),
     }
 }
 
@@ -232,7 +215,7 @@ impl HttpVercel {
 
     fn url(&self, path: &str, project: &ProjectRef, extra_query: &[String]) -> String {
         let mut query: Vec<String> = Vec::new();
-        let team = project.team_query();
+        let team = team_query(project);
         if !team.is_empty() {
             query.push(team);
         }

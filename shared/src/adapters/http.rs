@@ -175,6 +175,21 @@ pub struct HttpClient {
 const BODY_EXCERPT: usize = 512;
 
 impl HttpClient {
+    /// The client a keyward function uses: user agent `keyward-<function>/<version>`, the
+    /// default retry policy, and the function's one redactor.
+    pub fn for_function(
+        function: &str,
+        timeout: Duration,
+        redactor: Redactor,
+    ) -> Result<Self, HttpError> {
+        Self::new(
+            &format!("keyward-{function}/{}", env!("CARGO_PKG_VERSION")),
+            timeout,
+            RetryPolicy::default(),
+            redactor,
+        )
+    }
+
     pub fn new(
         user_agent: &str,
         timeout: Duration,

@@ -211,96 +211,49 @@ pub fn approvers(reviews: &[Review], author: &str, head_sha: &str) -> BTreeSet<S
 use std::future::Future;
 
 use chrono::Utc;
-use keyward_shared::config::{ConfigError, EnvSource, flag, parsed_or, required, s3_location};
 use keyward_shared::ports::MarkerStore;
-use keyward_shared::redact::{Redactor, SafeText};
-use sha2::Digest as _;
+use keyward_shared::redact::Redactor;
 
-use crate::account::Account;
-use crate::findings::{Finding, Thresholds};
+use crate::account::{Account, ManifestSource};
+use crate::detect::{
+    DetectionRequest, DetectionSettings, DriftScope, Estate, VercelLedgers, detect,
+};
+use crate::findings::Finding;
 use crate::tickets::{IssueTracker, Jira, PullRequests};
-use crate::{DriftError, DriftScope, JiraConfig, detect_in};
+use crate::{DriftError, jira_key_in, seen_key};
 
-/// The gateway's drift settings; `None` from [`RemediationConfig::from_env`] when
-/// `KEYWARD_DRIFT_CREDENTIALS_SECRET_ARN` is unset (the routes then answer 503).
-#[derive(Debug, Clone)]
-pub struct RemediationConfig {
-    pub credentials_secret_arn: String,
-    pub github_repo: String,
-    pub github_api_url: String,
-    pub manifest_bucket: String,
-    pub manifest_prefix: String,
-    pub state_bucket: String,
-    pub min_approvals: usize,
-    pub jira: Option<JiraConfig>,
-    /// The detector's own settings, so verification judges as the scheduled run does.
-    pub unused_days: i64,
-    pub check_policies: bool,
+/// Why a guard did not pass. Reads as its text; the kind tells a closed drift issue (which a
+/// re-run of the verification accepts) from every other reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct GuardReason {
+    #[serde(skip)]
+    pub kind: GuardReasonKind,
+    pub text: String,
 }
 
-impl RemediationConfig {
-    pub fn from_env(env: &dyn EnvSource) -> Result<Option<Self>, ConfigError> {
-        // Both are needed to act on drift issues; with either unset the routes answer 503
-        // (credentials alone may serve the detector's notifications).
-        let (Some(credentials_secret_arn), Some(github_repo)) = (
-            env.get("KEYWARD_DRIFT_CREDENTIALS_SECRET_ARN")
-                .filter(|v| !v.is_empty()),
-            env.get("KEYWARD_DRIFT_GITHUB_REPO")
-                .filter(|v| !v.is_empty()),
-        ) else {
-            return Ok(None);
-        };
-        if github_repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
-            return Err(ConfigError::Invalid {
-                name: "KEYWARD_DRIFT_GITHUB_REPO",
-                reason: format!("`{github_repo}` is not owner/repo"),
-            });
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GuardReasonKind {
+    /// The drift issue is already closed.
+    IssueClosed,
+    /// A field, the issue, the pull request or the approvals.
+    #[default]
+    Unmet,
+}
+
+impl GuardReason {
+    fn unmet(text: String) -> Self {
+        Self {
+            kind: GuardReasonKind::Unmet,
+            text,
         }
-        let (manifest_bucket, manifest_prefix) = s3_location(env, "KEYWARD_MANIFEST_S3_URI")?;
-        let github_api_url = env
-            .get("KEYWARD_GITHUB_API_URL")
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "https://api.github.com".into());
-        if !keyward_shared::config::https_or_loopback(&github_api_url) {
-            return Err(ConfigError::Invalid {
-                name: "KEYWARD_GITHUB_API_URL",
-                reason: "must be an https:// URL (plain http only on 127.0.0.1)".into(),
-            });
-        }
-        let min_approvals: usize = parsed_or(env, "MIN_DRIFT_PR_APPROVALS", 2)?;
-        if min_approvals == 0 {
-            return Err(ConfigError::Invalid {
-                name: "MIN_DRIFT_PR_APPROVALS",
-                reason: "a drift fix needs at least one approval besides its author".into(),
-            });
-        }
-        let jira = if flag(env, "ENABLE_JIRA_INTEGRATION", false)? {
-            let base_url = required(env, "KEYWARD_JIRA_URL")?;
-            if !keyward_shared::config::https_or_loopback(&base_url) {
-                return Err(ConfigError::Invalid {
-                    name: "KEYWARD_JIRA_URL",
-                    reason: "must be an https:// URL (plain http only on 127.0.0.1)".into(),
-                });
-            }
-            Some(JiraConfig {
-                base_url,
-                project: required(env, "KEYWARD_JIRA_PROJECT")?,
-            })
-        } else {
-            None
-        };
-        Ok(Some(Self {
-            credentials_secret_arn,
-            github_repo,
-            github_api_url: github_api_url.trim_end_matches('/').to_owned(),
-            manifest_bucket,
-            manifest_prefix,
-            state_bucket: required(env, "KEYWARD_STATE_BUCKET")?,
-            min_approvals,
-            jira,
-            unused_days: crate::unused_days(env)?,
-            check_policies: flag(env, "KEYWARD_DRIFT_CHECK_POLICIES", true)?,
-        }))
+    }
+}
+
+impl std::ops::Deref for GuardReason {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
     }
 }
 
@@ -308,7 +261,7 @@ impl RemediationConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GuardOutcome {
     pub passed: bool,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<GuardReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<RemediationFields>,
     pub approvals: Vec<String>,
@@ -318,10 +271,37 @@ pub struct GuardOutcome {
     pub fingerprint: Option<String>,
 }
 
+impl GuardOutcome {
+    /// The reasons a verification cannot accept (a closed issue is fine there: verification
+    /// may be re-run).
+    pub fn unmet(&self) -> Vec<&GuardReason> {
+        self.reasons
+            .iter()
+            .filter(|r| r.kind != GuardReasonKind::IssueClosed)
+            .collect()
+    }
+}
+
+/// What a verification concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Detection no longer finds the drift.
+    Verified,
+    /// Merged and governed, but detection still finds the drift.
+    StillDetected,
+    /// Not a governed remediation (not merged, fields or issue wrong, description changed).
+    Refused,
+}
+
+fn verdict_is_verified<S: serde::Serializer>(verdict: &Verdict, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(*verdict == Verdict::Verified)
+}
+
 /// The post-merge verification's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyOutcome {
-    pub verified: bool,
+    #[serde(rename = "verified", serialize_with = "verdict_is_verified")]
+    pub verdict: Verdict,
     pub reasons: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<RemediationFields>,
@@ -334,6 +314,12 @@ pub struct VerifyOutcome {
     pub issue_closed: bool,
     /// The issue was already closed by an earlier verification: nothing was repeated.
     pub already_verified: bool,
+}
+
+impl VerifyOutcome {
+    pub fn verified(&self) -> bool {
+        self.verdict == Verdict::Verified
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -378,15 +364,16 @@ impl DriftRemediation for Disabled {
     }
 }
 
-pub struct Remediation<A, G, J, M> {
+pub struct Remediation<S, A, G, J, M> {
+    pub manifests: S,
     pub account: A,
     /// Drift issues (in the configured repository) and pull requests (in the caller's).
     pub github: G,
     pub jira: Option<J>,
     pub state: M,
     pub min_approvals: usize,
-    pub thresholds: Thresholds,
-    pub check_policies: bool,
+    /// The detector's own settings, so verification judges as the scheduled run does.
+    pub settings: DetectionSettings,
     pub redactor: Redactor,
 }
 
@@ -397,18 +384,19 @@ struct Checked {
     issue_open: bool,
     /// The Jira key the drift issue records (the detector wrote it).
     issue_jira: Option<String>,
-    reasons: Vec<String>,
+    reasons: Vec<GuardReason>,
 }
 
-impl<A, G, J, M> Remediation<A, G, J, M>
+impl<S, A, G, J, M> Remediation<S, A, G, J, M>
 where
+    S: ManifestSource,
     A: Account,
     G: IssueTracker + PullRequests,
     J: Jira,
     M: MarkerStore,
 {
     async fn check(&self, body: &str) -> Result<Checked, RemediationError> {
-        let manifest = self.account.manifest().await.map_err(DriftError::from)?;
+        let manifest = self.manifests.manifest().await.map_err(DriftError::from)?;
         let environments: Vec<String> = manifest
             .environments
             .iter()
@@ -424,7 +412,7 @@ where
         let fields = match parse_fields(body, self.jira.is_some(), &environments) {
             Ok(fields) => fields,
             Err(problems) => {
-                checked.reasons = problems;
+                checked.reasons = problems.into_iter().map(GuardReason::unmet).collect();
                 return Ok(checked);
             }
         };
@@ -434,36 +422,35 @@ where
             .await
             .map_err(DriftError::from)?
         {
-            None => checked.reasons.push(format!(
+            None => checked.reasons.push(GuardReason::unmet(format!(
                 "drift issue #{} does not exist or is not a keyward drift issue",
                 fields.drift_issue
-            )),
+            ))),
             Some(issue) => {
                 let kind = issue.fingerprint.split(':').next().unwrap_or_default();
                 if kind != fields.drift_type {
-                    checked.reasons.push(format!(
+                    checked.reasons.push(GuardReason::unmet(format!(
                         "`Drift Type` is {}, but drift issue #{} is {kind}",
                         fields.drift_type, fields.drift_issue
-                    ));
+                    )));
                 }
                 let secret = Finding::secret_of(&issue.fingerprint).unwrap_or_default();
                 if secret.split('/').nth(2) != Some(fields.environment.as_str()) {
-                    checked.reasons.push(format!(
+                    checked.reasons.push(GuardReason::unmet(format!(
                         "`Environment` is {}, but drift issue #{} is about {secret}",
                         fields.environment, fields.drift_issue
-                    ));
+                    )));
                 }
-                if let (Some(given), Some(recorded)) =
-                    (&fields.jira_key, crate::jira_key_in(&issue.body))
+                if let (Some(given), Some(recorded)) = (&fields.jira_key, jira_key_in(&issue.body))
                     && *given != recorded
                 {
-                    checked.reasons.push(format!(
+                    checked.reasons.push(GuardReason::unmet(format!(
                         "`Jira Key` is {given}, but drift issue #{} is tracked as {recorded}",
                         fields.drift_issue
-                    ));
+                    )));
                 }
                 checked.issue_open = issue.open;
-                checked.issue_jira = crate::jira_key_in(&issue.body);
+                checked.issue_jira = jira_key_in(&issue.body);
                 checked.fingerprint = Some(issue.fingerprint);
             }
         }
@@ -475,25 +462,26 @@ where
     async fn remaining(
         &self,
         fingerprint: &str,
-        org: &str,
-        environment: &str,
+        estate: Estate<'_>,
+        manifest: &keyward_shared::manifest::Manifest,
     ) -> Result<Vec<Finding>, RemediationError> {
         let secret = Finding::secret_of(fingerprint)
             .unwrap_or_default()
             .to_owned();
-        let prefix = format!("/{org}/{environment}/");
-        let detection = detect_in(
+        let detection = detect(
             &self.account,
-            &self.state,
-            &prefix,
-            &DriftScope {
-                service: None,
-                secret: Some(secret),
+            DetectionRequest {
+                manifest,
+                estate,
+                scope: &DriftScope {
+                    service: None,
+                    secret: Some(secret),
+                },
+                settings: &self.settings,
+                ledgers: VercelLedgers::Read(&self.state),
+                now: Utc::now(),
             },
-            self.check_policies,
-            &self.thresholds,
             &self.redactor,
-            Utc::now(),
         )
         .await?;
         Ok(detection
@@ -504,8 +492,9 @@ where
     }
 }
 
-impl<A, G, J, M> DriftRemediation for Remediation<A, G, J, M>
+impl<S, A, G, J, M> DriftRemediation for Remediation<S, A, G, J, M>
 where
+    S: ManifestSource,
     A: Account,
     G: IssueTracker + PullRequests,
     J: Jira,
@@ -520,7 +509,9 @@ where
         else {
             return Ok(GuardOutcome {
                 passed: false,
-                reasons: vec![format!("pull request {repo}#{number} does not exist")],
+                reasons: vec![GuardReason::unmet(format!(
+                    "pull request {repo}#{number} does not exist"
+                ))],
                 fields: None,
                 approvals: Vec::new(),
                 required_approvals: self.min_approvals,
@@ -534,9 +525,10 @@ where
                 .as_ref()
                 .map(|f| f.drift_issue)
                 .unwrap_or_default();
-            checked
-                .reasons
-                .push(format!("drift issue #{issue} is closed"));
+            checked.reasons.push(GuardReason {
+                kind: GuardReasonKind::IssueClosed,
+                text: format!("drift issue #{issue} is closed"),
+            });
         }
         let reviews = self
             .github
@@ -547,11 +539,11 @@ where
             .into_iter()
             .collect();
         if approvals.len() < self.min_approvals {
-            checked.reasons.push(format!(
+            checked.reasons.push(GuardReason::unmet(format!(
                 "{} approval(s) from reviewers other than the author; {} required",
                 approvals.len(),
                 self.min_approvals
-            ));
+            )));
         }
         Ok(GuardOutcome {
             passed: checked.reasons.is_empty(),
@@ -570,7 +562,7 @@ where
         authorized: &GuardOutcome,
     ) -> Result<VerifyOutcome, RemediationError> {
         let not_verified = |reasons: Vec<String>| VerifyOutcome {
-            verified: false,
+            verdict: Verdict::Refused,
             reasons,
             fields: None,
             fingerprint: None,
@@ -604,21 +596,24 @@ where
         }
         let issue_jira = checked.issue_jira.clone();
         let issue_was_open = checked.issue_open;
+        let reason_texts: Vec<String> = checked.reasons.iter().map(|r| r.text.clone()).collect();
         let (Some(fields), Some(fingerprint)) = (checked.fields, checked.fingerprint) else {
-            return Ok(not_verified(checked.reasons));
+            return Ok(not_verified(reason_texts));
         };
-        if !checked.reasons.is_empty() {
+        if !reason_texts.is_empty() {
             return Ok(VerifyOutcome {
                 fields: Some(fields),
                 fingerprint: Some(fingerprint),
                 merge_commit: pull.merge_commit,
-                ..not_verified(checked.reasons)
+                ..not_verified(reason_texts)
             });
         }
-        let manifest = self.account.manifest().await.map_err(DriftError::from)?;
-        let remaining = self
-            .remaining(&fingerprint, manifest.org.as_str(), &fields.environment)
-            .await?;
+        let manifest = self.manifests.manifest().await.map_err(DriftError::from)?;
+        let estate = Estate {
+            org: manifest.org.as_str(),
+            environment: &fields.environment,
+        };
+        let remaining = self.remaining(&fingerprint, estate, &manifest).await?;
         let merge_commit = pull.merge_commit.clone().unwrap_or_default();
         let issue = fields.drift_issue;
         let remaining_text: Vec<String> = remaining
@@ -648,13 +643,8 @@ where
                 .await
                 .map_err(DriftError::from)?;
             // Forget what was reported, so the same drift coming back is reported again.
-            let seen_key = format!(
-                "{}{}",
-                crate::SEEN_PREFIX,
-                hex::encode(sha2::Sha256::digest(fingerprint.as_bytes()))
-            );
             self.state
-                .overwrite(&seen_key, "resolved")
+                .overwrite(&seen_key(&fingerprint), "resolved")
                 .await
                 .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
             // The key the detector recorded on the issue, not the one the description claims.
@@ -684,7 +674,11 @@ where
                 .map_err(DriftError::from)?;
         }
         Ok(VerifyOutcome {
-            verified,
+            verdict: if verified {
+                Verdict::Verified
+            } else {
+                Verdict::StillDetected
+            },
             reasons: if verified {
                 Vec::new()
             } else {
@@ -698,9 +692,4 @@ where
             already_verified,
         })
     }
-}
-
-/// Keeps `SafeText` in this module's public surface for error mapping by callers.
-pub fn describe(error: &RemediationError, redactor: &Redactor) -> SafeText {
-    redactor.safe(&error.to_string())
 }

@@ -13,8 +13,8 @@ use keyward_shared::events::Severity;
 use keyward_shared::governance::{Governance, MAX_ROTATION_DAYS, RotationStrategy};
 use keyward_shared::manifest::DeclaredSecret;
 use keyward_shared::ports::CatalogEntry;
+use keyward_shared::vercel_ledger::{Ledger, Slot, mapped_slots};
 use serde::Serialize;
-use vercel_sync::plan::{Ledger, mapped_slots};
 
 /// Every kind of drift, with its slug (fingerprints, labels, `DriftDetected.finding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -221,11 +221,12 @@ pub struct Observed<'a> {
     pub replication: &'a BTreeMap<String, Vec<ReplicaStatus>>,
     /// By secret name; absent when policies were not read.
     pub policies: Option<&'a BTreeMap<String, Option<PolicyGrants>>>,
-    /// By secret name; only for declared secrets with a Vercel mapping.
-    pub ledgers: &'a BTreeMap<String, Ledger>,
+    /// By secret name; only for declared secrets with a Vercel mapping. `None`: Vercel parity
+    /// is not checked.
+    pub ledgers: Option<&'a BTreeMap<String, Ledger>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Thresholds {
     pub unused_days: i64,
     /// How long past `NextRotationDate` before it counts as missed (the docs: dates may lag).
@@ -518,9 +519,13 @@ pub fn evaluate(
             );
         }
 
-        if let (Some(mapping), Some(version)) = (&g.vercel, &entry.current_version) {
-            let ledger = observed.ledgers.get(&name);
-            for slot in mapped_slots(mapping) {
+        if let (Some(ledgers), Some(mapping), Some(version)) =
+            (observed.ledgers, &g.vercel, &entry.current_version)
+        {
+            let ledger = ledgers.get(&name);
+            let mut slots: Vec<Slot> = mapped_slots(mapping).into_iter().map(|m| m.slot).collect();
+            slots.sort();
+            for slot in slots {
                 let detail = format!("{}/{}/{}", slot.project.project, slot.target, slot.key);
                 match ledger.and_then(|l| l.entry(&slot)) {
                     None => findings.push(

@@ -1,4 +1,6 @@
-//! The actual state: the manifest CI wrote to S3, the secrets as `ListSecrets` shows them,
+//! The ports detection reads through, and their AWS adapters. The declared state: the manifest
+//! CI wrote to S3 ([`ManifestSource`]). The actual state ([`Account`]): the secrets as
+//! `ListSecrets` shows them,
 //! replication status (`DescribeSecret`, only for secrets that declare replicas) and resource
 //! policies (`GetResourcePolicy`, bounded concurrency: it shares a 50 TPS quota with
 //! Get/Put/DeleteResourcePolicy). Every call is counted, so a run reports what it cost.
@@ -63,10 +65,15 @@ impl CallCounter {
     }
 }
 
-pub trait Account: Send + Sync {
+/// Where the declared manifest is read from.
+pub trait ManifestSource: Send + Sync {
     /// The manifest as CI last wrote it; an incomplete or invalid one is an error, never a
     /// partial result.
     fn manifest(&self) -> impl Future<Output = Result<Manifest, AccountError>> + Send;
+}
+
+/// The account as it is.
+pub trait Account: Send + Sync {
     fn list(
         &self,
         prefix: &str,
@@ -87,28 +94,41 @@ pub trait Account: Send + Sync {
 /// on throttling; 8 in flight stays well under the shared 50 TPS).
 pub const POLICY_CONCURRENCY: usize = 8;
 
+/// The account through Secrets Manager.
 pub struct AwsAccount {
     pub secrets: aws_sdk_secretsmanager::Client,
-    pub s3: aws_sdk_s3::Client,
-    /// `s3://bucket/prefix/` where CI writes the manifest files and `enums.yaml`.
-    pub manifest_bucket: String,
-    pub manifest_prefix: String,
     pub counter: CallCounter,
 }
 
 impl AwsAccount {
+    pub fn new(secrets: aws_sdk_secretsmanager::Client) -> Self {
+        Self {
+            secrets,
+            counter: CallCounter::default(),
+        }
+    }
+}
+
+/// The manifest files and `enums.yaml` CI writes under `s3://bucket/prefix/`.
+pub struct S3Manifest {
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl S3Manifest {
     async fn read_object(&self, key: &str) -> Result<String, AccountError> {
         let object = self
             .s3
             .get_object()
-            .bucket(&self.manifest_bucket)
+            .bucket(&self.bucket)
             .key(key)
             .send()
             .await
             .map_err(|e| {
                 AccountError::Manifest(format!(
                     "s3://{}/{key}: {}",
-                    self.manifest_bucket,
+                    self.bucket,
                     sdk_error_text(&e)
                 ))
             })?;
@@ -116,13 +136,10 @@ impl AwsAccount {
             .body
             .collect()
             .await
-            .map_err(|e| {
-                AccountError::Manifest(format!("s3://{}/{key}: {e}", self.manifest_bucket))
-            })?
+            .map_err(|e| AccountError::Manifest(format!("s3://{}/{key}: {e}", self.bucket)))?
             .into_bytes();
-        String::from_utf8(bytes.to_vec()).map_err(|_| {
-            AccountError::Manifest(format!("s3://{}/{key} is not UTF-8", self.manifest_bucket))
-        })
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| AccountError::Manifest(format!("s3://{}/{key} is not UTF-8", self.bucket)))
     }
 }
 
@@ -149,22 +166,22 @@ pub fn manifest_from_files(files: &[(String, String)]) -> Result<Manifest, Accou
         .map_err(|e| AccountError::Manifest(e.to_string()))
 }
 
-impl Account for AwsAccount {
+impl ManifestSource for S3Manifest {
     async fn manifest(&self) -> Result<Manifest, AccountError> {
         let mut keys = Vec::new();
         let mut pages = self
             .s3
             .list_objects_v2()
-            .bucket(&self.manifest_bucket)
-            .prefix(&self.manifest_prefix)
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
                 AccountError::Manifest(format!(
                     "listing s3://{}/{}: {}",
-                    self.manifest_bucket,
-                    self.manifest_prefix,
+                    self.bucket,
+                    self.prefix,
                     sdk_error_text(&e)
                 ))
             })?;
@@ -184,7 +201,9 @@ impl Account for AwsAccount {
         }
         manifest_from_files(&files)
     }
+}
 
+impl Account for AwsAccount {
     async fn list(&self, prefix: &str) -> Result<Vec<CatalogEntry>, AccountError> {
         // The catalog adapter asks for pages of 100 (`MaxResults`), so the walk took
         // ceil(n / 100) pages (at least one).

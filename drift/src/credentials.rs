@@ -1,0 +1,111 @@
+//! The drift credentials secret (`{"github_token", "jira_email", "jira_api_token",
+//! "webhook_url"}`, each optional) and the ticketing clients built from it. Every credential
+//! is registered with the redactor as it is read.
+
+use keyward_shared::adapters::http::HttpClient;
+use keyward_shared::config::https_or_loopback;
+use keyward_shared::redact::Redactor;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::settings::JiraConfig;
+use crate::tickets::{GithubClient, JiraClient};
+
+#[derive(Default)]
+pub struct Credentials {
+    pub github_token: Option<SecretString>,
+    pub jira_email: Option<String>,
+    pub jira_api_token: Option<SecretString>,
+    pub webhook_url: Option<SecretString>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the drift credentials secret {0}")]
+pub struct CredentialsError(&'static str);
+
+pub fn credentials_from_secret(
+    text: &str,
+    redactor: &Redactor,
+) -> Result<Credentials, CredentialsError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw {
+        github_token: Option<String>,
+        jira_email: Option<String>,
+        jira_api_token: Option<String>,
+        webhook_url: Option<String>,
+    }
+    // serde quotes input in its messages, and the input is a secret.
+    let raw: Raw = serde_json::from_str(text).map_err(|_| {
+        CredentialsError(
+            "is not JSON with only github_token, jira_email, jira_api_token and webhook_url",
+        )
+    })?;
+    let secret = |v: Option<String>| {
+        v.filter(|s| !s.trim().is_empty()).map(|s| {
+            let s = SecretString::from(s);
+            redactor.register(&s);
+            s
+        })
+    };
+    let creds = Credentials {
+        github_token: secret(raw.github_token),
+        jira_email: raw.jira_email,
+        jira_api_token: secret(raw.jira_api_token),
+        webhook_url: secret(raw.webhook_url),
+    };
+    if creds
+        .webhook_url
+        .as_ref()
+        .is_some_and(|u| !https_or_loopback(u.expose_secret()))
+    {
+        return Err(CredentialsError(
+            "has a webhook_url that is not an https:// URL",
+        ));
+    }
+    Ok(creds)
+}
+
+impl Credentials {
+    /// The GitHub client for `repo`'s drift issues.
+    pub fn github(
+        &self,
+        http: &HttpClient,
+        api_url: &str,
+        repo: &str,
+    ) -> Result<GithubClient, CredentialsError> {
+        let token = self
+            .github_token
+            .clone()
+            .ok_or(CredentialsError("has no github_token"))?;
+        Ok(GithubClient {
+            http: http.clone(),
+            api_url: api_url.to_owned(),
+            repo: repo.to_owned(),
+            token,
+        })
+    }
+
+    /// The Jira client when Jira is enabled: then the credentials must hold its login.
+    pub fn jira(
+        &self,
+        http: &HttpClient,
+        config: Option<&JiraConfig>,
+    ) -> Result<Option<JiraClient>, CredentialsError> {
+        let Some(jira) = config else {
+            return Ok(None);
+        };
+        match (&self.jira_email, &self.jira_api_token) {
+            (Some(email), Some(api_token)) => Ok(Some(JiraClient {
+                http: http.clone(),
+                base_url: jira.base_url.clone(),
+                project: jira.project.clone(),
+                email: email.clone(),
+                api_token: api_token.clone(),
+            })),
+            _ => Err(CredentialsError(
+                "lacks jira_email or jira_api_token, which ENABLE_JIRA_INTEGRATION needs",
+            )),
+        }
+    }
+}
