@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client as Sm;
-use drift_detector::account::{AwsAccount, CallCounter};
-use drift_detector::findings::Thresholds;
-use drift_detector::remediation::{DriftRemediation, Remediation};
-use drift_detector::tickets::{GithubClient, JiraClient};
-use drift_detector::{Detector, DriftScope, RunReport};
+use keyward_drift::DetectionSettings;
+use keyward_drift::account::{AwsAccount, S3Manifest};
+use keyward_drift::remediation::{DriftRemediation, Remediation};
+use keyward_drift::tickets::{GithubClient, JiraClient};
+use keyward_drift::{Detector, DriftScope, RunReport};
 use keyward_integration::declared;
 use keyward_integration::fakes::github::{FakeGithub, PullSeed, RunningGithub};
 use keyward_integration::fakes::jira::{FakeJira, RunningJira};
@@ -22,14 +22,21 @@ use keyward_shared::events::EventData;
 use keyward_shared::manifest::Manifest;
 use keyward_shared::ports::InMemoryEventPublisher;
 use keyward_shared::redact::{Redactor, SecretString};
+use keyward_shared::vercel_ledger::{Ledger, LedgerEntry, ledger_key, mapped_slots};
 
 const GITHUB_TOKEN: &str = "ghp_drifttesttoken0123456789";
 const JIRA_EMAIL: &str = "keyward@acme.example";
 const JIRA_TOKEN: &str = "ATATT3xFfGF0drifttest";
 const DRIFT_REPO: (&str, &str) = ("acme", "platform");
 
-type TestDetector =
-    Detector<AwsAccount, GithubClient, JiraClient, S3MarkerStore, InMemoryEventPublisher>;
+type TestDetector = Detector<
+    S3Manifest,
+    AwsAccount,
+    GithubClient,
+    JiraClient,
+    S3MarkerStore,
+    InMemoryEventPublisher,
+>;
 
 struct World {
     moto: &'static MotoServer,
@@ -60,13 +67,15 @@ fn http() -> HttpClient {
     .unwrap()
 }
 
-fn account(moto: &MotoServer, bucket: &str) -> AwsAccount {
-    AwsAccount {
-        secrets: Sm::new(&moto.sdk_config()),
+fn account(moto: &MotoServer) -> AwsAccount {
+    AwsAccount::new(Sm::new(&moto.sdk_config()))
+}
+
+fn manifests(moto: &MotoServer, bucket: &str) -> S3Manifest {
+    S3Manifest {
         s3: moto.s3(),
-        manifest_bucket: bucket.into(),
-        manifest_prefix: "manifest/".into(),
-        counter: CallCounter::default(),
+        bucket: bucket.into(),
+        prefix: "manifest/".into(),
     }
 }
 
@@ -114,7 +123,8 @@ impl World {
         let jira = FakeJira::start(JIRA_EMAIL, JIRA_TOKEN).await.unwrap();
         jira.fake.add_project("SEC");
         let detector = Detector {
-            account: account(moto, &bucket),
+            manifests: manifests(moto, &bucket),
+            account: account(moto),
             github: Some(github_client(&github)),
             jira: Some(jira_client(&jira)),
             state: S3MarkerStore::new(moto.s3(), &bucket),
@@ -122,8 +132,7 @@ impl World {
             http: http(),
             webhook_url: None,
             secret_prefix: format!("/{org}/prod/"),
-            thresholds: Thresholds::default(),
-            check_policies: true,
+            settings: DetectionSettings::default(),
             redactor: Redactor::new(),
         };
         let mut world = Self {
@@ -155,13 +164,13 @@ impl World {
             let name = d.name.to_string();
             let (arn, version) = seeded[&name].clone();
             if let Some(mapping) = &d.governance.vercel {
-                let mut ledger = vercel_sync::plan::Ledger {
+                let mut ledger = Ledger {
                     secret: name.clone(),
                     ..Default::default()
                 };
-                for slot in vercel_sync::plan::mapped_slots(mapping) {
-                    ledger.upsert(vercel_sync::plan::LedgerEntry {
-                        slot,
+                for mapped in mapped_slots(mapping) {
+                    ledger.upsert(LedgerEntry {
+                        slot: mapped.slot,
                         record_id: format!("env_{}", unique()),
                         version_id: version.clone(),
                         updated_at: 1,
@@ -173,7 +182,7 @@ impl World {
                     .s3()
                     .put_object()
                     .bucket(&self.bucket)
-                    .key(vercel_sync::ledger_key(&name))
+                    .key(ledger_key(&name))
                     .body(serde_json::to_vec(&ledger).unwrap().into())
                     .send()
                     .await
@@ -302,7 +311,7 @@ async fn every_finding_type_moto_can_show_is_raised_and_ticketed_once() {
         .s3()
         .delete_object()
         .bucket(&w.bucket)
-        .key(vercel_sync::ledger_key(&w.name("web/session-key")))
+        .key(ledger_key(&w.name("web/session-key")))
         .send()
         .await
         .unwrap();
@@ -360,7 +369,7 @@ async fn every_finding_type_moto_can_show_is_raised_and_ticketed_once() {
     let fingerprints: BTreeSet<String> = issues
         .iter()
         .map(|i| {
-            drift_detector::tickets::fingerprint_in(&i.body)
+            keyward_drift::tickets::fingerprint_in(&i.body)
                 .unwrap()
                 .to_owned()
         })
@@ -396,7 +405,7 @@ async fn every_finding_type_moto_can_show_is_raised_and_ticketed_once() {
 
     // Closed by hand while the drift persists: reopened with a comment, not duplicated.
     let first = w.issues().into_iter().next().unwrap();
-    let closed_fp = drift_detector::tickets::fingerprint_in(&first.body)
+    let closed_fp = keyward_drift::tickets::fingerprint_in(&first.body)
         .unwrap()
         .to_owned();
     GithubClientExt::close(&w, first.number).await;
@@ -415,7 +424,7 @@ async fn every_finding_type_moto_can_show_is_raised_and_ticketed_once() {
 struct GithubClientExt;
 impl GithubClientExt {
     async fn close(w: &World, number: u64) {
-        use drift_detector::tickets::IssueTracker;
+        use keyward_drift::tickets::IssueTracker;
         github_client(&w.github).close_issue(number).await.unwrap();
     }
 }
@@ -470,13 +479,13 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     let issue = w.issues()[0].number;
     let jira_key = w.jira.fake.issues()[0].key.clone();
     let remediation = Remediation {
-        account: account(w.moto, &w.bucket),
+        manifests: manifests(w.moto, &w.bucket),
+        account: account(w.moto),
         github: github_client(&w.github),
         jira: Some(jira_client(&w.jira)),
         state: S3MarkerStore::new(w.moto.s3(), &w.bucket),
         min_approvals: 2,
-        thresholds: Thresholds::default(),
-        check_policies: true,
+        settings: DetectionSettings::default(),
         redactor: Redactor::new(),
     };
     let repo = format!("{}/{}", DRIFT_REPO.0, DRIFT_REPO.1);
@@ -572,14 +581,14 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     // Post-merge: not merged yet; merged but the drift is still there; then fixed.
     let guard = remediation.pre_merge(&repo, pr).await.unwrap();
     let verify = remediation.post_merge(&repo, pr, &guard).await.unwrap();
-    assert!(!verify.verified && verify.reasons[0].contains("not merged"));
+    assert!(!verify.verified() && verify.reasons[0].contains("not merged"));
     let merge = w
         .github
         .fake
         .merge_pull(DRIFT_REPO.0, DRIFT_REPO.1, pr, "carol");
     let guard = remediation.pre_merge(&repo, pr).await.unwrap();
     let verify = remediation.post_merge(&repo, pr, &guard).await.unwrap();
-    assert!(!verify.verified);
+    assert!(!verify.verified());
     assert_eq!(verify.remaining.len(), 1);
     assert!(
         w.issues()
@@ -597,7 +606,7 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     w.enable_rotation(&session, 30).await;
     let guard = remediation.pre_merge(&repo, pr).await.unwrap();
     let verify = remediation.post_merge(&repo, pr, &guard).await.unwrap();
-    assert!(verify.verified && verify.issue_closed, "{verify:?}");
+    assert!(verify.verified() && verify.issue_closed, "{verify:?}");
     assert_eq!(verify.merge_commit.as_deref(), Some(merge.as_str()));
     let closed = w.issues().into_iter().find(|i| i.number == issue).unwrap();
     assert_eq!(
@@ -612,7 +621,7 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
         .len();
     let guard = remediation.pre_merge(&repo, pr).await.unwrap();
     let again = remediation.post_merge(&repo, pr, &guard).await.unwrap();
-    assert!(again.verified && again.already_verified, "{again:?}");
+    assert!(again.verified() && again.already_verified, "{again:?}");
     assert_eq!(
         w.github
             .fake
@@ -624,7 +633,7 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     let mut stale = guard.clone();
     stale.fingerprint = Some("rotation-disabled:/other/prod/web/x".into());
     let refused = remediation.post_merge(&repo, pr, &stale).await.unwrap();
-    assert!(!refused.verified && refused.reasons[0].contains("changed after it was authorised"));
+    assert!(!refused.verified() && refused.reasons[0].contains("changed after it was authorised"));
     let jira = w
         .jira
         .fake

@@ -422,10 +422,19 @@ impl Default for VerifyOptions {
 /// Records fetched at once by the verifier.
 const VERIFY_CONCURRENCY: usize = 32;
 
+/// A record as a digest lists it.
+#[derive(Clone, Copy)]
+struct Covered<'a> {
+    key: &'a str,
+    sha256: &'a str,
+    version_id: Option<&'a str>,
+    digest: &'a str,
+}
+
 /// One record key, with what the digests and the bucket say about it.
 struct RecordCheck<'a> {
     key: &'a str,
-    listed: Option<(&'a str, &'a str, Option<&'a str>, &'a str)>,
+    listed: Option<Covered<'a>>,
     versions: &'a [&'a ObjectVersion],
     latest: Option<&'a ObjectVersion>,
 }
@@ -435,6 +444,21 @@ struct ParsedDigest {
     bytes: Vec<u8>,
     document: Option<DigestDocument>,
     signature_b64: Option<String>,
+}
+
+/// The digests in the bucket, oldest first (keys sort by period end), and the ones deleted.
+struct DigestSet {
+    digests: Vec<ParsedDigest>,
+    deleted: BTreeSet<String>,
+}
+
+/// What a digest is checked against.
+struct DigestContext<'a> {
+    bucket: &'a str,
+    public_key_der: &'a [u8],
+    fingerprint: String,
+    set: &'a DigestSet,
+    by_key: BTreeMap<&'a str, usize>,
 }
 
 fn in_range(t: &DateTime<Utc>, options: &VerifyOptions) -> bool {
@@ -451,38 +475,12 @@ pub async fn verify<R: AuditReader>(
     public_key_der: &[u8],
     options: &VerifyOptions,
 ) -> Result<VerifyReport, ReadError> {
-    let fingerprint = key_fingerprint(public_key_der);
     let mut report = VerifyReport {
         bucket: bucket.to_owned(),
         ..Default::default()
     };
-
-    // Digests, oldest first (keys sort by period end).
-    let digest_versions = reader.list_versions(DIGEST_PREFIX).await?;
-    let mut digest_keys: BTreeSet<String> = BTreeSet::new();
-    let mut deleted_digests: BTreeSet<String> = BTreeSet::new();
-    for v in &digest_versions {
-        if v.is_latest && v.is_delete_marker {
-            deleted_digests.insert(v.key.clone());
-        } else if v.is_latest {
-            digest_keys.insert(v.key.clone());
-        }
-    }
-    let mut digests = Vec::new();
-    for key in &digest_keys {
-        let Some(object) = reader.get(key).await? else {
-            deleted_digests.insert(key.clone());
-            continue;
-        };
-        let document = serde_json::from_slice::<DigestDocument>(&object.bytes).ok();
-        digests.push(ParsedDigest {
-            key: key.clone(),
-            signature_b64: object.metadata.get(META_SIGNATURE).cloned(),
-            bytes: object.bytes,
-            document,
-        });
-    }
-    for key in &deleted_digests {
+    let set = read_digests(reader).await?;
+    for key in &set.deleted {
         report.objects.push(ObjectReport {
             key: key.clone(),
             kind: ObjectKind::Digest,
@@ -490,10 +488,96 @@ pub async fn verify<R: AuditReader>(
             detail: "the digest was deleted (a delete marker is its current version)".into(),
         });
     }
+    let context = DigestContext {
+        bucket,
+        public_key_der,
+        fingerprint: key_fingerprint(public_key_der),
+        by_key: set
+            .digests
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.key.as_str(), i))
+            .collect(),
+        set: &set,
+    };
+    // Borrowed from the parsed digests, so a large trail costs an allocation per digest, not
+    // per record.
+    let mut covered: Vec<Covered> = Vec::new();
+    let mut newest_end: Option<DateTime<Utc>> = None;
+    for i in digests_in_scope(&set.digests, options) {
+        report.digests_checked += 1;
+        let digest = &set.digests[i];
+        let Some(doc) = &digest.document else {
+            report.objects.push(ObjectReport {
+                key: digest.key.clone(),
+                kind: ObjectKind::Digest,
+                status: Status::SignatureFailure,
+                detail: "the digest is not a valid digest document (modified or corrupt)".into(),
+            });
+            continue;
+        };
+        report.objects.extend(check_digest(&context, i, doc));
+        covered.extend(doc.records.iter().map(|entry| Covered {
+            key: entry.key.as_str(),
+            sha256: entry.sha256.as_str(),
+            version_id: entry.version_id.as_deref(),
+            digest: digest.key.as_str(),
+        }));
+        newest_end = newest_end.max(Some(doc.period_end));
+    }
 
-    // Which digests to walk: every one that can cover a record of the range. A record in hour
-    // partition H is written at or after H and at most `lookback` after its event.
-    let in_scope: Vec<usize> = (0..digests.len())
+    let record_versions = reader.list_versions(RECORD_PREFIX).await?;
+    let mut versions: Vec<&ObjectVersion> = record_versions.iter().collect();
+    versions.sort_by(|a, b| a.key.cmp(&b.key));
+    let checks = record_checks(covered, &versions, options);
+    report.records_checked = checks.len();
+    let hashed = hash_records(reader, &checks).await;
+    for (check, hashed) in checks.iter().zip(hashed) {
+        let (status, detail) = record_status(check, hashed.transpose()?, newest_end);
+        report.objects.push(ObjectReport {
+            key: check.key.to_owned(),
+            kind: ObjectKind::Record,
+            status,
+            detail,
+        });
+    }
+    Ok(report)
+}
+
+/// Every digest whose current version exists, parsed (or not: a digest that does not parse is
+/// reported, not skipped), and every digest whose current version is a delete marker.
+async fn read_digests<R: AuditReader>(reader: &R) -> Result<DigestSet, ReadError> {
+    let digest_versions = reader.list_versions(DIGEST_PREFIX).await?;
+    let mut keys: BTreeSet<String> = BTreeSet::new();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    for v in digest_versions.iter().filter(|v| v.is_latest) {
+        if v.is_delete_marker {
+            deleted.insert(v.key.clone());
+        } else {
+            keys.insert(v.key.clone());
+        }
+    }
+    let mut digests = Vec::new();
+    for key in keys {
+        let Some(object) = reader.get(&key).await? else {
+            deleted.insert(key);
+            continue;
+        };
+        let document = serde_json::from_slice::<DigestDocument>(&object.bytes).ok();
+        digests.push(ParsedDigest {
+            key,
+            signature_b64: object.metadata.get(META_SIGNATURE).cloned(),
+            bytes: object.bytes,
+            document,
+        });
+    }
+    Ok(DigestSet { digests, deleted })
+}
+
+/// The digests that can cover a record of the range. A record in hour partition H is written
+/// at or after H and at most `lookback` after its event.
+fn digests_in_scope(digests: &[ParsedDigest], options: &VerifyOptions) -> Vec<usize> {
+    (0..digests.len())
         .filter(|&i| {
             digests[i]
                 .document
@@ -508,169 +592,177 @@ pub async fn verify<R: AuditReader>(
                 })
                 .unwrap_or(true)
         })
-        .collect();
+        .collect()
+}
 
-    // (record key, sha256, version id, digest key), borrowed from the parsed digests, so a large
-    // trail costs an allocation per digest, not per record.
-    let mut covered: Vec<(&str, &str, Option<&str>, &str)> = Vec::new();
-    let mut newest_end: Option<DateTime<Utc>> = None;
-    let by_key: BTreeMap<&str, usize> = digests
+/// The digest's own report, and a report for a predecessor it names that is not in the bucket.
+fn check_digest(context: &DigestContext<'_>, i: usize, doc: &DigestDocument) -> Vec<ObjectReport> {
+    let digest = &context.set.digests[i];
+    let mut problems = signature_problems(context, digest, doc);
+    let mut reports = Vec::new();
+    problems.extend(chain_problems(context, i, doc, &mut reports));
+    let (status, detail) = problems
         .iter()
-        .enumerate()
-        .map(|(i, d)| (d.key.as_str(), i))
-        .collect();
-
-    for &i in &in_scope {
-        let digest = &digests[i];
-        report.digests_checked += 1;
-        let mut problems: Vec<(Status, String)> = Vec::new();
-        let Some(doc) = &digest.document else {
-            report.objects.push(ObjectReport {
-                key: digest.key.clone(),
-                kind: ObjectKind::Digest,
-                status: Status::SignatureFailure,
-                detail: "the digest is not a valid digest document (modified or corrupt)".into(),
-            });
-            continue;
-        };
-        if doc.key != digest.key || doc.bucket != bucket {
-            problems.push((
-                Status::SignatureFailure,
-                format!("the digest says it belongs at {}/{} but was read from {bucket}/{} (moved or swapped)", doc.bucket, doc.key, digest.key),
-            ));
-        }
-        if doc.public_key_fingerprint != fingerprint {
-            problems.push((
-                Status::SignatureFailure,
-                format!(
-                    "signed with key {} (not the key given)",
-                    doc.public_key_fingerprint
-                ),
-            ));
-        }
-        match &digest.signature_b64 {
-            None => problems.push((
-                Status::SignatureFailure,
-                "the digest carries no signature".into(),
-            )),
-            Some(sig) => {
-                let message = signing_string(&doc.period_end, &doc.bucket, &doc.key, &digest.bytes);
-                let valid = BASE64
-                    .decode(sig)
-                    .is_ok_and(|s| verify_signature(public_key_der, &message, &s));
-                if !valid {
-                    problems.push((
-                        Status::SignatureFailure,
-                        "signature verification failed".into(),
-                    ));
-                }
-            }
-        }
-        // The chain link: the newest existing digest before this one must be the one named.
-        let predecessor = digests[..i].iter().rev().find(|d| d.document.is_some());
-        match (&doc.previous, predecessor) {
-            (None, None) => {}
-            (None, Some(p)) => problems.push((
-                Status::ChainBreak,
-                format!("starts a new chain although {} precedes it", p.key),
-            )),
-            (Some(prev), _) if !by_key.contains_key(prev.key.as_str()) => {
-                problems.push((
-                    Status::ChainBreak,
-                    format!("the previous digest {} is missing", prev.key),
-                ));
-                if !deleted_digests.contains(&prev.key) {
-                    report.objects.push(ObjectReport {
-                        key: prev.key.clone(),
-                        kind: ObjectKind::Digest,
-                        status: Status::Missing,
-                        detail: format!("named by {} but not in the bucket", digest.key),
-                    });
-                }
-            }
-            (Some(prev), _) => {
-                let named = &digests[by_key[prev.key.as_str()]];
-                if sha256_hex(&named.bytes) != prev.sha256 {
-                    problems.push((
-                        Status::ChainBreak,
-                        format!(
-                            "the previous digest {} does not hash to the recorded value (modified)",
-                            prev.key
-                        ),
-                    ));
-                }
-                if named.signature_b64.as_deref() != Some(prev.signature.as_str()) {
-                    problems.push((
-                        Status::ChainBreak,
-                        format!(
-                            "the previous digest {} carries a different signature than recorded",
-                            prev.key
-                        ),
-                    ));
-                }
-                if let Some(p) = predecessor
-                    && p.key != prev.key
-                {
-                    problems.push((
-                        Status::ChainBreak,
-                        format!("names {} as previous but {} lies between", prev.key, p.key),
-                    ));
-                }
-            }
-        }
-        for entry in &doc.records {
-            covered.push((
-                entry.key.as_str(),
-                entry.sha256.as_str(),
-                entry.version_id.as_deref(),
-                digest.key.as_str(),
-            ));
-        }
-        newest_end = newest_end.max(Some(doc.period_end));
-        let (status, detail) = problems
-            .iter()
-            .max_by_key(|(s, _)| *s)
-            .map(|(s, _)| {
-                (
-                    *s,
-                    problems
-                        .iter()
-                        .map(|(_, d)| d.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })
-            .unwrap_or((
-                Status::Valid,
-                format!("{} records, signature and chain valid", doc.records.len()),
-            ));
-        report.objects.push(ObjectReport {
+        .max_by_key(|(s, _)| *s)
+        .map(|(s, _)| {
+            (
+                *s,
+                problems
+                    .iter()
+                    .map(|(_, d)| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+        .unwrap_or((
+            Status::Valid,
+            format!("{} records, signature and chain valid", doc.records.len()),
+        ));
+    reports.insert(
+        0,
+        ObjectReport {
             key: digest.key.clone(),
             kind: ObjectKind::Digest,
             status,
             detail,
-        });
-    }
+        },
+    );
+    reports
+}
 
-    // Records: a merge-join of the digests' entries and the bucket's versions, both sorted by
-    // key (S3 lists in key order; a stable sort keeps each key's versions in order).
-    covered.sort_by(|a, b| a.0.cmp(b.0));
+/// Where the digest says it belongs, which key signed it, and the signature itself.
+fn signature_problems(
+    context: &DigestContext<'_>,
+    digest: &ParsedDigest,
+    doc: &DigestDocument,
+) -> Vec<(Status, String)> {
+    let mut problems = Vec::new();
+    if doc.key != digest.key || doc.bucket != context.bucket {
+        problems.push((
+            Status::SignatureFailure,
+            format!(
+                "the digest says it belongs at {}/{} but was read from {}/{} (moved or swapped)",
+                doc.bucket, doc.key, context.bucket, digest.key
+            ),
+        ));
+    }
+    if doc.public_key_fingerprint != context.fingerprint {
+        problems.push((
+            Status::SignatureFailure,
+            format!(
+                "signed with key {} (not the key given)",
+                doc.public_key_fingerprint
+            ),
+        ));
+    }
+    match &digest.signature_b64 {
+        None => problems.push((
+            Status::SignatureFailure,
+            "the digest carries no signature".into(),
+        )),
+        Some(sig) => {
+            let message = signing_string(&doc.period_end, &doc.bucket, &doc.key, &digest.bytes);
+            let valid = BASE64
+                .decode(sig)
+                .is_ok_and(|s| verify_signature(context.public_key_der, &message, &s));
+            if !valid {
+                problems.push((
+                    Status::SignatureFailure,
+                    "signature verification failed".into(),
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// The chain link: the newest existing digest before this one must be the one it names, with
+/// the hash and signature it recorded. A named predecessor absent from the bucket is reported
+/// as missing (into `missing`) unless its deletion is already reported.
+fn chain_problems(
+    context: &DigestContext<'_>,
+    i: usize,
+    doc: &DigestDocument,
+    missing: &mut Vec<ObjectReport>,
+) -> Vec<(Status, String)> {
+    let digests = &context.set.digests;
+    let mut problems = Vec::new();
+    let predecessor = digests[..i].iter().rev().find(|d| d.document.is_some());
+    match (&doc.previous, predecessor) {
+        (None, None) => {}
+        (None, Some(p)) => problems.push((
+            Status::ChainBreak,
+            format!("starts a new chain although {} precedes it", p.key),
+        )),
+        (Some(prev), _) if !context.by_key.contains_key(prev.key.as_str()) => {
+            problems.push((
+                Status::ChainBreak,
+                format!("the previous digest {} is missing", prev.key),
+            ));
+            if !context.set.deleted.contains(&prev.key) {
+                missing.push(ObjectReport {
+                    key: prev.key.clone(),
+                    kind: ObjectKind::Digest,
+                    status: Status::Missing,
+                    detail: format!("named by {} but not in the bucket", digests[i].key),
+                });
+            }
+        }
+        (Some(prev), _) => {
+            let named = &digests[context.by_key[prev.key.as_str()]];
+            if sha256_hex(&named.bytes) != prev.sha256 {
+                problems.push((
+                    Status::ChainBreak,
+                    format!(
+                        "the previous digest {} does not hash to the recorded value (modified)",
+                        prev.key
+                    ),
+                ));
+            }
+            if named.signature_b64.as_deref() != Some(prev.signature.as_str()) {
+                problems.push((
+                    Status::ChainBreak,
+                    format!(
+                        "the previous digest {} carries a different signature than recorded",
+                        prev.key
+                    ),
+                ));
+            }
+            if let Some(p) = predecessor
+                && p.key != prev.key
+            {
+                problems.push((
+                    Status::ChainBreak,
+                    format!("names {} as previous but {} lies between", prev.key, p.key),
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// A merge-join of the digests' entries and the bucket's record versions (`versions` sorted by
+/// key: S3 lists in key order, and a stable sort keeps each key's versions in order): one check
+/// per record key of the range.
+fn record_checks<'a>(
+    mut covered: Vec<Covered<'a>>,
+    versions: &'a [&'a ObjectVersion],
+    options: &VerifyOptions,
+) -> Vec<RecordCheck<'a>> {
+    covered.sort_by(|a, b| a.key.cmp(b.key));
     // A key listed by two digests keeps the first; the second listing adds nothing to check.
-    covered.dedup_by(|later, first| later.0 == first.0);
-    let record_versions = reader.list_versions(RECORD_PREFIX).await?;
-    let mut versions: Vec<&ObjectVersion> = record_versions.iter().collect();
-    versions.sort_by(|a, b| a.key.cmp(&b.key));
+    covered.dedup_by(|later, first| later.key == first.key);
     let ranged = options.from.is_some() || options.to.is_some();
-    let mut checks: Vec<RecordCheck> = Vec::new();
+    let mut checks = Vec::new();
     let (mut ci, mut vi) = (0, 0);
     while ci < covered.len() || vi < versions.len() {
         let key: &str = match (covered.get(ci), versions.get(vi)) {
-            (Some(c), Some(v)) => c.0.min(v.key.as_str()),
-            (Some(c), None) => c.0,
+            (Some(c), Some(v)) => c.key.min(v.key.as_str()),
+            (Some(c), None) => c.key,
             (None, Some(v)) => v.key.as_str(),
             (None, None) => break,
         };
-        let listed = covered.get(ci).filter(|c| c.0 == key).copied();
+        let listed = covered.get(ci).filter(|c| c.key == key).copied();
         if listed.is_some() {
             ci += 1;
         }
@@ -678,117 +770,113 @@ pub async fn verify<R: AuditReader>(
         while versions.get(vi).is_some_and(|v| v.key == key) {
             vi += 1;
         }
-        let versions = &versions[group_start..vi];
-        if ranged {
-            match record_hour(key) {
-                Some(hour) if in_range(&hour, options) => {}
-                _ => continue,
-            }
-        } else if !is_record_key(key) {
-            continue;
-        }
-        report.records_checked += 1;
-        let latest = versions.iter().find(|v| v.is_latest).copied();
-        checks.push(RecordCheck {
-            key,
-            listed,
-            versions,
-            latest,
-        });
-    }
-
-    // Fetch and hash the records that need it, a bounded number at a time: against S3 each is a
-    // GET, and a sequential walk would be bound by latency, not by hashing.
-    let hashed: Vec<Option<Result<Option<bool>, ReadError>>> =
-        futures::stream::iter(checks.iter().map(|check| async move {
-            let (Some((_, sha, _, _)), Some(latest)) = (check.listed, check.latest) else {
-                return None;
-            };
-            if latest.is_delete_marker {
-                return None;
-            }
-            Some(
-                reader
-                    .get(check.key)
-                    .await
-                    .map(|object| object.map(|o| sha256_matches(&o.bytes, sha))),
-            )
-        }))
-        .buffered(VERIFY_CONCURRENCY)
-        .collect()
-        .await;
-
-    for (check, hashed) in checks.iter().zip(hashed) {
-        let (versions, latest) = (check.versions, check.latest);
-        let (status, detail) = match check.listed {
-            Some((_, _, version_id, digest_key)) => match (latest, hashed.transpose()?) {
-                (None, _) => (
-                    Status::Missing,
-                    format!("listed in {digest_key} but absent"),
-                ),
-                (Some(v), _) if v.is_delete_marker => (
-                    Status::Missing,
-                    format!("listed in {digest_key} but deleted"),
-                ),
-                (Some(_), None | Some(None)) => (
-                    Status::Missing,
-                    format!("listed in {digest_key} but unreadable"),
-                ),
-                (Some(_), Some(Some(false))) => (
-                    Status::Modified,
-                    format!("does not hash to the value in {digest_key}"),
-                ),
-                (Some(_), Some(Some(true)))
-                    if versions.iter().filter(|v| !v.is_delete_marker).count() > 1 =>
-                {
-                    (
-                        Status::Modified,
-                        format!(
-                            "{} versions exist; a record is written once",
-                            versions.len()
-                        ),
-                    )
-                }
-                (Some(l), Some(Some(true)))
-                    if version_id.is_some() && l.version_id.as_deref() != version_id =>
-                {
-                    (
-                        Status::Modified,
-                        format!("the current version is not the one {digest_key} lists"),
-                    )
-                }
-                // No per-record text for the common case: it is the bulk of a large report.
-                (Some(_), Some(Some(true))) => (Status::Valid, String::new()),
-            },
-            None => {
-                let written = latest.and_then(|v| v.last_modified);
-                match (latest, written, newest_end) {
-                    // A delete marker over a record no digest ever listed: it was removed before it
-                    // could be sealed. Records are never deleted legitimately.
-                    (Some(v), _, _) if v.is_delete_marker => (
-                        Status::Missing,
-                        "deleted before any digest listed it".into(),
-                    ),
-                    (_, Some(written), Some(end))
-                        if written < end - chrono::Duration::minutes(5) =>
-                    {
-                        (
-                            Status::NotCovered,
-                            format!("written {written} but in no digest up to {end}"),
-                        )
-                    }
-                    _ => (Status::Pending, "written after the newest digest".into()),
-                }
-            }
+        let group = &versions[group_start..vi];
+        let wanted = if ranged {
+            record_hour(key).is_some_and(|hour| in_range(&hour, options))
+        } else {
+            is_record_key(key)
         };
-        report.objects.push(ObjectReport {
-            key: check.key.to_owned(),
-            kind: ObjectKind::Record,
-            status,
-            detail,
-        });
+        if wanted {
+            checks.push(RecordCheck {
+                key,
+                listed,
+                versions: group,
+                latest: group.iter().find(|v| v.is_latest).copied(),
+            });
+        }
     }
-    Ok(report)
+    checks
+}
+
+/// Fetches and hashes the listed records whose current version exists, a bounded number at a
+/// time: against S3 each is a GET, and a sequential walk would be bound by latency, not by
+/// hashing. `None`: nothing to hash; `Some(Ok(None))`: unreadable.
+async fn hash_records<R: AuditReader>(
+    reader: &R,
+    checks: &[RecordCheck<'_>],
+) -> Vec<Option<Result<Option<bool>, ReadError>>> {
+    futures::stream::iter(checks.iter().map(|check| async move {
+        let (Some(listed), Some(latest)) = (check.listed, check.latest) else {
+            return None;
+        };
+        if latest.is_delete_marker {
+            return None;
+        }
+        Some(
+            reader
+                .get(check.key)
+                .await
+                .map(|object| object.map(|o| sha256_matches(&o.bytes, listed.sha256))),
+        )
+    }))
+    .buffered(VERIFY_CONCURRENCY)
+    .collect()
+    .await
+}
+
+/// One record's verdict from what its digest lists, its versions and its hash.
+fn record_status(
+    check: &RecordCheck<'_>,
+    hashed: Option<Option<bool>>,
+    newest_end: Option<DateTime<Utc>>,
+) -> (Status, String) {
+    let (versions, latest) = (check.versions, check.latest);
+    let Some(listed) = check.listed else {
+        let written = latest.and_then(|v| v.last_modified);
+        return match (latest, written, newest_end) {
+            // A delete marker over a record no digest ever listed: it was removed before it
+            // could be sealed. Records are never deleted legitimately.
+            (Some(v), _, _) if v.is_delete_marker => (
+                Status::Missing,
+                "deleted before any digest listed it".into(),
+            ),
+            (_, Some(written), Some(end)) if written < end - chrono::Duration::minutes(5) => (
+                Status::NotCovered,
+                format!("written {written} but in no digest up to {end}"),
+            ),
+            _ => (Status::Pending, "written after the newest digest".into()),
+        };
+    };
+    let digest_key = listed.digest;
+    match (latest, hashed) {
+        (None, _) => (
+            Status::Missing,
+            format!("listed in {digest_key} but absent"),
+        ),
+        (Some(v), _) if v.is_delete_marker => (
+            Status::Missing,
+            format!("listed in {digest_key} but deleted"),
+        ),
+        (Some(_), None | Some(None)) => (
+            Status::Missing,
+            format!("listed in {digest_key} but unreadable"),
+        ),
+        (Some(_), Some(Some(false))) => (
+            Status::Modified,
+            format!("does not hash to the value in {digest_key}"),
+        ),
+        (Some(_), Some(Some(true)))
+            if versions.iter().filter(|v| !v.is_delete_marker).count() > 1 =>
+        {
+            (
+                Status::Modified,
+                format!(
+                    "{} versions exist; a record is written once",
+                    versions.len()
+                ),
+            )
+        }
+        (Some(l), Some(Some(true)))
+            if listed.version_id.is_some() && l.version_id.as_deref() != listed.version_id =>
+        {
+            (
+                Status::Modified,
+                format!("the current version is not the one {digest_key} lists"),
+            )
+        }
+        // No per-record text for the common case: it is the bulk of a large report.
+        (Some(_), Some(Some(true))) => (Status::Valid, String::new()),
+    }
 }
 
 /// A versioned bucket in memory that enforces nothing (like an attacker past Object Lock): for

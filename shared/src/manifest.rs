@@ -826,7 +826,13 @@ fn expand(ctx: &DeclContext, decl: &SecretDecl, issues: &mut Issues) -> Vec<Decl
             Some(secret_type),
             Some(domain),
             Some(owner),
-            Some((classification, rotation, replicas, readers, vercel)),
+            Some(ResolvedGovernance {
+                classification,
+                rotation,
+                replicas,
+                readers,
+                vercel,
+            }),
         ) = (&service, &name, &secret_type, &domain, &owner, governance)
         else {
             continue;
@@ -881,13 +887,28 @@ fn expand(ctx: &DeclContext, decl: &SecretDecl, issues: &mut Issues) -> Vec<Decl
     if kubernetes_ok { out } else { Vec::new() }
 }
 
-type Resolved = (
-    Classification,
-    RotationPolicy,
-    Vec<Region>,
-    Vec<PrincipalArn>,
-    Option<VercelMapping>,
-);
+/// The governance fields of one secret in one environment, the override applied.
+struct ResolvedGovernance {
+    classification: Classification,
+    rotation: RotationPolicy,
+    replicas: Vec<Region>,
+    readers: Vec<PrincipalArn>,
+    vercel: Option<VercelMapping>,
+}
+
+/// Where one secret's declaration and its environment override sit, for naming fields.
+struct DeclPaths<'a> {
+    /// The declaration: `secrets[3]`.
+    base: &'a str,
+    /// The environment's override: `secrets[3].environments.prod`.
+    env_path: &'a str,
+}
+
+impl DeclPaths<'_> {
+    fn over(&self, field: &str) -> String {
+        format!("{}.{field}", self.env_path)
+    }
+}
 
 fn resolve_governance(
     ctx: &DeclContext,
@@ -896,44 +917,93 @@ fn resolve_governance(
     env_path: &str,
     secret_type: Option<&Label>,
     issues: &mut Issues,
-) -> Option<Resolved> {
-    let base = &ctx.base;
+) -> Option<ResolvedGovernance> {
+    let paths = DeclPaths {
+        base: &ctx.base,
+        env_path,
+    };
     let file = ctx.file;
-    let over = |field: &str| format!("{env_path}.{field}");
     let classification = overrides
         .and_then(|o| o.classification)
         .unwrap_or(decl.classification);
+    let mut ok = true;
+    let rotation = resolve_rotation(
+        ctx,
+        decl,
+        overrides.and_then(|o| o.rotation.as_ref()),
+        &paths,
+        secret_type,
+        issues,
+    );
 
-    // Rotation: each field from the override when given there, else from the declaration.
-    let o_rot = overrides.and_then(|o| o.rotation.as_ref());
-    fn pick<'a, T>(
-        o: Option<&'a RotationDecl>,
-        b: &'a RotationDecl,
-        get: fn(&RotationDecl) -> &Option<T>,
-        opath: String,
-        bpath: String,
-    ) -> Option<At<'a, T>> {
-        if let Some(v) = o.and_then(|o| get(o).as_ref()) {
-            return Some(at(v, opath));
-        }
-        get(b).as_ref().map(|v| at(v, bpath))
-    }
-    let rp = |f: &str| {
-        (
-            over(&format!("rotation.{f}")),
-            format!("{base}.rotation.{f}"),
-        )
+    // Replicas and readers: the override's list replaces the declaration's.
+    let (replicas_src, replicas_path) = match overrides.and_then(|o| o.replicas.as_ref()) {
+        Some(list) => (list, paths.over("replicas")),
+        None => (&decl.replicas, format!("{}.replicas", paths.base)),
     };
-    let (o, b) = rp("strategy");
-    let strategy = pick(o_rot, &decl.rotation, |r| &r.strategy, o, b);
-    let (o, b) = rp("days");
-    let days = pick(o_rot, &decl.rotation, |r| &r.days, o, b);
-    let (o, b) = rp("length");
-    let length = pick(o_rot, &decl.rotation, |r| &r.length, o, b);
-    let (o, b) = rp("exclude_characters");
-    let exclude = pick(o_rot, &decl.rotation, |r| &r.exclude_characters, o, b);
-    let (o, b) = rp("json_key");
-    let json_key = pick(o_rot, &decl.rotation, |r| &r.json_key, o, b);
+    let replicas = parse_list::<Region>(file, &replicas_path, replicas_src, issues, &mut ok);
+    let (readers_src, readers_path) = match overrides.and_then(|o| o.readers.as_ref()) {
+        Some(list) => (list, paths.over("readers")),
+        None => (&decl.readers, format!("{}.readers", paths.base)),
+    };
+    let readers = parse_list::<PrincipalArn>(file, &readers_path, readers_src, issues, &mut ok);
+
+    let vercel = match overrides.and_then(|o| o.vercel.as_ref()) {
+        Some(v) => resolve_vercel(file, &paths.over("vercel"), v, issues, &mut ok),
+        None => decl.vercel.as_ref().and_then(|v| {
+            resolve_vercel(file, &format!("{}.vercel", paths.base), v, issues, &mut ok)
+        }),
+    };
+
+    let (Some(rotation), true) = (rotation, ok) else {
+        return None;
+    };
+    Some(ResolvedGovernance {
+        classification,
+        rotation,
+        replicas,
+        readers,
+        vercel,
+    })
+}
+
+/// A rotation field from the override when given there, else from the declaration, with the
+/// path it was read at.
+fn rotation_field<'a, T>(
+    over: Option<&'a RotationDecl>,
+    decl: &'a RotationDecl,
+    paths: &DeclPaths<'_>,
+    field: &str,
+    get: fn(&RotationDecl) -> &Option<T>,
+) -> Option<At<'a, T>> {
+    if let Some(v) = over.and_then(|o| get(o).as_ref()) {
+        return Some(at(v, paths.over(&format!("rotation.{field}"))));
+    }
+    get(decl)
+        .as_ref()
+        .map(|v| at(v, format!("{}.rotation.{field}", paths.base)))
+}
+
+/// The rotation policy: each field from the override when given there, else from the
+/// declaration. Every problem is recorded; `None` when there was one.
+fn resolve_rotation(
+    ctx: &DeclContext,
+    decl: &SecretDecl,
+    over: Option<&RotationDecl>,
+    paths: &DeclPaths<'_>,
+    secret_type: Option<&Label>,
+    issues: &mut Issues,
+) -> Option<RotationPolicy> {
+    let file = ctx.file;
+    let base = paths.base;
+    let declared = &decl.rotation;
+    let strategy = rotation_field(over, declared, paths, "strategy", |r| &r.strategy);
+    let days = rotation_field(over, declared, paths, "days", |r| &r.days);
+    let length = rotation_field(over, declared, paths, "length", |r| &r.length);
+    let exclude = rotation_field(over, declared, paths, "exclude_characters", |r| {
+        &r.exclude_characters
+    });
+    let json_key = rotation_field(over, declared, paths, "json_key", |r| &r.json_key);
 
     let mut ok = true;
     let strategy = match strategy {
@@ -942,46 +1012,7 @@ fn resolve_governance(
             ok = false;
             None
         }
-        Some(At { value, path }) => match value.parse::<RotationStrategy>() {
-            Err(e) => {
-                issues.push(file, path, e.to_string());
-                ok = false;
-                None
-            }
-            Ok(s) if !ctx.enums.rotation.contains(&s) => {
-                let allowed: Vec<&str> = ctx.enums.rotation.iter().map(|r| r.as_str()).collect();
-                issues.push(
-                    file,
-                    path,
-                    format!(
-                        "`{s}` is not a rotation choice allowed in enums.yaml ({})",
-                        allowed.join(", ")
-                    ),
-                );
-                ok = false;
-                None
-            }
-            Ok(s) => {
-                let type_allows = secret_type
-                    .and_then(|t| ctx.enums.secret_types.get(t.as_str()))
-                    .and_then(|allowed| allowed.as_ref());
-                if let (Some(allowed), Some(t)) = (type_allows, secret_type)
-                    && !allowed.contains(&s)
-                {
-                    let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
-                    issues.push(
-                        file,
-                        path,
-                        format!(
-                            "`{s}` is not allowed for secret type `{t}` (allowed: {})",
-                            names.join(", ")
-                        ),
-                    );
-                    ok = false;
-                }
-                Some(s)
-            }
-        },
+        Some(at) => parse_strategy(ctx, at, secret_type, issues),
     };
     let interval = match days {
         None => {
@@ -989,23 +1020,7 @@ fn resolve_governance(
             ok = false;
             None
         }
-        Some(At { value, path }) => match RotationInterval::try_from(*value) {
-            Ok(i) => Some(i),
-            Err(_) if *value == 0 => {
-                issues.push(file, path, "must be at least 1 day");
-                ok = false;
-                None
-            }
-            Err(_) => {
-                issues.push(
-                    file,
-                    path,
-                    format!("{value} exceeds the {MAX_ROTATION_DAYS}-day maximum"),
-                );
-                ok = false;
-                None
-            }
-        },
+        Some(at) => parse_interval(file, at, issues),
     };
     let json_key = match json_key {
         None => None,
@@ -1032,41 +1047,84 @@ fn resolve_governance(
         issues.push(file, path, e.to_string());
         ok = false;
     }
-
-    // Replicas and readers: the override's list replaces the declaration's.
-    let (replicas_src, replicas_path) = match overrides.and_then(|o| o.replicas.as_ref()) {
-        Some(list) => (list, over("replicas")),
-        None => (&decl.replicas, format!("{base}.replicas")),
-    };
-    let replicas = parse_list::<Region>(file, &replicas_path, replicas_src, issues, &mut ok);
-    let (readers_src, readers_path) = match overrides.and_then(|o| o.readers.as_ref()) {
-        Some(list) => (list, over("readers")),
-        None => (&decl.readers, format!("{base}.readers")),
-    };
-    let readers = parse_list::<PrincipalArn>(file, &readers_path, readers_src, issues, &mut ok);
-
-    let vercel = match overrides.and_then(|o| o.vercel.as_ref()) {
-        Some(v) => resolve_vercel(file, &over("vercel"), v, issues, &mut ok),
-        None => decl
-            .vercel
-            .as_ref()
-            .and_then(|v| resolve_vercel(file, &format!("{base}.vercel"), v, issues, &mut ok)),
-    };
-
     let (Some(strategy), Some(interval), true) = (strategy, interval, ok) else {
         return None;
     };
-    Some((
-        classification,
-        RotationPolicy {
-            strategy,
-            interval,
-            password,
-        },
-        replicas,
-        readers,
-        vercel,
-    ))
+    Some(RotationPolicy {
+        strategy,
+        interval,
+        password,
+    })
+}
+
+/// A rotation strategy that parses, that enums.yaml allows, and that the secret type allows.
+fn parse_strategy(
+    ctx: &DeclContext,
+    At { value, path }: At<'_, String>,
+    secret_type: Option<&Label>,
+    issues: &mut Issues,
+) -> Option<RotationStrategy> {
+    let file = ctx.file;
+    let s = match value.parse::<RotationStrategy>() {
+        Err(e) => {
+            issues.push(file, path, e.to_string());
+            return None;
+        }
+        Ok(s) => s,
+    };
+    if !ctx.enums.rotation.contains(&s) {
+        let allowed: Vec<&str> = ctx.enums.rotation.iter().map(|r| r.as_str()).collect();
+        issues.push(
+            file,
+            path,
+            format!(
+                "`{s}` is not a rotation choice allowed in enums.yaml ({})",
+                allowed.join(", ")
+            ),
+        );
+        return None;
+    }
+    let type_allows = secret_type
+        .and_then(|t| ctx.enums.secret_types.get(t.as_str()))
+        .and_then(|allowed| allowed.as_ref());
+    if let (Some(allowed), Some(t)) = (type_allows, secret_type)
+        && !allowed.contains(&s)
+    {
+        let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+        issues.push(
+            file,
+            path,
+            format!(
+                "`{s}` is not allowed for secret type `{t}` (allowed: {})",
+                names.join(", ")
+            ),
+        );
+        return None;
+    }
+    Some(s)
+}
+
+/// A rotation interval of 1 to the maximum days.
+fn parse_interval(
+    file: &str,
+    At { value, path }: At<'_, u32>,
+    issues: &mut Issues,
+) -> Option<RotationInterval> {
+    match RotationInterval::try_from(*value) {
+        Ok(i) => Some(i),
+        Err(_) if *value == 0 => {
+            issues.push(file, path, "must be at least 1 day");
+            None
+        }
+        Err(_) => {
+            issues.push(
+                file,
+                path,
+                format!("{value} exceeds the {MAX_ROTATION_DAYS}-day maximum"),
+            );
+            None
+        }
+    }
 }
 
 fn parse_list<T: std::str::FromStr<Err = GovernanceError>>(

@@ -58,7 +58,9 @@ pub use keyward_shared::vercel_ledger::{LEDGER_PREFIX, ledger_key};
 use secrecy::SecretString;
 
 use crate::apply::WriteTarget;
-use crate::plan::{Ledger, PlanInput, Slot, desired_slots, plan_orphans, plan_slot};
+use crate::plan::{
+    Ledger, OrphanPlan, PlanInput, Slot, SlotPlan, desired_slots, plan_orphans, plan_slot,
+};
 use crate::redeploy::{RedeployQueue, RedeployRequest};
 use crate::report::{BatchItemFailure, Report, SecretOutcome, result};
 use crate::source::{SecretSnapshot, SecretSource, SecretsManagerSource};
@@ -640,39 +642,20 @@ where
         ledger: Result<Ledger, SafeText>,
         cache: &mut ProjectCache,
     ) -> Option<SecretOutcome> {
-        let mut outcome = SecretOutcome {
-            secret: name.to_owned(),
-            version_id: snapshot
+        let mut outcome = SecretOutcome::new(
+            name,
+            snapshot
                 .and_then(|s| s.current_version.clone())
                 .unwrap_or_default(),
-            results: Vec::new(),
-            error: None,
-            retryable: false,
-            writes: 0,
-        };
-        let fail = |mut outcome: SecretOutcome, error: SafeText, retryable: bool| {
-            outcome.error = Some(error);
-            outcome.retryable = retryable;
-            Some(outcome)
-        };
-
+        );
         // The mapping: a broken tag set stops here (nothing deleted on a misspelt tag).
-        let mapping: Option<VercelMapping> = match snapshot {
-            Some(s) if !s.deleted => match tags::decode(&s.tags) {
-                Ok(governance) => governance.and_then(|g| g.vercel),
-                Err(e) => {
-                    return fail(
-                        outcome,
-                        self.redactor.safe(&format!("tag contract: {e}")),
-                        false,
-                    );
-                }
-            },
-            _ => None,
+        let mapping = match self.mapping_of(snapshot) {
+            Ok(mapping) => mapping,
+            Err(e) => return Some(outcome.failed(e, false)),
         };
         let mut ledger = match ledger {
             Ok(l) => l,
-            Err(e) => return fail(outcome, e, true),
+            Err(e) => return Some(outcome.failed(e, true)),
         };
         if mapping.is_none() && ledger.entries.is_empty() {
             return None;
@@ -684,48 +667,103 @@ where
             .unwrap_or(ledger.orphans);
         let version = outcome.version_id.clone();
         if mapping.is_some() && version.is_empty() {
-            return fail(
-                outcome,
+            return Some(outcome.failed(
                 SafeText::fixed(
                     "the secret has no AWSCURRENT value yet; it syncs once one is stored",
                 ),
                 false,
-            );
+            ));
+        }
+        if let Err(e) = self.list_projects(cache, mapping.as_ref(), &ledger).await {
+            return Some(outcome.failed(e.text, e.transient));
         }
 
-        // Every project the mapping or the ledger touches, listed once per invocation.
+        let (slot_plans, orphan_plans) = {
+            let input = PlanInput {
+                secret: name,
+                version: &version,
+                on_edit: mapping.as_ref().map(|m| m.on_edit).unwrap_or_default(),
+                orphans,
+                ledger: &ledger,
+                records: &cache.records,
+            };
+            self.plan(&input, mapping.as_ref(), cache, &mut outcome)
+        };
+        let writes = self.record_unwritten(slot_plans, &mut outcome);
+        if !writes.is_empty() {
+            let snapshot = snapshot.expect("writes are planned only for a mapped, existing secret");
+            let target = WriteTarget {
+                secret: name,
+                version: &version,
+                snapshot,
+            };
+            self.apply_writes(&target, writes, cache, &mut ledger, &mut outcome)
+                .await;
+        }
+        self.apply_orphans(orphan_plans, cache, &mut ledger, &mut outcome)
+            .await;
+        ledger.orphans = orphans;
+        if ledger != original
+            && let Err((e, retryable)) = self.save_ledger(name, &ledger).await
+        {
+            return Some(outcome.failed(e, retryable));
+        }
+        outcome.sort_results();
+        Some(outcome)
+    }
+
+    /// The secret's Vercel mapping from its tags; a broken tag set is an error.
+    fn mapping_of(
+        &self,
+        snapshot: Option<&SecretSnapshot>,
+    ) -> Result<Option<VercelMapping>, SafeText> {
+        match snapshot {
+            Some(s) if !s.deleted => tags::decode(&s.tags)
+                .map(|governance| governance.and_then(|g| g.vercel))
+                .map_err(|e| self.redactor.safe(&format!("tag contract: {e}"))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every project the mapping or the ledger touches, listed once per invocation.
+    async fn list_projects(
+        &self,
+        cache: &mut ProjectCache,
+        mapping: Option<&VercelMapping>,
+        ledger: &Ledger,
+    ) -> Result<(), VercelErrorSummary> {
         let mut projects: BTreeSet<(ProjectRef, bool)> = BTreeSet::new();
-        if let Some(m) = &mapping {
+        if let Some(m) = mapping {
             let custom = m
                 .targets
                 .iter()
                 .any(|t| matches!(t, keyward_shared::governance::VercelTarget::Custom(_)));
-            projects.insert((
-                ProjectRef {
-                    project: m.project.clone(),
-                    team: m.team.clone(),
-                },
-                custom,
-            ));
+            projects.insert((project_of(m), custom));
         }
         for entry in &ledger.entries {
             projects.insert((entry.slot.project.clone(), false));
         }
         for (project, custom) in &projects {
-            if let Err(e) = self.project_records(cache, project, *custom).await {
-                return fail(outcome, e.text, e.transient);
-            }
+            self.project_records(cache, project, *custom).await?;
         }
+        Ok(())
+    }
 
-        let (desired, unknown) = match &mapping {
+    /// The plan of every slot the mapping asks for and of every orphan; a custom environment
+    /// the project lacks is reported as failed.
+    fn plan(
+        &self,
+        input: &PlanInput<'_>,
+        mapping: Option<&VercelMapping>,
+        cache: &ProjectCache,
+        outcome: &mut SecretOutcome,
+    ) -> (Vec<SlotPlan>, Vec<OrphanPlan>) {
+        let (desired, unknown) = match mapping {
             Some(m) => desired_slots(
                 m,
                 cache
                     .custom
-                    .get(&ProjectRef {
-                        project: m.project.clone(),
-                        team: m.team.clone(),
-                    })
+                    .get(&project_of(m))
                     .map(Vec::as_slice)
                     .unwrap_or(&[]),
             ),
@@ -741,64 +779,23 @@ where
                 ))),
             ));
         }
-        let on_edit = mapping.as_ref().map(|m| m.on_edit).unwrap_or_default();
-        let (slot_plans, orphan_plans) = {
-            let input = PlanInput {
-                secret: name,
-                version: &version,
-                on_edit,
-                orphans,
-                ledger: &ledger,
-                records: &cache.records,
-            };
-            let mut all_slots: Vec<Slot> = desired.iter().map(|d| d.slot.clone()).collect();
-            // A target whose custom environment vanished keeps its ledger entry until fixed.
-            all_slots.extend(unknown.iter().map(|u| u.slot.clone()));
-            let orphan_plans = plan_orphans(&input, &all_slots);
-            let slot_plans: Vec<_> = desired.into_iter().map(|d| plan_slot(&input, d)).collect();
-            (slot_plans, orphan_plans)
-        };
+        let mut all_slots: Vec<Slot> = desired.iter().map(|d| d.slot.clone()).collect();
+        // A target whose custom environment vanished keeps its ledger entry until fixed.
+        all_slots.extend(unknown.iter().map(|u| u.slot.clone()));
+        let orphan_plans = plan_orphans(input, &all_slots);
+        let slot_plans = desired.into_iter().map(|d| plan_slot(input, d)).collect();
+        (slot_plans, orphan_plans)
+    }
 
-        let writes = self.record_unwritten(slot_plans, &mut outcome);
-        if !writes.is_empty() {
-            let snapshot = snapshot.expect("writes are planned only for a mapped, existing secret");
-            let target = WriteTarget {
-                secret: name,
-                version: &version,
-                snapshot,
-            };
-            self.apply_writes(&target, writes, cache, &mut ledger, &mut outcome)
-                .await;
-        }
-
-        self.apply_orphans(orphan_plans, cache, &mut ledger, &mut outcome)
-            .await;
-        ledger.orphans = orphans;
-        if ledger != original {
-            let body = match serde_json::to_string(&ledger) {
-                Ok(b) => b,
-                Err(_) => {
-                    return fail(
-                        outcome,
-                        SafeText::fixed("the ledger does not serialise"),
-                        false,
-                    );
-                }
-            };
-            if let Err(e) = self.state.overwrite(&ledger_key(name), &body).await {
-                // Vercel holds the writes; the next sync adopts them by their comments.
-                return fail(outcome, self.redactor.safe(&e.to_string()), true);
-            }
-        }
-        outcome.results.sort_by(|a, b| {
-            (&a.project, a.target.as_str(), &a.git_branch, &a.key).cmp(&(
-                &b.project,
-                b.target.as_str(),
-                &b.git_branch,
-                &b.key,
-            ))
-        });
-        Some(outcome)
+    /// Writes the ledger; a failure leaves Vercel holding the writes, which the next sync adopts
+    /// by their comments. The flag says whether a retry can fix it.
+    async fn save_ledger(&self, secret: &str, ledger: &Ledger) -> Result<(), (SafeText, bool)> {
+        let body = serde_json::to_string(ledger)
+            .map_err(|_| (SafeText::fixed("the ledger does not serialise"), false))?;
+        self.state
+            .overwrite(&ledger_key(secret), &body)
+            .await
+            .map_err(|e| (self.redactor.safe(&e.to_string()), true))
     }
 
     async fn schedule_redeploy(&self, project: &str) -> Result<bool, SafeText> {
@@ -830,5 +827,13 @@ where
             }
         }
         Ok(report)
+    }
+}
+
+/// The project a mapping names.
+fn project_of(mapping: &VercelMapping) -> ProjectRef {
+    ProjectRef {
+        project: mapping.project.clone(),
+        team: mapping.team.clone(),
     }
 }

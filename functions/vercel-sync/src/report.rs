@@ -22,6 +22,36 @@ pub struct SecretOutcome {
 }
 
 impl SecretOutcome {
+    pub(crate) fn new(secret: &str, version_id: String) -> Self {
+        Self {
+            secret: secret.to_owned(),
+            version_id,
+            results: Vec::new(),
+            error: None,
+            retryable: false,
+            writes: 0,
+        }
+    }
+
+    /// The secret failed as a whole.
+    pub(crate) fn failed(mut self, error: SafeText, retryable: bool) -> Self {
+        self.error = Some(error);
+        self.retryable = retryable;
+        self
+    }
+
+    /// Results in one stable order: project, target, branch, key.
+    pub(crate) fn sort_results(&mut self) {
+        self.results.sort_by(|a, b| {
+            (&a.project, a.target.as_str(), &a.git_branch, &a.key).cmp(&(
+                &b.project,
+                b.target.as_str(),
+                &b.git_branch,
+                &b.key,
+            ))
+        });
+    }
+
     pub(crate) fn in_parity(&self) -> bool {
         self.error.is_none()
             && self.results.iter().all(|r| {

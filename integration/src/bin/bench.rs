@@ -942,7 +942,7 @@ fn which(tool: &str) -> Option<PathBuf> {
 /// (the rules that need only `ListSecrets`, then with resource policies) against a naive
 /// detector that calls `DescribeSecret` for every secret.
 async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
-    use drift_detector::account::{Account, AwsAccount, CallCounter};
+    use keyward_drift::account::{AwsAccount, ManifestSource, S3Manifest};
     use keyward_shared::adapters::aws::tags_to_sdk;
     let org = format!("bd{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let bucket = format!(
@@ -978,14 +978,14 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
             .send()
             .await?;
     }
-    let account = AwsAccount {
-        secrets: aws_sdk_secretsmanager::Client::new(&moto.sdk_config()),
+    let manifest = S3Manifest {
         s3: moto.s3(),
-        manifest_bucket: bucket.clone(),
-        manifest_prefix: "manifest/".into(),
-        counter: CallCounter::default(),
-    };
-    let manifest = account.manifest().await.map_err(|e| anyhow!("{e}"))?;
+        bucket: bucket.clone(),
+        prefix: "manifest/".into(),
+    }
+    .manifest()
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
     let created = Instant::now();
     let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
     let mut pending = futures::stream::FuturesUnordered::new();
@@ -1011,30 +1011,31 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
         "(creating {count} secrets in moto took {:.1} s; not part of the runs)",
         created.elapsed().as_secs_f64()
     );
-    let prefix = format!("/{org}/prod/");
     let state = keyward_shared::adapters::aws::S3MarkerStore::new(moto.s3(), &bucket);
     let redactor = keyward_shared::redact::Redactor::new();
     for (label, policies) in [
         ("ListSecrets rules", false),
         ("with resource policies", true),
     ] {
-        let account = AwsAccount {
-            secrets: sm.clone(),
-            s3: moto.s3(),
-            manifest_bucket: bucket.clone(),
-            manifest_prefix: "manifest/".into(),
-            counter: CallCounter::default(),
-        };
+        let account = AwsAccount::new(sm.clone());
         let started = Instant::now();
-        let detection = drift_detector::detect_in(
+        let detection = keyward_drift::detect(
             &account,
-            &state,
-            &prefix,
-            &drift_detector::DriftScope::default(),
-            policies,
-            &drift_detector::findings::Thresholds::default(),
+            keyward_drift::DetectionRequest {
+                manifest: &manifest,
+                estate: keyward_drift::Estate {
+                    org: &org,
+                    environment: "prod",
+                },
+                scope: &keyward_drift::DriftScope::default(),
+                settings: &keyward_drift::DetectionSettings {
+                    check_policies: policies,
+                    ..Default::default()
+                },
+                ledgers: keyward_drift::detect::VercelLedgers::Read(&state),
+                now: chrono::Utc::now(),
+            },
             &redactor,
-            chrono::Utc::now(),
         )
         .await
         .map_err(|e| anyhow!("{e}"))?;
