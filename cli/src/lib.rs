@@ -128,6 +128,10 @@ pub struct VerifyArgs {
     /// How late records may be written after their event (the digest job's DIGEST_LOOKBACK_HOURS).
     #[arg(long, default_value_t = 48)]
     pub lookback_hours: i64,
+    /// How old the newest digest may be before the chain counts as stale (the digest schedule's
+    /// period plus a grace); 0 skips the check, for a historical copy of a trail.
+    #[arg(long, default_value_t = 2)]
+    pub max_digest_age_hours: i64,
     /// Print the full report as JSON.
     #[arg(long)]
     pub json: bool,

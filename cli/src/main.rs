@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use keyward_cli::{AuditCommand, Cli, Command, RequestCommand, read_public_key};
 use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket, load_sdk_config, s3_client};
-use keyward_shared::audit::{DigestSigner, VerifyOptions, verify};
+use keyward_shared::audit::{DigestSigner, Freshness, VerifyOptions, verify};
 use keyward_shared::config::{ProcessEnv, flag};
 use keyward_shared::manifest::Manifest;
 use keyward_shared::ports::InMemoryMarkerStore;
@@ -205,6 +205,10 @@ async fn audit_verify(args: keyward_cli::VerifyArgs) -> Result<u8, String> {
         from: args.from,
         to: args.to,
         lookback: chrono::Duration::hours(args.lookback_hours),
+        freshness: (args.max_digest_age_hours > 0).then(|| Freshness {
+            now: chrono::Utc::now(),
+            max_age: chrono::Duration::hours(args.max_digest_age_hours),
+        }),
     };
     let report = verify(&bucket, &args.bucket, &public_key, &options)
         .await

@@ -327,6 +327,9 @@ pub enum Status {
     Missing,
     /// A record no digest lists (and older than the newest digest).
     NotCovered,
+    /// The chain ends earlier than the digest schedule allows: the digest job stopped, or the
+    /// newest digests were removed (records after them would otherwise pass as pending).
+    Stale,
     /// A digest whose chain link to its predecessor is wrong.
     ChainBreak,
     /// A digest whose signature, key fingerprint or location does not verify.
@@ -407,6 +410,17 @@ pub struct VerifyOptions {
     /// `DIGEST_LOOKBACK_HOURS`): digests up to this long after `to` are read, since they may cover
     /// late records of the range.
     pub lookback: chrono::Duration,
+    /// How recent the newest digest must be; `None`: not checked (a historical copy of a
+    /// trail).
+    pub freshness: Option<Freshness>,
+}
+
+/// The newest digest must end no more than `max_age` before `now` (or before `to`, for a range
+/// that ends earlier): the digest schedule's period plus a grace.
+#[derive(Debug, Clone)]
+pub struct Freshness {
+    pub now: DateTime<Utc>,
+    pub max_age: chrono::Duration,
 }
 
 impl Default for VerifyOptions {
@@ -415,6 +429,7 @@ impl Default for VerifyOptions {
             from: None,
             to: None,
             lookback: chrono::Duration::hours(48),
+            freshness: None,
         }
     }
 }
@@ -441,6 +456,8 @@ struct RecordCheck<'a> {
 
 struct ParsedDigest {
     key: String,
+    /// Versions of this key that are not delete markers: a digest is written once.
+    versions: usize,
     bytes: Vec<u8>,
     document: Option<DigestDocument>,
     signature_b64: Option<String>,
@@ -527,6 +544,16 @@ pub async fn verify<R: AuditReader>(
     }
 
     let record_versions = reader.list_versions(RECORD_PREFIX).await?;
+    if let Some(freshness) = &options.freshness {
+        let oldest_record = record_versions.iter().filter_map(|v| v.last_modified).min();
+        report.objects.extend(staleness(
+            freshness,
+            options,
+            &set,
+            newest_end,
+            oldest_record,
+        ));
+    }
     let mut versions: Vec<&ObjectVersion> = record_versions.iter().collect();
     versions.sort_by(|a, b| a.key.cmp(&b.key));
     let checks = record_checks(covered, &versions, options);
@@ -564,14 +591,57 @@ async fn read_digests<R: AuditReader>(reader: &R) -> Result<DigestSet, ReadError
             continue;
         };
         let document = serde_json::from_slice::<DigestDocument>(&object.bytes).ok();
+        let versions = digest_versions
+            .iter()
+            .filter(|v| v.key == key && !v.is_delete_marker)
+            .count();
         digests.push(ParsedDigest {
             key,
+            versions,
             signature_b64: object.metadata.get(META_SIGNATURE).cloned(),
             bytes: object.bytes,
             document,
         });
     }
     Ok(DigestSet { digests, deleted })
+}
+
+/// A report on the chain's end when it is older than the schedule allows. No digest at all is
+/// stale too when digests were deleted, or when a record is older than the allowance (a digest
+/// should exist by now).
+fn staleness(
+    freshness: &Freshness,
+    options: &VerifyOptions,
+    set: &DigestSet,
+    newest_end: Option<DateTime<Utc>>,
+    oldest_record: Option<DateTime<Utc>>,
+) -> Option<ObjectReport> {
+    let reference = options.to.map_or(freshness.now, |to| to.min(freshness.now));
+    let newest = set.digests.iter().rev().find(|d| d.document.is_some());
+    let (key, detail) = match (newest, newest_end) {
+        (Some(digest), Some(end)) if end + freshness.max_age < reference => (
+            digest.key.clone(),
+            format!(
+                "the newest digest ends at {end}, more than {} h before {reference}: the digest job stopped or later digests were removed",
+                freshness.max_age.num_hours()
+            ),
+        ),
+        (None, _) if !set.deleted.is_empty() => (
+            DIGEST_PREFIX.to_owned(),
+            "every digest was removed".to_owned(),
+        ),
+        (None, _) if oldest_record.is_some_and(|at| at + freshness.max_age < reference) => (
+            DIGEST_PREFIX.to_owned(),
+            "records exist but no digest seals them: the digest job never ran or its digests were removed".to_owned(),
+        ),
+        _ => return None,
+    };
+    Some(ObjectReport {
+        key,
+        kind: ObjectKind::Digest,
+        status: Status::Stale,
+        detail,
+    })
 }
 
 /// The digests that can cover a record of the range. A record in hour partition H is written
@@ -599,6 +669,15 @@ fn digests_in_scope(digests: &[ParsedDigest], options: &VerifyOptions) -> Vec<us
 fn check_digest(context: &DigestContext<'_>, i: usize, doc: &DigestDocument) -> Vec<ObjectReport> {
     let digest = &context.set.digests[i];
     let mut problems = signature_problems(context, digest, doc);
+    if digest.versions > 1 {
+        problems.push((
+            Status::Modified,
+            format!(
+                "{} versions of this digest exist; a digest is written once",
+                digest.versions
+            ),
+        ));
+    }
     let mut reports = Vec::new();
     problems.extend(chain_problems(context, i, doc, &mut reports));
     let (status, detail) = problems

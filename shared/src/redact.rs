@@ -20,6 +20,9 @@ pub const MAX_SAFE_TEXT: usize = 1024;
 /// Values shorter than this are not registered: redacting "a" everywhere would wreck messages
 /// while protecting nothing.
 const MIN_REGISTERED_LEN: usize = 6;
+/// A text that ends with the start of a registered form (or starts with its end) was cut
+/// through it, by keyward or by whoever sent it: that many characters or more are scrubbed.
+const MIN_PARTIAL_LEN: usize = 4;
 
 fn patterns() -> &'static [(Regex, &'static str)] {
     static PATTERNS: std::sync::OnceLock<Vec<(Regex, &'static str)>> = std::sync::OnceLock::new();
@@ -67,7 +70,79 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 /// Cloning shares the registry, so a value registered by one component is scrubbed everywhere.
 #[derive(Clone, Default)]
 pub struct Redactor {
+    /// Every registered value in each form it may be written in.
     known: Arc<RwLock<Vec<SecretString>>>,
+}
+
+/// The forms a value takes in text: as it is, JSON-escaped, URL- and form-encoded, hex, and
+/// base64 (standard and URL-safe) at each of the three alignments it can have inside a longer
+/// base64 string (only the characters that depend on the value alone).
+fn encoded_forms(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut forms = vec![value.to_owned()];
+    if let Ok(json) = serde_json::to_string(value) {
+        let body = &json[1..json.len() - 1];
+        forms.push(body.to_owned());
+        forms.push(body.replace('/', "\\/"));
+    }
+    forms.push(percent_encode(value, false));
+    forms.push(percent_encode(value, true));
+    forms.push(hex::encode(value));
+    forms.push(hex::encode_upper(value));
+    let bytes = value.as_bytes();
+    for lead in 0..3usize {
+        let mut padded = vec![0u8; lead];
+        padded.extend_from_slice(bytes);
+        // Character i of the encoding carries bits [6i, 6i + 6): those wholly inside the
+        // value's bits [8 * lead, 8 * (lead + len)) depend on the value alone.
+        let first = (8 * lead).div_ceil(6);
+        let end = (8 * (lead + bytes.len())) / 6;
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let encoded = engine.encode(&padded);
+            if let Some(core) = encoded.get(first..end.min(encoded.len())) {
+                forms.push(core.to_owned());
+            }
+        }
+    }
+    forms.retain(|f| f.len() >= MIN_REGISTERED_LEN);
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters; `form`: spaces as `+`
+/// (application/x-www-form-urlencoded).
+fn percent_encode(value: &str, form: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' if form => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The longest `n >= MIN_PARTIAL_LEN` such that the text's last `n` bytes are the form's first
+/// `n` (the text was cut through the form).
+fn cut_tail(text: &str, form: &str) -> Option<usize> {
+    let longest = text.len().min(form.len().saturating_sub(1));
+    (MIN_PARTIAL_LEN..=longest)
+        .rev()
+        .find(|&n| form.is_char_boundary(n) && text.ends_with(&form[..n]))
+}
+
+/// The longest `n >= MIN_PARTIAL_LEN` such that the text's first `n` bytes are the form's last
+/// `n` (the text starts inside the form).
+fn cut_head(text: &str, form: &str) -> Option<usize> {
+    let longest = text.len().min(form.len().saturating_sub(1));
+    (MIN_PARTIAL_LEN..=longest).rev().find(|&n| {
+        form.is_char_boundary(form.len() - n) && text.starts_with(&form[form.len() - n..])
+    })
 }
 
 impl fmt::Debug for Redactor {
@@ -84,16 +159,21 @@ impl Redactor {
         Self::default()
     }
 
-    /// Registers a value that must never appear in output (a password, a token, a client secret).
+    /// Registers a value that must never appear in output (a password, a token, a client
+    /// secret), in every form it may be written in.
     pub fn register(&self, value: &SecretString) {
         let exposed = value.expose_secret();
         if exposed.len() < MIN_REGISTERED_LEN {
             return;
         }
-        if let Ok(mut known) = self.known.write()
-            && !known.iter().any(|k| k.expose_secret() == exposed)
-        {
-            known.push(value.clone());
+        if let Ok(mut known) = self.known.write() {
+            for form in encoded_forms(exposed) {
+                if !known.iter().any(|k| k.expose_secret() == form) {
+                    known.push(SecretString::from(form));
+                }
+            }
+            // Longest first: a form that contains another is replaced whole.
+            known.sort_by_key(|k| std::cmp::Reverse(k.expose_secret().len()));
         }
     }
 
@@ -104,6 +184,16 @@ impl Redactor {
                 let value = secret.expose_secret();
                 if out.contains(value) {
                     out = Cow::Owned(out.replace(value, REDACTED));
+                }
+            }
+            for secret in known.iter() {
+                let value = secret.expose_secret();
+                if let Some(n) = cut_tail(&out, value) {
+                    let keep = out.len() - n;
+                    out = Cow::Owned(format!("{}{REDACTED}", &out[..keep]));
+                }
+                if let Some(n) = cut_head(&out, value) {
+                    out = Cow::Owned(format!("{REDACTED}{}", &out[n..]));
                 }
             }
         }
@@ -117,6 +207,20 @@ impl Redactor {
 
     pub fn safe(&self, text: &str) -> SafeText {
         SafeText::truncated(self.redact(text).into_owned())
+    }
+
+    /// At most `max` bytes of outside text (an HTTP error body): redacted whole first, so a
+    /// value the cut would go through is still recognised, then cut.
+    pub fn excerpt(&self, text: &str, max: usize) -> SafeText {
+        let mut redacted = self.redact(text).into_owned();
+        if redacted.len() > max {
+            let mut cut = max;
+            while !redacted.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            redacted.truncate(cut);
+        }
+        SafeText::truncated(redacted)
     }
 }
 
@@ -240,5 +344,105 @@ mod tests {
     fn secret_strings_do_not_print() {
         let s = SecretString::from("do-not-print-me");
         assert!(!format!("{s:?}").contains("do-not-print-me"));
+    }
+
+    #[test]
+    fn registered_values_are_scrubbed_in_every_encoding() {
+        use base64::Engine as _;
+        let r = Redactor::new();
+        let value = "p@ss/wörd \"quoted\" &more";
+        r.register(&SecretString::from(value));
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let json = serde_json::to_string(&serde_json::json!({ "v": value })).unwrap();
+        let basic = b64.encode(format!("user:{value}"));
+        for text in [
+            json,
+            format!("https://h/cb?x={}", percent_encode(value, false)),
+            format!("body=a&p={}", percent_encode(value, true)),
+            format!("Authorization: Basic {basic}"),
+            format!("raw {}", b64.encode(value)),
+            format!("hex {}", hex::encode(value)),
+        ] {
+            let out = r.redact(&text);
+            assert!(out.contains(REDACTED), "{text} -> {out}");
+            for window in ["ss/w", "quoted", "more", "wörd"] {
+                assert!(!out.contains(window), "{text} -> {out}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_error_body_cut_through_a_value_hides_its_start() {
+        let r = Redactor::new();
+        r.register(&SecretString::from("Zx9-client-secret-value-42"));
+        let body = format!(
+            "{}{}",
+            "x".repeat(500),
+            "error: Zx9-client-secret-value-42 rejected"
+        );
+        let excerpt = r.excerpt(&body, 512);
+        assert!(!excerpt.as_str().contains("Zx9-"), "{excerpt}");
+        // Text already cut elsewhere (a service's own limit) ends in the value's start.
+        let cut = r.redact("upstream said: Zx9-client-sec");
+        assert_eq!(cut, format!("upstream said: {REDACTED}"));
+        let head = r.redact("ret-value-42 was refused");
+        assert_eq!(head, format!("{REDACTED} was refused"));
+    }
+
+    /// Random values, each in a random encoding, embedded in filler that shares no character
+    /// with any encoding, cut at a random point (the text before the cut, the text after it, an
+    /// excerpt capped there): no run of four characters of the encoded value survives.
+    #[test]
+    fn property_no_encoded_window_survives_any_cut() {
+        use base64::Engine as _;
+        let mut rng = fastrand::Rng::with_seed(0x5EC12E7);
+        const ALPHABET: &[u8] =
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'()*+,-./:;<=>?@[]^_`{|}~\" \\";
+        for _ in 0..400 {
+            let len = rng.usize(MIN_REGISTERED_LEN..40);
+            let value: String = (0..len)
+                .map(|_| ALPHABET[rng.usize(0..ALPHABET.len())] as char)
+                .collect();
+            let r = Redactor::new();
+            r.register(&SecretString::from(value.clone()));
+            let lead = "\u{2028}".repeat(rng.usize(0..3));
+            let encoded = match rng.u8(0..5) {
+                0 => value.clone(),
+                1 => serde_json::to_string(&value).unwrap(),
+                2 => percent_encode(&value, rng.bool()),
+                3 => hex::encode(&value),
+                _ => {
+                    let mut bytes = vec![0xA5u8; rng.usize(0..3)];
+                    bytes.extend_from_slice(value.as_bytes());
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                }
+            };
+            let filler = "\u{2591}".repeat(rng.usize(0..40));
+            let text = format!("{lead}{filler}{encoded}{filler}");
+            let at = rng.usize(0..=text.len());
+            let at = (0..=at).rev().find(|&c| text.is_char_boundary(c)).unwrap();
+            for out in [
+                r.redact(&text[..at]).into_owned(),
+                r.redact(&text[at..]).into_owned(),
+                r.excerpt(&text, at).as_str().to_owned(),
+                r.safe(&text).as_str().to_owned(),
+            ] {
+                let core = encoded.trim_matches('"');
+                let chars: Vec<char> = core.chars().collect();
+                // base64 and hex edges mix in the filler's bits: check the value's own core.
+                let inner = if chars.len() > 8 {
+                    &chars[2..chars.len() - 2]
+                } else {
+                    &chars[..]
+                };
+                for window in inner.windows(MIN_PARTIAL_LEN) {
+                    let window: String = window.iter().collect();
+                    assert!(
+                        !out.contains(&window),
+                        "value {value:?} as {encoded:?}: {window:?} survives in {out:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -600,8 +600,9 @@ fn evidence(
     let mut evidence = BTreeMap::new();
     let mut put = |key: &str, value: Option<&str>| {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
-            let value: String = value.chars().take(256).collect();
-            evidence.insert(key.to_owned(), redactor.safe(&value).as_str().to_owned());
+            // Redacted whole, then capped: a cut must not hide a value from the redactor.
+            let value: String = redactor.redact(value).chars().take(256).collect();
+            evidence.insert(key.to_owned(), value);
         }
     };
     put("event_id", record.event_id.as_deref());

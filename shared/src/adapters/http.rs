@@ -260,14 +260,13 @@ impl HttpClient {
                         || (request.idempotency == Idempotency::Idempotent
                             && matches!(status.as_u16(), 500 | 502 | 503 | 504));
                     if !retryable || last {
-                        let excerpt =
-                            String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)])
-                                .into_owned();
                         return Err(HttpError::Status {
                             method: request.method.clone(),
                             url,
                             status,
-                            body: self.redactor.safe(&excerpt),
+                            body: self
+                                .redactor
+                                .excerpt(&String::from_utf8_lossy(&body), BODY_EXCERPT),
                             attempts: attempt,
                             retry_after: server_wait,
                         });

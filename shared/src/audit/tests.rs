@@ -386,3 +386,121 @@ async fn signatures_bind_location_and_content() {
     ));
     assert!(!verify_signature(b"not a key", &message, &signature));
 }
+
+fn fresh_at(now: DateTime<Utc>) -> VerifyOptions {
+    VerifyOptions {
+        freshness: Some(Freshness {
+            now,
+            max_age: Duration::hours(2),
+        }),
+        ..VerifyOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_chain_passes_the_freshness_check() {
+    let trail = trail().await;
+    // The newest digest ends at t0 + 3h.
+    let report = verify(
+        &trail.bucket,
+        BUCKET,
+        &trail.public_key,
+        &fresh_at(t0() + Duration::hours(4)),
+    )
+    .await
+    .unwrap();
+    assert!(report.ok(), "{}", report.summary());
+}
+
+/// The digest job stopped (or its newest digests were removed): records after the newest digest
+/// would pass as pending for ever. Stale is a failure.
+#[tokio::test]
+async fn a_chain_older_than_the_schedule_allows_is_stale() {
+    let trail = trail().await;
+    let late = t0() + Duration::hours(3) + Duration::minutes(10);
+    let key = format!("{}{}.json", record_partition(&late), uuid::Uuid::now_v7());
+    trail
+        .bucket
+        .put(&key, b"{}\n".to_vec(), BTreeMap::new(), late);
+    let report = verify(
+        &trail.bucket,
+        BUCKET,
+        &trail.public_key,
+        &fresh_at(t0() + Duration::hours(9)),
+    )
+    .await
+    .unwrap();
+    assert!(!report.ok(), "{}", report.summary());
+    let newest = &trail.digests.last().unwrap().document.key;
+    assert_eq!(status_of(&report, newest), Status::Stale);
+    assert_eq!(status_of(&report, &key), Status::Pending);
+}
+
+/// Truncation: the newest digest is deleted (a delete marker) and the one before is now the end.
+#[tokio::test]
+async fn a_truncated_tail_is_stale_and_missing() {
+    let trail = trail().await;
+    let newest = trail.digests.last().unwrap().document.key.clone();
+    trail.bucket.delete(&newest, t0() + Duration::hours(5));
+    let report = verify(
+        &trail.bucket,
+        BUCKET,
+        &trail.public_key,
+        &fresh_at(t0() + Duration::hours(5)),
+    )
+    .await
+    .unwrap();
+    assert!(!report.ok(), "{}", report.summary());
+    assert_eq!(status_of(&report, &newest), Status::Missing);
+    let previous = &trail.digests[1].document.key;
+    assert_eq!(status_of(&report, previous), Status::Stale);
+}
+
+#[tokio::test]
+async fn records_with_no_digest_at_all_are_stale_once_one_was_due() {
+    let bucket = Bucket::default();
+    let public_key = LocalKeySigner::generate()
+        .unwrap()
+        .public_key_der()
+        .await
+        .unwrap();
+    let at = t0();
+    let key = format!("{}{}.json", record_partition(&at), uuid::Uuid::now_v7());
+    bucket.put(&key, b"{}\n".to_vec(), BTreeMap::new(), at);
+    let early = verify(
+        &bucket,
+        BUCKET,
+        &public_key,
+        &fresh_at(at + Duration::hours(1)),
+    )
+    .await
+    .unwrap();
+    assert!(early.ok(), "{}", early.summary());
+    let late = verify(
+        &bucket,
+        BUCKET,
+        &public_key,
+        &fresh_at(at + Duration::hours(3)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status_of(&late, DIGEST_PREFIX), Status::Stale);
+}
+
+/// A digest overwritten in a bucket without Object Lock keeps both versions: flagged even when
+/// the current one is the original bytes.
+#[tokio::test]
+async fn several_versions_of_one_digest_are_a_failure() {
+    let trail = trail().await;
+    let sealed = &trail.digests[1];
+    let metadata = BTreeMap::from([(META_SIGNATURE.to_owned(), sealed.signature_b64.clone())]);
+    trail.bucket.put(
+        &sealed.document.key,
+        sealed.bytes.clone(),
+        metadata,
+        t0() + Duration::hours(4),
+    );
+    let report = run(&trail).await;
+    assert!(!report.ok(), "{}", report.summary());
+    assert_eq!(status_of(&report, &sealed.document.key), Status::Modified);
+}
