@@ -37,6 +37,10 @@ pub mod s3;
 pub const RECORD_VERSION: u32 = 1;
 /// S3 answers a concurrent conditional write with 409 `ConditionalRequestConflict`: retry it.
 const CONFLICT_RETRIES: u32 = 3;
+/// How far an event id's own time may be from the time EventBridge received the event. The id
+/// fixes the record's hour partition (so a re-put of the same event lands on the same key), and
+/// the digest job seals partitions near receipt: an id dated elsewhere would never be sealed.
+pub const MAX_ID_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -75,6 +79,17 @@ impl AuditRecord {
         let event =
             DomainEvent::from_envelope(&envelope.source, &envelope.detail_type, &envelope.detail)
                 .map_err(|e| AuditError::InvalidEvent(e.to_string()))?;
+        let received = envelope.time.ok_or_else(|| {
+            AuditError::InvalidEvent("the envelope has no time (EventBridge always sets it)".into())
+        })?;
+        let minted = event.event_id.timestamp();
+        if (minted - received).abs() > MAX_ID_SKEW {
+            return Err(AuditError::InvalidEvent(format!(
+                "event id {} is dated {minted}, more than {} min from its receipt at {received}",
+                event.event_id,
+                MAX_ID_SKEW.num_minutes()
+            )));
+        }
         Ok(Self {
             record_version: RECORD_VERSION,
             source: envelope.source.clone(),

@@ -158,3 +158,35 @@ fn config_names_the_missing_bucket() {
         "environment variable AUDIT_BUCKET is required but not set"
     );
 }
+
+/// A publisher-chosen id dated outside the bounded skew of its receipt would land in an hour
+/// partition the digest job never seals: refused, nothing written.
+#[tokio::test]
+async fn ids_dated_far_from_receipt_are_refused() {
+    let store = MemoryStore::default();
+    for received in [
+        "2025-11-21T14:21:00Z",
+        "2025-11-21T14:09:00Z",
+        "2020-01-01T00:00:00Z",
+    ] {
+        let mut forged = envelope(ROTATED);
+        forged.time = Some(received.parse().unwrap());
+        let err = handle(&store, &forged).await.unwrap_err();
+        assert!(matches!(err, AuditError::InvalidEvent(_)), "{err}");
+        assert!(err.to_string().contains("from its receipt"), "{err}");
+    }
+    let mut no_time = envelope(ROTATED);
+    no_time.time = None;
+    assert!(matches!(
+        handle(&store, &no_time).await.unwrap_err(),
+        AuditError::InvalidEvent(_)
+    ));
+    assert!(store.objects.lock().unwrap().is_empty());
+    // Within the skew (a slow producer, a retried PutEvents) is accepted.
+    let mut slow = envelope(ROTATED);
+    slow.time = Some("2025-11-21T14:19:00Z".parse().unwrap());
+    assert_eq!(
+        handle(&store, &slow).await.unwrap().outcome,
+        WriteOutcome::Written
+    );
+}
