@@ -11,12 +11,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use keyward_shared::adapters::aws::{SecretsManagerCatalog, sdk_error_text};
-use keyward_shared::manifest::{ENUMS_FILE, Manifest};
 use keyward_shared::ports::{CatalogEntry, SecretCatalog};
 use keyward_shared::redact::SafeText;
 use serde::Serialize;
 
 use crate::findings::{PolicyGrants, ReplicaStatus};
+
+pub use keyward_shared::adapters::aws::S3Manifest;
+pub use keyward_shared::ports::ManifestSource;
+
+impl From<keyward_shared::ports::ManifestReadError> for AccountError {
+    fn from(e: keyward_shared::ports::ManifestReadError) -> Self {
+        Self::Manifest(e.0)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -65,13 +73,6 @@ impl CallCounter {
     }
 }
 
-/// Where the declared manifest is read from.
-pub trait ManifestSource: Send + Sync {
-    /// The manifest as CI last wrote it; an incomplete or invalid one is an error, never a
-    /// partial result.
-    fn manifest(&self) -> impl Future<Output = Result<Manifest, AccountError>> + Send;
-}
-
 /// The account as it is.
 pub trait Account: Send + Sync {
     fn list(
@@ -106,100 +107,6 @@ impl AwsAccount {
             secrets,
             counter: CallCounter::default(),
         }
-    }
-}
-
-/// The manifest files and `enums.yaml` CI writes under `s3://bucket/prefix/`.
-pub struct S3Manifest {
-    pub s3: aws_sdk_s3::Client,
-    pub bucket: String,
-    pub prefix: String,
-}
-
-impl S3Manifest {
-    async fn read_object(&self, key: &str) -> Result<String, AccountError> {
-        let object = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| {
-                AccountError::Manifest(format!(
-                    "s3://{}/{key}: {}",
-                    self.bucket,
-                    sdk_error_text(&e)
-                ))
-            })?;
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| AccountError::Manifest(format!("s3://{}/{key}: {e}", self.bucket)))?
-            .into_bytes();
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| AccountError::Manifest(format!("s3://{}/{key} is not UTF-8", self.bucket)))
-    }
-}
-
-/// Builds the manifest from already-read files: `enums.yaml` plus every other `.yaml`/`.yml`.
-pub fn manifest_from_files(files: &[(String, String)]) -> Result<Manifest, AccountError> {
-    let enums = files
-        .iter()
-        .find(|(name, _)| name.rsplit('/').next() == Some(ENUMS_FILE))
-        .ok_or_else(|| {
-            AccountError::Manifest(format!("no {ENUMS_FILE} beside the manifest files"))
-        })?;
-    let documents: Vec<(&str, &str)> = files
-        .iter()
-        .filter(|(name, _)| {
-            name.rsplit('/').next() != Some(ENUMS_FILE)
-                && (name.ends_with(".yaml") || name.ends_with(".yml"))
-        })
-        .map(|(n, t)| (n.as_str(), t.as_str()))
-        .collect();
-    if documents.is_empty() {
-        return Err(AccountError::Manifest("no manifest files found".into()));
-    }
-    Manifest::from_sources(&documents, (enums.0.as_str(), enums.1.as_str()))
-        .map_err(|e| AccountError::Manifest(e.to_string()))
-}
-
-impl ManifestSource for S3Manifest {
-    async fn manifest(&self) -> Result<Manifest, AccountError> {
-        let mut keys = Vec::new();
-        let mut pages = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&self.prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                AccountError::Manifest(format!(
-                    "listing s3://{}/{}: {}",
-                    self.bucket,
-                    self.prefix,
-                    sdk_error_text(&e)
-                ))
-            })?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
-        }
-        let mut files = Vec::new();
-        for key in keys
-            .into_iter()
-            .filter(|k| k.ends_with(".yaml") || k.ends_with(".yml"))
-        {
-            let text = self.read_object(&key).await?;
-            files.push((key, text));
-        }
-        manifest_from_files(&files)
     }
 }
 

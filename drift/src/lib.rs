@@ -66,6 +66,12 @@ pub enum DriftError {
     Publish(SafeText),
 }
 
+impl From<keyward_shared::ports::ManifestReadError> for DriftError {
+    fn from(e: keyward_shared::ports::ManifestReadError) -> Self {
+        Self::Account(e.into())
+    }
+}
+
 impl DriftError {
     pub fn kind(&self) -> &'static str {
         match self {

@@ -386,6 +386,27 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Builds the manifest from already-read files: `enums.yaml` plus every other `.yaml`/`.yml`.
+    pub fn from_files(files: &[(String, String)]) -> Result<Manifest, String> {
+        let enums = files
+            .iter()
+            .find(|(name, _)| name.rsplit('/').next() == Some(ENUMS_FILE))
+            .ok_or_else(|| format!("no {ENUMS_FILE} beside the manifest files"))?;
+        let documents: Vec<(&str, &str)> = files
+            .iter()
+            .filter(|(name, _)| {
+                name.rsplit('/').next() != Some(ENUMS_FILE)
+                    && (name.ends_with(".yaml") || name.ends_with(".yml"))
+            })
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        if documents.is_empty() {
+            return Err("no manifest files found".into());
+        }
+        Manifest::from_sources(&documents, (enums.0.as_str(), enums.1.as_str()))
+            .map_err(|e| e.to_string())
+    }
+
     pub fn secret(&self, name: &SecretName) -> Option<&DeclaredSecret> {
         self.secrets
             .binary_search_by(|s| s.name.cmp(name))

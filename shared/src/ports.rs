@@ -25,6 +25,20 @@ pub enum PublishError {
     Event(#[from] crate::events::EventError),
 }
 
+/// The declared manifest could not be read (or did not load): the reason, naming the file.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ManifestReadError(pub String);
+
+/// Where the declared manifest is read from: the files CI publishes.
+pub trait ManifestSource: Send + Sync {
+    /// The manifest as CI last wrote it; an incomplete or invalid one is an error, never a
+    /// partial result.
+    fn manifest(
+        &self,
+    ) -> impl Future<Output = Result<crate::manifest::Manifest, ManifestReadError>> + Send;
+}
+
 /// Puts domain events on the custom bus.
 pub trait EventPublisher: Send + Sync {
     fn publish(

@@ -13,9 +13,10 @@ use crate::audit::{
     SignError,
 };
 use crate::events::DomainEvent;
+use crate::manifest::Manifest;
 use crate::ports::{
-    CatalogEntry, CatalogError, EventPublisher, Marker, MarkerError, MarkerStore, PublishError,
-    SecretCatalog,
+    CatalogEntry, CatalogError, EventPublisher, ManifestReadError, ManifestSource, Marker,
+    MarkerError, MarkerStore, PublishError, SecretCatalog,
 };
 use crate::redact::Redactor;
 use crate::tags::{self, Tag};
@@ -643,6 +644,77 @@ impl DigestSigner for KmsDigestSigner {
         out.signature
             .map(|b| b.into_inner())
             .ok_or_else(|| SignError("KMS returned no signature".into()))
+    }
+}
+
+/// The manifest files and `enums.yaml` CI writes under `s3://bucket/prefix/`.
+pub struct S3Manifest {
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl S3Manifest {
+    async fn read_object(&self, key: &str) -> Result<String, ManifestReadError> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                ManifestReadError(format!(
+                    "s3://{}/{key}: {}",
+                    self.bucket,
+                    sdk_error_text(&e)
+                ))
+            })?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| ManifestReadError(format!("s3://{}/{key}: {e}", self.bucket)))?
+            .into_bytes();
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| ManifestReadError(format!("s3://{}/{key} is not UTF-8", self.bucket)))
+    }
+}
+
+impl ManifestSource for S3Manifest {
+    async fn manifest(&self) -> Result<Manifest, ManifestReadError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                ManifestReadError(format!(
+                    "listing s3://{}/{}: {}",
+                    self.bucket,
+                    self.prefix,
+                    sdk_error_text(&e)
+                ))
+            })?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        let mut files = Vec::new();
+        for key in keys
+            .into_iter()
+            .filter(|k| k.ends_with(".yaml") || k.ends_with(".yml"))
+        {
+            let text = self.read_object(&key).await?;
+            files.push((key, text));
+        }
+        Manifest::from_files(&files).map_err(ManifestReadError)
     }
 }
 
