@@ -200,6 +200,8 @@ pub fn request_document(request: &NewRequest) -> Result<String, RequestError> {
         env_map: None,
         orphans: None,
         on_edit: None,
+        // Never from a request: a person writes it into the declaration, in review.
+        allow_restricted: None,
     });
     let decl = SecretDecl {
         service: request.service.clone().unwrap_or_default(),

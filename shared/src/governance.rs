@@ -679,9 +679,54 @@ pub struct VercelMapping {
     pub orphans: OrphanPolicy,
     #[serde(default)]
     pub on_edit: EditPolicy,
+    /// A restricted secret goes to Vercel only when its declaration says so in these words.
+    #[serde(default)]
+    pub allow_restricted: bool,
 }
 
 impl VercelMapping {
+    /// The classification rules: what a secret of this classification may become in Vercel.
+    /// Restricted: only with `allow_restricted`. Above public: no `NEXT_PUBLIC_` key (those are
+    /// built into browser bundles). Confidential and above: no development target (its variables
+    /// are of the readable `encrypted` type).
+    pub fn permits(&self, classification: Classification) -> Result<(), GovernanceError> {
+        if classification == Classification::Restricted && !self.allow_restricted {
+            return Err(GovernanceError::new(
+                "Vercel mapping",
+                &self.project,
+                "maps a restricted secret; restricted secrets go to Vercel only with `allow_restricted: true` in their declaration",
+            ));
+        }
+        if classification > Classification::Public
+            && let Some(key) = self.keys().find(|k| k.starts_with("NEXT_PUBLIC_"))
+        {
+            return Err(GovernanceError::new(
+                "Vercel key",
+                key,
+                "is built into browser bundles; only a public secret may use a NEXT_PUBLIC_ key",
+            ));
+        }
+        if classification >= Classification::Confidential
+            && self.targets.contains(&VercelTarget::Development)
+        {
+            return Err(GovernanceError::new(
+                "Vercel target",
+                VercelTarget::Development.as_str(),
+                "holds readable (encrypted, not sensitive) variables; confidential and restricted secrets may not go there",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The variable keys the mapping writes.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match &self.binding {
+            VercelBinding::Key(key) => (Some(key.as_str()), None),
+            VercelBinding::JsonMap(map) => (None, Some(map.values().map(|k| k.as_str()))),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
     pub fn validate(&self) -> Result<(), GovernanceError> {
         let project_ok = !self.project.is_empty()
             && self.project.len() <= 100
@@ -810,6 +855,7 @@ impl Governance {
         }
         if let Some(vercel) = &self.vercel {
             vercel.validate()?;
+            vercel.permits(self.classification)?;
             if let VercelBinding::JsonMap(_) = vercel.binding
                 && self.rotation.password.json_key.is_none()
                 && self.rotation.strategy == RotationStrategy::Random
@@ -915,6 +961,7 @@ mod tests {
             binding: VercelBinding::Key("API_KEY".parse().unwrap()),
             orphans: OrphanPolicy::Keep,
             on_edit: EditPolicy::Report,
+            allow_restricted: false,
         }
     }
 

@@ -201,6 +201,9 @@ pub struct VercelDecl {
     /// A variable of keyward's edited by hand: `report` (default) or `overwrite`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_edit: Option<EditPolicy>,
+    /// `true` lets a restricted secret go to Vercel; nothing else does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_restricted: Option<bool>,
 }
 
 /// Per-environment overrides of a secret declaration.
@@ -1227,6 +1230,7 @@ fn resolve_vercel(
         binding,
         orphans: decl.orphans.unwrap_or_default(),
         on_edit: decl.on_edit.unwrap_or_default(),
+        allow_restricted: decl.allow_restricted.unwrap_or(false),
     };
     if let Err(e) = mapping.validate() {
         let field = match e.what {

@@ -39,6 +39,16 @@ pub trait ManifestSource: Send + Sync {
     ) -> impl Future<Output = Result<crate::manifest::Manifest, ManifestReadError>> + Send;
 }
 
+/// A manifest already in memory (tests, and callers that loaded it themselves).
+#[derive(Debug, Clone)]
+pub struct StaticManifest(pub crate::manifest::Manifest);
+
+impl ManifestSource for StaticManifest {
+    async fn manifest(&self) -> Result<crate::manifest::Manifest, ManifestReadError> {
+        Ok(self.0.clone())
+    }
+}
+
 /// Puts domain events on the custom bus.
 pub trait EventPublisher: Send + Sync {
     fn publish(

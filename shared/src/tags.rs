@@ -23,6 +23,7 @@
 //! | `keyward:vercel:map:<json-key>` | ... one env var key per JSON field               |
 //! | `keyward:vercel:orphans`        | optional `keep` (default) or `delete`            |
 //! | `keyward:vercel:on-edit`        | optional `report` (default) or `overwrite`       |
+//! | `keyward:vercel:allow-restricted` | `true`: a restricted secret may go to Vercel   |
 //!
 //! AWS limits: 50 tags per resource, keys up to 128 and values up to 256 characters, values
 //! drawn from letters, digits, spaces and `_ . : / = + - @`. keyward uses at most
@@ -69,6 +70,7 @@ pub mod keys {
     pub const VERCEL_MAP_PREFIX: &str = "keyward:vercel:map:";
     pub const VERCEL_ORPHANS: &str = "keyward:vercel:orphans";
     pub const VERCEL_ON_EDIT: &str = "keyward:vercel:on-edit";
+    pub const VERCEL_ALLOW_RESTRICTED: &str = "keyward:vercel:allow-restricted";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -227,6 +229,9 @@ pub fn encode(governance: &Governance) -> Result<Vec<Tag>, TagContractError> {
         }
         if vercel.on_edit != EditPolicy::default() {
             tags.push(Tag::new(keys::VERCEL_ON_EDIT, vercel.on_edit.as_str()));
+        }
+        if vercel.allow_restricted {
+            tags.push(Tag::new(keys::VERCEL_ALLOW_RESTRICTED, "true"));
         }
         match &vercel.binding {
             VercelBinding::Key(key) => tags.push(Tag::new(keys::VERCEL_KEY, key.as_str())),
@@ -448,6 +453,7 @@ fn decode_vercel(
     let key = ours.remove(keys::VERCEL_KEY);
     let orphans = ours.remove(keys::VERCEL_ORPHANS);
     let on_edit = ours.remove(keys::VERCEL_ON_EDIT);
+    let allow_restricted = ours.remove(keys::VERCEL_ALLOW_RESTRICTED);
 
     let Some(project) = project else {
         // Any other vercel tag without the project is a half-written mapping.
@@ -458,6 +464,7 @@ fn decode_vercel(
             (keys::VERCEL_KEY, key),
             (keys::VERCEL_ORPHANS, orphans),
             (keys::VERCEL_ON_EDIT, on_edit),
+            (keys::VERCEL_ALLOW_RESTRICTED, allow_restricted),
         ]
         .into_iter()
         .find_map(|(k, v)| v.map(|_| k.to_owned()))
@@ -517,6 +524,17 @@ fn decode_vercel(
             .map(|v| parse_field(keys::VERCEL_ON_EDIT, v))
             .transpose()?
             .unwrap_or_default(),
+        allow_restricted: match allow_restricted {
+            None => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(TagContractError::BadValue {
+                    tag: keys::VERCEL_ALLOW_RESTRICTED.to_owned(),
+                    value: other.to_owned(),
+                    reason: "must be `true` or absent".into(),
+                });
+            }
+        },
     };
     mapping
         .validate()
@@ -577,6 +595,7 @@ mod tests {
                 ])),
                 orphans: OrphanPolicy::Delete,
                 on_edit: EditPolicy::Overwrite,
+                allow_restricted: true,
             }),
         }
     }
@@ -840,5 +859,42 @@ mod tests {
             merge(&crowded, &minimal()),
             Err(TagContractError::TooManyTags { .. })
         ));
+    }
+
+    #[test]
+    fn classification_decides_what_may_go_to_vercel() {
+        let mut g = base();
+        g.vercel.as_mut().unwrap().allow_restricted = false;
+        let err = g.validate().unwrap_err().to_string();
+        assert!(err.contains("allow_restricted"), "{err}");
+        // The tags alone cannot grant it either: decoding refuses the same governance.
+        let mut tags = encode(&base()).unwrap();
+        tags.retain(|t| t.key != keys::VERCEL_ALLOW_RESTRICTED);
+        assert!(decode(&tags).is_err());
+
+        let mut confidential = base();
+        confidential.classification = Classification::Confidential;
+        confidential.vercel.as_mut().unwrap().binding =
+            VercelBinding::Key("NEXT_PUBLIC_DB_PASSWORD".parse().unwrap());
+        let err = confidential.validate().unwrap_err().to_string();
+        assert!(err.contains("NEXT_PUBLIC_"), "{err}");
+        assert!(decode(&encode(&confidential).unwrap()).is_err());
+
+        let mut development = base();
+        development.classification = Classification::Confidential;
+        development.vercel.as_mut().unwrap().targets = vec![VercelTarget::Development];
+        development.vercel.as_mut().unwrap().git_branch = None;
+        let err = development.validate().unwrap_err().to_string();
+        assert!(err.contains("development"), "{err}");
+        assert!(decode(&encode(&development).unwrap()).is_err());
+
+        let mut public = base();
+        public.classification = Classification::Public;
+        public.vercel.as_mut().unwrap().allow_restricted = false;
+        public.vercel.as_mut().unwrap().targets = vec![VercelTarget::Development];
+        public.vercel.as_mut().unwrap().git_branch = None;
+        public.vercel.as_mut().unwrap().binding =
+            VercelBinding::Key("NEXT_PUBLIC_SITE_KEY".parse().unwrap());
+        assert_eq!(decode(&encode(&public).unwrap()).unwrap(), Some(public));
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use keyward_shared::events::VercelTargetStatus;
-use keyward_shared::ports::{EventPublisher, MarkerStore};
+use keyward_shared::ports::{EventPublisher, ManifestSource, MarkerStore};
 use keyward_shared::redact::SafeText;
 use keyward_shared::vercel_ledger::{Ledger, LedgerEntry};
 use secrecy::{ExposeSecret, SecretString};
@@ -41,13 +41,14 @@ struct ValueError {
     retryable: bool,
 }
 
-impl<S, V, M, P, Q> Syncer<S, V, M, P, Q>
+impl<S, V, M, P, Q, D> Syncer<S, V, M, P, Q, D>
 where
     S: SecretSource,
     V: VercelApi,
     M: MarkerStore,
     P: EventPublisher,
     Q: RedeployQueue,
+    D: ManifestSource,
 {
     /// Records the result of every slot that needs no write; returns the writes.
     pub(crate) fn record_unwritten(

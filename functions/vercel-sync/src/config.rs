@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use keyward_shared::config::{
-    CommonConfig, ConfigError, EnvSource, https_or_loopback, parsed_or, required, secret_prefix,
+    CommonConfig, ConfigError, EnvSource, https_or_loopback, parsed_or, required, s3_location,
+    secret_prefix,
 };
 use keyward_shared::redact::Redactor;
 use secrecy::{ExposeSecret, SecretString};
@@ -21,6 +22,10 @@ pub struct Config {
     pub state_bucket: String,
     /// `KEYWARD_SECRET_PREFIX`: `/<org>/<env>/`, the secrets this stack governs.
     pub secret_prefix: String,
+    /// `KEYWARD_MANIFEST_S3_URI`: `s3://<bucket>/<prefix>/`, the declared manifest CI
+    /// publishes. Only what it maps goes to Vercel.
+    pub manifest_bucket: String,
+    pub manifest_prefix: String,
     /// `KEYWARD_VERCEL_CREDENTIALS_SECRET_ARN`: `{"token": ..., "deploy_hooks": {project: url}}`.
     pub credentials_secret_arn: String,
     /// `KEYWARD_VERCEL_API_URL` (default `https://api.vercel.com`).
@@ -53,8 +58,11 @@ impl Config {
                 ),
             });
         }
+        let (manifest_bucket, manifest_prefix) = s3_location(env, "KEYWARD_MANIFEST_S3_URI")?;
         Ok(Self {
             common: CommonConfig::from_env(env)?,
+            manifest_bucket,
+            manifest_prefix,
             state_bucket: required(env, "KEYWARD_STATE_BUCKET")?,
             secret_prefix,
             credentials_secret_arn: required(env, "KEYWARD_VERCEL_CREDENTIALS_SECRET_ARN")?,

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use keyward_shared::adapters::aws::{
-    EventBridgePublisher, S3MarkerStore, SdkConfig, config_secret_string, s3_client,
+    EventBridgePublisher, S3Manifest, S3MarkerStore, SdkConfig, config_secret_string, s3_client,
 };
 use keyward_shared::adapters::http::HttpClient;
 use keyward_shared::events::{
@@ -51,7 +51,7 @@ use keyward_shared::events::{
 };
 use keyward_shared::governance::VercelMapping;
 use keyward_shared::lambda::{FailureKind, Handler};
-use keyward_shared::ports::{EventPublisher, MarkerStore};
+use keyward_shared::ports::{EventPublisher, ManifestSource, MarkerStore};
 use keyward_shared::redact::{Redactor, SafeText};
 use keyward_shared::tags;
 pub use keyward_shared::vercel_ledger::{LEDGER_PREFIX, ledger_key};
@@ -90,6 +90,9 @@ pub enum SyncError {
     Publish(SafeText),
     #[error("redeploy: {0}")]
     Redeploy(SafeText),
+    /// Without the declared manifest nothing is synced: a retry may find it.
+    #[error("reading the declared manifest: {0}")]
+    Manifest(SafeText),
 }
 
 impl FailureKind for SyncError {
@@ -100,11 +103,14 @@ impl FailureKind for SyncError {
             Self::Incomplete { .. } => "SyncIncomplete",
             Self::Publish(_) => "PublishError",
             Self::Redeploy(_) => "RedeployError",
+            Self::Manifest(_) => "ManifestError",
         }
     }
 }
 
-pub struct Syncer<S, V, M, P, Q> {
+pub struct Syncer<S, V, M, P, Q, D> {
+    /// The declared manifest: the only authority on what goes to Vercel.
+    pub manifests: D,
     pub source: S,
     pub vercel: V,
     pub state: M,
@@ -140,8 +146,14 @@ struct Batch {
 }
 
 /// The function as deployed.
-pub type DeployedSyncer =
-    Syncer<SecretsManagerSource, HttpVercel, S3MarkerStore, EventBridgePublisher, SqsRedeployQueue>;
+pub type DeployedSyncer = Syncer<
+    SecretsManagerSource,
+    HttpVercel,
+    S3MarkerStore,
+    EventBridgePublisher,
+    SqsRedeployQueue,
+    S3Manifest,
+>;
 
 /// Why the function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -170,13 +182,16 @@ impl DeployedSyncer {
         let credentials = credentials_from_secret(&credentials, &redactor)?;
         let http =
             HttpClient::for_function("vercel-sync", Duration::from_secs(15), redactor.clone())?;
+        let s3 = s3_client(sdk, config.common.s3_force_path_style);
         Ok(Syncer {
+            manifests: S3Manifest {
+                s3: s3.clone(),
+                bucket: config.manifest_bucket.clone(),
+                prefix: config.manifest_prefix.clone(),
+            },
             source: SecretsManagerSource::new(secrets, redactor.clone()),
             vercel: HttpVercel::new(http, &config.api_url, credentials.token),
-            state: S3MarkerStore::new(
-                s3_client(sdk, config.common.s3_force_path_style),
-                &config.state_bucket,
-            ),
+            state: S3MarkerStore::new(s3, &config.state_bucket),
             publisher: EventBridgePublisher::new(
                 aws_sdk_eventbridge::Client::new(sdk),
                 &config.common.event_bus_name,
@@ -196,13 +211,14 @@ impl DeployedSyncer {
     }
 }
 
-impl<S, V, M, P, Q> Handler for Syncer<S, V, M, P, Q>
+impl<S, V, M, P, Q, D> Handler for Syncer<S, V, M, P, Q, D>
 where
     S: SecretSource,
     V: VercelApi,
     M: MarkerStore,
     P: EventPublisher,
     Q: RedeployQueue,
+    D: ManifestSource,
 {
     type Output = Report;
     type Error = SyncError;
@@ -225,13 +241,14 @@ struct VercelErrorSummary {
     transient: bool,
 }
 
-impl<S, V, M, P, Q> Syncer<S, V, M, P, Q>
+impl<S, V, M, P, Q, D> Syncer<S, V, M, P, Q, D>
 where
     S: SecretSource,
     V: VercelApi,
     M: MarkerStore,
     P: EventPublisher,
     Q: RedeployQueue,
+    D: ManifestSource,
 {
     pub async fn handle(&self, payload: &str) -> Result<Report, SyncError> {
         let result = self.dispatch(payload).await;
@@ -424,6 +441,12 @@ where
             correlation,
             reporting,
         } = batch;
+        let manifest = self
+            .manifests
+            .manifest()
+            .await
+            .map_err(|e| SyncError::Manifest(self.redactor.safe(&e.to_string())))?;
+        let declared = Declared::new(&manifest, &self.secret_prefix);
         let mut cache = ProjectCache::default();
         let mut outcomes = Vec::new();
         // Ledgers are read ahead, concurrently: for a parity sweep they are most of the work.
@@ -448,7 +471,13 @@ where
         for snapshot in &snapshots {
             let ledger = take(&snapshot.name);
             if let Some(outcome) = self
-                .sync_secret(Some(snapshot), &snapshot.name, ledger, &mut cache)
+                .sync_secret(
+                    Some(snapshot),
+                    &snapshot.name,
+                    ledger,
+                    &declared,
+                    &mut cache,
+                )
                 .await
             {
                 outcomes.push((Some(snapshot.arn.clone()), outcome));
@@ -456,7 +485,10 @@ where
         }
         for name in &gone {
             let ledger = take(name);
-            if let Some(outcome) = self.sync_secret(None, name, ledger, &mut cache).await {
+            if let Some(outcome) = self
+                .sync_secret(None, name, ledger, &declared, &mut cache)
+                .await
+            {
                 outcomes.push((None, outcome));
             }
         }
@@ -640,6 +672,7 @@ where
         snapshot: Option<&SecretSnapshot>,
         name: &str,
         ledger: Result<Ledger, SafeText>,
+        declared: &Declared<'_>,
         cache: &mut ProjectCache,
     ) -> Option<SecretOutcome> {
         let mut outcome = SecretOutcome::new(
@@ -649,7 +682,7 @@ where
                 .unwrap_or_default(),
         );
         // The mapping: a broken tag set stops here (nothing deleted on a misspelt tag).
-        let mapping = match self.mapping_of(snapshot) {
+        let mapping = match self.mapping_of(snapshot, name, declared) {
             Ok(mapping) => mapping,
             Err(e) => return Some(outcome.failed(e, false)),
         };
@@ -712,16 +745,52 @@ where
         Some(outcome)
     }
 
-    /// The secret's Vercel mapping from its tags; a broken tag set is an error.
+    /// The secret's Vercel mapping: the manifest's, and only when the secret's tags say the
+    /// same. A mapping the tags make and the manifest does not (or one they disagree on, or a
+    /// classification they disagree on) is refused before anything is read or sent.
     fn mapping_of(
         &self,
         snapshot: Option<&SecretSnapshot>,
+        name: &str,
+        declared: &Declared<'_>,
     ) -> Result<Option<VercelMapping>, SafeText> {
-        match snapshot {
+        let tagged = match snapshot {
             Some(s) if !s.deleted => tags::decode(&s.tags)
-                .map(|governance| governance.and_then(|g| g.vercel))
-                .map_err(|e| self.redactor.safe(&format!("tag contract: {e}"))),
-            _ => Ok(None),
+                .map_err(|e| self.redactor.safe(&format!("tag contract: {e}")))?,
+            _ => return Ok(None),
+        };
+        let declaration = declared.secret(name);
+        let refuse = |why: &str| {
+            tracing::warn!(secret = %name, reason = why, "Vercel mapping refused");
+            Err(self.redactor.safe(&format!("refused, nothing sent: {why}")))
+        };
+        match (
+            tagged.as_ref().and_then(|g| g.vercel.as_ref()),
+            declaration.and_then(|d| d.governance.vercel.as_ref()),
+        ) {
+            (None, None) => Ok(None),
+            (Some(_), None) => {
+                refuse("the secret's tags map it to Vercel but the declared manifest does not")
+            }
+            (None, Some(_)) => refuse(
+                "the declared manifest maps the secret to Vercel but its tags do not (apply the declaration)",
+            ),
+            (Some(tag), Some(manifest)) if tag != manifest => {
+                refuse("the secret's tags map it to Vercel differently from the declared manifest")
+            }
+            (Some(_), Some(manifest)) => {
+                let declaration = declaration.expect("a declared mapping has a declaration");
+                let classification = declaration.governance.classification;
+                if tagged.as_ref().map(|g| g.classification) != Some(classification) {
+                    return refuse(
+                        "the secret's classification tag differs from the declared manifest",
+                    );
+                }
+                if let Err(e) = manifest.permits(classification) {
+                    return refuse(&e.to_string());
+                }
+                Ok(Some(manifest.clone()))
+            }
         }
     }
 
@@ -835,5 +904,29 @@ fn project_of(mapping: &VercelMapping) -> ProjectRef {
     ProjectRef {
         project: mapping.project.clone(),
         team: mapping.team.clone(),
+    }
+}
+
+/// The declared secrets of this stack's environment, by name.
+pub(crate) struct Declared<'a> {
+    by_name: BTreeMap<String, &'a keyward_shared::manifest::DeclaredSecret>,
+}
+
+impl<'a> Declared<'a> {
+    /// The manifest's secrets under the stack's prefix (`/<org>/<env>/`): a manifest of another
+    /// organisation declares nothing here.
+    fn new(manifest: &'a keyward_shared::manifest::Manifest, secret_prefix: &str) -> Self {
+        Self {
+            by_name: manifest
+                .secrets
+                .iter()
+                .map(|d| (d.name.to_string(), d))
+                .filter(|(name, _)| name.starts_with(secret_prefix))
+                .collect(),
+        }
+    }
+
+    fn secret(&self, name: &str) -> Option<&'a keyward_shared::manifest::DeclaredSecret> {
+        self.by_name.get(name).copied()
     }
 }

@@ -35,6 +35,7 @@ fn mapping(targets: &[&str]) -> VercelMapping {
         binding: VercelBinding::Key("SESSION_SECRET".parse().unwrap()),
         orphans: OrphanPolicy::Keep,
         on_edit: EditPolicy::Report,
+        allow_restricted: false,
     }
 }
 
