@@ -250,6 +250,12 @@ impl GuardReason {
     }
 }
 
+impl PartialEq<&str> for GuardReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
 impl std::ops::Deref for GuardReason {
     type Target = str;
     fn deref(&self) -> &str {

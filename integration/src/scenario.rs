@@ -578,8 +578,8 @@ async fn remediate_drift(stack: &mut LocalStack) -> Result<DriftRun> {
         )
         .await?;
     // The change itself (here: what the pull request's Terraform would apply), then the merge.
-    let secret = drift_detector::findings::Finding::secret_of(
-        drift_detector::tickets::fingerprint_in(&issue.body).unwrap_or_default(),
+    let secret = keyward_drift::findings::Finding::secret_of(
+        keyward_drift::tickets::fingerprint_in(&issue.body).unwrap_or_default(),
     )
     .unwrap_or_default()
     .to_owned();

@@ -1,6 +1,7 @@
 //! Alerts to the fake Loki and the fake Slack webhook over real HTTP: what arrives, once, through
 //! rate limits and server errors, and what a refused request reports.
 
+use keyward_shared::lambda::FailureKind;
 use std::time::Duration;
 
 use anomaly_forwarder::forward::{LokiTarget, Outgoing, SERVICE_LABEL, post_webhook, push_to_loki};
