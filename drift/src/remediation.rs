@@ -180,8 +180,13 @@ pub fn parse_fields(
 
 /// Distinct approvers: each reviewer's latest decisive review (APPROVED, CHANGES_REQUESTED or
 /// DISMISSED; COMMENTED does not change a decision) must be APPROVED, of the pull request's
-/// head commit, and the author's own reviews never count.
+/// head commit (a review naming no commit, or a pull request whose head is unknown, counts
+/// for nothing), and the author's own reviews never count. Whether each approver may write to
+/// the repository is checked by the caller.
 pub fn approvers(reviews: &[Review], author: &str, head_sha: &str) -> BTreeSet<String> {
+    if head_sha.is_empty() {
+        return BTreeSet::new();
+    }
     let mut latest: BTreeMap<&str, &Review> = BTreeMap::new();
     for r in reviews {
         if r.login.eq_ignore_ascii_case(author) {
@@ -197,10 +202,7 @@ pub fn approvers(reviews: &[Review], author: &str, head_sha: &str) -> BTreeSet<S
     // An approval of an older commit does not cover what was pushed after it.
     latest
         .into_iter()
-        .filter(|(_, r)| {
-            r.state == "APPROVED"
-                && (head_sha.is_empty() || r.commit_id.as_deref().is_none_or(|c| c == head_sha))
-        })
+        .filter(|(_, r)| r.state == "APPROVED" && r.commit_id.as_deref() == Some(head_sha))
         .map(|(l, _)| l.to_owned())
         .collect()
 }
@@ -219,7 +221,7 @@ use crate::detect::{
     DetectionRequest, DetectionSettings, DriftScope, Estate, VercelLedgers, detect,
 };
 use crate::findings::Finding;
-use crate::tickets::{IssueTracker, Jira, PullRequests};
+use crate::tickets::{IssueTracker, Jira, PullRequests, can_write};
 use crate::{DriftError, jira_key_in, seen_key};
 
 /// Why a guard did not pass. Reads as its text; the kind tells a closed drift issue (which a
@@ -541,9 +543,26 @@ where
             .reviews(repo, number)
             .await
             .map_err(DriftError::from)?;
-        let approvals: Vec<String> = approvers(&reviews, &pull.author, &pull.head_sha)
-            .into_iter()
-            .collect();
+        if pull.head_sha.is_empty() {
+            checked.reasons.push(GuardReason::unmet(
+                "GitHub did not report the pull request's head commit; no approval can be matched to it".into(),
+            ));
+        }
+        let mut approvals: Vec<String> = Vec::new();
+        for login in approvers(&reviews, &pull.author, &pull.head_sha) {
+            let permission = self
+                .github
+                .permission(repo, &login)
+                .await
+                .map_err(DriftError::from)?;
+            if can_write(&permission) {
+                approvals.push(login);
+            } else {
+                checked.reasons.push(GuardReason::unmet(format!(
+                    "{login}'s approval does not count: their permission on {repo} is `{permission}`, not write or more"
+                )));
+            }
+        }
         if approvals.len() < self.min_approvals {
             checked.reasons.push(GuardReason::unmet(format!(
                 "{} approval(s) from reviewers other than the author; {} required",

@@ -431,7 +431,7 @@ fn approvals_count_distinct_reviewers_latest_decision_not_the_author() {
     let r = |login: &str, state: &str| Review {
         login: login.into(),
         state: state.into(),
-        commit_id: None,
+        commit_id: Some("head".into()),
     };
     let reviews = [
         r("alice", "APPROVED"),
@@ -445,8 +445,15 @@ fn approvals_count_distinct_reviewers_latest_decision_not_the_author() {
         r("author", "APPROVED"),
         r("alice", "APPROVED"),
     ];
-    let got: Vec<String> = approvers(&reviews, "Author", "").into_iter().collect();
+    let got: Vec<String> = approvers(&reviews, "Author", "head").into_iter().collect();
     assert_eq!(got, ["alice", "carol"]);
+    // No head commit known, or a review that names no commit: nothing counts.
+    assert!(approvers(&reviews, "Author", "").is_empty());
+    let unpinned = Review {
+        commit_id: None,
+        ..r("erin", "APPROVED")
+    };
+    assert!(approvers(&[unpinned], "author", "head").is_empty());
     // Approvals of an older commit do not count once something newer is pushed.
     let on = |login: &str, commit: &str| Review {
         login: login.into(),
@@ -532,4 +539,15 @@ fn mutated_outside_inputs_never_panic() {
 fn not_principal_allows_are_public() {
     let doc = r#"{"Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::1:role/a"},"Action":"*","Resource":"*"}]}"#;
     assert!(PolicyGrants::parse(doc).unwrap().public);
+}
+
+#[test]
+fn only_write_permissions_approve() {
+    use crate::tickets::can_write;
+    for p in ["admin", "maintain", "write"] {
+        assert!(can_write(p), "{p}");
+    }
+    for p in ["triage", "read", "none", "", "WRITE"] {
+        assert!(!can_write(p), "{p}");
+    }
 }

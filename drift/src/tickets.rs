@@ -144,6 +144,18 @@ pub trait PullRequests: Send + Sync {
         repo: &str,
         number: u64,
     ) -> impl Future<Output = Result<Vec<Review>, TicketError>> + Send;
+    /// The account's permission on the repository (`admin`, `maintain`, `write`, `triage`,
+    /// `read` or `none`), as GitHub's collaborator permission API reports it.
+    fn permission(
+        &self,
+        repo: &str,
+        login: &str,
+    ) -> impl Future<Output = Result<String, TicketError>> + Send;
+}
+
+/// Whether a permission lets its holder merge: only such reviewers' approvals count.
+pub fn can_write(permission: &str) -> bool {
+    matches!(permission, "admin" | "maintain" | "write")
 }
 
 /// GitHub's REST API for one repository's drift issues (and any repository's pull requests).
@@ -405,6 +417,24 @@ impl PullRequests for GithubClient {
             operation: "list reviews",
             reason: SafeText::fixed("more pages than the guard follows"),
         })
+    }
+
+    async fn permission(&self, repo: &str, login: &str) -> Result<String, TicketError> {
+        let request = self.request(
+            Method::GET,
+            &format!("/repos/{repo}/collaborators/{login}/permission"),
+        );
+        match self.http.send(request).await {
+            Ok(response) => {
+                let v: Value = response
+                    .json()
+                    .map_err(|e| self.error("get collaborator permission", e))?;
+                Ok(v["permission"].as_str().unwrap_or("none").to_owned())
+            }
+            // Not a collaborator (GitHub answers 404 for a user it cannot see on the repo).
+            Err(e) if e.status().map(|s| s.as_u16()) == Some(404) => Ok("none".to_owned()),
+            Err(e) => Err(self.error("get collaborator permission", e)),
+        }
     }
 }
 

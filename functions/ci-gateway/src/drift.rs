@@ -208,7 +208,7 @@ where
         };
         self.record(claims, action, &environment_scope(""), &denied)
             .await?;
-        Err(Response::error(403, "forbidden", denied.reasons.join("; ")))
+        Err(Response::error(403, "forbidden", denied.reasons.join("; ")).audited())
     }
 
     /// The guard: 200 when it passes, 422 with every reason otherwise.

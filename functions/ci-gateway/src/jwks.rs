@@ -23,6 +23,10 @@ pub const MIN_REFETCH: Duration = Duration::from_secs(60);
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
 /// A JWKS is a few KB; anything bigger is refused.
 pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+/// The longest a request waits for an issuer's keys, the refresh's retries and `Retry-After`
+/// waits included (and the wait for another request's refresh): well inside the gateway's own
+/// timeout, so a slow issuer answers 503 instead of timing out every request behind it.
+pub const KEYS_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Where a JWKS document comes from (HTTPS in production, the fake issuer in tests).
 pub trait JwksFetcher: Send + Sync {
@@ -150,6 +154,15 @@ impl<F: JwksFetcher> JwksCache<F> {
             .fetch(url)
             .await
             .and_then(|body| parse_jwks(&body));
+        self.record(issuer, fetched)
+    }
+
+    /// What a refresh brought (or why it failed), remembered for the rate limit.
+    fn record(
+        &self,
+        issuer: &str,
+        fetched: Result<HashMap<String, Arc<DecodingKey>>, String>,
+    ) -> Result<(), String> {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let entry = keys.entry(issuer.to_owned()).or_insert(IssuerKeys {
             keys: HashMap::new(),
@@ -181,7 +194,12 @@ impl<F: JwksFetcher> JwksCache<F> {
         if let (Some(key), false) = (&found, stale) {
             return Ok(Arc::clone(key));
         }
-        let _guard = self.single_flight.lock().await;
+        let deadline = tokio::time::Instant::now() + KEYS_DEADLINE;
+        let Ok(_guard) = tokio::time::timeout_at(deadline, self.single_flight.lock()).await else {
+            return found.ok_or_else(|| {
+                TokenError::KeysUnavailable("another request's key refresh is still running".into())
+            });
+        };
         // Another request may have refreshed while this one waited.
         let (found_now, fetched_at) = self.cached(issuer, kid);
         let recently = fetched_at.is_some_and(|at| at.elapsed() < MIN_REFETCH);
@@ -197,7 +215,19 @@ impl<F: JwksFetcher> JwksCache<F> {
                 (None, None) => Err(TokenError::UnknownKey),
             };
         }
-        match self.refresh(issuer).await {
+        let refreshed = tokio::time::timeout_at(deadline, self.refresh(issuer))
+            .await
+            .unwrap_or_else(|_| {
+                // Counted like any failed fetch: the next attempt waits MIN_REFETCH.
+                self.record(
+                    issuer,
+                    Err(format!(
+                        "the issuer's keys did not arrive within {} s",
+                        KEYS_DEADLINE.as_secs()
+                    )),
+                )
+            });
+        match refreshed {
             Ok(()) => self.cached(issuer, kid).0.ok_or(TokenError::UnknownKey),
             // Stale keys keep serving when a refresh fails; with none, the keys are unavailable.
             Err(e) => found.ok_or(TokenError::KeysUnavailable(e)),

@@ -184,6 +184,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Value,
+    /// A refusal whose decision is already on the bus (the policy's 403s).
+    audited: bool,
 }
 
 impl Response {
@@ -192,6 +194,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body,
+            audited: false,
         }
     }
 
@@ -201,6 +204,12 @@ impl Response {
             status,
             json!({"error": {"code": code, "message": message.into()}}),
         )
+    }
+
+    /// Marks a refusal whose decision is already recorded.
+    fn audited(mut self) -> Self {
+        self.audited = true;
+        self
     }
 
     fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -262,6 +271,14 @@ pub struct Gateway<K, C, M, P, D = Disabled> {
     pub drift: Option<D>,
 }
 
+/// The scope of a refusal that names none.
+fn no_scope() -> Scope {
+    Scope {
+        environment: String::new(),
+        service: None,
+    }
+}
+
 fn now() -> DateTime<Utc> {
     Utc::now()
 }
@@ -298,7 +315,40 @@ where
         response
     }
 
+    /// Every refusal of an authenticated caller is audited. The cheap refusals (no route, wrong
+    /// method, oversized body) cost an anonymous caller no signature check and no key fetch;
+    /// with a token, the token is verified first so the refusal names who was refused.
     async fn route(&self, request: &Request) -> Result<Response, Response> {
+        let routed = Self::action_for(request);
+        if let Err(refused) = &routed
+            && request.authorization.is_none()
+        {
+            tracing::warn!(status = refused.status, path = %request.path, "anonymous request refused");
+            return Err(refused.clone());
+        }
+        let claims = self.authenticate(request).await?;
+        let action = match routed {
+            Ok(action) => action,
+            Err(refused) => return Err(self.audit_refusal(&claims, None, refused).await),
+        };
+        let result = match action {
+            Action::Preflight => self.preflight(&claims, &request.body).await,
+            Action::SyncVercel => self.sync(&claims, &request.body).await,
+            Action::ValidateRequest => self.validate(&claims, &request.body).await,
+            Action::DriftGuard | Action::DriftVerify => {
+                self.drift(&claims, action, &request.body).await
+            }
+        };
+        match result {
+            Err(refused) if (400..500).contains(&refused.status) && !refused.audited => {
+                Err(self.audit_refusal(&claims, Some(action), refused).await)
+            }
+            other => other,
+        }
+    }
+
+    /// The route, or the cheap refusal: no such route, wrong method, body too large.
+    fn action_for(request: &Request) -> Result<Action, Response> {
         let action = match (request.method.as_str(), request.path.as_str()) {
             ("POST", "/v1/preflight") => Action::Preflight,
             ("POST", "/v1/sync/vercel") => Action::SyncVercel,
@@ -326,14 +376,29 @@ where
                 format!("the body exceeds {MAX_BODY_BYTES} bytes"),
             ));
         }
-        let claims = self.authenticate(request).await?;
-        match action {
-            Action::Preflight => self.preflight(&claims, &request.body).await,
-            Action::SyncVercel => self.sync(&claims, &request.body).await,
-            Action::ValidateRequest => self.validate(&claims, &request.body).await,
-            Action::DriftGuard | Action::DriftVerify => {
-                self.drift(&claims, action, &request.body).await
-            }
+        Ok(action)
+    }
+
+    /// Records a refusal of an authenticated caller as a denied `GatewayDecision` (the route,
+    /// or the path it asked for, and why); the refusal stands, or 503 when it cannot be recorded.
+    async fn audit_refusal(
+        &self,
+        claims: &GithubClaims,
+        action: Option<Action>,
+        refused: Response,
+    ) -> Response {
+        let reason = refused.body["error"]["message"]
+            .as_str()
+            .unwrap_or("refused")
+            .to_owned();
+        let denied = policy::Decision {
+            allowed: false,
+            reasons: vec![format!("{} {reason}", refused.status)],
+        };
+        let route = action.map_or("unknown", Action::as_str);
+        match self.record_route(claims, route, &no_scope(), &denied).await {
+            Ok(()) => refused,
+            Err(unavailable) => unavailable,
         }
     }
 
@@ -419,11 +484,7 @@ where
         if decision.allowed {
             Ok(())
         } else {
-            Err(Response::error(
-                403,
-                "forbidden",
-                decision.reasons.join("; "),
-            ))
+            Err(Response::error(403, "forbidden", decision.reasons.join("; ")).audited())
         }
     }
 
@@ -432,6 +493,17 @@ where
         &self,
         claims: &GithubClaims,
         action: Action,
+        scope: &Scope,
+        decision: &policy::Decision,
+    ) -> Result<(), Response> {
+        self.record_route(claims, action.as_str(), scope, decision)
+            .await
+    }
+
+    async fn record_route(
+        &self,
+        claims: &GithubClaims,
+        route: &str,
         scope: &Scope,
         decision: &policy::Decision,
     ) -> Result<(), Response> {
@@ -446,7 +518,7 @@ where
                 Outcome::Denied
             },
             EventData::GatewayDecision {
-                route: action.as_str().to_owned(),
+                route: route.to_owned(),
                 claims: claims.workflow(),
                 reasons: decision.reasons.clone(),
             },

@@ -5,6 +5,7 @@
 //! version: 1
 //! bindings:
 //!   - name: payments-deploy
+//!     issuer: https://token.actions.githubusercontent.com   # the default; GHE issuers by name
 //!     repository_owner_id: "1000001"     # ids, never names: a renamed or recreated repository
 //!     repository_id: "2000002"           # keeps its name, not its id
 //!     refs: [refs/heads/main]            # exact
@@ -14,9 +15,14 @@
 //!     runner_environment: github-hosted  # the default
 //!     allow:
 //!       - action: preflight
+//!         workflows: ["acme/payments/.github/workflows/deploy.yml@refs/heads/main"]
 //!         environments: [staging, prod]
 //!         services: [payments]
 //! ```
+//!
+//! A binding is keyed by the token's issuer as well as the ids (two GitHub Enterprise servers
+//! number their repositories independently), and each grant names which of the binding's
+//! workflows may use it: a workflow listed for one action gets no other.
 //!
 //! Whatever a binding says, `pull_request_target` tokens are refused (the base branch's token
 //! running a pull request's code), and exact matching leaves no glob to widen.
@@ -61,6 +67,9 @@ pub struct PolicyFile {
 #[serde(deny_unknown_fields)]
 pub struct Binding {
     pub name: String,
+    /// The token issuer the ids belong to (default github.com's Actions issuer).
+    #[serde(default = "github_issuer")]
+    pub issuer: String,
     pub repository_owner_id: String,
     pub repository_id: String,
     pub refs: Vec<String>,
@@ -83,10 +92,16 @@ fn github_hosted() -> String {
     "github-hosted".into()
 }
 
+fn github_issuer() -> String {
+    crate::GITHUB_ISSUER.into()
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     pub action: Action,
+    /// The binding's `job_workflow_refs` that may use this grant.
+    pub workflows: Vec<String>,
     /// keyward environments (`/<org>/<env>/...`) the action may touch.
     #[serde(default)]
     pub environments: Vec<String>,
@@ -193,6 +208,24 @@ impl Policy {
             if binding.allow.iter().any(|g| g.environments.is_empty()) {
                 return Err(invalid("each grant names its environments"));
             }
+            for grant in &binding.allow {
+                if grant.workflows.is_empty() {
+                    return Err(invalid(&format!(
+                        "grant {} names no workflows: each grant lists the job_workflow_refs that may use it",
+                        grant.action.as_str()
+                    )));
+                }
+                if let Some(stray) = grant
+                    .workflows
+                    .iter()
+                    .find(|w| !binding.job_workflow_refs.contains(w))
+                {
+                    return Err(invalid(&format!(
+                        "grant {} names {stray}, which is not in job_workflow_refs",
+                        grant.action.as_str()
+                    )));
+                }
+            }
         }
         Ok(Self {
             bindings: file.bindings,
@@ -236,14 +269,15 @@ impl Policy {
             .bindings
             .iter()
             .filter(|b| {
-                b.repository_owner_id == claims.repository_owner_id
+                b.issuer == claims.iss
+                    && b.repository_owner_id == claims.repository_owner_id
                     && b.repository_id == claims.repository_id
             })
             .collect();
         if candidates.is_empty() {
             return deny(vec![format!(
-                "no binding for repository id {} of owner id {}",
-                claims.repository_id, claims.repository_owner_id
+                "no binding for repository id {} of owner id {} from issuer {}",
+                claims.repository_id, claims.repository_owner_id, claims.iss
             )]);
         }
         let mut reasons = Vec::new();
@@ -278,6 +312,7 @@ impl Policy {
             }
             let granted = binding.allow.iter().any(|grant| {
                 grant.action == action
+                    && grant.workflows.contains(&claims.job_workflow_ref)
                     && grant.environments.contains(&scope.environment)
                     && (grant.services.is_empty()
                         || scope

@@ -97,7 +97,7 @@ fn the_shipped_policy_loads_and_bad_policies_are_refused() {
     Policy::from_yaml(&text).unwrap();
     let binding = |patch: &str| {
         format!(
-            "version: 1\nbindings:\n  - name: b\n    repository_owner_id: \"1\"\n    repository_id: \"2\"\n    refs: [refs/heads/main]\n    event_names: [push]\n    job_workflow_refs: [o/r/.github/workflows/w.yml@refs/heads/main]\n    allow: [{{action: preflight, environments: [prod]}}]\n{patch}"
+            "version: 1\nbindings:\n  - name: b\n    repository_owner_id: \"1\"\n    repository_id: \"2\"\n    refs: [refs/heads/main]\n    event_names: [push]\n    job_workflow_refs: [o/r/.github/workflows/w.yml@refs/heads/main]\n    allow: [{{action: preflight, workflows: [o/r/.github/workflows/w.yml@refs/heads/main], environments: [prod]}}]\n{patch}"
         )
     };
     Policy::from_yaml(&binding("")).unwrap();
@@ -117,6 +117,20 @@ fn the_shipped_policy_loads_and_bad_policies_are_refused() {
             "environments",
         ),
         ("version: 2\n".to_owned(), "version 2"),
+        (
+            binding("").replace(
+                ", workflows: [o/r/.github/workflows/w.yml@refs/heads/main]",
+                ", workflows: []",
+            ),
+            "names no workflows",
+        ),
+        (
+            binding("").replace(
+                "workflows: [o/r/.github/workflows/w.yml@refs/heads/main]",
+                "workflows: [o/r/.github/workflows/other.yml@refs/heads/main]",
+            ),
+            "not in job_workflow_refs",
+        ),
     ] {
         let err = Policy::from_yaml(&text).unwrap_err().to_string();
         assert!(err.contains(expected), "{expected}: {err}");
@@ -167,6 +181,55 @@ fn decisions_name_what_failed() {
     let mut c = claims();
     c.event_name = "pull_request_target".into();
     assert!(!policy.decide(&c, Action::Preflight, &scope).allowed);
+}
+
+/// Two GitHub Enterprise servers number their repositories independently: the same ids from
+/// another issuer match no binding.
+#[test]
+fn bindings_belong_to_their_issuer() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../infra/config/gateway-policy.yaml"),
+    )
+    .unwrap();
+    let policy = Policy::from_yaml(&text).unwrap();
+    let scope = Scope {
+        environment: "prod".into(),
+        service: Some("payments".into()),
+    };
+    let mut other = claims();
+    other.iss = "https://ghe.example.com/_services/token".into();
+    let decision = policy.decide(&other, Action::Preflight, &scope);
+    assert!(!decision.allowed);
+    assert!(
+        decision.reasons[0].contains("from issuer https://ghe.example.com"),
+        "{decision:?}"
+    );
+}
+
+/// A workflow a binding lists may use only the grants that name it: the guard workflow cannot
+/// verify, the verify workflow cannot guard.
+#[test]
+fn grants_are_paired_with_their_workflows() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../infra/config/gateway-policy.yaml"),
+    )
+    .unwrap();
+    let policy = Policy::from_yaml(&text).unwrap();
+    let scope = Scope {
+        environment: "prod".into(),
+        service: None,
+    };
+    let mut c = claims();
+    c.repository_id = "2000010".into();
+    c.repository = "acme/platform".into();
+    c.job_workflow_ref = "acme/platform/.github/workflows/drift-guard.yml@refs/heads/main".into();
+    assert!(policy.decide(&c, Action::DriftGuard, &scope).allowed);
+    assert!(!policy.decide(&c, Action::DriftVerify, &scope).allowed);
+    c.job_workflow_ref = "acme/platform/.github/workflows/drift-verify.yml@refs/heads/main".into();
+    assert!(policy.decide(&c, Action::DriftVerify, &scope).allowed);
+    assert!(!policy.decide(&c, Action::DriftGuard, &scope).allowed);
 }
 
 #[test]
@@ -274,7 +337,7 @@ fn pull_request_tokens_pass_only_bindings_that_ask_for_them() {
     );
     // `pull_requests: true` without the event is a contradiction, refused at load.
     let err = Policy::from_yaml(
-        "version: 1\nbindings:\n  - name: b\n    repository_owner_id: \"1\"\n    repository_id: \"2\"\n    refs: [refs/heads/main]\n    event_names: [push]\n    pull_requests: true\n    job_workflow_refs: [o/r/.github/workflows/w.yml@refs/heads/main]\n    allow: [{action: drift-guard, environments: [prod]}]\n",
+        "version: 1\nbindings:\n  - name: b\n    repository_owner_id: \"1\"\n    repository_id: \"2\"\n    refs: [refs/heads/main]\n    event_names: [push]\n    pull_requests: true\n    job_workflow_refs: [o/r/.github/workflows/w.yml@refs/heads/main]\n    allow: [{action: drift-guard, workflows: [o/r/.github/workflows/w.yml@refs/heads/main], environments: [prod]}]\n",
     )
     .unwrap_err()
     .to_string();
@@ -333,4 +396,30 @@ fn sample_requests_parse_as_the_gateway_reads_them() {
             "unknown-route.json"
         ]
     );
+}
+
+/// A JWKS endpoint that never answers holds no request past the keys deadline, and the failure
+/// counts for the refetch limit (the next request does not wait again).
+#[tokio::test(start_paused = true)]
+async fn a_hanging_issuer_costs_a_request_at_most_the_keys_deadline() {
+    struct Hangs(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+    impl crate::jwks::JwksFetcher for Hangs {
+        async fn fetch(&self, _url: &str) -> Result<Vec<u8>, String> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::pending().await
+        }
+    }
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cache = crate::jwks::JwksCache::new(
+        Hangs(calls.clone()),
+        [(GITHUB_ISSUER.to_owned(), "https://x/jwks".to_owned())],
+    );
+    let started = tokio::time::Instant::now();
+    let err = cache.key(GITHUB_ISSUER, "k1").await.err().unwrap();
+    assert!(matches!(err, TokenError::KeysUnavailable(_)), "{err:?}");
+    assert!(started.elapsed() <= crate::jwks::KEYS_DEADLINE + std::time::Duration::from_millis(10));
+    let again = tokio::time::Instant::now();
+    assert!(cache.key(GITHUB_ISSUER, "k1").await.is_err());
+    assert!(again.elapsed() < std::time::Duration::from_millis(10));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
