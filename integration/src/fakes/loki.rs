@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -21,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::Value;
 
-use super::{FakeServer, serve};
+use super::kit::{self, Fake, Kit, Running};
 
 const MAX_LABELS: usize = 15;
 const MAX_LINE: usize = 256 * 1024;
@@ -39,24 +38,27 @@ pub struct Entry {
 }
 
 #[derive(Default)]
-struct Store {
+pub struct Store {
     entries: Vec<Entry>,
-    throttle_next: u32,
-    fail_next: u32,
     requests: u32,
     gzipped_requests: u32,
 }
 
 #[derive(Clone)]
 pub struct FakeLoki {
-    store: Arc<Mutex<Store>>,
+    kit: Kit<Store>,
     require_tenant: bool,
 }
 
-pub struct RunningLoki {
-    pub fake: FakeLoki,
-    pub server: FakeServer,
+impl Fake for FakeLoki {
+    type State = Store;
+    type Entry = kit::Seen;
+    fn kit(&self) -> &Kit<Store> {
+        &self.kit
+    }
 }
+
+pub type RunningLoki = Running<FakeLoki>;
 
 impl RunningLoki {
     pub fn push_url(&self) -> String {
@@ -67,38 +69,29 @@ impl RunningLoki {
 impl FakeLoki {
     pub async fn start(require_tenant: bool) -> std::io::Result<RunningLoki> {
         let fake = FakeLoki {
-            store: Arc::default(),
+            kit: Kit::new(Store::default()),
             require_tenant,
         };
-        let router = Router::new()
-            .route("/loki/api/v1/push", post(push))
-            .with_state(fake.clone());
-        Ok(RunningLoki {
-            server: serve(router).await?,
-            fake,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+        let routes = Router::new().route("/loki/api/v1/push", post(push));
+        kit::start(fake, routes).await
     }
 
     pub fn entries(&self) -> Vec<Entry> {
-        self.lock().entries.clone()
+        self.kit.lock().state.entries.clone()
     }
 
     /// (requests received, of which gzip-encoded)
     pub fn requests(&self) -> (u32, u32) {
-        let store = self.lock();
+        let store = &self.kit.lock().state;
         (store.requests, store.gzipped_requests)
     }
 
     pub fn throttle_next(&self, calls: u32) {
-        self.lock().throttle_next = calls;
+        self.kit.lock().faults.throttle_next(calls, 1);
     }
 
     pub fn fail_next(&self, calls: u32) {
-        self.lock().fail_next = calls;
+        self.kit.lock().faults.fail_next(calls);
     }
 }
 
@@ -116,7 +109,9 @@ async fn push(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let mut store = fake.lock();
+    let mut guard = fake.kit.lock();
+    let kit::Inner { state, faults, .. } = &mut *guard;
+    let store = state;
     store.requests += 1;
     let tenant = headers
         .get("x-scope-orgid")
@@ -125,15 +120,13 @@ async fn push(
     if fake.require_tenant && tenant.is_none() {
         return text(StatusCode::UNAUTHORIZED, "no org id\n");
     }
-    if store.throttle_next > 0 {
-        store.throttle_next -= 1;
+    if faults.take_throttle().is_some() {
         return text(
             StatusCode::TOO_MANY_REQUESTS,
             "Ingestion rate limit exceeded for user fake (limit: 4194304 bytes/sec) while attempting to ingest '1' lines totaling '100' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased\n",
         );
     }
-    if store.fail_next > 0 {
-        store.fail_next -= 1;
+    if faults.take_failure() {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "rpc error: code = Unavailable desc = ingester unavailable\n",

@@ -41,8 +41,7 @@
 //! client must skip them); the rate-limit headers never run down on their own.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
@@ -51,7 +50,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use super::{FakeServer, serve};
+use super::kit::{self, Fake, Kit, Running, now_ms, random_bytes};
 
 /// The user the API token belongs to: `createdBy`/`updatedBy` of everything written over HTTP.
 pub const TOKEN_USER: &str = "user_keyward";
@@ -149,15 +148,11 @@ struct Project {
     deployments: usize,
 }
 
-struct Store {
-    api_url: String,
+pub struct Store {
     projects: Vec<Project>,
-    throttle_next: u32,
-    retry_after: u64,
     /// key → code: the next create element with this key fails with this code.
     fail_once: HashMap<String, String>,
     page_size: usize,
-    seen: Vec<Seen>,
     /// Last timestamp handed out; every write takes a strictly greater one.
     clock: i64,
 }
@@ -178,16 +173,22 @@ impl Store {
     }
 }
 
+/// The API; its throttle applies to writes under `/v*/projects`.
 #[derive(Clone)]
 pub struct FakeVercel {
-    store: Arc<Mutex<Store>>,
+    kit: Kit<Store, Seen>,
     token: Arc<str>,
 }
 
-pub struct RunningVercel {
-    pub fake: FakeVercel,
-    pub server: FakeServer,
+impl Fake for FakeVercel {
+    type State = Store;
+    type Entry = Seen;
+    fn kit(&self) -> &Kit<Store, Seen> {
+        &self.kit
+    }
 }
+
+pub type RunningVercel = Running<FakeVercel>;
 
 impl RunningVercel {
     /// Stands in for `https://api.vercel.com` (no trailing slash).
@@ -200,34 +201,27 @@ impl FakeVercel {
     /// Accepts only `Authorization: Bearer <token>`.
     pub async fn start(token: &str) -> std::io::Result<RunningVercel> {
         let fake = FakeVercel {
-            store: Arc::new(Mutex::new(Store {
-                api_url: String::new(),
+            kit: Kit::new(Store {
                 projects: Vec::new(),
-                throttle_next: 0,
-                retry_after: 0,
                 fail_once: HashMap::new(),
                 page_size: 100,
-                seen: Vec::new(),
                 clock: 0,
-            })),
+            }),
             token: Arc::from(token),
         };
         // One fallback handler routes by hand so that unknown paths, wrong methods and
         // oversized bodies still get Vercel's error shape, rate-limit headers and a `seen` entry.
-        let router = Router::new().fallback(handle).with_state(fake.clone());
-        let server = serve(router).await?;
-        fake.lock().api_url = server.base_url();
-        Ok(RunningVercel { fake, server })
+        kit::start(fake, Router::new().fallback(handle)).await
     }
 
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, kit::Inner<Store, Seen>> {
+        self.kit.lock()
     }
 
     /// A project owned by a team (`(team id, team slug)`) or a personal account; returns its id.
     pub fn add_project(&self, name: &str, team: Option<(&str, &str)>) -> String {
         let id = format!("prj_{}", random_alnum(28));
-        self.lock().projects.push(Project {
+        self.lock().state.projects.push(Project {
             id: id.clone(),
             name: name.to_owned(),
             team: team.map(|(id, slug)| (id.to_owned(), slug.to_owned())),
@@ -241,7 +235,8 @@ impl FakeVercel {
 
     /// Adds a custom environment to a project (id or name); returns its id.
     pub fn add_custom_environment(&self, project: &str, slug: &str) -> String {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let at = store.tick();
         let index = store.project_index(project);
         let id = format!("env_{}", random_alnum(24));
@@ -256,7 +251,8 @@ impl FakeVercel {
     /// Inserts a variable as if created elsewhere (no validation: the dashboard and
     /// integrations write things the API would refuse, e.g. `system`); returns its id.
     pub fn seed_env(&self, project: &str, seed: EnvSeed) -> String {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let at = store.tick();
         let index = store.project_index(project);
         let id = random_alnum(16);
@@ -284,7 +280,8 @@ impl FakeVercel {
 
     /// Every stored record of a project, plaintext values included, oldest first.
     pub fn envs(&self, project: &str) -> Vec<StoredEnv> {
-        let store = self.lock();
+        let guard = self.lock();
+        let store = &guard.state;
         let index = store.project_index(project);
         store.projects[index]
             .envs
@@ -295,7 +292,8 @@ impl FakeVercel {
 
     /// A person edits a variable's value in the dashboard.
     pub fn edit_by_hand(&self, project: &str, env_id: &str, value: &str) {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let at = store.tick();
         let index = store.project_index(project);
         let record = store.projects[index]
@@ -311,7 +309,8 @@ impl FakeVercel {
 
     /// A person deletes a variable in the dashboard.
     pub fn delete_by_hand(&self, project: &str, env_id: &str) {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let index = store.project_index(project);
         let envs = &mut store.projects[index].envs;
         let before = envs.len();
@@ -322,27 +321,27 @@ impl FakeVercel {
     /// The next `n` writes (POST/PATCH/DELETE under `/v*/projects`) get 429 with
     /// `Retry-After: retry_after_secs` and change nothing.
     pub fn throttle_next_writes(&self, n: u32, retry_after_secs: u64) {
-        let mut store = self.lock();
-        store.throttle_next = n;
-        store.retry_after = retry_after_secs;
+        self.lock().faults.throttle_next(n, retry_after_secs);
     }
 
     /// The next create element with this key lands in `failed` with this code instead of being
     /// written (the rest of its batch is written). Armed until such an element arrives.
     pub fn fail_key_once(&self, key: &str, code: &str) {
         self.lock()
+            .state
             .fail_once
             .insert(key.to_owned(), code.to_owned());
     }
 
     /// Page size of the list endpoint (default 100).
     pub fn set_page_size(&self, n: usize) {
-        self.lock().page_size = n.max(1);
+        self.lock().state.page_size = n.max(1);
     }
 
     /// Registers a deploy hook; returns its URL.
     pub fn add_deploy_hook(&self, project: &str) -> String {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let index = store.project_index(project);
         let hook = random_alnum(10);
         let project = &mut store.projects[index];
@@ -350,23 +349,23 @@ impl FakeVercel {
         let project_id = project.id.clone();
         format!(
             "{}/v1/integrations/deploy/{project_id}/{hook}",
-            store.api_url
+            guard.base_url
         )
     }
 
     /// How many times the project's deploy hooks were triggered.
     pub fn deployments(&self, project: &str) -> usize {
-        let store = self.lock();
+        let store = &self.lock().state;
         store.projects[store.project_index(project)].deployments
     }
 
     /// Every request seen, in order.
     pub fn seen(&self) -> Vec<Seen> {
-        self.lock().seen.clone()
+        self.kit.seen()
     }
 
     pub fn clear_seen(&self) {
-        self.lock().seen.clear();
+        self.kit.clear_seen();
     }
 
     /// The `seen` entries that were writes (POST/PATCH/DELETE) to project routes.
@@ -383,10 +382,17 @@ async fn handle(State(fake): State<FakeVercel>, request: Request) -> Response {
     let body = axum::body::to_bytes(body, MAX_BODY).await;
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();
-    let mut store = fake.lock();
+    let mut guard = fake.lock();
+    let kit::Inner {
+        state,
+        faults,
+        seen,
+        ..
+    } = &mut *guard;
     let (response, items) = match body {
         Ok(body) => respond(
-            &mut store,
+            state,
+            faults,
             &fake.token,
             &parts.method,
             &parts.uri,
@@ -402,7 +408,7 @@ async fn handle(State(fake): State<FakeVercel>, request: Request) -> Response {
             0,
         ),
     };
-    store.seen.push(Seen {
+    seen.push(Seen {
         method: parts.method.to_string(),
         path,
         query,
@@ -496,6 +502,7 @@ fn is_project_write(method: &str, path: &str) -> bool {
 /// Answers one request; also returns the element count of a create body for `seen`.
 fn respond(
     store: &mut Store,
+    faults: &mut kit::Faults,
     token: &str,
     method: &Method,
     uri: &Uri,
@@ -534,9 +541,10 @@ fn respond(
     }
     // Limits are per token and endpoint, so they apply once the caller is known, before any
     // lookup: a throttled call changes nothing.
-    if store.throttle_next > 0 && is_project_write(method.as_str(), uri.path()) {
-        store.throttle_next -= 1;
-        return (rate_limited(store.retry_after), items);
+    if is_project_write(method.as_str(), uri.path())
+        && let Some(retry_after) = faults.take_throttle()
+    {
+        return (rate_limited(retry_after), items);
     }
     let query: HashMap<String, String> = Query::try_from_uri(uri)
         .map(|Query(q)| q)
@@ -1326,51 +1334,27 @@ fn rate_limited(retry_after: u64) -> Response {
         "message": "Rate limit exceeded",
         "limit": {"remaining": 0, "reset": reset, "resetMs": reset_ms, "total": RATE_LIMIT},
     }});
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert("retry-after", HeaderValue::from(retry_after));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
-    response
+    let response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    let response = kit::with_retry_after(response, retry_after);
+    kit::exhausted(response, HeaderValue::from(reset))
 }
 
 /// Vercel's counters are undocumented: the fake never runs out on its own, it reports one
 /// request used of the window, resetting in a minute (a 429 sets its own values first).
-fn with_rate_headers(mut response: Response) -> Response {
+fn with_rate_headers(response: Response) -> Response {
     let reset = now_ms() / 1000 + 60;
-    let headers = response.headers_mut();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
-    headers
-        .entry("x-ratelimit-remaining")
-        .or_insert(HeaderValue::from(RATE_LIMIT - 1));
-    headers
-        .entry("x-ratelimit-reset")
-        .or_insert(HeaderValue::from(reset));
-    response
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(n + 16);
-    while bytes.len() < n {
-        bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    }
-    bytes.truncate(n);
-    bytes
+    kit::with_rate_headers(
+        response,
+        RATE_LIMIT,
+        &[
+            ("x-ratelimit-remaining", HeaderValue::from(RATE_LIMIT - 1)),
+            ("x-ratelimit-reset", HeaderValue::from(reset)),
+        ],
+    )
 }
 
 fn random_alnum(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    random_bytes(len)
-        .into_iter()
-        .map(|b| ALPHABET[b as usize % ALPHABET.len()] as char)
-        .collect()
+    kit::random_text(kit::ALPHANUMERIC, len)
 }
 
 /// Looks like what Vercel returns for an encrypted value: base64 of random bytes as long as an
