@@ -3,6 +3,7 @@
 //! --check`, and `plan` against moto (no change, then each kind of change, with
 //! `terraform plan -detailed-exitcode` exit codes).
 
+use keyward_integration::support::secret_tag;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -311,12 +312,7 @@ async fn plan_against_moto_exits_like_terraform_plan_detailed_exitcode() {
         .unwrap();
     sm.tag_resource()
         .secret_id(arn("payments/stripe-api-key"))
-        .tags(
-            aws_sdk_secretsmanager::types::Tag::builder()
-                .key("keyward:owner")
-                .value("team-web")
-                .build(),
-        )
+        .tags(secret_tag("keyward:owner", "team-web"))
         .send()
         .await
         .unwrap();

@@ -4,8 +4,8 @@
 
 use keyward_integration::fakes::github::{self, FakeGithub, PullSeed, RunningGithub};
 use keyward_integration::fakes::jira::{self, FakeJira, RunningJira};
+use keyward_integration::support::Reply;
 use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 const GH_TOKEN: &str = "ghs_test_token";
@@ -14,20 +14,14 @@ const REPO: &str = "infra";
 const JIRA_EMAIL: &str = "bot@acme.test";
 const JIRA_TOKEN: &str = "jira-api-token";
 
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
+/// What the GitHub tests read from a reply.
+trait GithubReply {
+    fn links(&self) -> Vec<(String, String)>;
+    fn link(&self, rel: &str) -> Option<String>;
+    fn numbers(&self) -> Vec<u64>;
 }
 
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
+impl GithubReply for Reply {
     /// The `rel="…"` targets of a GitHub `Link` header.
     fn links(&self) -> Vec<(String, String)> {
         let link = self.header("link");
@@ -57,19 +51,6 @@ impl Reply {
             .iter()
             .map(|i| i["number"].as_u64().expect("number"))
             .collect()
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Reply {
-    let response = request.send().await.expect("request reaches the fake");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
     }
 }
 
@@ -110,7 +91,7 @@ impl Gh {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        send(request).await
+        Reply::send(request).await
     }
 
     async fn create(&self, title: &str, labels: &[&str]) -> Reply {
@@ -152,7 +133,7 @@ async fn github_refuses_bad_credentials_and_always_sends_rate_headers() {
         (gh.http.get(&url).bearer_auth(GH_TOKEN), 200),
     ];
     for (request, status) in cases {
-        let reply = send(request).await;
+        let reply = Reply::send(request).await;
         assert_eq!(reply.status, status);
         if status == 401 {
             assert_eq!(
@@ -271,7 +252,7 @@ async fn github_issues_are_created_listed_and_filtered_with_pull_requests_among_
             json!([{"resource": "Issue", "code": "missing_field", "field": "title"}])
         );
     }
-    let not_json = send(
+    let not_json = Reply::send(
         gh.http
             .post(gh.url("/issues"))
             .bearer_auth(GH_TOKEN)
@@ -618,7 +599,7 @@ impl Jr {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        send(request).await
+        Reply::send(request).await
     }
 
     async fn create(&self, project: &str, summary: &str, labels: &[&str]) -> Reply {
@@ -686,7 +667,7 @@ async fn jira_refuses_bad_credentials() {
         ),
     ];
     for (request, status) in cases {
-        let reply = send(request).await;
+        let reply = Reply::send(request).await;
         assert_eq!(reply.status, status);
         assert!(!reply.header("x-ratelimit-limit").is_empty());
         if status == 401 {

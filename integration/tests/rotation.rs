@@ -32,10 +32,7 @@ use serde_json::{Value, json};
 type Sm = aws_sdk_secretsmanager::Client;
 
 fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
+    format!("{prefix}-{}", keyward_integration::support::unique())
 }
 
 fn token() -> String {

@@ -2,6 +2,7 @@
 //! Vercel API over HTTP, the production adapters in between. Each test owns an org prefix, so
 //! tests share one moto server without seeing each other's secrets.
 
+use keyward_integration::support::unique;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client as Sm;
@@ -33,10 +34,6 @@ struct World<Q> {
     sm: Sm,
     prefix: String,
     syncer: TestSyncer<Q>,
-}
-
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
 }
 
 async fn world() -> World<InMemoryRedeployQueue> {

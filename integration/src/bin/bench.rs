@@ -969,15 +969,7 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
         ),
         ("secrets.yaml", secrets_yaml),
     ];
-    for (name, text) in &files {
-        moto.s3()
-            .put_object()
-            .bucket(&bucket)
-            .key(format!("manifest/{name}"))
-            .body(text.as_bytes().to_vec().into())
-            .send()
-            .await?;
-    }
+    moto.put_manifest(&bucket, &files).await?;
     let account = AwsAccount {
         secrets: aws_sdk_secretsmanager::Client::new(&moto.sdk_config()),
         s3: moto.s3(),

@@ -1043,7 +1043,7 @@ fn label_json(store: &Store, repo: &Repo, name: &str) -> Value {
             "{}/repos/{}/labels/{}",
             store.api_url,
             repo.slug(),
-            percent_encode(name)
+            crate::support::percent_encode(name)
         ),
         "name": name,
         "color": label.map_or(DEFAULT_LABEL_COLOR, |l| l.color.as_str()),
@@ -1272,15 +1272,4 @@ fn node_id(prefix: &str, id: u64) -> String {
 
 fn random_sha() -> String {
     hex::encode(kit::random_bytes(20))
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

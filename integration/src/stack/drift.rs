@@ -61,6 +61,7 @@ impl Drift {
 
 /// The manifest's YAML files under `manifest/` in the bucket, as CI writes them.
 async fn upload_manifest(moto: &MotoServer, manifest: &Path, bucket: &str) -> Result<()> {
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(manifest)? {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
@@ -69,18 +70,10 @@ async fn upload_manifest(moto: &MotoServer, manifest: &Path, bucket: &str) -> Re
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        moto.s3()
-            .put_object()
-            .bucket(bucket)
-            .key(format!("manifest/{name}"))
-            .body(std::fs::read(&path)?.into())
-            .send()
-            .await
-            .with_context(|| format!("upload manifest/{name}"))?;
+            .unwrap_or_default();
+        files.push((name.to_owned(), std::fs::read_to_string(&path)?));
     }
-    Ok(())
+    moto.put_manifest(bucket, &files).await
 }
 
 impl Part for Drift {
