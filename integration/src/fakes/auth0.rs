@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::kit::{self, Fake, Kit, Running};
+use super::kit::{self, Kit, Running};
 
 pub use super::kit::Seen;
 
@@ -62,14 +62,6 @@ pub struct FakeAuth0 {
     kit: Kit<Tenant>,
 }
 
-impl Fake for FakeAuth0 {
-    type State = Tenant;
-    type Entry = Seen;
-    fn kit(&self) -> &Kit<Tenant> {
-        &self.kit
-    }
-}
-
 pub type RunningAuth0 = Running<FakeAuth0>;
 
 impl RunningAuth0 {
@@ -91,7 +83,8 @@ impl FakeAuth0 {
         let routes = Router::new()
             .route("/oauth/token", post(token))
             .route("/api/v2/clients/{id}/rotate-secret", post(rotate_secret));
-        kit::start(fake, routes).await
+        let kit = fake.kit.clone();
+        kit::start(fake, &kit, routes).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, kit::Inner<Tenant>> {

@@ -59,7 +59,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
-use super::kit::{self, Fake, Kit, Running};
+use super::kit::{self, Kit, Running};
 
 pub use super::kit::Seen;
 
@@ -279,18 +279,6 @@ pub struct FakeGithub {
     token: Arc<str>,
 }
 
-impl Fake for FakeGithub {
-    type State = Store;
-    type Entry = Seen;
-    fn kit(&self) -> &Kit<Store> {
-        &self.kit
-    }
-
-    fn served(store: &mut Store, base_url: &str) {
-        store.api_url = base_url.to_owned();
-    }
-}
-
 pub type RunningGithub = Running<FakeGithub>;
 
 impl RunningGithub {
@@ -319,7 +307,10 @@ impl FakeGithub {
         };
         // One fallback handler routes by hand so that unknown paths and methods still get
         // GitHub's error shape, the rate-limit headers and a `seen` entry.
-        kit::start(fake, Router::new().fallback(handle)).await
+        let kit = fake.kit.clone();
+        let running = kit::start(fake, &kit, Router::new().fallback(handle)).await?;
+        kit.lock().state.api_url = running.server.base_url();
+        Ok(running)
     }
 
     fn lock(&self) -> MutexGuard<'_, kit::Inner<Store>> {

@@ -63,7 +63,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::kit::{self, Fake, Kit, Running};
+use super::kit::{self, Kit, Running};
 
 pub use super::kit::Seen;
 
@@ -277,18 +277,6 @@ pub struct FakeJira {
     expected_auth: Arc<str>,
 }
 
-impl Fake for FakeJira {
-    type State = Store;
-    type Entry = Seen;
-    fn kit(&self) -> &Kit<Store> {
-        &self.kit
-    }
-
-    fn served(store: &mut Store, base_url: &str) {
-        store.base_url = base_url.to_owned();
-    }
-}
-
 pub type RunningJira = Running<FakeJira>;
 
 impl RunningJira {
@@ -317,7 +305,10 @@ impl FakeJira {
         };
         // One fallback handler routes by hand so that unknown paths and wrong methods still get
         // a `seen` entry and the rate-limit headers.
-        kit::start(fake, Router::new().fallback(handle)).await
+        let kit = fake.kit.clone();
+        let running = kit::start(fake, &kit, Router::new().fallback(handle)).await?;
+        kit.lock().state.base_url = running.server.base_url();
+        Ok(running)
     }
 
     fn lock(&self) -> MutexGuard<'_, kit::Inner<Store>> {

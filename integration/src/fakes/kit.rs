@@ -133,31 +133,24 @@ impl<S, E: Clone> Kit<S, E> {
     }
 }
 
-/// A fake: a cheap handle (clone it into handlers) onto its [`Kit`].
-pub trait Fake: Clone + Send + Sync + 'static {
-    type State: Send + 'static;
-    type Entry: Clone + Send + 'static;
-    fn kit(&self) -> &Kit<Self::State, Self::Entry>;
-
-    /// Called once the fake is served, for state that renders its own URLs.
-    fn served(_state: &mut Self::State, _base_url: &str) {}
-}
-
 /// A running fake: the handle tests drive it with, and the server (stopped on drop).
 pub struct Running<F> {
     pub fake: F,
     pub server: FakeServer,
 }
 
-/// Serves `routes` with `fake` as their state on a free loopback port, and tells the fake its
-/// base URL (fakes put it in the links and `self` URLs they answer with).
-pub async fn start<F: Fake>(fake: F, routes: axum::Router<F>) -> std::io::Result<Running<F>> {
+/// Serves `routes` with `fake` (a cheap handle onto `kit`) as their state on a free loopback
+/// port, and records the base URL in the kit.
+pub async fn start<F, S, E: Clone>(
+    fake: F,
+    kit: &Kit<S, E>,
+    routes: axum::Router<F>,
+) -> std::io::Result<Running<F>>
+where
+    F: Clone + Send + Sync + 'static,
+{
     let server = serve(routes.with_state(fake.clone())).await?;
-    let base_url = server.base_url();
-    let mut inner = fake.kit().lock();
-    F::served(&mut inner.state, &base_url);
-    inner.base_url = base_url;
-    drop(inner);
+    kit.lock().base_url = server.base_url();
     Ok(Running { fake, server })
 }
 

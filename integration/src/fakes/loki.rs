@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::Value;
 
-use super::kit::{self, Fake, Kit, Running};
+use super::kit::{self, Kit, Running};
 
 const MAX_LABELS: usize = 15;
 const MAX_LINE: usize = 256 * 1024;
@@ -50,14 +50,6 @@ pub struct FakeLoki {
     require_tenant: bool,
 }
 
-impl Fake for FakeLoki {
-    type State = Store;
-    type Entry = kit::Seen;
-    fn kit(&self) -> &Kit<Store> {
-        &self.kit
-    }
-}
-
 pub type RunningLoki = Running<FakeLoki>;
 
 impl RunningLoki {
@@ -73,7 +65,8 @@ impl FakeLoki {
             require_tenant,
         };
         let routes = Router::new().route("/loki/api/v1/push", post(push));
-        kit::start(fake, routes).await
+        let kit = fake.kit.clone();
+        kit::start(fake, &kit, routes).await
     }
 
     pub fn entries(&self) -> Vec<Entry> {

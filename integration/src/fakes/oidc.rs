@@ -19,7 +19,7 @@ use axum::routing::get;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::kit::{self, Fake, Kit, Running};
+use super::kit::{self, Kit, Running};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -59,14 +59,6 @@ pub struct FakeIssuer {
     kit: Kit<Keys>,
 }
 
-impl Fake for FakeIssuer {
-    type State = Keys;
-    type Entry = kit::Seen;
-    fn kit(&self) -> &Kit<Keys> {
-        &self.kit
-    }
-}
-
 pub type RunningIssuer = Running<FakeIssuer>;
 
 impl RunningIssuer {
@@ -89,7 +81,8 @@ impl FakeIssuer {
         let routes = Router::new()
             .route("/.well-known/openid-configuration", get(configuration))
             .route("/.well-known/jwks", get(jwks));
-        kit::start(fake, routes).await
+        let kit = fake.kit.clone();
+        kit::start(fake, &kit, routes).await
     }
 
     /// Adds a new key and signs with it from now on; returns its `kid`.

@@ -50,7 +50,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use super::kit::{self, Fake, Kit, Running, now_ms, random_bytes};
+use super::kit::{self, Kit, Running, now_ms, random_bytes};
 
 /// The user the API token belongs to: `createdBy`/`updatedBy` of everything written over HTTP.
 pub const TOKEN_USER: &str = "user_keyward";
@@ -180,14 +180,6 @@ pub struct FakeVercel {
     token: Arc<str>,
 }
 
-impl Fake for FakeVercel {
-    type State = Store;
-    type Entry = Seen;
-    fn kit(&self) -> &Kit<Store, Seen> {
-        &self.kit
-    }
-}
-
 pub type RunningVercel = Running<FakeVercel>;
 
 impl RunningVercel {
@@ -211,7 +203,8 @@ impl FakeVercel {
         };
         // One fallback handler routes by hand so that unknown paths, wrong methods and
         // oversized bodies still get Vercel's error shape, rate-limit headers and a `seen` entry.
-        kit::start(fake, Router::new().fallback(handle)).await
+        let kit = fake.kit.clone();
+        kit::start(fake, &kit, Router::new().fallback(handle)).await
     }
 
     fn lock(&self) -> MutexGuard<'_, kit::Inner<Store, Seen>> {

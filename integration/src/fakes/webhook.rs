@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::Value;
 
-use super::kit::{self, Fake, Kit, Running};
+use super::kit::{self, Kit, Running};
 
 /// The messages received.
 type Inbox = Vec<Value>;
@@ -17,14 +17,6 @@ type Inbox = Vec<Value>;
 #[derive(Clone)]
 pub struct FakeWebhook {
     kit: Kit<Inbox>,
-}
-
-impl Fake for FakeWebhook {
-    type State = Inbox;
-    type Entry = kit::Seen;
-    fn kit(&self) -> &Kit<Inbox> {
-        &self.kit
-    }
 }
 
 pub type RunningWebhook = Running<FakeWebhook>;
@@ -43,7 +35,8 @@ impl FakeWebhook {
             kit: Kit::new(Vec::new()),
         };
         let routes = Router::new().route("/services/{team}/{channel}/{token}", post(receive));
-        kit::start(fake, routes).await
+        let kit = fake.kit.clone();
+        kit::start(fake, &kit, routes).await
     }
 
     pub fn messages(&self) -> Vec<Value> {
