@@ -527,36 +527,23 @@ fn push_item(
 }
 
 async fn handle(State(fake): State<FakeGithub>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
     // An oversized body reads as empty, which then fails JSON parsing like GitHub's 400.
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .unwrap_or_default();
-    let mut guard = fake.lock();
-    let kit::Inner {
-        state: store,
-        faults,
-        seen,
-        ..
-    } = &mut *guard;
-    let now = Utc::now().timestamp();
-    if now >= store.window_reset {
-        store.window_reset = now + 3600;
-        store.used = 0;
-    }
-    let authorized = authorized(&parts.headers, &fake.token);
-    let response = if authorized {
-        store.used = (store.used + 1).min(RATE_LIMIT);
-        respond(store, faults, &parts.method, &parts.uri, &body)
-    } else {
-        error(StatusCode::UNAUTHORIZED, "Bad credentials", DOCS)
-    };
-    seen.push(Seen::new(
-        &parts.method,
-        &parts.uri,
-        response.status().as_u16(),
-    ));
-    with_rate_headers(store, response)
+    let (parts, body) = kit::read(request, MAX_BODY).await;
+    let body = body.unwrap_or_default();
+    fake.kit.answer(&parts, |store, faults| {
+        let now = Utc::now().timestamp();
+        if now >= store.window_reset {
+            store.window_reset = now + 3600;
+            store.used = 0;
+        }
+        let response = if authorized(&parts.headers, &fake.token) {
+            store.used = (store.used + 1).min(RATE_LIMIT);
+            respond(store, faults, &parts.method, &parts.uri, &body)
+        } else {
+            error(StatusCode::UNAUTHORIZED, "Bad credentials", DOCS)
+        };
+        with_rate_headers(store, response)
+    })
 }
 
 /// `Bearer <token>` or the older `token <token>`; GitHub treats the scheme case-insensitively.

@@ -405,26 +405,18 @@ fn move_to(issue: &mut Issue, target: usize) {
 }
 
 async fn handle(State(fake): State<FakeJira>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
     // An oversized body reads as empty, which then fails as an invalid payload.
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .unwrap_or_default();
-    let mut guard = fake.lock();
-    let kit::Inner {
-        state: store,
-        faults,
-        seen,
-        ..
-    } = &mut *guard;
+    let (parts, body) = kit::read(request, MAX_BODY).await;
+    let body = body.unwrap_or_default();
     let authorized = parts
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == &*fake.expected_auth);
-    let response = if authorized {
-        respond(store, faults, &parts.method, &parts.uri, &body)
-    } else {
+    let response = fake.kit.answer(&parts, |store, faults| {
+        if authorized {
+            return respond(store, faults, &parts.method, &parts.uri, &body);
+        }
         let mut response = errors(
             StatusCode::UNAUTHORIZED,
             &["You are not authenticated. Authentication required to perform this operation."],
@@ -435,12 +427,7 @@ async fn handle(State(fake): State<FakeJira>, request: Request) -> Response {
             HeaderValue::from_static("AUTHENTICATED_FAILED"),
         );
         response
-    };
-    seen.push(Seen::new(
-        &parts.method,
-        &parts.uri,
-        response.status().as_u16(),
-    ));
+    });
     with_rate_headers(response)
 }
 

@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use axum::extract::Request;
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, Uri};
 use axum::response::Response;
 
@@ -102,6 +104,31 @@ impl<S, E> Clone for Kit<S, E> {
     }
 }
 
+impl<S> Kit<S> {
+    /// Answers a request under the lock and logs it with the answer's status: what a fake that
+    /// routes by hand does for every request, whatever the answer.
+    pub fn answer(
+        &self,
+        parts: &Parts,
+        respond: impl FnOnce(&mut S, &mut Faults) -> Response,
+    ) -> Response {
+        let mut inner = self.lock();
+        let Inner {
+            state,
+            faults,
+            seen,
+            ..
+        } = &mut *inner;
+        let response = respond(state, faults);
+        seen.push(Seen::new(
+            &parts.method,
+            &parts.uri,
+            response.status().as_u16(),
+        ));
+        response
+    }
+}
+
 impl<S, E: Clone> Kit<S, E> {
     pub fn new(state: S) -> Self {
         Self {
@@ -152,6 +179,12 @@ where
     let server = serve(routes.with_state(fake.clone())).await?;
     kit.lock().base_url = server.base_url();
     Ok(Running { fake, server })
+}
+
+/// A request's head, and its body unless it is over `max_body` bytes.
+pub async fn read(request: Request, max_body: usize) -> (Parts, Option<axum::body::Bytes>) {
+    let (parts, body) = request.into_parts();
+    (parts, axum::body::to_bytes(body, max_body).await.ok())
 }
 
 /// The rate-limit headers a provider puts on every answer: `x-ratelimit-limit`, and each of

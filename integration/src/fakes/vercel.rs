@@ -371,10 +371,7 @@ impl FakeVercel {
 }
 
 async fn handle(State(fake): State<FakeVercel>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY).await;
-    let path = parts.uri.path().to_owned();
-    let query = parts.uri.query().unwrap_or("").to_owned();
+    let (parts, body) = kit::read(request, MAX_BODY).await;
     let mut guard = fake.lock();
     let kit::Inner {
         state,
@@ -383,7 +380,7 @@ async fn handle(State(fake): State<FakeVercel>, request: Request) -> Response {
         ..
     } = &mut *guard;
     let (response, items) = match body {
-        Ok(body) => respond(
+        Some(body) => respond(
             state,
             faults,
             &fake.token,
@@ -392,7 +389,7 @@ async fn handle(State(fake): State<FakeVercel>, request: Request) -> Response {
             &parts.headers,
             &body,
         ),
-        Err(_) => (
+        None => (
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "bad_request",
@@ -401,11 +398,18 @@ async fn handle(State(fake): State<FakeVercel>, request: Request) -> Response {
             0,
         ),
     };
-    seen.push(Seen {
-        method: parts.method.to_string(),
+    let status = response.status().as_u16();
+    let kit::Seen {
+        method,
         path,
         query,
-        status: response.status().as_u16(),
+        status,
+    } = kit::Seen::new(&parts.method, &parts.uri, status);
+    seen.push(Seen {
+        method,
+        path,
+        query,
+        status,
         items,
     });
     with_rate_headers(response)
