@@ -516,10 +516,15 @@ fn respond(
         (Route::CreateEnv(_), Some(_)) => 1,
         _ => 0,
     };
-    // The deploy hook URL is itself the credential.
-    if let Route::DeployHook(project_id, hook) = route {
-        return (deploy(store, project_id, hook), 0);
-    }
+    let project = match route {
+        // The deploy hook URL is itself the credential.
+        Route::DeployHook(project_id, hook) => return (deploy(store, project_id, hook), 0),
+        Route::ListEnv(p)
+        | Route::CreateEnv(p)
+        | Route::EditEnv(p, _)
+        | Route::DeleteEnv(p, _)
+        | Route::CustomEnvs(p) => p,
+    };
     let authorized = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -543,39 +548,37 @@ fn respond(
     {
         return (rate_limited(retry_after), items);
     }
+    (project_call(store, uri, route, project, parsed), items)
+}
+
+/// An authenticated call on one of a project's routes: the project looked up in the call's
+/// scope, the body checked, the route answered.
+fn project_call(
+    store: &mut Store,
+    uri: &Uri,
+    route: Route<'_>,
+    project: &str,
+    parsed: Option<Value>,
+) -> Response {
     let query: HashMap<String, String> = Query::try_from_uri(uri)
         .map(|Query(q)| q)
         .unwrap_or_default();
-    let project = match &route {
-        Route::ListEnv(p)
-        | Route::CreateEnv(p)
-        | Route::EditEnv(p, _)
-        | Route::DeleteEnv(p, _)
-        | Route::CustomEnvs(p) => *p,
-        Route::DeployHook(..) => unreachable!("answered above"),
-    };
     let Some(index) = find_project(store, project, &query) else {
-        return (
-            error(StatusCode::NOT_FOUND, "not_found", "Project not found"),
-            items,
-        );
+        return error(StatusCode::NOT_FOUND, "not_found", "Project not found");
     };
     let needs_body = matches!(route, Route::CreateEnv(_) | Route::EditEnv(..));
     let body = match parsed {
         Some(body) => body,
         None if needs_body => {
-            return (
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Invalid request body: expected JSON",
-                ),
-                items,
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Invalid request body: expected JSON",
             );
         }
         None => Value::Null,
     };
-    let response = match route {
+    match route {
         Route::ListEnv(_) => list(store, index, &query),
         Route::CreateEnv(_) => {
             let upsert = query.get("upsert").is_some_and(|v| v == "true");
@@ -584,9 +587,8 @@ fn respond(
         Route::EditEnv(_, id) => edit(store, index, id, &body),
         Route::DeleteEnv(_, id) => delete(store, index, id),
         Route::CustomEnvs(_) => custom_environments(&store.projects[index]),
-        Route::DeployHook(..) => unreachable!("answered above"),
-    };
-    (response, items)
+        Route::DeployHook(..) => unreachable!("answered by respond"),
+    }
 }
 
 /// Looks the project up inside the scope the call names: `teamId` wins over `slug`, an empty
