@@ -1076,37 +1076,7 @@ fn create_one(
     }
     let candidate = Candidate::from_json(element)?;
     candidate.validate(&store.projects[index], true)?;
-    let clashes = conflicting(&store.projects[index], &candidate, None);
-    let in_place = match clashes.as_slice() {
-        [] => None,
-        [existing] if upsert => {
-            let env = &existing.env;
-            if env.configuration_id.is_some() || env.r#type == "system" {
-                return Err(conflict_failure(
-                    &candidate,
-                    existing,
-                    ", managed by an integration",
-                ));
-            }
-            if !same_set(&env.target, &candidate.target)
-                || !same_set(
-                    &env.custom_environment_ids,
-                    &candidate.custom_environment_ids,
-                )
-            {
-                return Err(conflict_failure(
-                    &candidate,
-                    existing,
-                    ", with different targets",
-                ));
-            }
-            if is_sensitive(&env.r#type) != is_sensitive(&candidate.r#type) {
-                return Err(type_change_failure(&env.r#type, &candidate.r#type).about(&candidate));
-            }
-            Some(env.id.clone())
-        }
-        [existing, ..] => return Err(conflict_failure(&candidate, existing, "")),
-    };
+    let in_place = upsert_target(&store.projects[index], &candidate, upsert)?;
     let at = store.tick();
     let envs = &mut store.projects[index].envs;
     let record = match in_place {
@@ -1147,6 +1117,46 @@ fn create_one(
         }
     };
     Ok(env_json(record))
+}
+
+/// Which record a create writes over: none (a new record), or with `upsert` the one record it
+/// restates exactly; anything else is a conflict.
+fn upsert_target(
+    project: &Project,
+    candidate: &Candidate,
+    upsert: bool,
+) -> Result<Option<String>, Failure> {
+    let clashes = conflicting(project, candidate, None);
+    Ok(match clashes.as_slice() {
+        [] => None,
+        [existing] if upsert => {
+            let env = &existing.env;
+            if env.configuration_id.is_some() || env.r#type == "system" {
+                return Err(conflict_failure(
+                    candidate,
+                    existing,
+                    ", managed by an integration",
+                ));
+            }
+            if !same_set(&env.target, &candidate.target)
+                || !same_set(
+                    &env.custom_environment_ids,
+                    &candidate.custom_environment_ids,
+                )
+            {
+                return Err(conflict_failure(
+                    candidate,
+                    existing,
+                    ", with different targets",
+                ));
+            }
+            if is_sensitive(&env.r#type) != is_sensitive(&candidate.r#type) {
+                return Err(type_change_failure(&env.r#type, &candidate.r#type).about(candidate));
+            }
+            Some(env.id.clone())
+        }
+        [existing, ..] => return Err(conflict_failure(candidate, existing, "")),
+    })
 }
 
 fn edit(store: &mut Store, index: usize, id: &str, body: &Value) -> Response {
