@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 
 use keyward_shared::adapters::aws::tags_to_sdk;
-use keyward_shared::governance::RotationStrategy;
-use keyward_shared::manifest::Manifest;
+use keyward_shared::governance::{Governance, RotationStrategy};
+use keyward_shared::manifest::{DeclaredSecret, Enums, Manifest, Origin};
+use keyward_shared::naming::{SecretName, Segment, SegmentKind};
+use keyward_shared::ports::{ManifestReadError, ManifestSource};
 
 use crate::moto::MotoServer;
 
@@ -140,4 +142,83 @@ pub async fn seed(
         out.insert(name, (arn, created.version_id.unwrap_or_default()));
     }
     Ok(out)
+}
+
+/// A manifest a test declares secret by secret, as a reviewed manifest would, and reads back
+/// through the [`ManifestSource`] port: what vercel-sync (and the other readers of declared
+/// governance) see.
+#[derive(Clone, Default)]
+pub struct LiveManifest {
+    declared: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Governance>>>,
+}
+
+impl LiveManifest {
+    /// Declares (or re-declares) `name` with `governance`.
+    pub fn declare(&self, name: &str, governance: Governance) {
+        self.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), governance);
+    }
+
+    /// Declares `name` with the governance its tags carry (as CI applies a declaration).
+    pub fn declare_tags(&self, name: &str, tags: &[keyward_shared::tags::Tag]) {
+        if let Ok(Some(governance)) = keyward_shared::tags::decode(tags) {
+            self.declare(name, governance);
+        }
+    }
+
+    pub fn undeclare(&self, name: &str) {
+        self.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    /// The manifest as of now: every declared secret (all of one org).
+    pub fn snapshot(&self) -> Result<Manifest, ManifestReadError> {
+        let declared = self.declared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut secrets = Vec::new();
+        let mut environments = std::collections::BTreeSet::new();
+        let mut org = None;
+        for (name, governance) in declared.iter() {
+            let name: SecretName = name
+                .parse()
+                .map_err(|e| ManifestReadError(format!("{name}: {e}")))?;
+            org.get_or_insert_with(|| name.org().clone());
+            environments.insert(name.env().clone());
+            secrets.push(DeclaredSecret {
+                name,
+                description: None,
+                governance: governance.clone(),
+                kubernetes: None,
+                origin: Origin {
+                    file: "declared-by-test.yaml".into(),
+                    path: String::new(),
+                },
+            });
+        }
+        secrets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Manifest {
+            org: match org {
+                Some(org) => org,
+                None => Segment::parse(SegmentKind::Org, "empty")
+                    .map_err(|e| ManifestReadError(e.to_string()))?,
+            },
+            environments: environments.into_iter().collect(),
+            enums: Enums {
+                secret_types: BTreeMap::new(),
+                domains: Default::default(),
+                owners: Default::default(),
+                rotation: RotationStrategy::ALL.to_vec(),
+            },
+            secrets,
+        })
+    }
+}
+
+impl ManifestSource for LiveManifest {
+    async fn manifest(&self) -> Result<Manifest, ManifestReadError> {
+        self.snapshot()
+    }
 }

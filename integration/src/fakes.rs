@@ -2,11 +2,13 @@
 //! fields, status codes, error bodies, rate-limit headers) and served on loopback.
 //!
 //! Each later function adds its own here (Vercel, Auth0, Loki, GitHub, Jira, the GitHub OIDC
-//! issuer). [`serve`] is the shared way to run one on a free port.
+//! issuer), built on [`kit`]: the state, request log, fault switches and server every fake
+//! shares.
 
 pub mod auth0;
 pub mod github;
 pub mod jira;
+pub mod kit;
 pub mod loki;
 pub mod oidc;
 pub mod vercel;

@@ -8,7 +8,8 @@
 //! - [`tls`]: throwaway certificate authorities for TLS tests;
 //! - [`fakes`]: home of the fake third-party HTTP servers (Vercel, GitHub, Loki, ...);
 //! - [`logs`]: capturing what code under test logs;
-//! - [`declared`]: a moto account seeded exactly as the manifest declares it.
+//! - [`declared`]: a moto account seeded exactly as the manifest declares it;
+//! - [`support`]: small pieces tests, fakes and the harness share.
 
 pub mod declared;
 pub mod fakes;
@@ -21,6 +22,7 @@ pub mod runtime_api;
 pub mod samples;
 pub mod scenario;
 pub mod stack;
+pub mod support;
 pub mod tls;
 
 use std::net::TcpListener;

@@ -154,6 +154,26 @@ pub enum BucketKind {
 }
 
 impl MotoServer {
+    /// Writes manifest files (name, YAML text) under `manifest/` in the bucket, as CI does.
+    pub async fn put_manifest(
+        &self,
+        bucket: &str,
+        files: &[(impl AsRef<str>, impl AsRef<str>)],
+    ) -> anyhow::Result<()> {
+        let s3 = self.s3();
+        for (name, text) in files {
+            let key = format!("manifest/{}", name.as_ref());
+            s3.put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(text.as_ref().as_bytes().to_vec().into())
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("upload {key}: {e}"))?;
+        }
+        Ok(())
+    }
+
     pub async fn create_bucket(&self, name: &str, kind: BucketKind) -> anyhow::Result<()> {
         use aws_sdk_s3::types::{
             BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
@@ -326,16 +346,7 @@ impl MotoServer {
 }
 
 fn form_encode(pairs: &[(&str, &str)]) -> String {
-    let encode = |text: &str| -> String {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
+    let encode = crate::support::percent_encode;
     pairs
         .iter()
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))

@@ -103,102 +103,26 @@ impl PostgresCluster {
         let dir = tempfile::Builder::new()
             .prefix("keyward-pg-")
             .tempdir_in(std::env::temp_dir())?;
-        let data = dir.path().join("data");
         let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-        let pwfile = dir.path().join("pwfile");
-        std::fs::write(&pwfile, &password)?;
-        let user = unprivileged_user();
-        if let Some((uid, gid)) = user {
+        let setup = Setup {
+            bindir,
+            dir: dir.path().to_path_buf(),
+            data: dir.path().join("data"),
+            user: unprivileged_user(),
+        };
+        if let Some((uid, gid)) = setup.user {
             chown_recursive(dir.path(), uid, gid)?;
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
         }
-        let as_user = |command: &mut Command| {
-            if let Some((uid, gid)) = user {
-                command.uid(uid).gid(gid);
-            }
+        setup.initdb(&password)?;
+        let tls_args = match tls {
+            Some(server) => setup.tls_args(server)?,
+            None => Vec::new(),
         };
-        let mut initdb = Command::new(bindir.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                SUPERUSER,
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--encoding=UTF8",
-                "--no-sync",
-            ])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null());
-        as_user(&mut initdb);
-        let out = initdb.output().map_err(step("initdb"))?;
-        if !out.status.success() {
-            return Err(PostgresError::Step {
-                step: "initdb",
-                message: String::from_utf8_lossy(&out.stderr).into_owned(),
-            });
-        }
-        let mut tls_args = Vec::new();
-        if let Some(server) = tls {
-            let cert = dir.path().join("server.crt");
-            let key = dir.path().join("server.key");
-            std::fs::write(&cert, &server.cert_pem)?;
-            std::fs::write(&key, &server.key_pem)?;
-            // PostgreSQL refuses a key file readable by others.
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-            if let Some((uid, gid)) = user {
-                std::os::unix::fs::chown(&cert, Some(uid), Some(gid))?;
-                std::os::unix::fs::chown(&key, Some(uid), Some(gid))?;
-            }
-            tls_args = vec![
-                "-c".to_owned(),
-                "ssl=on".to_owned(),
-                "-c".to_owned(),
-                format!("ssl_cert_file={}", cert.display()),
-                "-c".to_owned(),
-                format!("ssl_key_file={}", key.display()),
-            ];
-        }
         let mut last = None;
         for _ in 0..3 {
             let port = free_port()?;
-            let log = std::fs::File::create(dir.path().join(format!("postgres-{port}.log")))?;
-            if let Some((uid, gid)) = user {
-                std::os::unix::fs::chown(
-                    dir.path().join(format!("postgres-{port}.log")),
-                    Some(uid),
-                    Some(gid),
-                )?;
-            }
-            let mut server = Command::new(bindir.join("postgres"));
-            server
-                .arg("-D")
-                .arg(&data)
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "max_connections=50",
-                    // Every statement is logged, so tests can prove no password reaches the
-                    // server's log.
-                    "-c",
-                    "log_statement=all",
-                ])
-                .args(&tls_args)
-                .arg("-k")
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log);
-            as_user(&mut server);
-            let mut process =
-                Supervised::spawn("postgres", server).map_err(step("starting postgres"))?;
+            let mut process = setup.spawn(port, &tls_args)?;
             let ready = wait_until(Duration::from_secs(30), || async move {
                 tokio::net::TcpStream::connect(("127.0.0.1", port))
                     .await
@@ -212,17 +136,7 @@ impl PostgresCluster {
                     process: Some(process),
                     dir,
                 };
-                // The port accepting connections is not the same as accepting logins.
-                for _ in 0..100 {
-                    if cluster.connect_superuser().await.is_ok() {
-                        return Ok(cluster);
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                return Err(PostgresError::Step {
-                    step: "first login",
-                    message: "the server never accepted the superuser".into(),
-                });
+                return cluster.first_login().await;
             }
             process.terminate();
             last = Some(PostgresError::Step {
@@ -231,6 +145,20 @@ impl PostgresCluster {
             });
         }
         Err(last.unwrap_or(PostgresError::NotInstalled))
+    }
+
+    /// The port accepting connections is not the same as accepting logins.
+    async fn first_login(self) -> Result<Self, PostgresError> {
+        for _ in 0..100 {
+            if self.connect_superuser().await.is_ok() {
+                return Ok(self);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(PostgresError::Step {
+            step: "first login",
+            message: "the server never accepted the superuser".into(),
+        })
     }
 
     /// A libpq-style connection string for a user (no TLS: loopback only).
@@ -293,5 +221,113 @@ impl Drop for PostgresCluster {
         if let Some(mut process) = self.process.take() {
             process.terminate();
         }
+    }
+}
+
+/// Where a cluster's binaries, files and data live, and the user it runs as (when root).
+struct Setup {
+    bindir: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+    user: Option<(u32, u32)>,
+}
+
+impl Setup {
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bindir.join(program));
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    fn chown(&self, path: &Path) -> std::io::Result<()> {
+        match self.user {
+            Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
+            None => Ok(()),
+        }
+    }
+
+    /// A fresh data directory: the superuser with `password`, trust locally, SCRAM over TCP.
+    fn initdb(&self, password: &str) -> Result<(), PostgresError> {
+        let pwfile = self.dir.join("pwfile");
+        std::fs::write(&pwfile, password)?;
+        self.chown(&pwfile)?;
+        let out = self
+            .command("initdb")
+            .arg("-D")
+            .arg(&self.data)
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-sync",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(step("initdb"))?;
+        if !out.status.success() {
+            return Err(PostgresError::Step {
+                step: "initdb",
+                message: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the server's certificate and key; the settings that turn TLS on with them.
+    fn tls_args(&self, server: &crate::tls::ServerCert) -> Result<Vec<String>, PostgresError> {
+        let cert = self.dir.join("server.crt");
+        let key = self.dir.join("server.key");
+        std::fs::write(&cert, &server.cert_pem)?;
+        std::fs::write(&key, &server.key_pem)?;
+        // PostgreSQL refuses a key file readable by others.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        self.chown(&cert)?;
+        self.chown(&key)?;
+        Ok(vec![
+            "-c".to_owned(),
+            "ssl=on".to_owned(),
+            "-c".to_owned(),
+            format!("ssl_cert_file={}", cert.display()),
+            "-c".to_owned(),
+            format!("ssl_key_file={}", key.display()),
+        ])
+    }
+
+    /// The server on `port`, logging every statement to `postgres-<port>.log`.
+    fn spawn(&self, port: u16, tls_args: &[String]) -> Result<Supervised, PostgresError> {
+        let log_path = self.dir.join(format!("postgres-{port}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        self.chown(&log_path)?;
+        let mut server = self.command("postgres");
+        server
+            .arg("-D")
+            .arg(&self.data)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=50",
+                // Every statement is logged, so tests can prove no password reaches the
+                // server's log.
+                "-c",
+                "log_statement=all",
+            ])
+            .args(tls_args)
+            .arg("-k")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        Supervised::spawn("postgres", server).map_err(step("starting postgres"))
     }
 }

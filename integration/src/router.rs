@@ -244,101 +244,9 @@ impl TemplateModel {
                 .and_then(|t| t.as_str())
                 .unwrap_or_default();
             let props = get(resource, "Properties");
-            match kind {
-                "AWS::Serverless::Function" => {
-                    let binary = get(resource, "Metadata")
-                        .and_then(|m| get(m, "BuildProperties"))
-                        .and_then(|b| get(b, "Binary"))
-                        .and_then(|b| b.as_str())
-                        .ok_or_else(|| {
-                            TemplateError::Shape(format!(
-                                "{id}: Metadata.BuildProperties.Binary is required"
-                            ))
-                        })?;
-                    let env = props
-                        .and_then(|p| get(p, "Environment"))
-                        .and_then(|e| get(e, "Variables"))
-                        .and_then(|v| v.as_mapping())
-                        .map(|m| {
-                            m.iter()
-                                .filter_map(|(k, v)| {
-                                    Some((k.as_str()?.to_owned(), template_value(v)))
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    model.functions.insert(
-                        id.to_owned(),
-                        FunctionDef {
-                            logical_id: id.to_owned(),
-                            binary: binary.to_owned(),
-                            env,
-                        },
-                    );
-                    let events = props
-                        .and_then(|p| get(p, "Events"))
-                        .and_then(|e| e.as_mapping());
-                    for (event_name, event) in events.into_iter().flatten() {
-                        let event_name = event_name.as_str().unwrap_or_default();
-                        let rule_id = format!("{id}.{event_name}");
-                        let event_props = get(event, "Properties");
-                        match get(event, "Type").and_then(|t| t.as_str()) {
-                            Some("EventBridgeRule") => {
-                                let pattern = event_props
-                                    .and_then(|p| get(p, "Pattern"))
-                                    .ok_or_else(|| {
-                                        TemplateError::Shape(format!(
-                                            "{rule_id}: Pattern is required"
-                                        ))
-                                    })?;
-                                model.rules.push(RuleDef {
-                                    pattern: yaml_to_json(&doc, pattern, &rule_id)?,
-                                    bus: event_props
-                                        .and_then(|p| get(p, "EventBusName"))
-                                        .and_then(ref_name),
-                                    id: rule_id,
-                                    function: id.to_owned(),
-                                });
-                            }
-                            Some("Schedule" | "ScheduleV2") => {
-                                let expression = event_props
-                                    .and_then(|p| {
-                                        get(p, "Schedule").or_else(|| get(p, "ScheduleExpression"))
-                                    })
-                                    .and_then(|s| resolve_parameter(&doc, s))
-                                    .ok_or_else(|| {
-                                        TemplateError::Shape(format!(
-                                            "{rule_id}: a schedule expression is required"
-                                        ))
-                                    })?;
-                                model.schedules.push(ScheduleDef {
-                                    id: rule_id,
-                                    function: id.to_owned(),
-                                    expression,
-                                });
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                "AWS::Events::Rule" => {
-                    let (Some(props), Some(pattern)) =
-                        (props, props.and_then(|p| get(p, "EventPattern")))
-                    else {
-                        continue;
-                    };
-                    let targets = get(props, "Targets").and_then(|t| t.as_sequence());
-                    for target in targets.into_iter().flatten() {
-                        if let Some(function) = get(target, "Arn").and_then(getatt_target) {
-                            model.rules.push(RuleDef {
-                                id: id.to_owned(),
-                                function,
-                                bus: get(props, "EventBusName").and_then(ref_name),
-                                pattern: yaml_to_json(&doc, pattern, id)?,
-                            });
-                        }
-                    }
-                }
+            match (kind, props) {
+                ("AWS::Serverless::Function", _) => model.add_function(&doc, id, resource)?,
+                ("AWS::Events::Rule", Some(props)) => model.add_events_rule(&doc, id, props)?,
                 _ => {}
             }
         }
@@ -347,6 +255,106 @@ impl TemplateModel {
             .rules
             .retain(|r| model.functions.contains_key(&r.function));
         Ok(model)
+    }
+
+    /// A function, and the EventBridge rules and schedules its `Events` declare.
+    fn add_function(&mut self, doc: &Yaml, id: &str, resource: &Yaml) -> Result<(), TemplateError> {
+        let props = get(resource, "Properties");
+        let binary = get(resource, "Metadata")
+            .and_then(|m| get(m, "BuildProperties"))
+            .and_then(|b| get(b, "Binary"))
+            .and_then(|b| b.as_str())
+            .ok_or_else(|| {
+                TemplateError::Shape(format!("{id}: Metadata.BuildProperties.Binary is required"))
+            })?;
+        let env = props
+            .and_then(|p| get(p, "Environment"))
+            .and_then(|e| get(e, "Variables"))
+            .and_then(|v| v.as_mapping())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), template_value(v))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.functions.insert(
+            id.to_owned(),
+            FunctionDef {
+                logical_id: id.to_owned(),
+                binary: binary.to_owned(),
+                env,
+            },
+        );
+        let events = props
+            .and_then(|p| get(p, "Events"))
+            .and_then(|e| e.as_mapping());
+        for (event_name, event) in events.into_iter().flatten() {
+            let rule_id = format!("{id}.{}", event_name.as_str().unwrap_or_default());
+            self.add_function_event(doc, id, rule_id, event)?;
+        }
+        Ok(())
+    }
+
+    /// An `EventBridgeRule` or `Schedule`/`ScheduleV2` event of a function (others are ignored).
+    fn add_function_event(
+        &mut self,
+        doc: &Yaml,
+        function: &str,
+        rule_id: String,
+        event: &Yaml,
+    ) -> Result<(), TemplateError> {
+        let event_props = get(event, "Properties");
+        match get(event, "Type").and_then(|t| t.as_str()) {
+            Some("EventBridgeRule") => {
+                let pattern = event_props.and_then(|p| get(p, "Pattern")).ok_or_else(|| {
+                    TemplateError::Shape(format!("{rule_id}: Pattern is required"))
+                })?;
+                self.rules.push(RuleDef {
+                    pattern: yaml_to_json(doc, pattern, &rule_id)?,
+                    bus: event_props
+                        .and_then(|p| get(p, "EventBusName"))
+                        .and_then(ref_name),
+                    id: rule_id,
+                    function: function.to_owned(),
+                });
+            }
+            Some("Schedule" | "ScheduleV2") => {
+                let expression = event_props
+                    .and_then(|p| get(p, "Schedule").or_else(|| get(p, "ScheduleExpression")))
+                    .and_then(|s| resolve_parameter(doc, s))
+                    .ok_or_else(|| {
+                        TemplateError::Shape(format!(
+                            "{rule_id}: a schedule expression is required"
+                        ))
+                    })?;
+                self.schedules.push(ScheduleDef {
+                    id: rule_id,
+                    function: function.to_owned(),
+                    expression,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A stand-alone `AWS::Events::Rule`: one rule per function it targets.
+    fn add_events_rule(&mut self, doc: &Yaml, id: &str, props: &Yaml) -> Result<(), TemplateError> {
+        let Some(pattern) = get(props, "EventPattern") else {
+            return Ok(());
+        };
+        let targets = get(props, "Targets").and_then(|t| t.as_sequence());
+        for target in targets.into_iter().flatten() {
+            if let Some(function) = get(target, "Arn").and_then(getatt_target) {
+                self.rules.push(RuleDef {
+                    id: id.to_owned(),
+                    function,
+                    bus: get(props, "EventBusName").and_then(ref_name),
+                    pattern: yaml_to_json(doc, pattern, id)?,
+                });
+            }
+        }
+        Ok(())
     }
 }
 

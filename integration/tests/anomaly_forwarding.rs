@@ -1,6 +1,7 @@
 //! Alerts to the fake Loki and the fake Slack webhook over real HTTP: what arrives, once, through
 //! rate limits and server errors, and what a refused request reports.
 
+use keyward_integration::support::http_client;
 use keyward_shared::lambda::FailureKind;
 use std::time::Duration;
 
@@ -13,16 +14,14 @@ use keyward_shared::redact::Redactor;
 use serde_json::json;
 
 fn http() -> HttpClient {
-    HttpClient::new(
+    http_client(
         "keyward-anomaly-forwarder-test",
         Duration::from_secs(5),
         RetryPolicy {
             base_delay: Duration::from_millis(20),
             ..RetryPolicy::default()
         },
-        Redactor::new(),
     )
-    .unwrap()
 }
 
 /// Alerts from a burst of reads a month ago: 20 distinct secrets (bulk read), each first seen.

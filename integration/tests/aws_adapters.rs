@@ -1,6 +1,7 @@
 //! The production adapters against moto: the audit writer's S3 store, the EventBridge publisher
 //! and the Secrets Manager catalog with the tag contract. Written to hold on real AWS too.
 
+use keyward_integration::support::{self, secret_tag};
 use std::sync::Arc;
 
 use audit_writer::s3::S3AuditStore;
@@ -15,7 +16,7 @@ use keyward_shared::ports::{EventPublisher, SecretCatalog};
 use keyward_shared::tags::{self, TagContractError};
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+    format!("{prefix}-{}", support::unique())
 }
 
 async fn locked_bucket(moto: &MotoServer) -> String {
@@ -223,18 +224,8 @@ async fn the_catalog_reads_governance_from_list_secrets_alone() {
         .create_secret()
         .name(format!("/{org}/prod/legacy/typo"))
         .secret_string("x")
-        .tags(
-            aws_sdk_secretsmanager::types::Tag::builder()
-                .key("keyward:contract")
-                .value("1")
-                .build(),
-        )
-        .tags(
-            aws_sdk_secretsmanager::types::Tag::builder()
-                .key("keyward:ownr")
-                .value("bob")
-                .build(),
-        )
+        .tags(secret_tag("keyward:contract", "1"))
+        .tags(secret_tag("keyward:ownr", "bob"))
         .send()
         .await
         .unwrap();

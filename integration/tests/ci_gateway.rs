@@ -3,6 +3,7 @@
 //! policy cases (forks, `pull_request_target`, renamed and recreated repositories, runners);
 //! JWKS rotation and rate limits; replay; and preflight against moto with the sample manifest.
 
+use keyward_integration::support::http_client;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -14,7 +15,6 @@ use keyward_shared::events::{EventData, Outcome};
 use keyward_shared::ports::{
     CatalogEntry, InMemoryEventPublisher, InMemoryMarkerStore, InMemorySecretCatalog,
 };
-use keyward_shared::redact::Redactor;
 use serde_json::{Value, json};
 
 const AUDIENCE: &str = "https://keyward.acme.test/ci";
@@ -28,16 +28,14 @@ struct World {
 }
 
 fn http() -> HttpClient {
-    HttpClient::new(
+    http_client(
         "keyward-ci-gateway-test",
         Duration::from_secs(3),
         RetryPolicy {
             max_attempts: 1,
             ..RetryPolicy::default()
         },
-        Redactor::new(),
     )
-    .unwrap()
 }
 
 async fn world_with(entries: Vec<CatalogEntry>) -> World {

@@ -3,6 +3,7 @@
 //! --check`, and `plan` against moto (no change, then each kind of change, with
 //! `terraform plan -detailed-exitcode` exit codes).
 
+use keyward_integration::support::secret_tag;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -192,43 +193,24 @@ fn validate_reports_problems_with_file_and_path() {
 fn render_and_workflows_report_when_they_are_stale() {
     let dir = manifest_dir("acme");
     let out_dir = tempfile::tempdir().unwrap();
-    let out = run(
-        &[
+    let render = |extra: &[&str]| {
+        let mut args = vec![
             "render",
             "--manifest",
             path(dir.path()),
             "--out",
             path(out_dir.path()),
-        ],
-        &[],
-    );
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &[])
+    };
+    let out = render(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let first: Vec<(PathBuf, Vec<u8>)> = walk(out_dir.path());
     // Byte-identical on rerun.
-    run(
-        &[
-            "render",
-            "--manifest",
-            path(dir.path()),
-            "--out",
-            path(out_dir.path()),
-        ],
-        &[],
-    );
+    render(&[]);
     assert_eq!(walk(out_dir.path()), first);
-    let check = || {
-        run(
-            &[
-                "render",
-                "--manifest",
-                path(dir.path()),
-                "--out",
-                path(out_dir.path()),
-                "--check",
-            ],
-            &[],
-        )
-    };
+    let check = || render(&["--check"]);
     assert_eq!(check().status.code(), Some(0));
     // A manifest change makes the committed projections stale.
     let web = dir.path().join("web.yaml");
@@ -311,12 +293,7 @@ async fn plan_against_moto_exits_like_terraform_plan_detailed_exitcode() {
         .unwrap();
     sm.tag_resource()
         .secret_id(arn("payments/stripe-api-key"))
-        .tags(
-            aws_sdk_secretsmanager::types::Tag::builder()
-                .key("keyward:owner")
-                .value("team-web")
-                .build(),
-        )
+        .tags(secret_tag("keyward:owner", "team-web"))
         .send()
         .await
         .unwrap();

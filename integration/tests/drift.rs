@@ -3,6 +3,7 @@
 //! Jira APIs over HTTP; and the remediation checks the gateway runs (pre-merge guard,
 //! post-merge verification). Each test owns an org, so tests share one moto.
 
+use keyward_integration::support::{http_client, secret_tag, unique};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -50,21 +51,15 @@ struct World {
     arns: BTreeMap<String, String>,
 }
 
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
-}
-
 fn http() -> HttpClient {
-    HttpClient::new(
+    http_client(
         "keyward-drift-test",
         Duration::from_secs(5),
         RetryPolicy {
             base_delay: Duration::from_millis(10),
             ..RetryPolicy::default()
         },
-        Redactor::new(),
     )
-    .unwrap()
 }
 
 fn account(moto: &MotoServer) -> AwsAccount {
@@ -107,16 +102,7 @@ impl World {
             .await
             .unwrap();
         let files = declared::manifest_files(&org);
-        for (name, text) in &files {
-            moto.s3()
-                .put_object()
-                .bucket(&bucket)
-                .key(format!("manifest/{name}"))
-                .body(text.as_bytes().to_vec().into())
-                .send()
-                .await
-                .unwrap();
-        }
+        moto.put_manifest(&bucket, &files).await.unwrap();
         let manifest = declared::manifest_from(&files).unwrap();
         let github = FakeGithub::start(GITHUB_TOKEN).await.unwrap();
         github.fake.add_repo(DRIFT_REPO.0, DRIFT_REPO.1);
@@ -259,23 +245,13 @@ async fn every_finding_type_moto_can_show_is_raised_and_ticketed_once() {
     // Tag changed by hand, and a misspelt tag.
     w.sm.tag_resource()
         .secret_id(w.arn("payments/stripe-api-key"))
-        .tags(
-            aws_sdk_secretsmanager::types::Tag::builder()
-                .key("keyward:owner")
-                .value("team-web")
-                .build(),
-        )
+        .tags(secret_tag("keyward:owner", "team-web"))
         .send()
         .await
         .unwrap();
     w.sm.tag_resource()
         .secret_id(w.arn("web/auth0-rotator"))
-        .tags(
-            aws_sdk_secretsmanager::types::Tag::builder()
-                .key("keyward:rotaton")
-                .value("manual")
-                .build(),
-        )
+        .tags(secret_tag("keyward:rotaton", "manual"))
         .send()
         .await
         .unwrap();

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use keyward_integration::fakes::vercel::{EnvSeed, FakeVercel, RunningVercel, Seen};
+use keyward_integration::support::Reply;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -16,17 +17,12 @@ struct Api {
     project: String,
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
+/// Vercel's error code in a reply.
+trait VercelReply {
+    fn code(&self) -> &str;
 }
 
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
+impl VercelReply for Reply {
     fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
@@ -61,16 +57,7 @@ impl Api {
     }
 
     async fn raw(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.expect("request reaches the fake");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply::send(request).await
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
@@ -141,13 +128,13 @@ async fn auth_routing_and_headers() {
             "x-ratelimit-remaining",
             "x-ratelimit-reset",
         ] {
-            assert!(reply.header(header).is_some(), "{header} on a 403");
+            assert!(reply.header_value(header).is_some(), "{header} on a 403");
         }
     }
     let ok = api.list("").await;
     assert_eq!((ok.status, ok.body["envs"].clone()), (200, json!([])));
     assert!(
-        ok.header("x-ratelimit-reset")
+        ok.header_value("x-ratelimit-reset")
             .unwrap()
             .parse::<u64>()
             .unwrap()
@@ -548,8 +535,8 @@ async fn throttled_writes_get_429_and_change_nothing() {
         assert_eq!(api.list("").await.status, 200);
         let reply = api.call(method.clone(), &path, body).await;
         assert_eq!(reply.status, 429, "{method}");
-        assert_eq!(reply.header("retry-after"), Some("7"));
-        assert_eq!(reply.header("x-ratelimit-remaining"), Some("0"));
+        assert_eq!(reply.header_value("retry-after"), Some("7"));
+        assert_eq!(reply.header_value("x-ratelimit-remaining"), Some("0"));
         assert_eq!(reply.code(), "rate_limited");
         assert_eq!(reply.body["error"]["message"], "Rate limit exceeded");
         let limit = &reply.body["error"]["limit"];
@@ -563,7 +550,10 @@ async fn throttled_writes_get_429_and_change_nothing() {
 
     api.fake().throttle_next_writes(1, 0);
     let zero = api.call(Method::DELETE, &api.one_path(&id), None).await;
-    assert_eq!((zero.status, zero.header("retry-after")), (429, Some("0")));
+    assert_eq!(
+        (zero.status, zero.header_value("retry-after")),
+        (429, Some("0"))
+    );
     let after = api.call(Method::DELETE, &api.one_path(&id), None).await;
     assert_eq!(after.status, 200);
     assert!(api.fake().envs("web").is_empty());

@@ -32,10 +32,7 @@ use serde_json::{Value, json};
 type Sm = aws_sdk_secretsmanager::Client;
 
 fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
+    format!("{prefix}-{}", keyward_integration::support::unique())
 }
 
 fn token() -> String {
@@ -126,10 +123,46 @@ async fn rotate<D: Database>(
     Ok(())
 }
 
-/// A full rotation as Secrets Manager runs it, with moto's AWSPENDING quirk cleared after.
-async fn full_rotation<D: Database>(moto: &MotoServer, rotator: &TestRotator<D>, arn: &str) {
+/// Starts a rotation as RotateSecret does (moto creates AWSPENDING); returns its token.
+async fn start_rotation(moto: &MotoServer, arn: &str) -> String {
     let token = token();
     moto.start_rotation(arn, &token).await.unwrap();
+    token
+}
+
+/// Runs a step that must fail; returns its error as text.
+async fn failing_step<D: Database>(
+    rotator: &TestRotator<D>,
+    arn: &str,
+    step: &str,
+    token: &str,
+) -> String {
+    run_step(rotator, arn, step, token)
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
+/// A new secret holding `document` whose rotation gets past createSecret and fails in
+/// setSecret; returns the secret and setSecret's error.
+async fn setsecret_fails<D: Database>(
+    moto: &MotoServer,
+    rotator: &TestRotator<D>,
+    (name, document, tags): (&str, &str, &[Tag]),
+) -> (String, String) {
+    let sm = Sm::new(&moto.sdk_config());
+    let arn = create_secret(&sm, &unique(name), document, tags).await;
+    let token = start_rotation(moto, &arn).await;
+    run_step(rotator, &arn, "createSecret", &token)
+        .await
+        .unwrap();
+    let error = failing_step(rotator, &arn, "setSecret", &token).await;
+    (arn, error)
+}
+
+/// A full rotation as Secrets Manager runs it, with moto's AWSPENDING quirk cleared after.
+async fn full_rotation<D: Database>(moto: &MotoServer, rotator: &TestRotator<D>, arn: &str) {
+    let token = start_rotation(moto, arn).await;
     rotate(rotator, arn, &token).await.unwrap();
     moto.strip_pending(arn).await.unwrap();
 }
@@ -563,8 +596,7 @@ async fn fault_injection(strategy: &str) {
         Cut::AfterTest,
         Cut::AfterFinish,
     ] {
-        let token = token();
-        moto.start_rotation(&arn, &token).await.unwrap();
+        let token = start_rotation(moto, &arn).await;
         let steps = match cut {
             Cut::AfterCreate => 1,
             Cut::InsideSet | Cut::AfterSet => 2,
@@ -636,14 +668,13 @@ async fn two_racing_rotations_one_wins_cleanly() {
         .await;
     let redactor = Redactor::new();
     let rotator = rotator_with(moto, world.postgres(&redactor), redactor);
-    let (first, second) = (token(), token());
-    moto.start_rotation(&arn, &first).await.unwrap();
+    let first = start_rotation(moto, &arn).await;
     run_step(&rotator, &arn, "createSecret", &first)
         .await
         .unwrap();
     // A second rotation starts while the first is under way (on AWS, RotateSecret refuses this;
     // the function must still be safe if it happens).
-    moto.start_rotation(&arn, &second).await.unwrap();
+    let second = start_rotation(moto, &arn).await;
     let (a, b) = tokio::join!(
         rotate(&rotator, &arn, &first),
         rotate(&rotator, &arn, &second)
@@ -722,8 +753,7 @@ async fn auth0_client_secret_rotates_once_waits_for_propagation_and_rides_out_42
     // Auth0 rate-limits the first call and takes a moment to apply the new secret.
     auth0.fake.throttle_next(1);
     auth0.fake.set_propagation(Duration::from_millis(600));
-    let token = token();
-    moto.start_rotation(&arn, &token).await.unwrap();
+    let token = start_rotation(moto, &arn).await;
     rotate(&rotator, &arn, &token).await.unwrap();
     moto.strip_pending(&arn).await.unwrap();
     assert_eq!(
@@ -793,12 +823,8 @@ async fn auth0_refusals_are_clear_and_leave_awscurrent_untouched() {
         Postgres::new(PostgresConfig::default(), Redactor::new()),
         Redactor::new(),
     );
-    let token = token();
-    moto.start_rotation(&arn, &token).await.unwrap();
-    let err = run_step(&rotator, &arn, "createSecret", &token)
-        .await
-        .unwrap_err()
-        .to_string();
+    let token = start_rotation(moto, &arn).await;
+    let err = failing_step(&rotator, &arn, "createSecret", &token).await;
     assert!(
         err.contains("insufficient_scope") && err.contains(ROTATE_SCOPE),
         "{err}"
@@ -825,10 +851,8 @@ async fn bad_input_gets_a_clear_error_and_awscurrent_stays_untouched() {
     let good = world.document("victim", "Victim-Initial-Pa55", json!({}));
     let arn = create_secret(&sm, &unique("/acme/prod/payments/victim-db"), &good, &tags).await;
     let other = create_secret(&sm, &unique("/acme/prod/payments/other-db"), &good, &tags).await;
-    let token_of_other = token();
-    moto.start_rotation(&other, &token_of_other).await.unwrap();
-    let token = token();
-    moto.start_rotation(&arn, &token).await.unwrap();
+    let token_of_other = start_rotation(moto, &other).await;
+    let token = start_rotation(moto, &arn).await;
 
     let unknown = rotator
         .handle_event(
@@ -854,38 +878,20 @@ async fn bad_input_gets_a_clear_error_and_awscurrent_stays_untouched() {
     let broken = r#"{"engine":"postgres","username":"victim","password":"Victim-Initial-Pa55""#;
     let broken_arn =
         create_secret(&sm, &unique("/acme/prod/payments/broken-db"), broken, &tags).await;
-    let broken_token = uuid::Uuid::new_v4().to_string();
-    moto.start_rotation(&broken_arn, &broken_token)
-        .await
-        .unwrap();
-    let malformed = run_step(&rotator, &broken_arn, "createSecret", &broken_token)
-        .await
-        .unwrap_err()
-        .to_string();
+    let broken_token = start_rotation(moto, &broken_arn).await;
+    let malformed = failing_step(&rotator, &broken_arn, "createSecret", &broken_token).await;
     assert!(malformed.contains("not valid JSON"), "{malformed}");
     assert_eq!(stage(&sm, &broken_arn, "AWSCURRENT").await.unwrap(), broken);
 
     // An unreachable database: createSecret succeeds (no database involved), setSecret fails.
     let closed_port = keyward_integration::free_port().unwrap();
     let unreachable_doc = good.replace(&world.cluster.port.to_string(), &closed_port.to_string());
-    let unreachable = create_secret(
-        &sm,
-        &unique("/acme/prod/payments/gone-db"),
-        &unreachable_doc,
-        &tags,
-    )
-    .await;
-    let unreachable_token = uuid::Uuid::new_v4().to_string();
-    moto.start_rotation(&unreachable, &unreachable_token)
-        .await
-        .unwrap();
-    run_step(&rotator, &unreachable, "createSecret", &unreachable_token)
-        .await
-        .unwrap();
-    let down = run_step(&rotator, &unreachable, "setSecret", &unreachable_token)
-        .await
-        .unwrap_err()
-        .to_string();
+    let gone = (
+        "/acme/prod/payments/gone-db",
+        unreachable_doc.as_str(),
+        &tags[..],
+    );
+    let (unreachable, down) = setsecret_fails(moto, &rotator, gone).await;
     assert!(
         down.contains("cannot reach PostgreSQL") && down.contains(&closed_port.to_string()),
         "{down}"
@@ -907,10 +913,7 @@ async fn bad_input_gets_a_clear_error_and_awscurrent_stays_untouched() {
     run_step(&wrong_ca, &arn, "createSecret", &token)
         .await
         .unwrap();
-    let tls = run_step(&wrong_ca, &arn, "setSecret", &token)
-        .await
-        .unwrap_err()
-        .to_string();
+    let tls = failing_step(&wrong_ca, &arn, "setSecret", &token).await;
     assert!(tls.contains("TLS") && tls.contains("certificate"), "{tls}");
     assert_eq!(stage(&sm, &arn, "AWSCURRENT").await.unwrap(), good);
     assert!(world.logs_in(&good).await, "AWSCURRENT still logs in");
@@ -921,24 +924,12 @@ async fn bad_input_gets_a_clear_error_and_awscurrent_stays_untouched() {
         "Victim-Initial-Pa55",
         json!({"sslmode": "disable"}),
     );
-    let plaintext = create_secret(
-        &sm,
-        &unique("/acme/prod/payments/plain-db"),
-        &plaintext_doc,
-        &tags,
-    )
-    .await;
-    let plaintext_token = uuid::Uuid::new_v4().to_string();
-    moto.start_rotation(&plaintext, &plaintext_token)
-        .await
-        .unwrap();
-    run_step(&rotator, &plaintext, "createSecret", &plaintext_token)
-        .await
-        .unwrap();
-    let refused = run_step(&rotator, &plaintext, "setSecret", &plaintext_token)
-        .await
-        .unwrap_err()
-        .to_string();
+    let plain = (
+        "/acme/prod/payments/plain-db",
+        plaintext_doc.as_str(),
+        &tags[..],
+    );
+    let (plaintext, refused) = setsecret_fails(moto, &rotator, plain).await;
     assert!(refused.contains("KEYWARD_DB_ALLOW_PLAINTEXT"), "{refused}");
 
     // Nothing logged, returned or published holds a password.

@@ -2,9 +2,11 @@
 //! Vercel API over HTTP, the production adapters in between. Each test owns an org prefix, so
 //! tests share one moto server without seeing each other's secrets.
 
+use keyward_integration::support::unique;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client as Sm;
+use keyward_integration::declared::LiveManifest;
 use keyward_integration::fakes::vercel::{EnvSeed, FakeVercel, RunningVercel, StoredEnv};
 use keyward_integration::logs::LogBuffer;
 use keyward_integration::moto::{BucketKind, MotoServer};
@@ -12,6 +14,7 @@ use keyward_integration::samples::governance_tags;
 use keyward_shared::adapters::aws::{S3MarkerStore, tags_to_sdk};
 use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
 use keyward_shared::events::{DomainEvent, EventData, VercelTargetStatus};
+use keyward_shared::lambda::FailureKind;
 use keyward_shared::ports::InMemoryEventPublisher;
 use keyward_shared::redact::Redactor;
 use keyward_shared::tags::Tag;
@@ -24,19 +27,23 @@ use vercel_sync::{Report, SyncError, Syncer};
 
 const TOKEN: &str = "vcp_test_token_9f8e7d6c5b4a";
 
-type TestSyncer<Q> =
-    Syncer<SecretsManagerSource, HttpVercel, S3MarkerStore, InMemoryEventPublisher, Q>;
+type TestSyncer<Q> = Syncer<
+    SecretsManagerSource,
+    HttpVercel,
+    S3MarkerStore,
+    InMemoryEventPublisher,
+    Q,
+    LiveManifest,
+>;
 
 struct World<Q> {
+    /// The declared manifest: what each test's secrets are declared with.
+    declared: LiveManifest,
     vercel: RunningVercel,
     project: String,
     sm: Sm,
     prefix: String,
     syncer: TestSyncer<Q>,
-}
-
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
 }
 
 async fn world() -> World<InMemoryRedeployQueue> {
@@ -69,7 +76,9 @@ async fn world_with<Q: RedeployQueue>(queue: Option<Q>) -> World<Q> {
     let hook = vercel.fake.add_deploy_hook(&project);
     let sm = Sm::new(&sdk);
     let prefix = format!("/o{}/prod/", unique());
+    let declared = LiveManifest::default();
     let syncer = Syncer {
+        manifests: declared.clone(),
         source: SecretsManagerSource::new(sm.clone(), redactor.clone()),
         vercel: HttpVercel::new(http, vercel.api_url(), SecretString::from(TOKEN)),
         state: S3MarkerStore::new(moto.s3(), &bucket),
@@ -81,6 +90,7 @@ async fn world_with<Q: RedeployQueue>(queue: Option<Q>) -> World<Q> {
         redactor,
     };
     World {
+        declared,
         vercel,
         project,
         sm,
@@ -89,9 +99,10 @@ async fn world_with<Q: RedeployQueue>(queue: Option<Q>) -> World<Q> {
     }
 }
 
-/// The vercel tags of a mapping to the `acme-web` project of team `team_acme`. A JSON map
-/// needs a JSON secret, which the tag contract refuses for `random` rotation of the whole
-/// string: those secrets are `manual`.
+/// The vercel tags of a mapping to the `acme-web` project of team `team_acme`, on an internal
+/// secret (restricted and confidential secrets may not go to every target). A JSON map needs a
+/// JSON secret, which the tag contract refuses for `random` rotation of the whole string: those
+/// secrets are `manual`.
 fn vercel_tags(targets: &str, extra: &[(&str, &str)]) -> Vec<Tag> {
     let json = extra
         .iter()
@@ -105,6 +116,12 @@ fn vercel_tags(targets: &str, extra: &[(&str, &str)]) -> Vec<Tag> {
         ],
     );
     tags.extend(extra.iter().map(|(k, v)| Tag::new(*k, *v)));
+    for tag in tags
+        .iter_mut()
+        .filter(|t| t.key == "keyward:classification")
+    {
+        tag.value = "internal".into();
+    }
     tags
 }
 
@@ -144,7 +161,15 @@ impl<Q: RedeployQueue> World<Q> {
         format!("{}{rest}", self.prefix)
     }
 
+    /// Creates the secret with `tags` and declares it with the same governance (as CI applies
+    /// a reviewed declaration).
     async fn create(&self, rest: &str, value: &str, tags: Vec<Tag>) -> String {
+        self.declared.declare_tags(&self.name(rest), &tags);
+        self.create_undeclared(rest, value, tags).await
+    }
+
+    /// Creates the secret with `tags` and leaves the manifest as it is.
+    async fn create_undeclared(&self, rest: &str, value: &str, tags: Vec<Tag>) -> String {
         self.sm
             .create_secret()
             .name(self.name(rest))
@@ -167,7 +192,33 @@ impl<Q: RedeployQueue> World<Q> {
             .unwrap();
     }
 
+    /// Changes the secret's tags and re-declares it with the governance they now carry (a
+    /// reviewed change to the declaration, applied).
     async fn retag(&self, arn: &str, remove: &[&str], add: &[(&str, &str)]) {
+        self.retag_undeclared(arn, remove, add).await;
+        let described = self
+            .sm
+            .describe_secret()
+            .secret_id(arn)
+            .send()
+            .await
+            .unwrap();
+        let name = described.name().unwrap_or_default().to_owned();
+        let tags: Vec<Tag> = described
+            .tags()
+            .iter()
+            .map(|t| Tag::new(t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+            .collect();
+        match keyward_shared::tags::decode(&tags) {
+            Ok(Some(_)) => self.declared.declare_tags(&name, &tags),
+            Ok(None) => self.declared.undeclare(&name),
+            // A broken tag set declares nothing new: the declaration stays as it was.
+            Err(_) => {}
+        }
+    }
+
+    /// Changes the secret's tags only: someone with `TagResource` on one secret.
+    async fn retag_undeclared(&self, arn: &str, remove: &[&str], add: &[(&str, &str)]) {
         if !remove.is_empty() {
             self.sm
                 .untag_resource()

@@ -62,7 +62,8 @@ use crate::plan::{
     Ledger, OrphanPlan, PlanInput, Slot, SlotPlan, desired_slots, plan_orphans, plan_slot,
 };
 use crate::redeploy::{RedeployQueue, RedeployRequest};
-use crate::report::{BatchItemFailure, Report, SecretOutcome, result};
+use crate::report::result;
+pub use crate::report::{BatchItemFailure, Report, SecretOutcome};
 use crate::source::{SecretSnapshot, SecretSource, SecretsManagerSource};
 use crate::trigger::{Work, classify, id_to_name};
 use crate::vercel::{CustomEnvironment, EnvRecord, HttpVercel, ProjectRef, VercelApi, VercelError};

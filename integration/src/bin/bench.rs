@@ -418,12 +418,14 @@ type BenchSyncer = vercel_sync::Syncer<
     keyward_shared::adapters::aws::S3MarkerStore,
     keyward_shared::ports::InMemoryEventPublisher,
     vercel_sync::redeploy::InMemoryRedeployQueue,
+    keyward_integration::declared::LiveManifest,
 >;
 
 /// A syncer over moto (secrets, ledger bucket) and a fresh fake Vercel project.
 async fn bench_syncer(
     moto: &MotoServer,
     prefix: &str,
+    declared: keyward_integration::declared::LiveManifest,
 ) -> Result<(
     BenchSyncer,
     keyward_integration::fakes::vercel::RunningVercel,
@@ -446,6 +448,7 @@ async fn bench_syncer(
         redactor.clone(),
     )?;
     let syncer = vercel_sync::Syncer {
+        manifests: declared,
         source: vercel_sync::source::SecretsManagerSource::new(
             aws_sdk_secretsmanager::Client::new(&moto.sdk_config()),
             redactor.clone(),
@@ -466,14 +469,20 @@ async fn bench_syncer(
     Ok((syncer, vercel))
 }
 
-/// Creates `count` secrets under `prefix`, each mapped to production, preview and development.
-async fn mapped_secrets(moto: &MotoServer, prefix: &str, count: usize) -> Result<Vec<String>> {
+/// Creates `count` internal secrets under `prefix`, each mapped to production, preview and
+/// development, and declared so in `declared`.
+async fn mapped_secrets(
+    moto: &MotoServer,
+    prefix: &str,
+    count: usize,
+    declared: &keyward_integration::declared::LiveManifest,
+) -> Result<Vec<String>> {
     let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
     let mut arns = Vec::with_capacity(count);
     let mut pending = futures::stream::FuturesOrdered::new();
     for n in 0..count {
         let sm = sm.clone();
-        let tags = samples::governance_tags(
+        let mut tags = samples::governance_tags(
             "random",
             &[
                 ("keyward:vercel:project", "acme-web"),
@@ -482,7 +491,14 @@ async fn mapped_secrets(moto: &MotoServer, prefix: &str, count: usize) -> Result
                 ("keyward:vercel:key", &format!("SECRET_{n:05}")),
             ],
         );
+        for tag in tags
+            .iter_mut()
+            .filter(|t| t.key == "keyward:classification")
+        {
+            tag.value = "internal".into();
+        }
         let name = format!("{prefix}svc/secret-{n:05}");
+        declared.declare_tags(&name, &tags);
         pending.push_back(async move {
             sm.create_secret()
                 .name(name)
@@ -516,8 +532,9 @@ async fn vercel_rows(moto: &MotoServer) -> Result<()> {
         serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
             .to_string();
     let prefix = "/bench50/prod/";
-    let arns = mapped_secrets(moto, prefix, 50).await?;
-    let (syncer, vercel) = bench_syncer(moto, prefix).await?;
+    let declared = keyward_integration::declared::LiveManifest::default();
+    let arns = mapped_secrets(moto, prefix, 50, &declared).await?;
+    let (syncer, vercel) = bench_syncer(moto, prefix, declared).await?;
     for (label, prepare) in [
         ("first sync", false),
         ("unchanged re-sync", false),
@@ -541,9 +558,10 @@ async fn vercel_rows(moto: &MotoServer) -> Result<()> {
 
     let prefix = "/bench1k/prod/";
     let created = Instant::now();
-    mapped_secrets(moto, prefix, 1_000).await?;
+    let declared = keyward_integration::declared::LiveManifest::default();
+    mapped_secrets(moto, prefix, 1_000, &declared).await?;
     let setup = created.elapsed().as_secs_f64();
-    let (syncer, vercel) = bench_syncer(moto, prefix).await?;
+    let (syncer, vercel) = bench_syncer(moto, prefix, declared).await?;
     for label in [
         "first sweep (3,000 records written)",
         "parity sweep (nothing to write)",
@@ -969,15 +987,7 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
         ),
         ("secrets.yaml", secrets_yaml),
     ];
-    for (name, text) in &files {
-        moto.s3()
-            .put_object()
-            .bucket(&bucket)
-            .key(format!("manifest/{name}"))
-            .body(text.as_bytes().to_vec().into())
-            .send()
-            .await?;
-    }
+    moto.put_manifest(&bucket, &files).await?;
     let manifest = S3Manifest {
         s3: moto.s3(),
         bucket: bucket.clone(),
@@ -1011,6 +1021,7 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
         "(creating {count} secrets in moto took {:.1} s; not part of the runs)",
         created.elapsed().as_secs_f64()
     );
+    let prefix = format!("/{org}/prod/");
     let state = keyward_shared::adapters::aws::S3MarkerStore::new(moto.s3(), &bucket);
     let redactor = keyward_shared::redact::Redactor::new();
     for (label, policies) in [

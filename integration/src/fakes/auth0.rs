@@ -15,20 +15,21 @@
 //!   (epoch seconds).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::{FakeServer, serve};
+use super::kit::{self, Kit, Running};
+
+pub use super::kit::Seen;
 
 pub const ROTATE_SCOPE: &str = "update:client_keys";
-const RATE_LIMIT: u32 = 50;
+const RATE_LIMIT: u64 = 50;
 
 #[derive(Debug, Clone)]
 struct Client {
@@ -46,35 +47,22 @@ struct IssuedToken {
     scopes: Vec<String>,
 }
 
-/// One request as the fake saw it (no bodies: they hold secrets).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-}
-
 #[derive(Default)]
-struct Tenant {
+pub struct Tenant {
     clients: HashMap<String, Client>,
     tokens: HashMap<String, IssuedToken>,
-    /// The next this many Management API calls get 429.
-    throttle_next: u32,
     /// How long a rotated secret takes to apply.
     propagation: Duration,
-    seen: Vec<Seen>,
     counter: u64,
 }
 
+/// The tenant; its throttle applies to Management API calls (429).
 #[derive(Clone)]
 pub struct FakeAuth0 {
-    tenant: Arc<Mutex<Tenant>>,
+    kit: Kit<Tenant>,
 }
 
-pub struct RunningAuth0 {
-    pub fake: FakeAuth0,
-    pub server: FakeServer,
-}
+pub type RunningAuth0 = Running<FakeAuth0>;
 
 impl RunningAuth0 {
     /// The `domain` a secret names: loopback `http://` (keyward accepts plain http only there).
@@ -90,23 +78,23 @@ impl RunningAuth0 {
 impl FakeAuth0 {
     pub async fn start() -> std::io::Result<RunningAuth0> {
         let fake = FakeAuth0 {
-            tenant: Arc::default(),
+            kit: Kit::new(Tenant::default()),
         };
-        let router = Router::new()
+        let routes = Router::new()
             .route("/oauth/token", post(token))
-            .route("/api/v2/clients/{id}/rotate-secret", post(rotate_secret))
-            .with_state(fake.clone());
-        let server = serve(router).await?;
-        Ok(RunningAuth0 { fake, server })
+            .route("/api/v2/clients/{id}/rotate-secret", post(rotate_secret));
+        let kit = fake.kit.clone();
+        kit::start(fake, &kit, routes).await
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Tenant> {
-        self.tenant.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, kit::Inner<Tenant>> {
+        self.kit.lock()
     }
 
     /// Registers an application; returns its client id.
     pub fn add_client(&self, name: &str, secret: &str) -> String {
-        let mut tenant = self.lock();
+        let mut guard = self.lock();
+        let tenant = &mut guard.state;
         tenant.counter += 1;
         let id = format!(
             "{:0>32}",
@@ -125,8 +113,7 @@ impl FakeAuth0 {
     }
 
     pub fn grant(&self, client_id: &str, audience: &str, scopes: &[&str]) {
-        let mut tenant = self.lock();
-        if let Some(client) = tenant.clients.get_mut(client_id) {
+        if let Some(client) = self.lock().state.clients.get_mut(client_id) {
             client.grants.insert(
                 audience.to_owned(),
                 scopes.iter().map(|s| (*s).to_owned()).collect(),
@@ -136,22 +123,22 @@ impl FakeAuth0 {
 
     /// The secret that logs in now (after any pending rotation applied).
     pub fn secret_of(&self, client_id: &str) -> Option<String> {
-        let mut tenant = self.lock();
-        let client = tenant.clients.get_mut(client_id)?;
+        let mut guard = self.lock();
+        let client = guard.state.clients.get_mut(client_id)?;
         apply_due(client);
         Some(client.secret.clone())
     }
 
     pub fn throttle_next(&self, calls: u32) {
-        self.lock().throttle_next = calls;
+        self.lock().faults.throttle_next(calls, 0);
     }
 
     pub fn set_propagation(&self, delay: Duration) {
-        self.lock().propagation = delay;
+        self.lock().state.propagation = delay;
     }
 
     pub fn seen(&self) -> Vec<Seen> {
-        self.lock().seen.clone()
+        self.kit.seen()
     }
 
     pub fn rotations(&self) -> usize {
@@ -173,41 +160,28 @@ fn apply_due(client: &mut Client) {
 
 fn random_secret(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    (0..len)
-        .map(|_| ALPHABET[fastrand_index(ALPHABET.len())] as char)
-        .collect()
+    kit::random_text(ALPHABET, len)
 }
 
-fn fastrand_index(n: usize) -> usize {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
-    (u64::from_le_bytes(bytes) % n as u64) as usize
-}
-
-fn with_rate_headers(mut response: Response, remaining: u32) -> Response {
-    let reset = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() + 1)
-        .unwrap_or(0);
-    let headers = response.headers_mut();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
-    response
-}
-
-fn record(fake: &FakeAuth0, path: &str, response: Response) -> Response {
-    fake.lock().seen.push(Seen {
-        method: "POST".into(),
-        path: path.to_owned(),
-        status: response.status().as_u16(),
-    });
-    let remaining = if response.status() == StatusCode::TOO_MANY_REQUESTS {
+fn record(fake: &FakeAuth0, uri: &Uri, response: Response) -> Response {
+    let status = response.status();
+    fake.lock()
+        .seen
+        .push(Seen::new(&Method::POST, uri, status.as_u16()));
+    let remaining = if status == StatusCode::TOO_MANY_REQUESTS {
         0
     } else {
         RATE_LIMIT - 1
     };
-    with_rate_headers(response, remaining)
+    let reset = chrono::Utc::now().timestamp() + 1;
+    kit::with_rate_headers(
+        response,
+        RATE_LIMIT,
+        &[
+            ("x-ratelimit-remaining", HeaderValue::from(remaining)),
+            ("x-ratelimit-reset", HeaderValue::from(reset)),
+        ],
+    )
 }
 
 fn auth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -258,11 +232,12 @@ fn token_fields(headers: &HeaderMap, body: &[u8]) -> Option<HashMap<String, Stri
 
 async fn token(
     State(fake): State<FakeAuth0>,
+    uri: Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let response = issue_token(&fake, &headers, &body);
-    record(&fake, "/oauth/token", response)
+    record(&fake, &uri, response)
 }
 
 fn issue_token(fake: &FakeAuth0, headers: &HeaderMap, body: &[u8]) -> Response {
@@ -281,7 +256,8 @@ fn issue_token(fake: &FakeAuth0, headers: &HeaderMap, body: &[u8]) -> Response {
             &format!("Unsupported grant type: {}", field("grant_type")),
         );
     }
-    let mut tenant = fake.lock();
+    let mut guard = fake.lock();
+    let tenant = &mut guard.state;
     let Some(client) = tenant.clients.get_mut(field("client_id")) else {
         return auth_error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized");
     };
@@ -321,18 +297,22 @@ fn issue_token(fake: &FakeAuth0, headers: &HeaderMap, body: &[u8]) -> Response {
 
 async fn rotate_secret(
     State(fake): State<FakeAuth0>,
+    uri: Uri,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let path = format!("/api/v2/clients/{id}/rotate-secret");
     let response = rotate(&fake, &id, &headers);
-    record(&fake, &path, response)
+    record(&fake, &uri, response)
 }
 
 fn rotate(fake: &FakeAuth0, id: &str, headers: &HeaderMap) -> Response {
-    let mut tenant = fake.lock();
-    if tenant.throttle_next > 0 {
-        tenant.throttle_next -= 1;
+    let mut guard = fake.lock();
+    let kit::Inner {
+        state: tenant,
+        faults,
+        ..
+    } = &mut *guard;
+    if faults.take_throttle().is_some() {
         return management_error(
             StatusCode::TOO_MANY_REQUESTS,
             "Global limit has been reached",

@@ -50,7 +50,7 @@
 //! carries the core counters without spending them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
@@ -59,7 +59,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{FakeServer, serve};
+use super::kit::{self, Kit, Running};
+
+pub use super::kit::Seen;
 
 /// The user the token belongs to: author of everything written over HTTP, user ID 1.
 pub const TOKEN_USER: &str = "keyward-bot";
@@ -75,16 +77,6 @@ const MAX_PER_PAGE: usize = 100;
 const MAX_BODY: usize = 25 * 1024 * 1024;
 const DEFAULT_LABEL_COLOR: &str = "ededed";
 const REVIEW_STATES: [&str; 4] = ["APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED"];
-
-/// One request as the fake saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub method: String,
-    pub path: String,
-    /// The raw query string, "" if none.
-    pub query: String,
-    pub status: u16,
-}
 
 /// A pull request opened outside keyward.
 #[derive(Debug, Clone)]
@@ -198,17 +190,15 @@ impl Repo {
     }
 }
 
-struct Store {
+pub struct Store {
     api_url: String,
     repos: Vec<Repo>,
     /// Logins in order of first appearance: user ID = position + 1 (the token user is 1).
     users: Vec<String>,
     next_id: u64,
-    throttle_next: u32,
-    retry_after: u64,
+    /// Whether the throttle answers with the secondary limit (429) rather than the primary.
     secondary: bool,
     per_page_max: usize,
-    seen: Vec<Seen>,
     used: u64,
     window_reset: i64,
 }
@@ -285,14 +275,11 @@ impl Store {
 
 #[derive(Clone)]
 pub struct FakeGithub {
-    store: Arc<Mutex<Store>>,
+    kit: Kit<Store>,
     token: Arc<str>,
 }
 
-pub struct RunningGithub {
-    pub fake: FakeGithub,
-    pub server: FakeServer,
-}
+pub type RunningGithub = Running<FakeGithub>;
 
 impl RunningGithub {
     /// Stands in for `https://api.github.com` (no trailing slash).
@@ -306,35 +293,33 @@ impl FakeGithub {
     /// anything else 401 "Bad credentials".
     pub async fn start(token: &str) -> std::io::Result<RunningGithub> {
         let fake = FakeGithub {
-            store: Arc::new(Mutex::new(Store {
+            kit: Kit::new(Store {
                 api_url: String::new(),
                 repos: Vec::new(),
                 users: vec![TOKEN_USER.to_owned()],
                 next_id: 1_000_000,
-                throttle_next: 0,
-                retry_after: 0,
                 secondary: false,
                 per_page_max: MAX_PER_PAGE,
-                seen: Vec::new(),
                 used: 0,
                 window_reset: 0,
-            })),
+            }),
             token: Arc::from(token),
         };
         // One fallback handler routes by hand so that unknown paths and methods still get
         // GitHub's error shape, the rate-limit headers and a `seen` entry.
-        let router = Router::new().fallback(handle).with_state(fake.clone());
-        let server = serve(router).await?;
-        fake.lock().api_url = server.base_url();
-        Ok(RunningGithub { fake, server })
+        let kit = fake.kit.clone();
+        let running = kit::start(fake, &kit, Router::new().fallback(handle)).await?;
+        kit.lock().state.api_url = running.server.base_url();
+        Ok(running)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, kit::Inner<Store>> {
+        self.kit.lock()
     }
 
     pub fn add_repo(&self, owner: &str, repo: &str) {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         if store.repo_index(owner, repo).is_some() {
             return;
         }
@@ -359,18 +344,20 @@ impl FakeGithub {
         body: &str,
         labels: &[&str],
     ) -> u64 {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let index = store.expect_repo(owner, repo);
         let wanted: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
         let labels = store.ensure_labels(index, &wanted);
         let body = (!body.is_empty()).then(|| body.to_owned());
-        push_item(&mut store, index, author, title, body, labels, None)
+        push_item(store, index, author, title, body, labels, None)
     }
 
     /// Opens a pull request (returns its number; numbers are shared with issues per
     /// repository, as on GitHub).
     pub fn open_pull(&self, owner: &str, repo: &str, seed: PullSeed) -> u64 {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let index = store.expect_repo(owner, repo);
         let pull = Pull {
             head_ref: format!(
@@ -387,7 +374,7 @@ impl FakeGithub {
         };
         let body = (!seed.body.is_empty()).then_some(seed.body);
         push_item(
-            &mut store,
+            store,
             index,
             &seed.author,
             &seed.title,
@@ -400,7 +387,8 @@ impl FakeGithub {
     /// Merges it: `merged`, state closed, `merge_commit_sha` a new 40-hex SHA, `merged_at` now,
     /// `merged_by` the merger. Returns the merge SHA.
     pub fn merge_pull(&self, owner: &str, repo: &str, number: u64, merged_by: &str) -> String {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let index = store.expect_repo(owner, repo);
         store.register(merged_by);
         let now = Utc::now();
@@ -432,7 +420,8 @@ impl FakeGithub {
             REVIEW_STATES.contains(&state),
             "fake github: review state {state} is not one of {REVIEW_STATES:?}"
         );
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let index = store.expect_repo(owner, repo);
         store.register(login);
         let id = store.next_id();
@@ -453,7 +442,7 @@ impl FakeGithub {
 
     /// Issues only (not pull requests), by number.
     pub fn issues(&self, owner: &str, repo: &str) -> Vec<StoredIssue> {
-        let store = self.lock();
+        let store = &self.lock().state;
         let index = store.expect_repo(owner, repo);
         store.repos[index]
             .items
@@ -473,7 +462,7 @@ impl FakeGithub {
 
     /// Comment bodies on an issue or pull request, oldest first.
     pub fn comments(&self, owner: &str, repo: &str, number: u64) -> Vec<String> {
-        let store = self.lock();
+        let store = &self.lock().state;
         let index = store.expect_repo(owner, repo);
         store.repos[index]
             .item(number)
@@ -485,24 +474,23 @@ impl FakeGithub {
     /// `x-ratelimit-reset` now + `retry_after_secs`), or with `secondary` a 429 with
     /// `retry-after: retry_after_secs`. Throttled requests change nothing.
     pub fn throttle_next(&self, n: u32, retry_after_secs: u64, secondary: bool) {
-        let mut store = self.lock();
-        store.throttle_next = n;
-        store.retry_after = retry_after_secs;
-        store.secondary = secondary;
+        let mut guard = self.lock();
+        guard.faults.throttle_next(n, retry_after_secs);
+        guard.state.secondary = secondary;
     }
 
     /// Caps `per_page` below GitHub's 100 (default 100), to force `Link` pagination in tests.
     pub fn set_per_page_max(&self, n: usize) {
-        self.lock().per_page_max = n.clamp(1, MAX_PER_PAGE);
+        self.lock().state.per_page_max = n.clamp(1, MAX_PER_PAGE);
     }
 
     /// Every request seen, in order.
     pub fn seen(&self) -> Vec<Seen> {
-        self.lock().seen.clone()
+        self.kit.seen()
     }
 
     pub fn clear_seen(&self) {
-        self.lock().seen.clear();
+        self.kit.clear_seen();
     }
 }
 
@@ -539,33 +527,23 @@ fn push_item(
 }
 
 async fn handle(State(fake): State<FakeGithub>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
     // An oversized body reads as empty, which then fails JSON parsing like GitHub's 400.
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .unwrap_or_default();
-    let path = parts.uri.path().to_owned();
-    let query = parts.uri.query().unwrap_or("").to_owned();
-    let mut store = fake.lock();
-    let now = Utc::now().timestamp();
-    if now >= store.window_reset {
-        store.window_reset = now + 3600;
-        store.used = 0;
-    }
-    let authorized = authorized(&parts.headers, &fake.token);
-    let response = if authorized {
-        store.used = (store.used + 1).min(RATE_LIMIT);
-        respond(&mut store, &parts.method, &parts.uri, &body)
-    } else {
-        error(StatusCode::UNAUTHORIZED, "Bad credentials", DOCS)
-    };
-    store.seen.push(Seen {
-        method: parts.method.to_string(),
-        path,
-        query,
-        status: response.status().as_u16(),
-    });
-    with_rate_headers(&store, response)
+    let (parts, body) = kit::read(request, MAX_BODY).await;
+    let body = body.unwrap_or_default();
+    fake.kit.answer(&parts, |store, faults| {
+        let now = Utc::now().timestamp();
+        if now >= store.window_reset {
+            store.window_reset = now + 3600;
+            store.used = 0;
+        }
+        let response = if authorized(&parts.headers, &fake.token) {
+            store.used = (store.used + 1).min(RATE_LIMIT);
+            respond(store, faults, &parts.method, &parts.uri, &body)
+        } else {
+            error(StatusCode::UNAUTHORIZED, "Bad credentials", DOCS)
+        };
+        with_rate_headers(store, response)
+    })
 }
 
 /// `Bearer <token>` or the older `token <token>`; GitHub treats the scheme case-insensitively.
@@ -613,15 +591,20 @@ fn route(store: &Store, path: &str) -> Option<(usize, Route)> {
     Some((repo, route))
 }
 
-fn respond(store: &mut Store, method: &Method, uri: &Uri, body: &[u8]) -> Response {
+fn respond(
+    store: &mut Store,
+    faults: &mut kit::Faults,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Response {
     // Limits are per user, so they apply once the caller is known, before any lookup: a
     // throttled call changes nothing.
-    if store.throttle_next > 0 {
-        store.throttle_next -= 1;
+    if let Some(retry_after) = faults.take_throttle() {
         return if store.secondary {
-            secondary_limited(store.retry_after)
+            secondary_limited(retry_after)
         } else {
-            primary_limited(store.retry_after)
+            primary_limited(retry_after)
         };
     }
     let Some((repo, route)) = route(store, uri.path()) else {
@@ -1038,7 +1021,7 @@ fn label_json(store: &Store, repo: &Repo, name: &str) -> Value {
             "{}/repos/{}/labels/{}",
             store.api_url,
             repo.slug(),
-            percent_encode(name)
+            crate::support::percent_encode(name)
         ),
         "name": name,
         "color": label.map_or(DEFAULT_LABEL_COLOR, |l| l.color.as_str()),
@@ -1212,38 +1195,36 @@ fn primary_limited(retry_after: u64) -> Response {
         "API rate limit exceeded for user ID 1.",
         RATE_DOCS,
     );
-    let headers = response.headers_mut();
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
-    headers.insert("x-ratelimit-used", HeaderValue::from(RATE_LIMIT));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
     response
+        .headers_mut()
+        .insert("x-ratelimit-used", HeaderValue::from(RATE_LIMIT));
+    kit::exhausted(response, HeaderValue::from(reset))
 }
 
 fn secondary_limited(retry_after: u64) -> Response {
-    let mut response = error(
+    let response = error(
         StatusCode::TOO_MANY_REQUESTS,
         "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
         "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
     );
-    response
-        .headers_mut()
-        .insert("retry-after", HeaderValue::from(retry_after));
-    response
+    kit::with_retry_after(response, retry_after)
 }
 
 /// The core counters of the current window; a primary-limit answer has set its own first.
-fn with_rate_headers(store: &Store, mut response: Response) -> Response {
+fn with_rate_headers(store: &Store, response: Response) -> Response {
+    let mut response = kit::with_rate_headers(
+        response,
+        RATE_LIMIT,
+        &[
+            (
+                "x-ratelimit-remaining",
+                HeaderValue::from(RATE_LIMIT - store.used),
+            ),
+            ("x-ratelimit-used", HeaderValue::from(store.used)),
+            ("x-ratelimit-reset", HeaderValue::from(store.window_reset)),
+        ],
+    );
     let headers = response.headers_mut();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
-    headers
-        .entry("x-ratelimit-remaining")
-        .or_insert(HeaderValue::from(RATE_LIMIT - store.used));
-    headers
-        .entry("x-ratelimit-used")
-        .or_insert(HeaderValue::from(store.used));
-    headers
-        .entry("x-ratelimit-reset")
-        .or_insert(HeaderValue::from(store.window_reset));
     headers.insert("x-ratelimit-resource", HeaderValue::from_static("core"));
     headers.insert(
         "x-github-api-version-selected",
@@ -1268,19 +1249,5 @@ fn node_id(prefix: &str, id: u64) -> String {
 }
 
 fn random_sha() -> String {
-    let mut bytes = Vec::with_capacity(32);
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    hex::encode(&bytes[..20])
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    hex::encode(kit::random_bytes(20))
 }

@@ -21,18 +21,15 @@
 //! - `GET /rest/api/3/issue/{idOrKey}`: all fields by default, `?fields=` selects; `PUT` takes
 //!   `fields` (`summary`, `description`, `labels`) and `update` operations (`set`/`add`/`remove`
 //!   on labels, `set` on summary and description), 204.
-//! - `POST /rest/api/3/search/jql` (and `GET` with query parameters), the enhanced search: body
-//!   `{jql, fields, maxResults, nextPageToken, …}`, answer `{issues, nextPageToken?, isLast}` with
-//!   no `total`; `nextPageToken` is absent on the last page; each issue is only `{id}` unless
-//!   `fields` asks for more (the enhanced search returns IDs by default); `maxResults` default 50,
-//!   at most 100 with fields (5000 for IDs/keys only); "Unbounded JQL queries are not allowed
-//!   here" for a query without a restriction. JQL: `AND`, `OR`, `NOT`, parentheses, `=`, `!=`,
-//!   `~`, `!~`, `IN`, `NOT IN`, `IS [NOT] EMPTY`, `ORDER BY` on `project`, `key`, `labels`,
-//!   `status`, `statusCategory`, `issuetype`, `summary`, `description`, `comment`, `text`. As
-//!   documented for JQL, `!=` and `NOT IN` do not match an empty field (`labels != x` skips
-//!   issues without labels). A syntax error is 400 "Error in the JQL Query: … (line 1, character
-//!   n)"; an unknown field, unsupported operator or a value that does not exist (project,
-//!   status, issue type, key) is 400 with Jira's own wording.
+//! - `POST /rest/api/3/search/jql`, the enhanced search: body `{jql, fields, maxResults,
+//!   nextPageToken, …}`, answer `{issues, nextPageToken?, isLast}` with no `total`;
+//!   `nextPageToken` is absent on the last page; each issue is only `{id}` unless `fields` asks
+//!   for more (the enhanced search returns IDs by default); `maxResults` default 50, at most 100
+//!   with fields (5000 for IDs/keys only). The fake answers the one JQL shape keyward sends,
+//!   `project = KEY AND labels = "a" AND labels = "b"` (one or more label clauses, values quoted
+//!   or not), newest first; a project that does not exist is 400 "The value 'X' does not exist
+//!   for the field 'project'."; any other query is refused with Jira's error shape, 400
+//!   `{"errorMessages":["Error in the JQL Query: …"],"errors":{}}`.
 //! - Comments: `POST …/comment` 201 `{id, self, author, body, created, updated}`, an empty body
 //!   "Comment body can not be empty!"; `GET …/comment` `{startAt, maxResults, total, comments}`.
 //! - Workflow: To Do → In Progress → Done (categories `new`, `indeterminate`, `done`);
@@ -48,17 +45,15 @@
 //!
 //! Where the documentation is silent, the fake chooses (and a client must not rely on more):
 //! keys and IDs are accepted in paths, keys case-insensitively; issue IDs start at 10000; label
-//! matching in JQL is exact; `~` matches when every word of the value occurs in the text,
-//! case-insensitively; without `ORDER BY` results are newest first; JQL functions and the date,
-//! user and version fields are refused with a message naming the fake; a page token is only
-//! valid for the JQL it came from (else 400 "Invalid nextPageToken."); a malformed ADF object
+//! matching in JQL is exact; search is `POST` only (keyward never searches with `GET`); a page
+//! token is only valid for the JQL it came from (else 400 "Invalid nextPageToken."); a malformed ADF object
 //! gets the same message as a string; an unavailable transition is reported both in
 //! `errorMessages` and as `errors.transition`; the throttle applies after authentication and
 //! before any lookup, so a throttled call changes nothing; search sees writes at once (the real
 //! one may lag).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
@@ -68,7 +63,9 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{FakeServer, serve};
+use super::kit::{self, Kit, Running};
+
+pub use super::kit::Seen;
 
 const API: &str = "/rest/api/3";
 /// Atlassian does not publish its budgets; the fake reports a fixed one that never runs down.
@@ -157,16 +154,6 @@ const TRANSITIONS: [(&str, &str, usize); 3] = [
 /// (id, name)
 const ISSUE_TYPES: [(&str, &str); 2] = [("10001", "Task"), ("10002", "Bug")];
 
-/// One request as the fake saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub method: String,
-    pub path: String,
-    /// The raw query string, "" if none.
-    pub query: String,
-    pub status: u16,
-}
-
 /// An issue as stored, for test assertions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredJiraIssue {
@@ -210,7 +197,7 @@ struct Project {
     next_number: u64,
 }
 
-struct Store {
+pub struct Store {
     base_url: String,
     email: String,
     account_id: String,
@@ -218,11 +205,8 @@ struct Store {
     /// In creation order.
     issues: Vec<Issue>,
     next_id: u64,
-    throttle_next: u32,
-    retry_after: u64,
     /// Issued page tokens: token → (JQL, offset of the next page).
     page_tokens: HashMap<String, (String, usize)>,
-    seen: Vec<Seen>,
 }
 
 impl Store {
@@ -288,15 +272,12 @@ impl Store {
 
 #[derive(Clone)]
 pub struct FakeJira {
-    store: Arc<Mutex<Store>>,
+    kit: Kit<Store>,
     /// The `Authorization` header value that authenticates.
     expected_auth: Arc<str>,
 }
 
-pub struct RunningJira {
-    pub fake: FakeJira,
-    pub server: FakeServer,
-}
+pub type RunningJira = Running<FakeJira>;
 
 impl RunningJira {
     /// Stands in for `https://<site>.atlassian.net` (no trailing slash).
@@ -311,35 +292,33 @@ impl FakeJira {
         let credentials =
             base64::engine::general_purpose::STANDARD.encode(format!("{email}:{api_token}"));
         let fake = FakeJira {
-            store: Arc::new(Mutex::new(Store {
+            kit: Kit::new(Store {
                 base_url: String::new(),
                 email: email.to_owned(),
                 account_id: format!("712020:{}", uuid::Uuid::new_v4()),
                 projects: Vec::new(),
                 issues: Vec::new(),
                 next_id: 9999,
-                throttle_next: 0,
-                retry_after: 0,
                 page_tokens: HashMap::new(),
-                seen: Vec::new(),
-            })),
+            }),
             expected_auth: Arc::from(format!("Basic {credentials}")),
         };
         // One fallback handler routes by hand so that unknown paths and wrong methods still get
         // a `seen` entry and the rate-limit headers.
-        let router = Router::new().fallback(handle).with_state(fake.clone());
-        let server = serve(router).await?;
-        fake.lock().base_url = server.base_url();
-        Ok(RunningJira { fake, server })
+        let kit = fake.kit.clone();
+        let running = kit::start(fake, &kit, Router::new().fallback(handle)).await?;
+        kit.lock().state.base_url = running.server.base_url();
+        Ok(running)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, kit::Inner<Store>> {
+        self.kit.lock()
     }
 
     /// A project with this key (e.g. "SEC") on the To Do → In Progress → Done workflow.
     pub fn add_project(&self, key: &str) {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         if store.project_index(key).is_some() {
             return;
         }
@@ -360,7 +339,8 @@ impl FakeJira {
         description: &str,
         labels: &[&str],
     ) -> String {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let project = store
             .project_index(project)
             .unwrap_or_else(|| panic!("fake jira: no project {project}"));
@@ -373,7 +353,8 @@ impl FakeJira {
     /// Moves an issue to a status by hand ("To Do" | "In Progress" | "Done"), as someone
     /// dragging it on a board would.
     pub fn set_status(&self, key: &str, status: &str) {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let index = store
             .issue_index(key)
             .unwrap_or_else(|| panic!("fake jira: no issue {key}"));
@@ -387,6 +368,7 @@ impl FakeJira {
     /// Every issue, in creation order.
     pub fn issues(&self) -> Vec<StoredJiraIssue> {
         self.lock()
+            .state
             .issues
             .iter()
             .map(|i| StoredJiraIssue {
@@ -402,18 +384,16 @@ impl FakeJira {
 
     /// The next `n` requests get 429 with `Retry-After: retry_after_secs` and change nothing.
     pub fn throttle_next(&self, n: u32, retry_after_secs: u64) {
-        let mut store = self.lock();
-        store.throttle_next = n;
-        store.retry_after = retry_after_secs;
+        self.lock().faults.throttle_next(n, retry_after_secs);
     }
 
     /// Every request seen, in order.
     pub fn seen(&self) -> Vec<Seen> {
-        self.lock().seen.clone()
+        self.kit.seen()
     }
 
     pub fn clear_seen(&self) {
-        self.lock().seen.clear();
+        self.kit.clear_seen();
     }
 }
 
@@ -425,22 +405,18 @@ fn move_to(issue: &mut Issue, target: usize) {
 }
 
 async fn handle(State(fake): State<FakeJira>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
     // An oversized body reads as empty, which then fails as an invalid payload.
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .unwrap_or_default();
-    let path = parts.uri.path().to_owned();
-    let query = parts.uri.query().unwrap_or("").to_owned();
-    let mut store = fake.lock();
+    let (parts, body) = kit::read(request, MAX_BODY).await;
+    let body = body.unwrap_or_default();
     let authorized = parts
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == &*fake.expected_auth);
-    let response = if authorized {
-        respond(&mut store, &parts.method, &parts.uri, &body)
-    } else {
+    let response = fake.kit.answer(&parts, |store, faults| {
+        if authorized {
+            return respond(store, faults, &parts.method, &parts.uri, &body);
+        }
         let mut response = errors(
             StatusCode::UNAUTHORIZED,
             &["You are not authenticated. Authentication required to perform this operation."],
@@ -451,12 +427,6 @@ async fn handle(State(fake): State<FakeJira>, request: Request) -> Response {
             HeaderValue::from_static("AUTHENTICATED_FAILED"),
         );
         response
-    };
-    store.seen.push(Seen {
-        method: parts.method.to_string(),
-        path,
-        query,
-        status: response.status().as_u16(),
     });
     with_rate_headers(response)
 }
@@ -485,9 +455,9 @@ fn route(store: &Store, method: &Method, path: &str) -> Result<Route, NoRoute> {
     let (allowed, allow) = match segments.as_slice() {
         ["issue"] => (*method == Method::POST, "POST"),
         ["issue", _] => (read_or(Method::PUT), "GET, PUT"),
-        ["issue", _, "comment" | "transitions"] | ["search", "jql"] => {
-            (read_or(Method::POST), "GET, POST")
-        }
+        ["issue", _, "comment" | "transitions"] => (read_or(Method::POST), "GET, POST"),
+        // Keyward searches with POST only; the fake serves no GET search.
+        ["search", "jql"] => (*method == Method::POST, "POST"),
         _ => return Err(NoRoute::Path),
     };
     if !allowed {
@@ -503,12 +473,17 @@ fn route(store: &Store, method: &Method, path: &str) -> Result<Route, NoRoute> {
     })
 }
 
-fn respond(store: &mut Store, method: &Method, uri: &Uri, body: &[u8]) -> Response {
+fn respond(
+    store: &mut Store,
+    faults: &mut kit::Faults,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Response {
     // Limits are per user, so they apply once the caller is known, before any lookup: a
     // throttled call changes nothing.
-    if store.throttle_next > 0 {
-        store.throttle_next -= 1;
-        return rate_limited(store.retry_after);
+    if let Some(retry_after) = faults.take_throttle() {
+        return rate_limited(retry_after);
     }
     let route = match route(store, method, uri.path()) {
         Ok(route) => route,
@@ -542,7 +517,6 @@ fn respond(store: &mut Store, method: &Method, uri: &Uri, body: &[u8]) -> Respon
         Route::Comments(i) => add_comment(store, i, &body),
         Route::Transitions(i) if read => list_transitions(store, i, &query),
         Route::Transitions(i) => transition(store, i, &body),
-        Route::Search if read => search_get(store, &query),
         Route::Search => search(store, &body),
     }
 }
@@ -949,120 +923,144 @@ fn transition(store: &mut Store, index: usize, body: &Map<String, Value>) -> Res
 // ---------------------------------------------------------------------------------------------
 // Search
 
-/// `GET /search/jql`: the same search with query parameters (`fields` comma-separated).
-fn search_get(store: &mut Store, query: &HashMap<String, String>) -> Response {
-    let mut body = Map::new();
-    // Query parameters the endpoint does not know are ignored, as on any GET.
-    for (name, value) in query
-        .iter()
-        .filter(|(k, _)| SEARCH_KEYS.contains(&k.as_str()))
-    {
-        let value = match name.as_str() {
-            "maxResults" => match value.parse::<u64>() {
-                Ok(n) => Value::from(n),
-                Err(_) => return errors(StatusCode::BAD_REQUEST, &[BAD_PAYLOAD], Map::new()),
-            },
-            "fields" => Value::from(vec![value.clone()]),
-            _ => Value::from(value.clone()),
-        };
-        body.insert(name.clone(), value);
+/// The one JQL shape keyward sends (`drift_detector::tickets`, finding a finding's ticket):
+/// `project = KEY AND labels = "a" AND labels = "b"`, each value quoted or not.
+struct LabelQuery {
+    project: String,
+    labels: Vec<String>,
+}
+
+impl LabelQuery {
+    fn parse(jql: &str) -> Option<Self> {
+        let mut clauses = jql.split(" AND ").map(|clause| {
+            let (field, value) = clause.split_once('=')?;
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            let plain = !value.is_empty() && !value.contains([' ', '"', '(', ')', ',']);
+            plain.then(|| (field.trim(), value.to_owned()))
+        });
+        let (field, project) = clauses.next()??;
+        if field != "project" {
+            return None;
+        }
+        let labels = clauses
+            .map(|clause| {
+                clause
+                    .filter(|(field, _)| *field == "labels")
+                    .map(|(_, v)| v)
+            })
+            .collect::<Option<Vec<String>>>()?;
+        (!labels.is_empty()).then_some(Self { project, labels })
     }
-    search(store, &body)
+
+    fn matches(&self, project: usize, issue: &Issue) -> bool {
+        issue.project == project && self.labels.iter().all(|l| issue.labels.contains(l))
+    }
+}
+
+/// The validated body of `POST /search/jql`.
+struct SearchRequest {
+    jql: String,
+    fields: Option<Vec<String>>,
+    max_results: usize,
+    token: Option<String>,
+}
+
+impl SearchRequest {
+    /// `None` is Jira's "Invalid request payload": a property the endpoint does not know, or one
+    /// of the wrong type.
+    fn parse(body: &Map<String, Value>) -> Option<Self> {
+        if body.keys().any(|k| !SEARCH_KEYS.contains(&k.as_str())) {
+            return None;
+        }
+        let text = |name: &str| match body.get(name) {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => None,
+        };
+        let fields = match body.get("fields") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>()?,
+            ),
+            Some(_) => return None,
+        };
+        let max_results = match body.get("maxResults") {
+            None | Some(Value::Null) => SEARCH_DEFAULT,
+            Some(v) => v.as_u64()? as usize,
+        };
+        Some(Self {
+            jql: text("jql")?.unwrap_or_default(),
+            // An empty list asks for nothing more than the default.
+            fields: fields.filter(|f| !f.is_empty()),
+            max_results,
+            token: text("nextPageToken")?,
+        })
+    }
+
+    /// At most 100 issues a page with fields, 5000 for IDs and keys only.
+    fn page_size(&self) -> usize {
+        let ids_only = self.fields.as_ref().is_none_or(|f| {
+            f.iter()
+                .flat_map(|f| f.split(','))
+                .all(|f| matches!(f.trim(), "id" | "key" | ""))
+        });
+        let cap = if ids_only {
+            SEARCH_MAX_IDS
+        } else {
+            SEARCH_MAX_WITH_FIELDS
+        };
+        self.max_results.clamp(1, cap)
+    }
 }
 
 fn search(store: &mut Store, body: &Map<String, Value>) -> Response {
-    let bad_payload = || errors(StatusCode::BAD_REQUEST, &[BAD_PAYLOAD], Map::new());
-    if body.keys().any(|k| !SEARCH_KEYS.contains(&k.as_str())) {
-        return bad_payload();
-    }
-    let jql = match body.get("jql") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return bad_payload(),
+    let Some(request) = SearchRequest::parse(body) else {
+        return errors(StatusCode::BAD_REQUEST, &[BAD_PAYLOAD], Map::new());
     };
-    let fields: Option<Vec<String>> = match body.get("fields") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => {
-            let Some(names) = items
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned))
-                .collect::<Option<Vec<String>>>()
-            else {
-                return bad_payload();
-            };
-            Some(names)
-        }
-        Some(_) => return bad_payload(),
-    };
-    // An empty list asks for nothing more than the default.
-    let fields = fields.filter(|f| !f.is_empty());
-    let max_results = match body.get("maxResults") {
-        None | Some(Value::Null) => SEARCH_DEFAULT,
-        Some(v) => match v.as_u64() {
-            Some(n) => n as usize,
-            None => return bad_payload(),
-        },
-    };
-    let token = match body.get("nextPageToken") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return bad_payload(),
-    };
-    let query = match parse_jql(&jql) {
-        Ok(query) => query,
-        Err(message) => {
-            let message = format!("Error in the JQL Query: {message}");
-            return errors(StatusCode::BAD_REQUEST, &[&message], Map::new());
-        }
-    };
-    let Some(filter) = &query.filter else {
-        return errors(
-            StatusCode::BAD_REQUEST,
-            &[
-                "Unbounded JQL queries are not allowed here. Please add a search restriction to your query.",
-            ],
-            Map::new(),
+    let Some(query) = LabelQuery::parse(&request.jql) else {
+        let message = format!(
+            "Error in the JQL Query: this fake answers only the query keyward sends (project = KEY AND labels = \"…\" AND …), not: {}",
+            request.jql
         );
-    };
-    if let Err(message) = check_expr(store, filter).and_then(|()| check_sorts(&query.sorts)) {
         return errors(StatusCode::BAD_REQUEST, &[&message], Map::new());
-    }
-    let offset = match token {
+    };
+    let Some(project) = store.project_index(&query.project) else {
+        let message = format!(
+            "The value '{}' does not exist for the field 'project'.",
+            query.project
+        );
+        return errors(StatusCode::BAD_REQUEST, &[&message], Map::new());
+    };
+    let offset = match &request.token {
         None => 0,
-        Some(token) => match store.page_tokens.get(&token) {
-            Some((for_jql, offset)) if *for_jql == jql => *offset,
+        Some(token) => match store.page_tokens.get(token) {
+            Some((for_jql, offset)) if *for_jql == request.jql => *offset,
             _ => {
-                return errors(
-                    StatusCode::BAD_REQUEST,
-                    &["Invalid nextPageToken."],
-                    Map::new(),
-                );
+                let message = ["Invalid nextPageToken."];
+                return errors(StatusCode::BAD_REQUEST, &message, Map::new());
             }
         },
     };
-    let selected = select_fields(fields.clone(), false);
-    let ids_only = fields.as_ref().is_none_or(|f| {
-        f.iter()
-            .flat_map(|f| f.split(','))
-            .all(|f| matches!(f.trim(), "id" | "key" | ""))
-    });
-    let cap = if ids_only {
-        SEARCH_MAX_IDS
-    } else {
-        SEARCH_MAX_WITH_FIELDS
-    };
-    let page_size = max_results.clamp(1, cap);
-    let mut matching: Vec<&Issue> = store
+    // Newest first.
+    let matching: Vec<&Issue> = store
         .issues
         .iter()
-        .filter(|i| eval(store, filter, i))
+        .rev()
+        .filter(|i| query.matches(project, i))
         .collect();
-    sort_issues(store, &mut matching, &query.sorts);
+    let selected = select_fields(request.fields.clone(), false);
     let page: Vec<Value> = matching
         .iter()
         .skip(offset)
-        .take(page_size)
-        .map(|i| match fields {
+        .take(request.page_size())
+        .map(|i| match request.fields {
             None => json!({"id": i.id.to_string()}),
             Some(_) => issue_json(store, i, &selected),
         })
@@ -1072,613 +1070,10 @@ fn search(store: &mut Store, body: &Map<String, Value>) -> Response {
     let mut answer = json!({"issues": page, "isLast": is_last});
     if !is_last {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        store.page_tokens.insert(token.clone(), (jql, next));
+        store.page_tokens.insert(token.clone(), (request.jql, next));
         answer["nextPageToken"] = token.into();
     }
     (StatusCode::OK, axum::Json(answer)).into_response()
-}
-
-fn sort_issues(store: &Store, issues: &mut [&Issue], sorts: &[Sort]) {
-    if sorts.is_empty() {
-        // Newest first.
-        issues.sort_by_key(|i| std::cmp::Reverse((i.created, i.id)));
-        return;
-    }
-    issues.sort_by(|a, b| {
-        for sort in sorts {
-            let ordering = match sort.field.as_str() {
-                "key" | "issuekey" | "id" => (&store.projects[a.project].key, key_number(a))
-                    .cmp(&(&store.projects[b.project].key, key_number(b))),
-                "created" => (a.created, a.id).cmp(&(b.created, b.id)),
-                "updated" => (a.updated, a.id).cmp(&(b.updated, b.id)),
-                "summary" => a.summary.to_lowercase().cmp(&b.summary.to_lowercase()),
-                "status" => a.status.cmp(&b.status),
-                "project" => store.projects[a.project]
-                    .key
-                    .cmp(&store.projects[b.project].key),
-                _ => std::cmp::Ordering::Equal,
-            };
-            let ordering = if sort.descending {
-                ordering.reverse()
-            } else {
-                ordering
-            };
-            if ordering.is_ne() {
-                return ordering;
-            }
-        }
-        a.id.cmp(&b.id)
-    });
-}
-
-fn key_number(issue: &Issue) -> u64 {
-    issue
-        .key
-        .rsplit('-')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-// ---------------------------------------------------------------------------------------------
-// JQL
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Word(String),
-    Str(String),
-    Op(&'static str),
-    Open,
-    Close,
-    Comma,
-}
-
-impl Tok {
-    fn describe(&self) -> String {
-        match self {
-            Tok::Word(w) => w.clone(),
-            Tok::Str(s) => s.clone(),
-            Tok::Op(o) => (*o).to_owned(),
-            Tok::Open => "(".into(),
-            Tok::Close => ")".into(),
-            Tok::Comma => ",".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Op {
-    Eq,
-    Ne,
-    Like,
-    NotLike,
-    In,
-    NotIn,
-    IsEmpty,
-    IsNotEmpty,
-    /// `<`, `>`, `<=`, `>=`: parsed so the error names the field, never supported here.
-    Compare(&'static str),
-}
-
-impl Op {
-    fn symbol(self) -> &'static str {
-        match self {
-            Op::Eq => "=",
-            Op::Ne => "!=",
-            Op::Like => "~",
-            Op::NotLike => "!~",
-            Op::In => "in",
-            Op::NotIn => "not in",
-            Op::IsEmpty => "is",
-            Op::IsNotEmpty => "is not",
-            Op::Compare(symbol) => symbol,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Clause {
-    field: String,
-    op: Op,
-    values: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-enum Expr {
-    And(Vec<Expr>),
-    Or(Vec<Expr>),
-    Not(Box<Expr>),
-    Clause(Clause),
-}
-
-#[derive(Debug, Clone)]
-struct Sort {
-    field: String,
-    descending: bool,
-}
-
-struct JqlQuery {
-    filter: Option<Expr>,
-    sorts: Vec<Sort>,
-}
-
-const KEYWORDS: [&str; 11] = [
-    "and", "or", "not", "in", "is", "empty", "null", "order", "by", "asc", "desc",
-];
-
-fn tokenize(jql: &str) -> Result<Vec<(Tok, usize)>, String> {
-    let chars: Vec<char> = jql.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let at = i + 1;
-        if c.is_whitespace() {
-            i += 1;
-            continue;
-        }
-        let next = chars.get(i + 1).copied();
-        let (token, width) = match (c, next) {
-            ('(', _) => (Tok::Open, 1),
-            (')', _) => (Tok::Close, 1),
-            (',', _) => (Tok::Comma, 1),
-            ('=', _) => (Tok::Op("="), 1),
-            ('~', _) => (Tok::Op("~"), 1),
-            ('!', Some('=')) => (Tok::Op("!="), 2),
-            ('!', Some('~')) => (Tok::Op("!~"), 2),
-            ('<', Some('=')) => (Tok::Op("<="), 2),
-            ('>', Some('=')) => (Tok::Op(">="), 2),
-            ('<', _) => (Tok::Op("<"), 1),
-            ('>', _) => (Tok::Op(">"), 1),
-            ('"' | '\'', _) => {
-                let mut text = String::new();
-                let mut j = i + 1;
-                loop {
-                    match chars.get(j) {
-                        None => {
-                            return Err(format!(
-                                "The quoted string '{text}' has not been completed. (line 1, character {at})"
-                            ));
-                        }
-                        Some('\\') if j + 1 < chars.len() => {
-                            text.push(chars[j + 1]);
-                            j += 2;
-                        }
-                        Some(q) if *q == c => break,
-                        Some(other) => {
-                            text.push(*other);
-                            j += 1;
-                        }
-                    }
-                }
-                (Tok::Str(text), j + 1 - i)
-            }
-            (
-                '!' | '&' | '|' | '%' | '^' | '$' | '#' | '@' | '[' | ']' | '{' | '}' | ';' | '?'
-                | '+' | '*' | '/' | '\\',
-                _,
-            ) => {
-                return Err(format!(
-                    "The character '{c}' is a reserved JQL character. You must enclose it in a string or use the escape '\\u{:04x}' instead. (line 1, character {at})",
-                    c as u32
-                ));
-            }
-            _ => {
-                let mut j = i;
-                while j < chars.len()
-                    && !chars[j].is_whitespace()
-                    && !"()=,~!<>\"'".contains(chars[j])
-                {
-                    j += 1;
-                }
-                (Tok::Word(chars[i..j].iter().collect()), j - i)
-            }
-        };
-        tokens.push((token, at));
-        i += width;
-    }
-    Ok(tokens)
-}
-
-struct Parser {
-    tokens: Vec<(Tok, usize)>,
-    pos: usize,
-}
-
-impl Parser {
-    fn peek(&self) -> Option<&Tok> {
-        self.tokens.get(self.pos).map(|(t, _)| t)
-    }
-
-    fn at_keyword(&self, keyword: &str) -> bool {
-        matches!(self.peek(), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(keyword))
-    }
-
-    fn expecting(&self, what: &str) -> String {
-        match self.tokens.get(self.pos) {
-            Some((token, at)) => format!(
-                "Expecting {what} but got '{}'. (line 1, character {at})",
-                token.describe()
-            ),
-            None => format!("Expecting {what} but reached the end of the query."),
-        }
-    }
-
-    fn query(&mut self) -> Result<JqlQuery, String> {
-        let filter = if self.peek().is_none() || self.at_keyword("order") {
-            None
-        } else {
-            Some(self.or()?)
-        };
-        let mut sorts = Vec::new();
-        if self.at_keyword("order") {
-            self.pos += 1;
-            if !self.at_keyword("by") {
-                return Err(self.expecting("'by'"));
-            }
-            self.pos += 1;
-            loop {
-                let field = match self.peek() {
-                    Some(Tok::Word(w)) if !is_keyword(w) => w.clone(),
-                    Some(Tok::Str(s)) => s.clone(),
-                    _ => return Err(self.expecting("a field name")),
-                };
-                self.pos += 1;
-                let mut descending = false;
-                if self.at_keyword("asc") || self.at_keyword("desc") {
-                    descending = self.at_keyword("desc");
-                    self.pos += 1;
-                }
-                sorts.push(Sort { field, descending });
-                if self.peek() == Some(&Tok::Comma) {
-                    self.pos += 1;
-                } else {
-                    break;
-                }
-            }
-        }
-        if self.peek().is_some() {
-            return Err(self.expecting("either 'OR' or 'AND'"));
-        }
-        Ok(JqlQuery { filter, sorts })
-    }
-
-    fn or(&mut self) -> Result<Expr, String> {
-        let mut terms = vec![self.and()?];
-        while self.at_keyword("or") {
-            self.pos += 1;
-            terms.push(self.and()?);
-        }
-        Ok(if terms.len() == 1 {
-            terms.remove(0)
-        } else {
-            Expr::Or(terms)
-        })
-    }
-
-    fn and(&mut self) -> Result<Expr, String> {
-        let mut terms = vec![self.unary()?];
-        while self.at_keyword("and") {
-            self.pos += 1;
-            terms.push(self.unary()?);
-        }
-        Ok(if terms.len() == 1 {
-            terms.remove(0)
-        } else {
-            Expr::And(terms)
-        })
-    }
-
-    fn unary(&mut self) -> Result<Expr, String> {
-        if self.at_keyword("not") {
-            self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
-        }
-        if self.peek() == Some(&Tok::Open) {
-            self.pos += 1;
-            let inner = self.or()?;
-            if self.peek() != Some(&Tok::Close) {
-                return Err(self.expecting("')'"));
-            }
-            self.pos += 1;
-            return Ok(inner);
-        }
-        self.clause()
-    }
-
-    fn value(&mut self) -> Result<String, String> {
-        let value = match self.peek() {
-            Some(Tok::Word(w)) if !is_keyword(w) => w.clone(),
-            Some(Tok::Str(s)) => s.clone(),
-            _ => return Err(self.expecting("either a value, list or function")),
-        };
-        self.pos += 1;
-        if self.peek() == Some(&Tok::Open) {
-            return Err(format!(
-                "Unable to find JQL function '{value}()': the fake Jira supports no functions."
-            ));
-        }
-        Ok(value)
-    }
-
-    fn clause(&mut self) -> Result<Expr, String> {
-        let field = match self.peek() {
-            Some(Tok::Word(w)) if !is_keyword(w) => w.clone(),
-            Some(Tok::Str(s)) => s.clone(),
-            _ => return Err(self.expecting("a field name")),
-        };
-        self.pos += 1;
-        let op = match self.peek().cloned() {
-            Some(Tok::Op(symbol)) => {
-                self.pos += 1;
-                match symbol {
-                    "=" => Op::Eq,
-                    "!=" => Op::Ne,
-                    "~" => Op::Like,
-                    "!~" => Op::NotLike,
-                    other => Op::Compare(other),
-                }
-            }
-            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("in") => {
-                self.pos += 1;
-                Op::In
-            }
-            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("not") => {
-                self.pos += 1;
-                if !self.at_keyword("in") {
-                    return Err(self.expecting("'IN'"));
-                }
-                self.pos += 1;
-                Op::NotIn
-            }
-            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("is") => {
-                self.pos += 1;
-                let negated = self.at_keyword("not");
-                if negated {
-                    self.pos += 1;
-                }
-                if !(self.at_keyword("empty") || self.at_keyword("null")) {
-                    return Err(self.expecting("'EMPTY'"));
-                }
-                self.pos += 1;
-                let op = if negated { Op::IsNotEmpty } else { Op::IsEmpty };
-                return Ok(Expr::Clause(Clause {
-                    field,
-                    op,
-                    values: Vec::new(),
-                }));
-            }
-            _ => {
-                return Err(self
-                    .expecting("operator ('=', '!=', '~', '!~', 'IN', 'NOT IN', 'IS', 'IS NOT')"));
-            }
-        };
-        let values = if matches!(op, Op::In | Op::NotIn) {
-            if self.peek() != Some(&Tok::Open) {
-                return Err(self.expecting("'('"));
-            }
-            self.pos += 1;
-            let mut values = vec![self.value()?];
-            while self.peek() == Some(&Tok::Comma) {
-                self.pos += 1;
-                values.push(self.value()?);
-            }
-            if self.peek() != Some(&Tok::Close) {
-                return Err(self.expecting("')'"));
-            }
-            self.pos += 1;
-            values
-        } else {
-            vec![self.value()?]
-        };
-        Ok(Expr::Clause(Clause { field, op, values }))
-    }
-}
-
-fn is_keyword(word: &str) -> bool {
-    KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
-}
-
-fn parse_jql(jql: &str) -> Result<JqlQuery, String> {
-    let tokens = tokenize(jql)?;
-    Parser { tokens, pos: 0 }.query()
-}
-
-/// The field a clause names, canonical; `Err` with Jira's message for a field it does not know.
-fn canonical_field(name: &str) -> Result<&'static str, String> {
-    let lower = name.to_ascii_lowercase();
-    Ok(match lower.as_str() {
-        "project" => "project",
-        "labels" | "label" => "labels",
-        "status" => "status",
-        "statuscategory" => "statuscategory",
-        "issuetype" | "type" => "issuetype",
-        "key" | "issuekey" | "issue" | "id" => "key",
-        "summary" => "summary",
-        "description" => "description",
-        "comment" => "comment",
-        "text" => "text",
-        "created" | "createddate" | "updated" | "updateddate" | "resolved" | "resolution"
-        | "assignee" | "reporter" | "creator" | "priority" | "duedate" | "due" | "sprint"
-        | "component" | "fixversion" | "affectedversion" | "parent" | "watcher" => {
-            return Err(format!(
-                "Field '{name}' is not supported by the fake Jira (its searchable fields are project, key, labels, status, statusCategory, issuetype, summary, description, comment, text)."
-            ));
-        }
-        _ => {
-            return Err(format!(
-                "Field '{name}' does not exist or you do not have permission to view it."
-            ));
-        }
-    })
-}
-
-/// Checks fields, operators and values the way Jira validates a query before running it.
-fn check_expr(store: &Store, expr: &Expr) -> Result<(), String> {
-    match expr {
-        Expr::And(terms) | Expr::Or(terms) => terms.iter().try_for_each(|t| check_expr(store, t)),
-        Expr::Not(inner) => check_expr(store, inner),
-        Expr::Clause(clause) => check_clause(store, clause),
-    }
-}
-
-fn check_clause(store: &Store, clause: &Clause) -> Result<(), String> {
-    let field = canonical_field(&clause.field)?;
-    let supported = match field {
-        "project" | "status" | "statuscategory" | "issuetype" | "key" => {
-            matches!(clause.op, Op::Eq | Op::Ne | Op::In | Op::NotIn)
-        }
-        "labels" => matches!(
-            clause.op,
-            Op::Eq | Op::Ne | Op::In | Op::NotIn | Op::IsEmpty | Op::IsNotEmpty
-        ),
-        "summary" | "text" => matches!(clause.op, Op::Like | Op::NotLike),
-        _ => matches!(
-            clause.op,
-            Op::Like | Op::NotLike | Op::IsEmpty | Op::IsNotEmpty
-        ),
-    };
-    if !supported {
-        return Err(format!(
-            "The operator '{}' is not supported by the '{}' field.",
-            clause.op.symbol(),
-            clause.field
-        ));
-    }
-    for value in &clause.values {
-        let exists = match field {
-            "project" => store.project_index(value).is_some(),
-            "status" => status_by_value(value).is_some(),
-            "statuscategory" => category_by_value(value).is_some(),
-            "issuetype" => ISSUE_TYPES
-                .iter()
-                .any(|(id, name)| name.eq_ignore_ascii_case(value) || id == value),
-            "key" => {
-                if store.issue_index(value).is_none() {
-                    return Err(format!(
-                        "An issue with key '{value}' does not exist for field '{}'.",
-                        clause.field
-                    ));
-                }
-                true
-            }
-            "summary" | "description" | "comment" | "text" if value.trim().is_empty() => {
-                return Err(format!(
-                    "The field '{}' does not support searching for an empty string.",
-                    clause.field
-                ));
-            }
-            _ => true,
-        };
-        if !exists {
-            return Err(format!(
-                "The value '{value}' does not exist for the field '{}'.",
-                clause.field
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_sorts(sorts: &[Sort]) -> Result<(), String> {
-    for sort in sorts {
-        let known = matches!(
-            sort.field.to_ascii_lowercase().as_str(),
-            "key" | "issuekey" | "id" | "created" | "updated" | "summary" | "status" | "project"
-        );
-        if !known {
-            return Err(format!("Not able to sort using field '{}'.", sort.field));
-        }
-    }
-    Ok(())
-}
-
-fn status_by_value(value: &str) -> Option<usize> {
-    STATUSES
-        .iter()
-        .position(|s| s.name.eq_ignore_ascii_case(value) || s.id == value)
-}
-
-fn category_by_value(value: &str) -> Option<usize> {
-    STATUSES.iter().position(|s| {
-        s.category_name.eq_ignore_ascii_case(value)
-            || s.category_key.eq_ignore_ascii_case(value)
-            || s.category_id.to_string() == value
-    })
-}
-
-fn eval(store: &Store, expr: &Expr, issue: &Issue) -> bool {
-    match expr {
-        Expr::And(terms) => terms.iter().all(|t| eval(store, t, issue)),
-        Expr::Or(terms) => terms.iter().any(|t| eval(store, t, issue)),
-        Expr::Not(inner) => !eval(store, inner, issue),
-        Expr::Clause(clause) => eval_clause(store, clause, issue),
-    }
-}
-
-/// Every word of `needle` occurs in `haystack`, case-insensitively.
-fn contains_words(haystack: &str, needle: &str) -> bool {
-    let haystack = haystack.to_lowercase();
-    needle
-        .split_whitespace()
-        .all(|w| haystack.contains(&w.to_lowercase()))
-}
-
-fn eval_clause(store: &Store, clause: &Clause, issue: &Issue) -> bool {
-    let field = canonical_field(&clause.field).unwrap_or("");
-    // A field's current values; an empty list is an empty field.
-    let values: Vec<String> = match field {
-        "project" => vec![store.projects[issue.project].key.clone()],
-        "status" => vec![STATUSES[issue.status].name.to_owned()],
-        "statuscategory" => vec![STATUSES[issue.status].category_key.to_owned()],
-        "issuetype" => vec![ISSUE_TYPES[issue.issue_type].1.to_owned()],
-        "key" => vec![issue.key.clone()],
-        "labels" => issue.labels.clone(),
-        "summary" => vec![issue.summary.clone()],
-        "description" => issue.description.iter().map(flatten).collect(),
-        "comment" => issue.comments.iter().map(|c| flatten(&c.body)).collect(),
-        "text" => {
-            let mut all = vec![issue.summary.clone()];
-            all.extend(issue.description.iter().map(flatten));
-            all.extend(issue.comments.iter().map(|c| flatten(&c.body)));
-            all
-        }
-        _ => Vec::new(),
-    };
-    // Whether one stored value equals one JQL value, for this field.
-    let same = |stored: &str, wanted: &str| -> bool {
-        match field {
-            "project" => store
-                .project_index(wanted)
-                .is_some_and(|p| store.projects[p].key == stored),
-            "status" => status_by_value(wanted).is_some_and(|s| STATUSES[s].name == stored),
-            "statuscategory" => {
-                category_by_value(wanted).is_some_and(|s| STATUSES[s].category_key == stored)
-            }
-            "issuetype" => ISSUE_TYPES.iter().any(|(id, name)| {
-                *name == stored && (name.eq_ignore_ascii_case(wanted) || *id == wanted)
-            }),
-            "key" => store
-                .issue_index(wanted)
-                .is_some_and(|i| store.issues[i].key == stored),
-            _ => stored == wanted,
-        }
-    };
-    let any_in = |wanted: &[String]| values.iter().any(|v| wanted.iter().any(|w| same(v, w)));
-    match clause.op {
-        Op::Eq | Op::In => any_in(&clause.values),
-        // JQL: "!=" and "NOT IN" never match an empty field.
-        Op::Ne | Op::NotIn => !values.is_empty() && !any_in(&clause.values),
-        Op::Like => values
-            .iter()
-            .any(|v| clause.values.iter().all(|w| contains_words(v, w))),
-        Op::NotLike => !values
-            .iter()
-            .any(|v| clause.values.iter().all(|w| contains_words(v, w))),
-        Op::IsEmpty => values.iter().all(|v| v.is_empty()),
-        Op::IsNotEmpty => values.iter().any(|v| !v.is_empty()),
-        Op::Compare(_) => false,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1933,24 +1328,23 @@ fn rate_limited(retry_after: u64) -> Response {
         &["Rate limit exceeded."],
         Map::new(),
     );
-    let headers = response.headers_mut();
-    headers.insert("retry-after", HeaderValue::from(retry_after));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
-    if let Ok(value) = HeaderValue::from_str(&reset.format("%Y-%m-%dT%H:%MZ").to_string()) {
-        headers.insert("x-ratelimit-reset", value);
-    }
-    headers.insert(
+    response.headers_mut().insert(
         "ratelimit-reason",
         HeaderValue::from_static("jira-quota-based"),
     );
-    response
+    let response = kit::with_retry_after(response, retry_after);
+    let reset = reset.format("%Y-%m-%dT%H:%MZ").to_string();
+    kit::exhausted(
+        response,
+        HeaderValue::from_str(&reset).expect("a timestamp is a header value"),
+    )
 }
 
-fn with_rate_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
-    headers
-        .entry("x-ratelimit-remaining")
-        .or_insert(HeaderValue::from(RATE_LIMIT - 1));
-    response
+fn with_rate_headers(response: Response) -> Response {
+    let remaining = HeaderValue::from(RATE_LIMIT - 1);
+    kit::with_rate_headers(
+        response,
+        RATE_LIMIT,
+        &[("x-ratelimit-remaining", remaining)],
+    )
 }

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -21,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::Value;
 
-use super::{FakeServer, serve};
+use super::kit::{self, Kit, Running};
 
 const MAX_LABELS: usize = 15;
 const MAX_LINE: usize = 256 * 1024;
@@ -39,24 +38,19 @@ pub struct Entry {
 }
 
 #[derive(Default)]
-struct Store {
+pub struct Store {
     entries: Vec<Entry>,
-    throttle_next: u32,
-    fail_next: u32,
     requests: u32,
     gzipped_requests: u32,
 }
 
 #[derive(Clone)]
 pub struct FakeLoki {
-    store: Arc<Mutex<Store>>,
+    kit: Kit<Store>,
     require_tenant: bool,
 }
 
-pub struct RunningLoki {
-    pub fake: FakeLoki,
-    pub server: FakeServer,
-}
+pub type RunningLoki = Running<FakeLoki>;
 
 impl RunningLoki {
     pub fn push_url(&self) -> String {
@@ -67,38 +61,30 @@ impl RunningLoki {
 impl FakeLoki {
     pub async fn start(require_tenant: bool) -> std::io::Result<RunningLoki> {
         let fake = FakeLoki {
-            store: Arc::default(),
+            kit: Kit::new(Store::default()),
             require_tenant,
         };
-        let router = Router::new()
-            .route("/loki/api/v1/push", post(push))
-            .with_state(fake.clone());
-        Ok(RunningLoki {
-            server: serve(router).await?,
-            fake,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+        let routes = Router::new().route("/loki/api/v1/push", post(push));
+        let kit = fake.kit.clone();
+        kit::start(fake, &kit, routes).await
     }
 
     pub fn entries(&self) -> Vec<Entry> {
-        self.lock().entries.clone()
+        self.kit.lock().state.entries.clone()
     }
 
     /// (requests received, of which gzip-encoded)
     pub fn requests(&self) -> (u32, u32) {
-        let store = self.lock();
+        let store = &self.kit.lock().state;
         (store.requests, store.gzipped_requests)
     }
 
     pub fn throttle_next(&self, calls: u32) {
-        self.lock().throttle_next = calls;
+        self.kit.lock().faults.throttle_next(calls, 1);
     }
 
     pub fn fail_next(&self, calls: u32) {
-        self.lock().fail_next = calls;
+        self.kit.lock().faults.fail_next(calls);
     }
 }
 
@@ -116,182 +102,175 @@ async fn push(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let mut store = fake.lock();
+    let mut guard = fake.kit.lock();
+    let kit::Inner { state, faults, .. } = &mut *guard;
+    let store = state;
     store.requests += 1;
-    let tenant = headers
-        .get("x-scope-orgid")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let tenant = header(&headers, "x-scope-orgid").map(str::to_owned);
     if fake.require_tenant && tenant.is_none() {
         return text(StatusCode::UNAUTHORIZED, "no org id\n");
     }
-    if store.throttle_next > 0 {
-        store.throttle_next -= 1;
+    if faults.take_throttle().is_some() {
         return text(
             StatusCode::TOO_MANY_REQUESTS,
             "Ingestion rate limit exceeded for user fake (limit: 4194304 bytes/sec) while attempting to ingest '1' lines totaling '100' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased\n",
         );
     }
-    if store.fail_next > 0 {
-        store.fail_next -= 1;
+    if faults.take_failure() {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "rpc error: code = Unavailable desc = ingester unavailable\n",
         );
     }
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("application/json") {
-        return text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "this fake accepts application/json only\n",
-        );
+    let accepted = decode(store, &headers, &body).and_then(|request| {
+        let now_ns = i128::from(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        let streams = request.get("streams").and_then(Value::as_array);
+        let streams = streams.ok_or_else(|| bad("error parsing push request: no streams"))?;
+        let mut accepted = Vec::new();
+        for stream in streams {
+            accepted.extend(stream_entries(stream, now_ns, &tenant)?);
+        }
+        Ok(accepted)
+    });
+    match accepted {
+        Ok(entries) => {
+            store.keep(entries);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(refusal) => refusal.into_response(),
     }
-    let gzip = headers
-        .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Why a push is refused: Loki's status and wording.
+type Refusal = (StatusCode, String);
+
+/// Loki's 400, with its wording.
+fn bad(message: impl std::fmt::Display) -> Refusal {
+    (StatusCode::BAD_REQUEST, format!("{message}\n"))
+}
+
+/// The push request's JSON: only `application/json`, optionally gzip-encoded.
+fn decode(store: &mut Store, headers: &HeaderMap, body: &[u8]) -> Result<Value, Refusal> {
+    let content_type = header(headers, "content-type").unwrap_or("");
+    if !content_type.starts_with("application/json") {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "this fake accepts application/json only\n".to_owned(),
+        ));
+    }
+    let gzip = header(headers, "content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let bytes = if gzip {
         store.gzipped_requests += 1;
         let mut out = Vec::new();
-        if flate2::read::GzDecoder::new(&body[..])
+        flate2::read::GzDecoder::new(body)
             .read_to_end(&mut out)
-            .is_err()
-        {
-            return text(StatusCode::BAD_REQUEST, "gzip: invalid header\n");
-        }
+            .map_err(|_| bad("gzip: invalid header"))?;
         out
     } else {
         body.to_vec()
     };
-    let request: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("error parsing push request: {e}\n"),
-            );
-        }
-    };
-    let Some(streams) = request.get("streams").and_then(Value::as_array) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "error parsing push request: no streams\n",
-        );
-    };
-    let now_ns = i128::from(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
-    let mut accepted = Vec::new();
-    for stream in streams {
-        let Some(labels) = stream.get("stream").and_then(Value::as_object) else {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "error parsing labels: missing stream\n",
-            );
-        };
-        let labels: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect();
-        if labels.is_empty() {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "error at least one label pair is required per stream\n",
-            );
-        }
-        if labels.len() > MAX_LABELS {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "entry for stream '{}' has {} label names; limit {MAX_LABELS}\n",
-                    labels_text(&labels),
-                    labels.len()
-                ),
-            );
-        }
-        for value in stream
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let Some(ts) = value.get(0).and_then(Value::as_str) else {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "error parsing push request: timestamp must be a string of nanoseconds\n",
-                );
-            };
-            let Ok(ts_ns) = ts.parse::<i128>() else {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!("error parsing push request: bad timestamp {ts}\n"),
-                );
-            };
-            let Some(line) = value.get(1).and_then(Value::as_str) else {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "error parsing push request: line must be a string\n",
-                );
-            };
-            if line.len() > MAX_LINE {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "Max entry size '{MAX_LINE}' bytes exceeded for stream '{}'\n",
-                        labels_text(&labels)
-                    ),
-                );
-            }
-            if ts_ns < now_ns - MAX_AGE_NS {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "entry for stream '{}' has timestamp too old: {ts}\n",
-                        labels_text(&labels)
-                    ),
-                );
-            }
-            if ts_ns > now_ns + MAX_FUTURE_NS {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "entry for stream '{}' has timestamp too new: {ts}\n",
-                        labels_text(&labels)
-                    ),
-                );
-            }
-            let metadata = value
-                .get(2)
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            accepted.push(Entry {
+    serde_json::from_slice(&bytes).map_err(|e| bad(format!("error parsing push request: {e}")))
+}
+
+/// String values of a JSON object (others as "").
+fn string_map(object: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
+    object
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// One stream's entries, each validated as Loki does.
+fn stream_entries(
+    stream: &Value,
+    now_ns: i128,
+    tenant: &Option<String>,
+) -> Result<Vec<Entry>, Refusal> {
+    let labels = stream.get("stream").and_then(Value::as_object);
+    let labels = string_map(labels.ok_or_else(|| bad("error parsing labels: missing stream"))?);
+    if labels.is_empty() {
+        return Err(bad("error at least one label pair is required per stream"));
+    }
+    if labels.len() > MAX_LABELS {
+        return Err(bad(format!(
+            "entry for stream '{}' has {} label names; limit {MAX_LABELS}",
+            labels_text(&labels),
+            labels.len()
+        )));
+    }
+    let values = stream.get("values").and_then(Value::as_array);
+    values
+        .into_iter()
+        .flatten()
+        .map(|value| {
+            let (timestamp_ns, line) = checked_entry(value, &labels, now_ns)?;
+            let metadata = value.get(2).and_then(Value::as_object);
+            Ok(Entry {
                 labels: labels.clone(),
-                timestamp_ns: ts.to_owned(),
-                line: line.to_owned(),
-                metadata,
+                timestamp_ns,
+                line,
+                metadata: metadata.map(string_map).unwrap_or_default(),
                 tenant: tenant.clone(),
-            });
+            })
+        })
+        .collect()
+}
+
+/// `[timestamp, line, ...]`: the timestamp a string of nanoseconds within Loki's window, the line
+/// within its size limit.
+fn checked_entry(
+    value: &Value,
+    labels: &BTreeMap<String, String>,
+    now_ns: i128,
+) -> Result<(String, String), Refusal> {
+    let stream = labels_text(labels);
+    let ts = value.get(0).and_then(Value::as_str).ok_or_else(|| {
+        bad("error parsing push request: timestamp must be a string of nanoseconds")
+    })?;
+    let ts_ns = ts
+        .parse::<i128>()
+        .map_err(|_| bad(format!("error parsing push request: bad timestamp {ts}")))?;
+    let line = value
+        .get(1)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("error parsing push request: line must be a string"))?;
+    if line.len() > MAX_LINE {
+        return Err(bad(format!(
+            "Max entry size '{MAX_LINE}' bytes exceeded for stream '{stream}'"
+        )));
+    }
+    if ts_ns < now_ns - MAX_AGE_NS {
+        return Err(bad(format!(
+            "entry for stream '{stream}' has timestamp too old: {ts}"
+        )));
+    }
+    if ts_ns > now_ns + MAX_FUTURE_NS {
+        return Err(bad(format!(
+            "entry for stream '{stream}' has timestamp too new: {ts}"
+        )));
+    }
+    Ok((ts.to_owned(), line.to_owned()))
+}
+
+impl Store {
+    /// Loki drops an entry only when it repeats the latest entry of its stream (same timestamp
+    /// and line); an older repeat is stored again.
+    fn keep(&mut self, accepted: Vec<Entry>) {
+        for entry in accepted {
+            let latest = self
+                .entries
+                .iter()
+                .rev()
+                .find(|e| e.labels == entry.labels && e.tenant == entry.tenant);
+            let duplicate = latest
+                .is_some_and(|e| e.timestamp_ns == entry.timestamp_ns && e.line == entry.line);
+            if !duplicate {
+                self.entries.push(entry);
+            }
         }
     }
-    for entry in accepted {
-        // Loki drops an entry only when it repeats the latest entry of its stream (same
-        // timestamp and line); an older repeat is stored again.
-        let latest = store
-            .entries
-            .iter()
-            .rev()
-            .find(|e| e.labels == entry.labels && e.tenant == entry.tenant);
-        let duplicate =
-            latest.is_some_and(|e| e.timestamp_ns == entry.timestamp_ns && e.line == entry.line);
-        if !duplicate {
-            store.entries.push(entry);
-        }
-    }
-    StatusCode::NO_CONTENT.into_response()
 }

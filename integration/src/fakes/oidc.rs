@@ -10,18 +10,16 @@
 //! - tokens signed RS256 over arbitrary header and payload text, so tests can forge any shape
 //!   (duplicate keys, `crit`, odd types) with a valid signature. GitHub's claims: `github_claims`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use axum::Router;
 use axum::extract::State;
+use axum::http::{Method, Uri};
 use axum::routing::get;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{FakeServer, serve};
+use super::kit::{self, Kit, Running};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -48,26 +46,20 @@ impl SigningKey {
 }
 
 #[derive(Default)]
-struct Keys {
+pub struct Keys {
     keys: Vec<SigningKey>,
     /// Extra JWKs published as they are (tests of what the verifier must skip).
     extra: Vec<Value>,
     generation: u32,
-    /// When set, the JWKS endpoint answers 503.
-    down: bool,
 }
 
+/// The issuer; its fault switch `down` makes the JWKS endpoint answer 503.
 #[derive(Clone)]
 pub struct FakeIssuer {
-    keys: Arc<Mutex<Keys>>,
-    jwks_requests: Arc<AtomicU64>,
-    issuer: Arc<Mutex<String>>,
+    kit: Kit<Keys>,
 }
 
-pub struct RunningIssuer {
-    pub fake: FakeIssuer,
-    pub server: FakeServer,
-}
+pub type RunningIssuer = Running<FakeIssuer>;
 
 impl RunningIssuer {
     /// The issuer URL (what tokens carry as `iss`).
@@ -83,50 +75,44 @@ impl RunningIssuer {
 impl FakeIssuer {
     pub async fn start() -> std::io::Result<RunningIssuer> {
         let fake = FakeIssuer {
-            keys: Arc::default(),
-            jwks_requests: Arc::default(),
-            issuer: Arc::default(),
+            kit: Kit::new(Keys::default()),
         };
         fake.rotate();
-        let router = Router::new()
+        let routes = Router::new()
             .route("/.well-known/openid-configuration", get(configuration))
-            .route("/.well-known/jwks", get(jwks))
-            .with_state(fake.clone());
-        let server = serve(router).await?;
-        *fake.issuer.lock().unwrap() = server.base_url();
-        Ok(RunningIssuer { fake, server })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Keys> {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+            .route("/.well-known/jwks", get(jwks));
+        let kit = fake.kit.clone();
+        kit::start(fake, &kit, routes).await
     }
 
     /// Adds a new key and signs with it from now on; returns its `kid`.
     pub fn rotate(&self) -> String {
-        let mut keys = self.lock();
-        keys.generation += 1;
-        let kid = format!("fake-key-{}", keys.generation);
-        keys.keys.push(SigningKey::generate(&kid));
+        let mut keys = self.kit.lock();
+        keys.state.generation += 1;
+        let kid = format!("fake-key-{}", keys.state.generation);
+        keys.state.keys.push(SigningKey::generate(&kid));
         kid
     }
 
     /// Stops publishing every key but the newest.
     pub fn retire_old_keys(&self) {
-        let mut keys = self.lock();
-        let keep = keys.keys.len().saturating_sub(1);
-        keys.keys.drain(..keep);
+        let mut keys = self.kit.lock();
+        let keep = keys.state.keys.len().saturating_sub(1);
+        keys.state.keys.drain(..keep);
     }
 
     pub fn publish_extra_jwk(&self, jwk: Value) {
-        self.lock().extra.push(jwk);
+        self.kit.lock().state.extra.push(jwk);
     }
 
     pub fn set_down(&self, down: bool) {
-        self.lock().down = down;
+        self.kit.lock().faults.set_down(down);
     }
 
     pub fn current_kid(&self) -> String {
-        self.lock()
+        self.kit
+            .lock()
+            .state
             .keys
             .last()
             .map(|k| k.kid.clone())
@@ -134,16 +120,19 @@ impl FakeIssuer {
     }
 
     pub fn jwks_requests(&self) -> u64 {
-        self.jwks_requests.load(Ordering::SeqCst)
+        let seen = self.kit.seen();
+        seen.iter()
+            .filter(|s| s.path == "/.well-known/jwks")
+            .count() as u64
     }
 
     /// Signs `header` and `payload` (JSON text, taken as is) with the key `kid` (or the current
     /// key); returns the compact token.
     pub fn sign_raw(&self, header: &str, payload: &str, kid: Option<&str>) -> String {
-        let keys = self.lock();
+        let keys = self.kit.lock();
         let key = match kid {
-            Some(kid) => keys.keys.iter().find(|k| k.kid == kid),
-            None => keys.keys.last(),
+            Some(kid) => keys.state.keys.iter().find(|k| k.kid == kid),
+            None => keys.state.keys.last(),
         }
         .expect("a signing key");
         let signing_input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
@@ -169,7 +158,7 @@ impl FakeIssuer {
     /// The claims of a GitHub Actions job token for a push to main, issued now, valid 5 min.
     pub fn github_claims(&self, audience: &str) -> Value {
         let now = chrono::Utc::now().timestamp();
-        let issuer = self.issuer.lock().unwrap().clone();
+        let issuer = self.kit.base_url();
         json!({
             "jti": uuid::Uuid::new_v4().to_string(),
             "sub": "repo:acme/payments:environment:prod",
@@ -207,7 +196,7 @@ impl FakeIssuer {
 }
 
 async fn configuration(State(fake): State<FakeIssuer>) -> axum::Json<Value> {
-    let issuer = fake.issuer.lock().unwrap().clone();
+    let issuer = fake.kit.base_url();
     axum::Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks"),
@@ -223,14 +212,17 @@ async fn configuration(State(fake): State<FakeIssuer>) -> axum::Json<Value> {
     }))
 }
 
-async fn jwks(State(fake): State<FakeIssuer>) -> axum::response::Response {
+async fn jwks(State(fake): State<FakeIssuer>, uri: Uri) -> axum::response::Response {
     use axum::response::IntoResponse;
-    fake.jwks_requests.fetch_add(1, Ordering::SeqCst);
-    let keys = fake.lock();
-    if keys.down {
-        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response();
-    }
-    let mut list: Vec<Value> = keys.keys.iter().map(SigningKey::jwk).collect();
-    list.extend(keys.extra.iter().cloned());
-    axum::Json(json!({ "keys": list })).into_response()
+    let mut keys = fake.kit.lock();
+    let response = if keys.faults.down() {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response()
+    } else {
+        let mut list: Vec<Value> = keys.state.keys.iter().map(SigningKey::jwk).collect();
+        list.extend(keys.state.extra.iter().cloned());
+        axum::Json(json!({ "keys": list })).into_response()
+    };
+    let seen = kit::Seen::new(&Method::GET, &uri, response.status().as_u16());
+    keys.seen.push(seen);
+    response
 }

@@ -41,8 +41,7 @@
 //! client must skip them); the rate-limit headers never run down on their own.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
@@ -51,7 +50,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use super::{FakeServer, serve};
+use super::kit::{self, Kit, Running, now_ms, random_bytes};
 
 /// The user the API token belongs to: `createdBy`/`updatedBy` of everything written over HTTP.
 pub const TOKEN_USER: &str = "user_keyward";
@@ -149,15 +148,11 @@ struct Project {
     deployments: usize,
 }
 
-struct Store {
-    api_url: String,
+pub struct Store {
     projects: Vec<Project>,
-    throttle_next: u32,
-    retry_after: u64,
     /// key → code: the next create element with this key fails with this code.
     fail_once: HashMap<String, String>,
     page_size: usize,
-    seen: Vec<Seen>,
     /// Last timestamp handed out; every write takes a strictly greater one.
     clock: i64,
 }
@@ -178,16 +173,14 @@ impl Store {
     }
 }
 
+/// The API; its throttle applies to writes under `/v*/projects`.
 #[derive(Clone)]
 pub struct FakeVercel {
-    store: Arc<Mutex<Store>>,
+    kit: Kit<Store, Seen>,
     token: Arc<str>,
 }
 
-pub struct RunningVercel {
-    pub fake: FakeVercel,
-    pub server: FakeServer,
-}
+pub type RunningVercel = Running<FakeVercel>;
 
 impl RunningVercel {
     /// Stands in for `https://api.vercel.com` (no trailing slash).
@@ -200,34 +193,28 @@ impl FakeVercel {
     /// Accepts only `Authorization: Bearer <token>`.
     pub async fn start(token: &str) -> std::io::Result<RunningVercel> {
         let fake = FakeVercel {
-            store: Arc::new(Mutex::new(Store {
-                api_url: String::new(),
+            kit: Kit::new(Store {
                 projects: Vec::new(),
-                throttle_next: 0,
-                retry_after: 0,
                 fail_once: HashMap::new(),
                 page_size: 100,
-                seen: Vec::new(),
                 clock: 0,
-            })),
+            }),
             token: Arc::from(token),
         };
         // One fallback handler routes by hand so that unknown paths, wrong methods and
         // oversized bodies still get Vercel's error shape, rate-limit headers and a `seen` entry.
-        let router = Router::new().fallback(handle).with_state(fake.clone());
-        let server = serve(router).await?;
-        fake.lock().api_url = server.base_url();
-        Ok(RunningVercel { fake, server })
+        let kit = fake.kit.clone();
+        kit::start(fake, &kit, Router::new().fallback(handle)).await
     }
 
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, kit::Inner<Store, Seen>> {
+        self.kit.lock()
     }
 
     /// A project owned by a team (`(team id, team slug)`) or a personal account; returns its id.
     pub fn add_project(&self, name: &str, team: Option<(&str, &str)>) -> String {
         let id = format!("prj_{}", random_alnum(28));
-        self.lock().projects.push(Project {
+        self.lock().state.projects.push(Project {
             id: id.clone(),
             name: name.to_owned(),
             team: team.map(|(id, slug)| (id.to_owned(), slug.to_owned())),
@@ -241,7 +228,8 @@ impl FakeVercel {
 
     /// Adds a custom environment to a project (id or name); returns its id.
     pub fn add_custom_environment(&self, project: &str, slug: &str) -> String {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let at = store.tick();
         let index = store.project_index(project);
         let id = format!("env_{}", random_alnum(24));
@@ -256,7 +244,8 @@ impl FakeVercel {
     /// Inserts a variable as if created elsewhere (no validation: the dashboard and
     /// integrations write things the API would refuse, e.g. `system`); returns its id.
     pub fn seed_env(&self, project: &str, seed: EnvSeed) -> String {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let at = store.tick();
         let index = store.project_index(project);
         let id = random_alnum(16);
@@ -284,7 +273,8 @@ impl FakeVercel {
 
     /// Every stored record of a project, plaintext values included, oldest first.
     pub fn envs(&self, project: &str) -> Vec<StoredEnv> {
-        let store = self.lock();
+        let guard = self.lock();
+        let store = &guard.state;
         let index = store.project_index(project);
         store.projects[index]
             .envs
@@ -295,7 +285,8 @@ impl FakeVercel {
 
     /// A person edits a variable's value in the dashboard.
     pub fn edit_by_hand(&self, project: &str, env_id: &str, value: &str) {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let at = store.tick();
         let index = store.project_index(project);
         let record = store.projects[index]
@@ -311,7 +302,8 @@ impl FakeVercel {
 
     /// A person deletes a variable in the dashboard.
     pub fn delete_by_hand(&self, project: &str, env_id: &str) {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let index = store.project_index(project);
         let envs = &mut store.projects[index].envs;
         let before = envs.len();
@@ -322,27 +314,27 @@ impl FakeVercel {
     /// The next `n` writes (POST/PATCH/DELETE under `/v*/projects`) get 429 with
     /// `Retry-After: retry_after_secs` and change nothing.
     pub fn throttle_next_writes(&self, n: u32, retry_after_secs: u64) {
-        let mut store = self.lock();
-        store.throttle_next = n;
-        store.retry_after = retry_after_secs;
+        self.lock().faults.throttle_next(n, retry_after_secs);
     }
 
     /// The next create element with this key lands in `failed` with this code instead of being
     /// written (the rest of its batch is written). Armed until such an element arrives.
     pub fn fail_key_once(&self, key: &str, code: &str) {
         self.lock()
+            .state
             .fail_once
             .insert(key.to_owned(), code.to_owned());
     }
 
     /// Page size of the list endpoint (default 100).
     pub fn set_page_size(&self, n: usize) {
-        self.lock().page_size = n.max(1);
+        self.lock().state.page_size = n.max(1);
     }
 
     /// Registers a deploy hook; returns its URL.
     pub fn add_deploy_hook(&self, project: &str) -> String {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut guard.state;
         let index = store.project_index(project);
         let hook = random_alnum(10);
         let project = &mut store.projects[index];
@@ -350,23 +342,23 @@ impl FakeVercel {
         let project_id = project.id.clone();
         format!(
             "{}/v1/integrations/deploy/{project_id}/{hook}",
-            store.api_url
+            guard.base_url
         )
     }
 
     /// How many times the project's deploy hooks were triggered.
     pub fn deployments(&self, project: &str) -> usize {
-        let store = self.lock();
+        let store = &self.lock().state;
         store.projects[store.project_index(project)].deployments
     }
 
     /// Every request seen, in order.
     pub fn seen(&self) -> Vec<Seen> {
-        self.lock().seen.clone()
+        self.kit.seen()
     }
 
     pub fn clear_seen(&self) {
-        self.lock().seen.clear();
+        self.kit.clear_seen();
     }
 
     /// The `seen` entries that were writes (POST/PATCH/DELETE) to project routes.
@@ -379,21 +371,25 @@ impl FakeVercel {
 }
 
 async fn handle(State(fake): State<FakeVercel>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY).await;
-    let path = parts.uri.path().to_owned();
-    let query = parts.uri.query().unwrap_or("").to_owned();
-    let mut store = fake.lock();
+    let (parts, body) = kit::read(request, MAX_BODY).await;
+    let mut guard = fake.lock();
+    let kit::Inner {
+        state,
+        faults,
+        seen,
+        ..
+    } = &mut *guard;
     let (response, items) = match body {
-        Ok(body) => respond(
-            &mut store,
+        Some(body) => respond(
+            state,
+            faults,
             &fake.token,
             &parts.method,
             &parts.uri,
             &parts.headers,
             &body,
         ),
-        Err(_) => (
+        None => (
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "bad_request",
@@ -402,11 +398,18 @@ async fn handle(State(fake): State<FakeVercel>, request: Request) -> Response {
             0,
         ),
     };
-    store.seen.push(Seen {
-        method: parts.method.to_string(),
+    let status = response.status().as_u16();
+    let kit::Seen {
+        method,
         path,
         query,
-        status: response.status().as_u16(),
+        status,
+    } = kit::Seen::new(&parts.method, &parts.uri, status);
+    seen.push(Seen {
+        method,
+        path,
+        query,
+        status,
         items,
     });
     with_rate_headers(response)
@@ -496,6 +499,7 @@ fn is_project_write(method: &str, path: &str) -> bool {
 /// Answers one request; also returns the element count of a create body for `seen`.
 fn respond(
     store: &mut Store,
+    faults: &mut kit::Faults,
     token: &str,
     method: &Method,
     uri: &Uri,
@@ -512,10 +516,15 @@ fn respond(
         (Route::CreateEnv(_), Some(_)) => 1,
         _ => 0,
     };
-    // The deploy hook URL is itself the credential.
-    if let Route::DeployHook(project_id, hook) = route {
-        return (deploy(store, project_id, hook), 0);
-    }
+    let project = match route {
+        // The deploy hook URL is itself the credential.
+        Route::DeployHook(project_id, hook) => return (deploy(store, project_id, hook), 0),
+        Route::ListEnv(p)
+        | Route::CreateEnv(p)
+        | Route::EditEnv(p, _)
+        | Route::DeleteEnv(p, _)
+        | Route::CustomEnvs(p) => p,
+    };
     let authorized = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -534,43 +543,42 @@ fn respond(
     }
     // Limits are per token and endpoint, so they apply once the caller is known, before any
     // lookup: a throttled call changes nothing.
-    if store.throttle_next > 0 && is_project_write(method.as_str(), uri.path()) {
-        store.throttle_next -= 1;
-        return (rate_limited(store.retry_after), items);
+    if is_project_write(method.as_str(), uri.path())
+        && let Some(retry_after) = faults.take_throttle()
+    {
+        return (rate_limited(retry_after), items);
     }
+    (project_call(store, uri, route, project, parsed), items)
+}
+
+/// An authenticated call on one of a project's routes: the project looked up in the call's
+/// scope, the body checked, the route answered.
+fn project_call(
+    store: &mut Store,
+    uri: &Uri,
+    route: Route<'_>,
+    project: &str,
+    parsed: Option<Value>,
+) -> Response {
     let query: HashMap<String, String> = Query::try_from_uri(uri)
         .map(|Query(q)| q)
         .unwrap_or_default();
-    let project = match &route {
-        Route::ListEnv(p)
-        | Route::CreateEnv(p)
-        | Route::EditEnv(p, _)
-        | Route::DeleteEnv(p, _)
-        | Route::CustomEnvs(p) => *p,
-        Route::DeployHook(..) => unreachable!("answered above"),
-    };
     let Some(index) = find_project(store, project, &query) else {
-        return (
-            error(StatusCode::NOT_FOUND, "not_found", "Project not found"),
-            items,
-        );
+        return error(StatusCode::NOT_FOUND, "not_found", "Project not found");
     };
     let needs_body = matches!(route, Route::CreateEnv(_) | Route::EditEnv(..));
     let body = match parsed {
         Some(body) => body,
         None if needs_body => {
-            return (
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Invalid request body: expected JSON",
-                ),
-                items,
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Invalid request body: expected JSON",
             );
         }
         None => Value::Null,
     };
-    let response = match route {
+    match route {
         Route::ListEnv(_) => list(store, index, &query),
         Route::CreateEnv(_) => {
             let upsert = query.get("upsert").is_some_and(|v| v == "true");
@@ -579,9 +587,8 @@ fn respond(
         Route::EditEnv(_, id) => edit(store, index, id, &body),
         Route::DeleteEnv(_, id) => delete(store, index, id),
         Route::CustomEnvs(_) => custom_environments(&store.projects[index]),
-        Route::DeployHook(..) => unreachable!("answered above"),
-    };
-    (response, items)
+        Route::DeployHook(..) => unreachable!("answered by respond"),
+    }
 }
 
 /// Looks the project up inside the scope the call names: `teamId` wins over `slug`, an empty
@@ -1069,37 +1076,7 @@ fn create_one(
     }
     let candidate = Candidate::from_json(element)?;
     candidate.validate(&store.projects[index], true)?;
-    let clashes = conflicting(&store.projects[index], &candidate, None);
-    let in_place = match clashes.as_slice() {
-        [] => None,
-        [existing] if upsert => {
-            let env = &existing.env;
-            if env.configuration_id.is_some() || env.r#type == "system" {
-                return Err(conflict_failure(
-                    &candidate,
-                    existing,
-                    ", managed by an integration",
-                ));
-            }
-            if !same_set(&env.target, &candidate.target)
-                || !same_set(
-                    &env.custom_environment_ids,
-                    &candidate.custom_environment_ids,
-                )
-            {
-                return Err(conflict_failure(
-                    &candidate,
-                    existing,
-                    ", with different targets",
-                ));
-            }
-            if is_sensitive(&env.r#type) != is_sensitive(&candidate.r#type) {
-                return Err(type_change_failure(&env.r#type, &candidate.r#type).about(&candidate));
-            }
-            Some(env.id.clone())
-        }
-        [existing, ..] => return Err(conflict_failure(&candidate, existing, "")),
-    };
+    let in_place = upsert_target(&store.projects[index], &candidate, upsert)?;
     let at = store.tick();
     let envs = &mut store.projects[index].envs;
     let record = match in_place {
@@ -1140,6 +1117,46 @@ fn create_one(
         }
     };
     Ok(env_json(record))
+}
+
+/// Which record a create writes over: none (a new record), or with `upsert` the one record it
+/// restates exactly; anything else is a conflict.
+fn upsert_target(
+    project: &Project,
+    candidate: &Candidate,
+    upsert: bool,
+) -> Result<Option<String>, Failure> {
+    let clashes = conflicting(project, candidate, None);
+    Ok(match clashes.as_slice() {
+        [] => None,
+        [existing] if upsert => {
+            let env = &existing.env;
+            if env.configuration_id.is_some() || env.r#type == "system" {
+                return Err(conflict_failure(
+                    candidate,
+                    existing,
+                    ", managed by an integration",
+                ));
+            }
+            if !same_set(&env.target, &candidate.target)
+                || !same_set(
+                    &env.custom_environment_ids,
+                    &candidate.custom_environment_ids,
+                )
+            {
+                return Err(conflict_failure(
+                    candidate,
+                    existing,
+                    ", with different targets",
+                ));
+            }
+            if is_sensitive(&env.r#type) != is_sensitive(&candidate.r#type) {
+                return Err(type_change_failure(&env.r#type, &candidate.r#type).about(candidate));
+            }
+            Some(env.id.clone())
+        }
+        [existing, ..] => return Err(conflict_failure(candidate, existing, "")),
+    })
 }
 
 fn edit(store: &mut Store, index: usize, id: &str, body: &Value) -> Response {
@@ -1326,51 +1343,27 @@ fn rate_limited(retry_after: u64) -> Response {
         "message": "Rate limit exceeded",
         "limit": {"remaining": 0, "reset": reset, "resetMs": reset_ms, "total": RATE_LIMIT},
     }});
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert("retry-after", HeaderValue::from(retry_after));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
-    response
+    let response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    let response = kit::with_retry_after(response, retry_after);
+    kit::exhausted(response, HeaderValue::from(reset))
 }
 
 /// Vercel's counters are undocumented: the fake never runs out on its own, it reports one
 /// request used of the window, resetting in a minute (a 429 sets its own values first).
-fn with_rate_headers(mut response: Response) -> Response {
+fn with_rate_headers(response: Response) -> Response {
     let reset = now_ms() / 1000 + 60;
-    let headers = response.headers_mut();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
-    headers
-        .entry("x-ratelimit-remaining")
-        .or_insert(HeaderValue::from(RATE_LIMIT - 1));
-    headers
-        .entry("x-ratelimit-reset")
-        .or_insert(HeaderValue::from(reset));
-    response
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(n + 16);
-    while bytes.len() < n {
-        bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    }
-    bytes.truncate(n);
-    bytes
+    kit::with_rate_headers(
+        response,
+        RATE_LIMIT,
+        &[
+            ("x-ratelimit-remaining", HeaderValue::from(RATE_LIMIT - 1)),
+            ("x-ratelimit-reset", HeaderValue::from(reset)),
+        ],
+    )
 }
 
 fn random_alnum(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    random_bytes(len)
-        .into_iter()
-        .map(|b| ALPHABET[b as usize % ALPHABET.len()] as char)
-        .collect()
+    kit::random_text(kit::ALPHANUMERIC, len)
 }
 
 /// Looks like what Vercel returns for an encrypted value: base64 of random bytes as long as an

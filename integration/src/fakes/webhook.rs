@@ -2,8 +2,6 @@
 //! `text` and/or `blocks`; 200 `ok`; 400 `invalid_payload` (no text, no blocks, not JSON) or
 //! `no_text`; 404 `no_service` (unknown path); 429 with `Retry-After` when rate limited.
 
-use std::sync::{Arc, Mutex};
-
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,23 +9,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::Value;
 
-use super::{FakeServer, serve};
+use super::kit::{self, Kit, Running};
 
-#[derive(Default)]
-struct Inbox {
-    messages: Vec<Value>,
-    throttle_next: u32,
-}
+/// The messages received.
+type Inbox = Vec<Value>;
 
 #[derive(Clone)]
 pub struct FakeWebhook {
-    inbox: Arc<Mutex<Inbox>>,
+    kit: Kit<Inbox>,
 }
 
-pub struct RunningWebhook {
-    pub fake: FakeWebhook,
-    pub server: FakeServer,
-}
+pub type RunningWebhook = Running<FakeWebhook>;
 
 pub const HOOK_PATH: &str = "/services/T0KEYWARD/B0ALERTS/fakefakefakefakefakefake";
 
@@ -40,27 +32,19 @@ impl RunningWebhook {
 impl FakeWebhook {
     pub async fn start() -> std::io::Result<RunningWebhook> {
         let fake = FakeWebhook {
-            inbox: Arc::default(),
+            kit: Kit::new(Vec::new()),
         };
-        let router = Router::new()
-            .route("/services/{team}/{channel}/{token}", post(receive))
-            .with_state(fake.clone());
-        Ok(RunningWebhook {
-            server: serve(router).await?,
-            fake,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+        let routes = Router::new().route("/services/{team}/{channel}/{token}", post(receive));
+        let kit = fake.kit.clone();
+        kit::start(fake, &kit, routes).await
     }
 
     pub fn messages(&self) -> Vec<Value> {
-        self.lock().messages.clone()
+        self.kit.lock().state.clone()
     }
 
     pub fn throttle_next(&self, calls: u32) {
-        self.lock().throttle_next = calls;
+        self.kit.lock().faults.throttle_next(calls, 1);
     }
 }
 
@@ -72,15 +56,10 @@ async fn receive(
     if format!("/services/{team}/{channel}/{token}") != HOOK_PATH {
         return (StatusCode::NOT_FOUND, "no_service").into_response();
     }
-    let mut inbox = fake.lock();
-    if inbox.throttle_next > 0 {
-        inbox.throttle_next -= 1;
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", "1")],
-            "rate_limited",
-        )
-            .into_response();
+    let mut inbox = fake.kit.lock();
+    if let Some(retry_after) = inbox.faults.take_throttle() {
+        let response = (StatusCode::TOO_MANY_REQUESTS, "rate_limited").into_response();
+        return kit::with_retry_after(response, retry_after);
     }
     let Ok(message) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "invalid_payload").into_response();
@@ -96,6 +75,6 @@ async fn receive(
     if !has_text && !has_blocks {
         return (StatusCode::BAD_REQUEST, "no_text").into_response();
     }
-    inbox.messages.push(message);
+    inbox.state.push(message);
     (StatusCode::OK, "ok").into_response()
 }

@@ -1,0 +1,84 @@
+//! Anomaly forwarding: a denied read from the CloudTrail stream, then a log file with a burst of
+//! reads streamed from the trail bucket, redelivered (EventBridge and S3 deliver at least once),
+//! and a digest file the template's rule does not route.
+
+use anyhow::Result;
+
+use super::Scenario;
+use crate::stack::LocalStack;
+
+pub(super) async fn forward_anomalies(s: &mut Scenario) -> Result<()> {
+    let sample: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        crate::repo_root().join("events/anomaly-forwarder/get-secret-value-denied.json"),
+    )?)?;
+    s.stack.deliver_aws(&sample, "").await?;
+    let denied_alerted = alerts_for(&s.stack, "denied-secret-access") == 1
+        && !s.stack.anomaly.webhook.fake.messages().is_empty();
+    let denied_detail = s.stack.last_outcome();
+    s.check(
+        "anomaly: denied read alerted (stream)",
+        denied_alerted,
+        denied_detail,
+    );
+
+    let (_, created) = s.stack.anomaly.put_log_file(&bulk_read(20)).await?;
+    s.stack.deliver_aws(&created, "").await?;
+    s.stack.deliver_aws(&created, "redelivered").await?;
+    let redelivery = s.stack.last_outcome();
+    let bulk_alerts = alerts_for(&s.stack, "bulk-secret-read");
+    s.check(
+        "anomaly: log file scanned, alerts once",
+        bulk_alerts == 1 && redelivery.contains("sent [0,0,0]"),
+        format!("{bulk_alerts} bulk-read alert(s); redelivery: {redelivery}"),
+    );
+
+    let digest_key = "AWSLogs/123456789012/CloudTrail-Digest/eu-west-1/2026/11/20/123456789012_CloudTrail-Digest_eu-west-1_keyward_eu-west-1_20261120T110012Z.json.gz";
+    let digest_event = s.stack.anomaly.object_created(digest_key, 1024);
+    let routed = s.stack.deliver_aws(&digest_event, "digest file").await?;
+    s.check(
+        "anomaly: digest file not routed",
+        routed == 0,
+        "CloudTrail-Digest key matched no rule",
+    );
+
+    // Each alert becomes one AnomalyDetected event.
+    let alerts = s.stack.anomaly.loki.fake.entries().len();
+    let deliveries = s.stack.pump().await?;
+    let (audited, objects) = s.audit_grew(alerts).await?;
+    s.check(
+        "anomaly: alerts audited",
+        deliveries == alerts && audited,
+        format!("{deliveries} AnomalyDetected events for {alerts} alerts; {objects} audit objects"),
+    );
+    Ok(())
+}
+
+/// Alerts of one rule in Loki.
+fn alerts_for(stack: &LocalStack, rule: &str) -> usize {
+    let entries = stack.anomaly.loki.fake.entries();
+    entries
+        .iter()
+        .filter(|e| e.labels.get("rule").map(String::as_str) == Some(rule))
+        .count()
+}
+
+/// `n` distinct secrets read by one user within a minute.
+fn bulk_read(n: usize) -> Vec<serde_json::Value> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    (0..n)
+        .map(|n| {
+            serde_json::json!({
+                "eventVersion": "1.09", "eventID": uuid::Uuid::new_v4().to_string(), "eventTime": now,
+                "eventSource": "secretsmanager.amazonaws.com", "eventName": "GetSecretValue",
+                "eventType": "AwsApiCall", "readOnly": true, "managementEvent": true,
+                "awsRegion": crate::moto::REGION, "sourceIPAddress": "10.1.2.3",
+                "userAgent": "aws-sdk-go-v2/1.30.3", "recipientAccountId": "123456789012",
+                "userIdentity": {"type": "AssumedRole", "accountId": "123456789012",
+                    "arn": "arn:aws:sts::123456789012:assumed-role/batch-export/i-0abc",
+                    "sessionContext": {"sessionIssuer": {"type": "Role",
+                        "arn": "arn:aws:iam::123456789012:role/batch-export", "userName": "batch-export"}}},
+                "requestParameters": {"secretId": format!("/acme/prod/svc{n}/api-key")},
+            })
+        })
+        .collect()
+}

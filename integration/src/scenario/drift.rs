@@ -1,0 +1,236 @@
+//! Drift: the schedule finds what differs from the manifest (the dev secret has no
+//! customer-managed key) and tickets it once; a governed fix passes the pre-merge guard, and
+//! after the merge the verification finds it gone, closes the tickets and audits it.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::Scenario;
+use crate::fakes::github::{PullSeed, StoredIssue};
+use crate::fakes::oidc::FakeIssuer;
+use crate::stack::{GATEWAY_AUDIENCE, LocalStack};
+
+const OWNER: &str = "acme";
+const REPO: &str = "platform";
+/// GatewayDecision events the drift routes record (one refused and one passed guard, one
+/// verification).
+const DECISIONS: usize = 3;
+
+pub(super) async fn remediate_drift(s: &mut Scenario) -> Result<()> {
+    let findings = detect(s).await?;
+    let issue = s
+        .stack
+        .drift
+        .github
+        .fake
+        .issues(OWNER, REPO)
+        .into_iter()
+        .next()
+        .context("the drift run opened no issue")?;
+    let jira_key = s
+        .stack
+        .drift
+        .jira
+        .fake
+        .issues()
+        .first()
+        .map(|j| j.key.clone())
+        .unwrap_or_default();
+    let kind = issue
+        .title
+        .trim_start_matches("Drift: ")
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let pull = open_fix(&s.stack, &issue, &kind, &jira_key);
+    guard(s, pull).await?;
+    // The change itself (here: what the pull request's Terraform would apply), then the merge.
+    let secret = secret_named_in(&issue.body).unwrap_or_default();
+    apply_fix(&s.stack, &kind, secret).await?;
+    s.stack
+        .drift
+        .github
+        .fake
+        .merge_pull(OWNER, REPO, pull, "carol");
+    verify(s, pull, issue.number, &jira_key).await?;
+    let deliveries = s.stack.pump().await?;
+    let (audited, objects) = s.audit_grew(findings + 1 + DECISIONS).await?;
+    s.check(
+        "drift: detection and remediation audited",
+        audited,
+        format!(
+            "{deliveries} deliveries: {findings} DriftDetected, 1 DriftRemediated, {DECISIONS} GatewayDecision; {objects} audit objects"
+        ),
+    );
+    Ok(())
+}
+
+/// Two detection runs: the first tickets every finding (GitHub, Jira, webhook), the second
+/// opens nothing. Returns how many findings there were.
+async fn detect(s: &mut Scenario) -> Result<usize> {
+    let first = s
+        .stack
+        .tick("DriftDetectorFunction.Detect", chrono::Utc::now())
+        .await?;
+    let findings = first["findings"].as_u64().unwrap_or(0) as usize;
+    let second = s
+        .stack
+        .tick("DriftDetectorFunction.Detect", chrono::Utc::now())
+        .await?;
+    let drift = &s.stack.drift;
+    let issues = drift.github.fake.issues(OWNER, REPO).len();
+    let jira = drift.jira.fake.issues().len();
+    let notified: usize = drift
+        .webhook
+        .fake
+        .messages()
+        .iter()
+        .map(|m| {
+            let text = m["text"].as_str().unwrap_or_default();
+            text.lines().filter(|l| l.starts_with('•')).count()
+        })
+        .sum();
+    let second_run_opened = second["tickets"]["opened"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(usize::MAX);
+    s.check(
+        "drift: finding ticketed once (GitHub, Jira, webhook)",
+        findings >= 1
+            && issues == findings
+            && jira == findings
+            && notified == findings
+            && second_run_opened == 0,
+        format!(
+            "{findings} finding(s) {}; {issues} issue(s), {jira} Jira issue(s); second run opened {}",
+            first["by_kind"], second["tickets"]["opened"]
+        ),
+    );
+    Ok(findings)
+}
+
+/// The fix for the issue: a pull request with the governance fields.
+fn open_fix(stack: &LocalStack, issue: &StoredIssue, kind: &str, jira_key: &str) -> u64 {
+    let body = format!(
+        "Moves the secret to the customer-managed key.\n\nDrift Issue: #{}\nDrift Type: {kind}\nChange Request ID: CR-7001\nEnvironment: dev\nCloud Provider: aws\nJira Key: {jira_key}\n",
+        issue.number
+    );
+    let seed = PullSeed {
+        title: "Fix drift".into(),
+        body,
+        author: "alice".into(),
+        head_sha: "c".repeat(40),
+        base_ref: "main".into(),
+    };
+    stack.drift.github.fake.open_pull(OWNER, REPO, seed)
+}
+
+/// The pre-merge guard refuses the fix with one approval and passes it with two.
+async fn guard(s: &mut Scenario, pull: u64) -> Result<()> {
+    let pr_ref = format!("refs/pull/{pull}/merge");
+    let body = json!({"pull_number": pull});
+    let github = s.stack.drift.github.fake.clone();
+    github.review(OWNER, REPO, pull, "bob", "APPROVED");
+    let token = platform_token(s, "pull_request", &pr_ref, "drift-guard.yml");
+    let (refused, refusal) = s
+        .stack
+        .call_gateway("/v1/drift/pre-merge", &token, &body, "one approval")
+        .await?;
+    github.review(OWNER, REPO, pull, "carol", "APPROVED");
+    let token = platform_token(s, "pull_request", &pr_ref, "drift-guard.yml");
+    let (passed, _) = s
+        .stack
+        .call_gateway("/v1/drift/pre-merge", &token, &body, "")
+        .await?;
+    s.check(
+        "drift: guard passes a governed fix",
+        passed == 200 && refused == 422,
+        format!(
+            "{passed} with 2 approvals; {refused} with 1 ({})",
+            refusal["reasons"][0].as_str().unwrap_or_default()
+        ),
+    );
+    Ok(())
+}
+
+/// After the merge, the post-merge verification closes the issue and the Jira ticket.
+async fn verify(s: &mut Scenario, pull: u64, issue: u64, jira_key: &str) -> Result<()> {
+    let token = platform_token(s, "push", "refs/heads/main", "drift-verify.yml");
+    let body = json!({"pull_number": pull});
+    let (status, _) = s
+        .stack
+        .call_gateway("/v1/drift/post-merge", &token, &body, "")
+        .await?;
+    let drift = &s.stack.drift;
+    let issue_closed = drift
+        .github
+        .fake
+        .issues(OWNER, REPO)
+        .iter()
+        .any(|i| i.number == issue && i.state == "closed");
+    let jira_done = drift
+        .jira
+        .fake
+        .issues()
+        .iter()
+        .any(|j| j.key == jira_key && j.status == "Done");
+    s.check(
+        "drift: fix verified, tickets closed",
+        status == 200 && issue_closed && jira_done,
+        format!("post-merge {status}; issue closed {issue_closed}; Jira Done {jira_done}"),
+    );
+    Ok(())
+}
+
+/// A token of acme/platform's workflow `workflow` (no environment), remembered for the log scan.
+fn platform_token(s: &mut Scenario, event: &str, r#ref: &str, workflow: &str) -> String {
+    let issuer: &FakeIssuer = &s.stack.gateway.oidc.fake;
+    let mut claims = issuer.github_claims(GATEWAY_AUDIENCE);
+    claims["repository"] = "acme/platform".into();
+    claims["repository_id"] = "2000010".into();
+    claims["event_name"] = event.into();
+    claims["ref"] = r#ref.into();
+    claims["job_workflow_ref"] =
+        format!("acme/platform/.github/workflows/{workflow}@refs/heads/main").into();
+    if let Some(claims) = claims.as_object_mut() {
+        claims.remove("environment");
+    }
+    let token = issuer.sign(&claims);
+    s.tokens.push(token.clone());
+    token
+}
+
+/// The secret a drift issue is about: its body carries the finding's fingerprint in a marker,
+/// `<!-- keyward-drift fingerprint="kind:/secret/name[:detail]" -->`.
+fn secret_named_in(body: &str) -> Option<&str> {
+    const MARKER: &str = "<!-- keyward-drift fingerprint=\"";
+    let start = body.find(MARKER)? + MARKER.len();
+    let fingerprint = &body[start..start + body[start..].find('"')?];
+    let (_, rest) = fingerprint.split_once(':')?;
+    // Names start with `/` and hold no `:`; a detail follows after the next `:`.
+    Some(rest.split_once(':').map_or(rest, |(name, _)| name))
+}
+
+/// What the drift fix's pull request changes in the account.
+async fn apply_fix(stack: &LocalStack, kind: &str, secret: &str) -> Result<()> {
+    let sm = aws_sdk_secretsmanager::Client::new(&stack.moto.sdk_config());
+    match kind {
+        "aws-managed-key" => {
+            let key = aws_sdk_kms::Client::new(&stack.moto.sdk_config())
+                .create_key()
+                .send()
+                .await?
+                .key_metadata
+                .and_then(|m| m.arn)
+                .context("CreateKey returned no ARN")?;
+            sm.update_secret()
+                .secret_id(secret)
+                .kms_key_id(key)
+                .send()
+                .await?;
+            Ok(())
+        }
+        other => anyhow::bail!("the scenario does not know how to fix {other} on {secret}"),
+    }
+}

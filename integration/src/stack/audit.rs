@@ -1,0 +1,63 @@
+//! The audit writer's and the digest's part: the audit bucket as the template declares it
+//! (Object Lock, COMPLIANCE, 365 days) and the asymmetric key that signs audit digests.
+
+use anyhow::{Context, Result};
+
+use super::{LocalStack, Part};
+use crate::moto::{BucketKind, MotoServer};
+
+pub struct Audit {
+    pub bucket: String,
+    pub digest_key_id: String,
+}
+
+impl Audit {
+    pub async fn create(moto: &MotoServer, suffix: &str) -> Result<Self> {
+        let bucket = format!("keyward-audit-{suffix}");
+        moto.create_bucket(&bucket, BucketKind::ObjectLockCompliance { days: 365 })
+            .await
+            .context("create the audit bucket")?;
+        let digest_key_id = moto
+            .create_signing_key()
+            .await
+            .context("create the digest signing key")?;
+        Ok(Self {
+            bucket,
+            digest_key_id,
+        })
+    }
+}
+
+impl Part for Audit {
+    fn env(&self, var: &str) -> Option<String> {
+        Some(match var {
+            "AUDIT_BUCKET" => self.bucket.clone(),
+            "DIGEST_KMS_KEY_ID" => self.digest_key_id.clone(),
+            _ => return None,
+        })
+    }
+}
+
+impl LocalStack {
+    /// Every object version under `audit/` (a rewrite would show as a second version).
+    pub async fn audit_versions(&self) -> Result<Vec<(String, String)>> {
+        let out = self
+            .moto
+            .s3()
+            .list_object_versions()
+            .bucket(&self.audit.bucket)
+            .prefix("audit/")
+            .send()
+            .await?;
+        Ok(out
+            .versions()
+            .iter()
+            .map(|v| {
+                (
+                    v.key().unwrap_or_default().to_owned(),
+                    v.version_id().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,119 @@
+//! The drift detector's part: the manifest where CI would write it, GitHub (issues in
+//! `acme/platform`, the drift fixes' pull requests) and Jira (project SEC) for tickets, the
+//! webhook drift notifications go to, and the credentials secret naming them.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use keyward_shared::redact::SecretString;
+
+use super::{Part, create_secret};
+use crate::fakes::github::{FakeGithub, RunningGithub};
+use crate::fakes::jira::{FakeJira, RunningJira};
+use crate::fakes::webhook::{FakeWebhook, RunningWebhook};
+use crate::moto::{BucketKind, MotoServer};
+
+/// The drift detector's GitHub token and Jira credentials (the fakes accept only these).
+pub const GITHUB_TOKEN: &str = "ghp_localstack0123456789abcdef";
+pub const JIRA_EMAIL: &str = "keyward@acme.example";
+pub const JIRA_TOKEN: &str = "ATATT3xFfGF0localstack";
+
+pub struct Drift {
+    pub github: RunningGithub,
+    pub jira: RunningJira,
+    pub webhook: RunningWebhook,
+    /// Where the manifest lives for the drift detector (`manifest/` in this bucket).
+    pub config_bucket: String,
+    credentials_arn: String,
+}
+
+impl Drift {
+    pub async fn create(moto: &MotoServer, manifest: &Path, suffix: &str) -> Result<Self> {
+        let config_bucket = format!("keyward-config-{suffix}");
+        moto.create_bucket(&config_bucket, BucketKind::Versioned)
+            .await
+            .context("create the config bucket")?;
+        upload_manifest(moto, manifest, &config_bucket).await?;
+        let github = FakeGithub::start(GITHUB_TOKEN).await?;
+        github.fake.add_repo("acme", "platform");
+        let jira = FakeJira::start(JIRA_EMAIL, JIRA_TOKEN).await?;
+        jira.fake.add_project("SEC");
+        let webhook = FakeWebhook::start().await?;
+        let credentials = serde_json::json!({
+            "github_token": GITHUB_TOKEN,
+            "jira_email": JIRA_EMAIL,
+            "jira_api_token": JIRA_TOKEN,
+            "webhook_url": webhook.url(),
+        });
+        let name = format!("keyward-drift-{suffix}");
+        let credentials_arn = create_secret(moto, &name, &credentials.to_string())
+            .await
+            .context("create the drift credentials secret")?;
+        Ok(Self {
+            github,
+            jira,
+            webhook,
+            config_bucket,
+            credentials_arn,
+        })
+    }
+}
+
+/// The manifest's YAML files under `manifest/` in the bucket, as CI writes them.
+async fn upload_manifest(moto: &MotoServer, manifest: &Path, bucket: &str) -> Result<()> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(manifest)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        files.push((name.to_owned(), std::fs::read_to_string(&path)?));
+    }
+    moto.put_manifest(bucket, &files).await
+}
+
+impl Part for Drift {
+    fn env(&self, var: &str) -> Option<String> {
+        Some(match var {
+            "KEYWARD_MANIFEST_S3_URI" => format!("s3://{}/manifest/", self.config_bucket),
+            "KEYWARD_DRIFT_CREDENTIALS_SECRET_ARN" => self.credentials_arn.clone(),
+            "KEYWARD_DRIFT_GITHUB_REPO" => "acme/platform".into(),
+            "KEYWARD_GITHUB_API_URL" => self.github.api_url(),
+            "ENABLE_JIRA_INTEGRATION" => "true".into(),
+            "KEYWARD_JIRA_URL" => self.jira.base_url(),
+            "KEYWARD_JIRA_PROJECT" => "SEC".into(),
+            "ENABLE_DRIFT_NOTIFICATIONS" => "true".into(),
+            "KEYWARD_DRIFT_UNUSED_DAYS" => "90".into(),
+            "MIN_DRIFT_PR_APPROVALS" => "2".into(),
+            _ => return None,
+        })
+    }
+
+    fn credentials(&self) -> Vec<SecretString> {
+        vec![
+            SecretString::from(GITHUB_TOKEN.to_owned()),
+            SecretString::from(JIRA_TOKEN.to_owned()),
+            SecretString::from(self.webhook.url()),
+        ]
+    }
+}
+
+/// The drift detector's answer: what it found and what it ticketed.
+pub(super) fn summarise_run(response: &serde_json::Value) -> String {
+    format!(
+        "{} finding(s) {}; issues opened {}, updated {}, unchanged {}; Jira {}",
+        response
+            .get("findings")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0),
+        response["by_kind"],
+        response["tickets"]["opened"],
+        response["tickets"]["updated"],
+        response["tickets"]["unchanged"],
+        response["tickets"]["jira_created"]
+    )
+}
