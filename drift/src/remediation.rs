@@ -549,6 +549,7 @@ where
             ));
         }
         let mut approvals: Vec<String> = Vec::new();
+        let mut ignored: Vec<String> = Vec::new();
         for login in approvers(&reviews, &pull.author, &pull.head_sha) {
             let permission = self
                 .github
@@ -558,10 +559,15 @@ where
             if can_write(&permission) {
                 approvals.push(login);
             } else {
-                checked.reasons.push(GuardReason::unmet(format!(
+                ignored.push(format!(
                     "{login}'s approval does not count: their permission on {repo} is `{permission}`, not write or more"
-                )));
+                ));
             }
+        }
+        if approvals.len() < self.min_approvals {
+            checked
+                .reasons
+                .extend(ignored.into_iter().map(GuardReason::unmet));
         }
         if approvals.len() < self.min_approvals {
             checked.reasons.push(GuardReason::unmet(format!(

@@ -67,3 +67,43 @@ pub fn percent_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// The gateway policy with every binding bound to `issuer` (a fake issuer's URL), as an
+/// operator writes `issuer:` for a GitHub Enterprise server.
+pub fn policy_for_issuer(policy: &str, issuer: &str) -> String {
+    let mut out = String::with_capacity(policy.len() + 256);
+    for line in policy.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("  - name: ") {
+            out.push_str(&format!("    issuer: {issuer}\n"));
+        }
+    }
+    out
+}
+
+/// A copy of `infra/config` (the functions' configuration layer) whose gateway policy trusts
+/// `issuer`; removed when dropped.
+pub fn config_for_issuer(issuer: &str) -> anyhow::Result<tempfile::TempDir> {
+    let source = crate::repo_root().join("infra/config");
+    let dir = tempfile::tempdir()?;
+    copy_dir(&source, dir.path())?;
+    let policy = dir.path().join("gateway-policy.yaml");
+    let text = std::fs::read_to_string(&policy)?;
+    std::fs::write(&policy, policy_for_issuer(&text, issuer))?;
+    Ok(dir)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}

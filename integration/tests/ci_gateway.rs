@@ -44,7 +44,9 @@ async fn world_with(entries: Vec<CatalogEntry>) -> World {
         HttpJwksFetcher(http()),
         [(issuer.issuer(), issuer.jwks_url())],
     );
-    let loaded = ci_gateway::load(&keyward_integration::repo_root().join("infra/config")).unwrap();
+    // The shipped policy, its bindings bound to the fake issuer (as for a GHE server).
+    let config = keyward_integration::support::config_for_issuer(&issuer.issuer()).unwrap();
+    let loaded = ci_gateway::load(config.path()).unwrap();
     let gateway = Gateway {
         keys,
         audience: AUDIENCE.into(),
@@ -460,8 +462,12 @@ async fn world_sharing_issuer(w: &World) -> TestGatewayRef<'_> {
                 [(w.issuer.issuer(), w.issuer.jwks_url())],
             ),
             audience: AUDIENCE.into(),
-            loaded: ci_gateway::load(&keyward_integration::repo_root().join("infra/config"))
-                .unwrap(),
+            loaded: ci_gateway::load(
+                keyward_integration::support::config_for_issuer(&w.issuer.issuer())
+                    .unwrap()
+                    .path(),
+            )
+            .unwrap(),
             catalog: InMemorySecretCatalog::default(),
             replay: InMemoryMarkerStore::default(),
             publisher: InMemoryEventPublisher::default(),
@@ -1052,4 +1058,34 @@ fn shipped_workflows_are_well_formed() {
         checked += 1;
     }
     assert!(checked >= 4, "{checked} workflows");
+}
+
+/// Every refusal of an authenticated caller is on the audit trail, whatever step refused it (a
+/// route that does not exist, a body that does not parse, a pull request the token is not for);
+/// an anonymous request refused before any key work leaves none (and costs no key fetch).
+#[tokio::test]
+async fn every_refusal_of_an_authenticated_caller_is_audited() {
+    let w = world().await;
+    let token = w.token(&w.claims());
+    for (path, body, status) in [
+        ("/v1/nowhere", json!({}), 404),
+        ("/v1/preflight", json!({"environment": 7}), 400),
+        ("/v1/preflight", json!({"environment": "nowhere"}), 400),
+    ] {
+        let response = w.call(path, Some(&token), body).await;
+        assert_eq!(response.status, status, "{path}: {:?}", response.body);
+    }
+    let decisions = w.decisions();
+    assert_eq!(decisions.len(), 3, "{decisions:?}");
+    for ((outcome, reasons), status) in decisions.iter().zip(["404", "400", "400"]) {
+        assert_eq!(*outcome, Outcome::Denied);
+        assert!(reasons[0].starts_with(status), "{reasons:?}");
+    }
+
+    // Anonymous and refused before any key work: logged, not audited, no JWKS fetch.
+    let fetches = w.issuer.fake.jwks_requests();
+    let response = w.call("/v1/nowhere", None, json!({})).await;
+    assert_eq!(response.status, 404);
+    assert_eq!(w.decisions().len(), 3);
+    assert_eq!(w.issuer.fake.jwks_requests(), fetches);
 }

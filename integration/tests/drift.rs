@@ -106,6 +106,17 @@ impl World {
         let manifest = declared::manifest_from(&files).unwrap();
         let github = FakeGithub::start(GITHUB_TOKEN).await.unwrap();
         github.fake.add_repo(DRIFT_REPO.0, DRIFT_REPO.1);
+        // The platform team may merge; dave only reads.
+        for (login, permission) in [
+            ("alice", "write"),
+            ("bob", "maintain"),
+            ("carol", "admin"),
+            ("dave", "read"),
+        ] {
+            github
+                .fake
+                .grant(DRIFT_REPO.0, DRIFT_REPO.1, login, permission);
+        }
         let jira = FakeJira::start(JIRA_EMAIL, JIRA_TOKEN).await.unwrap();
         jira.fake.add_project("SEC");
         let detector = Detector {
@@ -492,6 +503,19 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     assert_eq!(
         guard.reasons,
         ["1 approval(s) from reviewers other than the author; 2 required"]
+    );
+    // A reviewer who cannot write to the repository approves nothing, and is named.
+    w.github
+        .fake
+        .review(DRIFT_REPO.0, DRIFT_REPO.1, pr, "dave", "APPROVED");
+    let guard = remediation.pre_merge(&repo, pr).await.unwrap();
+    assert!(!guard.passed);
+    assert_eq!(
+        guard.reasons,
+        [
+            "dave's approval does not count: their permission on acme/platform is `read`, not write or more",
+            "1 approval(s) from reviewers other than the author; 2 required"
+        ]
     );
     w.github
         .fake

@@ -952,3 +952,90 @@ async fn a_renamed_mapping_keeps_its_record_even_under_orphans_delete() {
     w.sync(&api_call("PutSecretValue", &arn)).await.unwrap();
     assert!(w.writes().is_empty(), "{:?}", w.writes());
 }
+
+/// Only the declared manifest sends a secret to Vercel. Tags alone (a secret nobody declared, a
+/// `TagResource` by someone with write access to one secret), tags that map it differently, or
+/// a classification tag that disagrees: refused, reported, and nothing read or written.
+#[tokio::test]
+async fn tags_alone_never_send_a_secret_to_vercel() {
+    let w = world().await;
+    let refused = |w: &World<InMemoryRedeployQueue>, why: &str| {
+        let events = w.events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        let EventData::VercelSyncFailed { error, results, .. } = &events[0].data else {
+            panic!("{:?}", events[0].data)
+        };
+        assert!(results.is_empty(), "{results:?}");
+        assert!(error.as_str().contains("refused, nothing sent"), "{error}");
+        assert!(error.as_str().contains(why), "{error} should say {why}");
+        assert!(w.writes().is_empty(), "{:?}", w.writes());
+        assert!(w.envs().is_empty(), "{:?}", w.envs());
+    };
+
+    // Never declared at all.
+    let arn = w
+        .create_undeclared(
+            "web/undeclared",
+            "tag-only-value-1",
+            vercel_tags("production", &[key_tag("UNDECLARED")]),
+        )
+        .await;
+    let report = w.sync(&api_call("PutSecretValue", &arn)).await.unwrap();
+    assert_eq!((report.writes, report.failed.len()), (0, 1));
+    refused(&w, "the declared manifest does not");
+
+    // Declared without a mapping; a TagResource adds one.
+    let plain = vercel_tags("production", &[key_tag("PLAIN")])
+        .into_iter()
+        .filter(|t| !t.key.starts_with("keyward:vercel:"))
+        .collect::<Vec<_>>();
+    let arn = w.create("web/plain", "tag-only-value-2", plain).await;
+    w.retag_undeclared(
+        &arn,
+        &[],
+        &[
+            ("keyward:vercel:project", "acme-web"),
+            ("keyward:vercel:team", "team_acme"),
+            ("keyward:vercel:targets", "production"),
+            ("keyward:vercel:key", "STOLEN"),
+        ],
+    )
+    .await;
+    w.sync(&api_call("TagResource", &arn)).await.unwrap();
+    refused(&w, "the declared manifest does not");
+
+    // Declared for production; the tags add the readable development target.
+    let arn = w
+        .create(
+            "web/widened",
+            "tag-only-value-3",
+            vercel_tags("production", &[key_tag("WIDENED")]),
+        )
+        .await;
+    w.retag_undeclared(
+        &arn,
+        &[],
+        &[("keyward:vercel:targets", "production development")],
+    )
+    .await;
+    w.sync(&api_call("TagResource", &arn)).await.unwrap();
+    refused(&w, "differently from the declared manifest");
+
+    // The manifest says confidential; the tags were relabelled internal.
+    let tags = vercel_tags("production", &[key_tag("RELABELLED")]);
+    let mut declared = keyward_shared::tags::decode(&tags).unwrap().unwrap();
+    declared.classification = keyward_shared::governance::Classification::Confidential;
+    w.declared.declare(&w.name("web/relabelled"), declared);
+    let arn = w
+        .create_undeclared("web/relabelled", "tag-only-value-4", tags)
+        .await;
+    w.sync(&api_call("PutSecretValue", &arn)).await.unwrap();
+    refused(&w, "classification tag differs");
+
+    // And the values never left in any form: not in Vercel, not in an event or the logs.
+    assert!(
+        !w.vercel.fake.seen().iter().any(|s| s.method != "GET"),
+        "{:?}",
+        w.vercel.fake.seen()
+    );
+}

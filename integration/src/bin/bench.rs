@@ -610,7 +610,9 @@ async fn gateway_rps_row(issuer: &keyward_integration::fakes::oidc::RunningIssue
             [(issuer.issuer(), issuer.jwks_url())],
         ),
         audience: GATEWAY_AUDIENCE.into(),
-        loaded: ci_gateway::load(&keyward_integration::repo_root().join("infra/config"))?,
+        loaded: ci_gateway::load(
+            keyward_integration::support::config_for_issuer(&issuer.issuer())?.path(),
+        )?,
         catalog: InMemorySecretCatalog::default(),
         replay: InMemoryMarkerStore::default(),
         publisher: DiscardingPublisher,

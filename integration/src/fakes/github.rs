@@ -172,6 +172,8 @@ struct Repo {
     labels: Vec<Label>,
     /// `items[n - 1]` is number `n`.
     items: Vec<Item>,
+    /// Collaborators' permissions (`admin`, `maintain`, `write`, `triage`, `read`).
+    permissions: std::collections::BTreeMap<String, String>,
 }
 
 impl Repo {
@@ -331,7 +333,21 @@ impl FakeGithub {
             name: repo.to_owned(),
             labels: Vec::new(),
             items: Vec::new(),
+            permissions: Default::default(),
         });
+    }
+
+    /// Makes `login` a collaborator of the repository with `permission` (`admin`, `maintain`,
+    /// `write`, `triage` or `read`).
+    pub fn grant(&self, owner: &str, repo: &str, login: &str, permission: &str) {
+        let mut guard = self.lock();
+        let store = &mut guard.state;
+        store.register(login);
+        if let Some(index) = store.repo_index(owner, repo) {
+            store.repos[index]
+                .permissions
+                .insert(login.to_owned(), permission.to_owned());
+        }
     }
 
     /// Opens an issue as someone else would (author `author`); returns its number.
@@ -565,6 +581,7 @@ enum Route {
     Comments(u64),
     Pull(u64),
     Reviews(u64),
+    Permission(String),
 }
 
 /// Resolves `/repos/{owner}/{repo}/…` or the canonical `/repositories/{id}/…` to a repository
@@ -586,6 +603,7 @@ fn route(store: &Store, path: &str) -> Option<(usize, Route)> {
         ["issues", n, "comments"] => Route::Comments(number(n)?),
         ["pulls", n] => Route::Pull(number(n)?),
         ["pulls", n, "reviews"] => Route::Reviews(number(n)?),
+        ["collaborators", login, "permission"] => Route::Permission((*login).to_owned()),
         _ => return None,
     };
     Some((repo, route))
@@ -631,6 +649,7 @@ fn respond(
         (Route::Comments(n), Method::POST, Some(b)) => create_comment(store, repo, n, b),
         (Route::Pull(n), Method::GET, _) => get_pull(store, repo, n),
         (Route::Reviews(n), Method::GET, _) => list_reviews(store, repo, n, &page),
+        (Route::Permission(login), Method::GET, _) => permission(store, repo, &login),
         (Route::Issues, Method::POST, None)
         | (Route::Issue(_), Method::PATCH, None)
         | (Route::Comments(_), Method::POST, None) => {
@@ -973,6 +992,34 @@ fn get_pull(store: &Store, repo: usize, number: u64) -> Response {
         }
         _ => not_found(),
     }
+}
+
+/// `GET /repos/{owner}/{repo}/collaborators/{username}/permission`: the user's permission on the
+/// repository (`none` for a user without access); 404 for a user GitHub does not know.
+fn permission(store: &Store, repo: usize, login: &str) -> Response {
+    if !store.users.iter().any(|u| u == login) {
+        return not_found();
+    }
+    let permission = store.repos[repo]
+        .permissions
+        .get(login)
+        .map(String::as_str)
+        .unwrap_or("none");
+    // `permission` folds maintain into write and triage into read; `role_name` keeps them.
+    let folded = match permission {
+        "maintain" => "write",
+        "triage" => "read",
+        other => other,
+    };
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "permission": folded,
+            "role_name": permission,
+            "user": store.user_json(login),
+        })),
+    )
+        .into_response()
 }
 
 fn list_reviews(store: &Store, repo: usize, number: u64, paging: &Paging) -> Response {

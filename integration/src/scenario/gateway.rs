@@ -69,12 +69,13 @@ pub(super) async fn call_the_gateway(s: &mut Scenario) -> Result<()> {
     );
     s.tokens.extend([deploy, impostor, release]);
     let deliveries = s.stack.pump().await?;
-    // Two allowed and two denied decisions (the unbound repository, the replay), one
-    // VercelSyncRequested.
-    let (audited, objects) = s.audit_grew(5).await?;
+    // Decisions: preflight allowed, the unbound repository denied, the sync allowed, the
+    // replay's policy check allowed and then the replay itself refused (every refusal of an
+    // authenticated caller is audited); one VercelSyncRequested.
+    let (audited, objects) = s.audit_grew(6).await?;
     s.check(
         "gateway: decisions and the sync request audited",
-        deliveries == 5 && audited,
+        deliveries == 6 && audited,
         format!("{deliveries} events delivered; {objects} audit objects"),
     );
     Ok(())

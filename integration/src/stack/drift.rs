@@ -36,6 +36,10 @@ impl Drift {
         upload_manifest(moto, manifest, &config_bucket).await?;
         let github = FakeGithub::start(GITHUB_TOKEN).await?;
         github.fake.add_repo("acme", "platform");
+        // The reviewers of drift fixes may merge there.
+        for login in ["alice", "bob", "carol"] {
+            github.fake.grant("acme", "platform", login, "write");
+        }
         let jira = FakeJira::start(JIRA_EMAIL, JIRA_TOKEN).await?;
         jira.fake.add_project("SEC");
         let webhook = FakeWebhook::start().await?;

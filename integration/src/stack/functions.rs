@@ -42,7 +42,11 @@ pub async fn spawn(
         env.push(("KEYWARD_EVENT_BUS".into(), environment.bus.name.clone()));
         for (var, value) in &function.env {
             let value = match (var.as_str(), value) {
-                ("KEYWARD_CONFIG_DIR", _) => config_dir.display().to_string(),
+                ("KEYWARD_CONFIG_DIR", _) => environment
+                    .parts
+                    .iter()
+                    .find_map(|p| p.env("KEYWARD_CONFIG_DIR"))
+                    .unwrap_or_else(|| config_dir.display().to_string()),
                 (_, TemplateValue::Literal(literal)) => literal.clone(),
                 ("KEYWARD_EVENT_BUS", _) => continue,
                 (var, reference) => environment.value(function, var, reference)?,

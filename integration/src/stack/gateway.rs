@@ -12,13 +12,15 @@ pub const GATEWAY_AUDIENCE: &str = "https://keyward.acme.test/ci";
 pub struct Gateway {
     /// The GitHub OIDC issuer CI workflows' tokens come from.
     pub oidc: RunningIssuer,
+    /// The functions' configuration layer, its gateway policy bound to the fake issuer.
+    config: tempfile::TempDir,
 }
 
 impl Gateway {
     pub async fn create() -> Result<Self> {
-        Ok(Self {
-            oidc: FakeIssuer::start().await?,
-        })
+        let oidc = FakeIssuer::start().await?;
+        let config = crate::support::config_for_issuer(&oidc.issuer())?;
+        Ok(Self { oidc, config })
     }
 }
 
@@ -29,6 +31,7 @@ impl Part for Gateway {
             "KEYWARD_ALLOWED_VPC_ENDPOINTS" => String::new(),
             "KEYWARD_OIDC_AUDIENCE" => GATEWAY_AUDIENCE.into(),
             "KEYWARD_OIDC_ISSUERS" => self.oidc.issuer(),
+            "KEYWARD_CONFIG_DIR" => self.config.path().display().to_string(),
             _ => return None,
         })
     }
