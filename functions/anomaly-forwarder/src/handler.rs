@@ -54,6 +54,9 @@ pub struct Config {
     pub allowed_cidrs: Vec<Cidr>,
     /// `KEYWARD_ALLOWED_VPC_ENDPOINTS`, comma-separated `vpce-` ids.
     pub allowed_vpc_endpoints: Vec<String>,
+    /// `KEYWARD_PROTECTED_RESOURCES`: keyward's own audit bucket, digest key and event bus
+    /// (names, ids or ARNs, comma-separated); calls against them are alerted.
+    pub protected_resources: Vec<String>,
 }
 
 fn list(env: &dyn EnvSource, name: &str) -> Vec<String> {
@@ -110,6 +113,7 @@ impl Config {
             webhook_secret_arn: env.get("KEYWARD_ALERT_WEBHOOK_SECRET_ARN"),
             allowed_cidrs,
             allowed_vpc_endpoints,
+            protected_resources: list(env, "KEYWARD_PROTECTED_RESOURCES"),
         })
     }
 }
@@ -243,6 +247,7 @@ pub fn detector(config: &Config) -> Result<Detector, StartError> {
         allowed_cidrs: config.allowed_cidrs.clone(),
         allowed_vpc_endpoints: config.allowed_vpc_endpoints.clone(),
         readers: load_readers(dir)?,
+        protected: config.protected_resources.clone(),
     };
     Ok(Detector::from_yaml(&load_rules(dir)?, environment)?)
 }
@@ -465,9 +470,11 @@ impl<S: MarkerStore, P: EventPublisher, L: LogFiles> Forwarder<S, P, L> {
             .detail
             .ok_or_else(|| HandlerError::InvalidEvent("the event has no `detail`".into()))?;
         match (envelope.source.as_deref(), envelope.detail_type.as_deref()) {
-            (Some("aws.secretsmanager"), Some("AWS API Call via CloudTrail")) => {
-                self.record(detail.get()).await
-            }
+            // Secrets Manager calls, and the calls on keyward's own bucket, key and bus.
+            (
+                Some("aws.secretsmanager" | "aws.s3" | "aws.kms" | "aws.events"),
+                Some("AWS API Call via CloudTrail"),
+            ) => self.record(detail.get()).await,
             (Some("aws.s3"), Some("Object Created")) => {
                 let created: ObjectCreated = serde_json::from_str(detail.get()).map_err(|e| {
                     HandlerError::InvalidEvent(format!(

@@ -213,6 +213,10 @@ pub struct Facts {
     /// among them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unlisted_reader: Option<bool>,
+    /// Set when keyward's own resources are known: the call names one of them (the audit
+    /// bucket, the digest key, the event bus), by name, id or ARN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyward_resource: Option<bool>,
 }
 
 pub fn is_denied(code: &str) -> bool {

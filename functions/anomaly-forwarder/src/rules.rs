@@ -148,6 +148,9 @@ pub struct Environment {
     pub allowed_vpc_endpoints: Vec<String>,
     /// Secret name -> principal ARNs allowed to read it (the `keyward:reader:N` tags).
     pub readers: BTreeMap<String, Vec<String>>,
+    /// keyward's own resources (the audit bucket's name, the digest key's ARN, the event bus's
+    /// name and ARN): a call naming one is an attempt against keyward itself.
+    pub protected: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,8 +243,16 @@ impl Prefilter {
                 .filter(|v| !v.is_empty())
         };
         let mut filter = Self::default();
+        // Needles: a rule naming its event names exactly contributes those (rarer than its
+        // source: a tampering rule on S3 calls must not admit every S3 data event for parsing),
+        // any other its event sources.
+        let mut source_or_name = std::collections::BTreeSet::new();
         for rule in rules {
             if let Some(sources) = exact(rule.pattern.get("eventSource")) {
+                match exact(rule.pattern.get("eventName")) {
+                    Some(names) => source_or_name.extend(names),
+                    None => source_or_name.extend(sources.iter().cloned()),
+                }
                 filter.event_sources.extend(sources);
             } else if let Some(types) = exact(
                 rule.pattern
@@ -253,8 +264,7 @@ impl Prefilter {
                 return None;
             }
         }
-        filter.needles = filter
-            .event_sources
+        filter.needles = source_or_name
             .iter()
             .chain(&filter.identity_types)
             .map(|value| serde_json::to_string(value).unwrap_or_default())
@@ -283,6 +293,35 @@ impl Prefilter {
                 .and_then(|i| i.kind.as_deref())
                 .is_some_and(|t| self.identity_types.contains(t))
     }
+}
+
+/// Whether any string of the call's request parameters is one of `protected`, or the last
+/// path segment of one (a key id for a key ARN, a bus name for a bus ARN).
+fn names_protected(record: &Record<'_>, protected: &[String]) -> bool {
+    fn strings<'v>(value: &'v serde_json::Value, out: &mut Vec<&'v str>) {
+        match value {
+            serde_json::Value::String(s) => out.push(s),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    let Some(raw) = record.request_parameters else {
+        return false;
+    };
+    let Ok(parameters) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
+        return false;
+    };
+    let mut named = Vec::new();
+    strings(&parameters, &mut named);
+    named.iter().any(|value| {
+        !value.is_empty()
+            && protected.iter().any(|p| {
+                p == value
+                    || p.rsplit(['/', ':']).next() == Some(*value)
+                    || value.rsplit(['/', ':']).next() == Some(p.as_str())
+            })
+    })
 }
 
 impl Detector {
@@ -388,6 +427,9 @@ impl Detector {
                 .is_some_and(|v| env.allowed_vpc_endpoints.iter().any(|a| a == v));
             // Calls AWS services make on a principal's behalf carry a service name, not an IP.
             facts.outside_allowed_network = Some(facts.from_ip && !from_cidr && !from_vpce);
+        }
+        if !env.protected.is_empty() {
+            facts.keyward_resource = Some(names_protected(record, &env.protected));
         }
         if facts.success
             && record.event_name.as_deref() == Some("GetSecretValue")

@@ -174,6 +174,7 @@ fn network_and_reader_rules_need_their_configuration() {
             vec!["arn:aws:iam::123456789012:role/payments-worker".to_owned()],
         )]
         .into(),
+        protected: Vec::new(),
     };
     let d = detector(environment);
     assert!(fires(
@@ -433,4 +434,93 @@ fn configuration_is_checked_at_cold_start() {
     assert!(Config::from_env(&env(&[("KEYWARD_STATE_BUCKET", "")])).is_err());
     let redactor = keyward_shared::redact::Redactor::new();
     assert!(crate::handler::webhook_url_from_secret("http://127.0.0.1.evil/x", &redactor).is_err());
+}
+
+/// Attempts against keyward itself (its audit bucket's policy or lifecycle, its digest key's
+/// state or policy, its event bus's policy) alert, allowed or denied; the same calls on other
+/// resources, or with keyward's resources unknown, do not.
+#[test]
+fn attempts_against_keyward_itself_alert() {
+    let protected = Environment {
+        protected: vec![
+            "keyward-audit-123".into(),
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+            "arn:aws:events:eu-west-1:123456789012:event-bus/keyward-acme".into(),
+        ],
+        ..Environment::default()
+    };
+    let d = detector(protected);
+    let call = |source: &str, name: &str, parameters: serde_json::Value, error: Option<&str>| {
+        let mut record = serde_json::json!({
+            "eventVersion": "1.09", "eventSource": source, "eventName": name,
+            "eventTime": "2026-11-23T10:00:00Z", "awsRegion": "eu-west-1",
+            "sourceIPAddress": "203.0.113.9", "eventID": "e-1", "eventType": "AwsApiCall",
+            "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/admin/x"},
+            "requestParameters": parameters,
+        });
+        if let Some(code) = error {
+            record["errorCode"] = code.into();
+        }
+        record
+    };
+    for (source, name, parameters) in [
+        (
+            "s3.amazonaws.com",
+            "PutBucketPolicy",
+            serde_json::json!({"bucketName": "keyward-audit-123"}),
+        ),
+        (
+            "s3.amazonaws.com",
+            "DeleteBucketPolicy",
+            serde_json::json!({"bucketName": "keyward-audit-123"}),
+        ),
+        (
+            "s3.amazonaws.com",
+            "PutBucketLifecycle",
+            serde_json::json!({"bucketName": "keyward-audit-123"}),
+        ),
+        (
+            "kms.amazonaws.com",
+            "DisableKey",
+            serde_json::json!({"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab"}),
+        ),
+        (
+            "kms.amazonaws.com",
+            "ScheduleKeyDeletion",
+            serde_json::json!({"keyId": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}),
+        ),
+        (
+            "kms.amazonaws.com",
+            "PutKeyPolicy",
+            serde_json::json!({"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab"}),
+        ),
+        (
+            "events.amazonaws.com",
+            "PutPermission",
+            serde_json::json!({"eventBusName": "keyward-acme"}),
+        ),
+    ] {
+        for error in [None, Some("AccessDenied")] {
+            let raw = call(source, name, parameters.clone(), error);
+            assert!(fires(&d, &raw, "keyward-tampering"), "{name} {error:?}");
+        }
+        let elsewhere = call(
+            source,
+            name,
+            serde_json::json!({"bucketName": "other", "keyId": "other", "eventBusName": "default"}),
+            None,
+        );
+        assert!(
+            !fires(&d, &elsewhere, "keyward-tampering"),
+            "{name} elsewhere"
+        );
+    }
+    let unknown = detector(Environment::default());
+    let raw = call(
+        "s3.amazonaws.com",
+        "PutBucketPolicy",
+        serde_json::json!({"bucketName": "keyward-audit-123"}),
+        None,
+    );
+    assert!(!fires(&unknown, &raw, "keyward-tampering"));
 }

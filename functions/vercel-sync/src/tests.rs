@@ -464,8 +464,13 @@ fn config_reads_and_names_bad_variables() {
             "KEYWARD_VERCEL_CREDENTIALS_SECRET_ARN",
             "arn:aws:secretsmanager:eu-west-1:1:secret:v",
         ),
+        ("KEYWARD_MANIFEST_S3_URI", "s3://config-bucket/manifest/"),
     ];
     let cfg = Config::from_env(&env(&base)).unwrap();
+    assert_eq!(
+        (cfg.manifest_bucket.as_str(), cfg.manifest_prefix.as_str()),
+        ("config-bucket", "manifest/")
+    );
     assert_eq!(cfg.api_url, "https://api.vercel.com");
     assert_eq!(cfg.environment(), "prod");
     assert_eq!(cfg.redeploy_debounce_secs, 60);
@@ -483,6 +488,11 @@ fn config_reads_and_names_bad_variables() {
             "https://",
         ),
         ("KEYWARD_VERCEL_REDEPLOY_DEBOUNCE_SECS", "901", "900 s"),
+        (
+            "KEYWARD_MANIFEST_S3_URI",
+            "config-bucket/manifest",
+            "KEYWARD_MANIFEST_S3_URI",
+        ),
     ] {
         let mut pairs = base.to_vec();
         pairs.retain(|(k, _)| *k != name);

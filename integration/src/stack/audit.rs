@@ -33,6 +33,8 @@ impl Part for Audit {
         Some(match var {
             "AUDIT_BUCKET" => self.bucket.clone(),
             "DIGEST_KMS_KEY_ID" => self.digest_key_id.clone(),
+            // What the forwarder guards of keyward itself: the trail's bucket and signing key.
+            "KEYWARD_PROTECTED_RESOURCES" => format!("{},{}", self.bucket, self.digest_key_id),
             _ => return None,
         })
     }
