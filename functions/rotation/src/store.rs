@@ -256,6 +256,10 @@ impl SecretStore for SecretsManagerStore {
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     inner: std::sync::Mutex<InMemoryState>,
+    /// How many of the next `PutSecretValue` calls fail (fault injection).
+    failing_puts: std::sync::atomic::AtomicU32,
+    /// The secret (by name) of every `GetSecretValue`, in order.
+    reads: std::sync::Mutex<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -306,6 +310,17 @@ impl InMemoryStore {
             token.to_owned(),
             (None, BTreeSet::from([AWSPENDING.to_owned()])),
         );
+    }
+
+    /// The next `n` `PutSecretValue` calls fail as Secrets Manager's throttling would.
+    pub fn fail_next_puts(&self, n: u32) {
+        self.failing_puts
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The names of the secrets whose values were read, in order.
+    pub fn reads(&self) -> Vec<String> {
+        self.reads.lock().expect("reads lock").clone()
     }
 
     pub fn set_rotation_enabled(&self, name: &str, enabled: bool) {
@@ -389,6 +404,15 @@ impl SecretStore for InMemoryStore {
         secret_id: &str,
         selector: Selector<'_>,
     ) -> Result<Option<SecretString>, StoreError> {
+        let name = self
+            .inner
+            .lock()
+            .expect("store lock")
+            .secrets
+            .iter()
+            .find(|(name, s)| s.arn == secret_id || *name == secret_id)
+            .map_or_else(|| secret_id.to_owned(), |(name, _)| name.clone());
+        self.reads.lock().expect("reads lock").push(name);
         self.with_secret(secret_id, "GetSecretValue", |secret, _| {
             let found = match selector {
                 Selector::Stage(stage) => secret
@@ -418,6 +442,20 @@ impl SecretStore for InMemoryStore {
         value: &SecretString,
         _rotation_token: Option<&SecretString>,
     ) -> Result<(), StoreError> {
+        let fail = self
+            .failing_puts
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if fail {
+            return Err(StoreError::Api {
+                operation: "PutSecretValue",
+                message: SafeText::fixed("ThrottlingException: Rate exceeded"),
+            });
+        }
         self.with_secret(secret_id, "PutSecretValue", |secret, _| {
             if let Some((Some(existing), _)) = secret.versions.get(token)
                 && existing != value.expose_secret()
