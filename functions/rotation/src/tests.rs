@@ -264,6 +264,36 @@ impl Auth0Api for FakeAuth0 {
     }
 }
 
+/// Everything the code under test logs on this thread, as JSON lines.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 type TestRotator =
     Rotator<InMemoryStore, FakeDatabase, FakeAuth0, InMemoryEventPublisher, StaticManifest>;
 
@@ -582,7 +612,16 @@ fn pg_world(r: &TestRotator) {
 /// What a refused rotation must leave behind: the refusal as a typed error and a
 /// `RotationFailed` naming the field, no AWSPENDING value, no connection, no read of the master,
 /// and no secret value in any text.
-fn assert_refused(r: &TestRotator, name: &str, err: &RotationError, field: &str, planted: &[&str]) {
+fn assert_refused(
+    r: &TestRotator,
+    name: &str,
+    err: &RotationError,
+    field: &str,
+    planted: &[&str],
+    logs: &Logs,
+) {
+    let log_text = logs.text();
+    assert!(log_text.contains(&format!("`{field}`")), "{log_text}");
     assert!(
         matches!(err, RotationError::DestinationMismatch { field: f, .. } if *f == field),
         "{err}"
@@ -607,6 +646,7 @@ fn assert_refused(r: &TestRotator, name: &str, err: &RotationError, field: &str,
         error.as_str()
     );
     let texts = [
+        log_text,
         error_chain(err),
         keyward_shared::lambda::diagnostic(err).error_message,
         event.to_detail_json().unwrap(),
@@ -642,6 +682,7 @@ async fn a_put_that_moves_any_database_destination_field_is_refused_before_anyth
         for (field, change, planted) in &cases {
             let r = rotator();
             pg_world(&r);
+            let (logs, _guard) = Logs::install();
             // The value as someone with PutSecretValue left it before rotation started.
             r.store.create(
                 name,
@@ -650,7 +691,7 @@ async fn a_put_that_moves_any_database_destination_field_is_refused_before_anyth
             );
             r.store.start_rotation(name, &token(1));
             let err = rotate(&r, name, &token(1)).await.unwrap_err();
-            assert_refused(&r, name, &err, field, &[planted]);
+            assert_refused(&r, name, &err, field, &[planted], &logs);
             assert_eq!(
                 r.store.stage_value(name, AWSPENDING),
                 None,
@@ -664,6 +705,7 @@ async fn a_put_that_moves_any_database_destination_field_is_refused_before_anyth
 async fn a_pending_value_naming_another_host_is_refused_at_set_and_test() {
     let r = rotator();
     pg_world(&r);
+    let (logs, _guard) = Logs::install();
     r.store.create(
         DB,
         &pg_doc("app", APP_PW, json!({})),
@@ -686,7 +728,14 @@ async fn a_pending_value_naming_another_host_is_refused_at_set_and_test() {
         .unwrap();
     for s in ["setSecret", "testSecret"] {
         let err = step(&r, DB, s, &token(1)).await.unwrap_err();
-        assert_refused(&r, DB, &err, "host", &["evil.example", "Pending-Pa55-xyz"]);
+        assert_refused(
+            &r,
+            DB,
+            &err,
+            "host",
+            &["evil.example", "Pending-Pa55-xyz"],
+            &logs,
+        );
     }
     assert_eq!(r.db.passwords.lock().unwrap()["app"], APP_PW);
 }
@@ -987,11 +1036,19 @@ async fn a_put_that_moves_the_auth0_domain_or_management_secret_is_refused_befor
     ];
     for (field, change, planted) in cases {
         let r = auth0_rotator();
+        let (logs, _guard) = Logs::install();
         r.store
             .create(M2M, &auth0_doc(change), tags("auth0-client-secret", &[]));
         r.store.start_rotation(M2M, &token(1));
         let err = rotate(&r, M2M, &token(1)).await.unwrap_err();
-        assert_refused(&r, M2M, &err, field, &[planted, APP_SECRET, ROTATOR_SECRET]);
+        assert_refused(
+            &r,
+            M2M,
+            &err,
+            field,
+            &[planted, APP_SECRET, ROTATOR_SECRET],
+            &logs,
+        );
         assert_eq!(r.store.stage_value(M2M, AWSPENDING), None);
         assert_eq!(r.auth0.secret_of("app"), APP_SECRET);
     }
