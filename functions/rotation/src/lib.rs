@@ -619,6 +619,9 @@ where
                 .exclude_characters
                 .clone()
                 .unwrap_or_else(|| policy.strategy.default_excluded_characters().to_owned()),
+            // Letters and digits only, like Auth0's own secrets: client applications send them
+            // in form bodies and Basic auth, where punctuation needs encoding.
+            exclude_punctuation: policy.strategy == RotationStrategy::Auth0ClientSecret,
         };
         let password = self.store.random_password(&request).await?;
         self.redactor.register(&password);

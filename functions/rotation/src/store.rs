@@ -63,6 +63,8 @@ pub enum StoreError {
 pub struct PasswordRequest {
     pub length: u32,
     pub exclude_characters: String,
+    /// `ExcludePunctuation`: letters and digits only.
+    pub exclude_punctuation: bool,
 }
 
 pub trait SecretStore: Send + Sync {
@@ -221,6 +223,7 @@ impl SecretStore for SecretsManagerStore {
             .get_random_password()
             .password_length(i64::from(request.length))
             .exclude_characters(&request.exclude_characters)
+            .exclude_punctuation(request.exclude_punctuation)
             .require_each_included_type(true)
             .send()
             .await
@@ -477,6 +480,7 @@ impl SecretStore for InMemoryStore {
         state.passwords_issued += 1;
         let alphabet: Vec<char> = ('!'..='~')
             .filter(|c| !request.exclude_characters.contains(*c))
+            .filter(|c| !(request.exclude_punctuation && c.is_ascii_punctuation()))
             .collect();
         let mut rng = fastrand::Rng::with_seed(u64::from(state.passwords_issued));
         let password: String = (0..request.length)

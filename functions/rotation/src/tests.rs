@@ -986,6 +986,10 @@ async fn auth0_rotation_stores_first_then_sets_the_same_secret_then_tests_it() {
         serde_json::from_str(&r.store.stage_value(M2M, AWSPENDING).unwrap()).unwrap();
     let new_secret = pending["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(new_secret.len(), 64);
+    assert!(
+        new_secret.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{new_secret}"
+    );
     assert_eq!(pending["audience"], "https://api.acme.example/");
     assert_eq!(
         r.auth0.secret_of("app"),
