@@ -188,7 +188,8 @@ pub enum RotationStrategy {
     PostgresSingleUser,
     /// Two PostgreSQL roles (`app`, `app_clone`) alternated by a master user.
     PostgresAlternatingUsers,
-    /// Auth0 Management API `rotate-secret` for a machine-to-machine client.
+    /// A machine-to-machine client secret keyward generates, stores, then sets through the Auth0
+    /// Management API (`PATCH /api/v2/clients/{id}`).
     Auth0ClientSecret,
     /// A person rotates it; drift detection holds them to the interval.
     Manual,

@@ -173,6 +173,49 @@ pub struct RotationDecl {
     /// In a JSON secret, the field that is rotated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_key: Option<String>,
+    /// `postgres-*` strategies: the database rotation logs in to. Rotation refuses a secret
+    /// whose value names another host, port, database or master secret. An environment's
+    /// `database` replaces the declaration's whole block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseTargetDecl>,
+    /// `auth0-client-secret`: the tenant and the management secret rotation uses. Rotation
+    /// refuses a secret whose value names another domain or management secret. An
+    /// environment's `auth0` replaces the declaration's whole block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth0: Option<Auth0TargetDecl>,
+}
+
+/// Where a `postgres-*` rotation connects: declared here, never taken from the secret's value
+/// (anyone who may write the value could otherwise send the master password elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseTargetDecl {
+    /// Host name or IP address of the PostgreSQL server (no scheme, no port).
+    pub host: String,
+    /// Port (default 5432).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Database name (default `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dbname: Option<String>,
+    /// `postgres-alternating-users` only, and required there: the master secret by its keyward
+    /// name `/<org>/<env>/<service>/<name>`, in the same organisation and environment and
+    /// declared in this manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_secret: Option<String>,
+}
+
+/// Where an `auth0-client-secret` rotation calls.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Auth0TargetDecl {
+    /// The tenant's domain: a host name (`acme.eu.auth0.com`, a custom domain) or an
+    /// `https://` URL; `http://` only for 127.0.0.1 or localhost.
+    pub domain: String,
+    /// The secret holding the rotator application's `{client_id, client_secret}`, by its keyward
+    /// name `/<org>/<env>/<service>/<name>`, in the same organisation and environment and
+    /// declared in this manifest.
+    pub management_secret: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -367,8 +410,110 @@ pub struct DeclaredSecret {
     pub name: SecretName,
     pub description: Option<String>,
     pub governance: Governance,
+    /// Where rotation sends the credential. Declared governance only: it is never written to
+    /// tags (anyone with `TagResource` on one secret could change those).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_target: Option<RotationTarget>,
     pub kubernetes: Option<KubernetesDecl>,
     pub origin: Origin,
+}
+
+/// The declared destination of a rotation, resolved for one environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationTarget {
+    Database(DatabaseTarget),
+    Auth0(Auth0Target),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatabaseTarget {
+    /// As declared (compare host names ASCII case-insensitively).
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    /// Required for alternating users, absent for single user.
+    #[serde(serialize_with = "serialize_opt_name")]
+    pub master_secret: Option<SecretName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Auth0Target {
+    /// As declared: a host name, an `https://` URL, or `http://` on loopback.
+    pub domain: String,
+    #[serde(serialize_with = "serialize_name")]
+    pub management_secret: SecretName,
+}
+
+fn serialize_name<S: serde::Serializer>(name: &SecretName, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(name)
+}
+
+fn serialize_opt_name<S: serde::Serializer>(
+    name: &Option<SecretName>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match name {
+        Some(name) => s.collect_str(name),
+        None => s.serialize_none(),
+    }
+}
+
+impl RotationTarget {
+    /// The secret rotation reads credentials from (master or management secret).
+    pub fn linked_secret(&self) -> Option<&SecretName> {
+        match self {
+            Self::Database(d) => d.master_secret.as_ref(),
+            Self::Auth0(a) => Some(&a.management_secret),
+        }
+    }
+}
+
+/// A host name (letters, digits, `-` in dot-separated labels) or an IP address; no scheme,
+/// port or path.
+pub fn valid_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// An Auth0 domain as rotation accepts it: `host[:port]`, `https://host[:port]`, or
+/// `http://` with 127.0.0.1 or localhost.
+pub fn valid_auth0_domain(domain: &str) -> Result<(), &'static str> {
+    let domain = domain.strip_suffix('/').unwrap_or(domain);
+    let (scheme, rest) = match domain.split_once("://") {
+        Some(("https", rest)) => ("https", rest),
+        Some(("http", rest)) => ("http", rest),
+        Some(_) => return Err("must be a host name or an https:// URL"),
+        None => ("https", domain),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (rest, None),
+    };
+    if !valid_host(host) || host.contains(':') {
+        return Err("must be a host name such as tenant.eu.auth0.com, without a path");
+    }
+    if let Some(port) = port
+        && port.parse::<u16>().ok().filter(|p| *p != 0).is_none()
+    {
+        return Err("has a port that is not 1-65535");
+    }
+    if scheme == "http" && !matches!(host, "127.0.0.1" | "localhost") {
+        return Err("uses plain http://, which keyward accepts only for 127.0.0.1 and localhost");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -535,6 +680,25 @@ impl Manifest {
                         }
                     }
                 }
+            }
+        }
+        // A master or management secret must itself be declared (and so governed).
+        for declared in secrets.values() {
+            if let Some(linked) = declared
+                .rotation_target
+                .as_ref()
+                .and_then(RotationTarget::linked_secret)
+                && !secrets.contains_key(linked)
+            {
+                let field = match declared.rotation_target {
+                    Some(RotationTarget::Auth0(_)) => "auth0.management_secret",
+                    _ => "database.master_secret",
+                };
+                issues.push(
+                    &declared.origin.file,
+                    declared.origin.path.clone(),
+                    format!("rotation.{field} names {linked}, which the manifest does not declare"),
+                );
             }
         }
         if !issues.0.is_empty() {
@@ -897,10 +1061,26 @@ fn expand(ctx: &DeclContext, decl: &SecretDecl, issues: &mut Issues) -> Vec<Decl
             issues.push(file, where_, e.to_string());
             continue;
         }
+        let paths = DeclPaths {
+            base,
+            env_path: &env_path,
+        };
+        let Ok(rotation_target) = resolve_target(
+            file,
+            decl,
+            overrides.and_then(|o| o.rotation.as_ref()),
+            &paths,
+            &secret_name,
+            governance.rotation.strategy,
+            issues,
+        ) else {
+            continue;
+        };
         out.push(DeclaredSecret {
             name: secret_name,
             description: decl.description.clone(),
             governance,
+            rotation_target,
             kubernetes: decl.kubernetes.clone(),
             origin: Origin {
                 file: file.to_owned(),
@@ -1006,6 +1186,158 @@ fn rotation_field<'a, T>(
     get(decl)
         .as_ref()
         .map(|v| at(v, format!("{}.rotation.{field}", paths.base)))
+}
+
+/// The declared rotation destination (`rotation.database` / `rotation.auth0`), the override's
+/// block replacing the declaration's. `Err` when a problem was recorded.
+fn resolve_target(
+    file: &str,
+    decl: &SecretDecl,
+    over: Option<&RotationDecl>,
+    paths: &DeclPaths<'_>,
+    secret: &SecretName,
+    strategy: RotationStrategy,
+    issues: &mut Issues,
+) -> Result<Option<RotationTarget>, ()> {
+    use RotationStrategy as S;
+    let declared = &decl.rotation;
+    let database = rotation_field(over, declared, paths, "database", |r| &r.database);
+    let auth0 = rotation_field(over, declared, paths, "auth0", |r| &r.auth0);
+    let mut ok = true;
+    // A linked secret: a keyward name in the same organisation and environment, not the secret
+    // itself. Whether the manifest declares it is checked once every secret is known.
+    let linked = |path: String, value: &str, issues: &mut Issues| -> Option<SecretName> {
+        match value.parse::<SecretName>() {
+            Err(e) => {
+                issues.push(
+                    file,
+                    path,
+                    format!("`{value}` is not a keyward secret name: {e}"),
+                );
+                None
+            }
+            Ok(name) if name.org() != secret.org() || name.env() != secret.env() => {
+                issues.push(
+                    file,
+                    path,
+                    format!(
+                        "`{value}` is outside {}: a linked secret must be in the same organisation and environment",
+                        SecretName::env_prefix(secret.org(), secret.env())
+                    ),
+                );
+                None
+            }
+            Ok(name) if &name == secret => {
+                issues.push(file, path, "names the secret itself");
+                None
+            }
+            Ok(name) => Some(name),
+        }
+    };
+    let mut target = None;
+    if let Some(At { value, path }) = database {
+        if !matches!(
+            strategy,
+            S::PostgresSingleUser | S::PostgresAlternatingUsers
+        ) {
+            issues.push(
+                file,
+                path.clone(),
+                format!("is only for postgres-single-user and postgres-alternating-users rotation, not `{strategy}`"),
+            );
+            ok = false;
+        }
+        if !valid_host(&value.host) {
+            issues.push(
+                file,
+                format!("{path}.host"),
+                format!(
+                    "`{}` is not a host name or IP address (no scheme, port or path)",
+                    value.host
+                ),
+            );
+            ok = false;
+        }
+        if value.port == Some(0) {
+            issues.push(file, format!("{path}.port"), "must be 1-65535");
+            ok = false;
+        }
+        if let Some(dbname) = &value.dbname
+            && (dbname.is_empty() || dbname.len() > 63)
+        {
+            issues.push(
+                file,
+                format!("{path}.dbname"),
+                "must be 1 to 63 bytes (PostgreSQL's identifier limit)",
+            );
+            ok = false;
+        }
+        let master = match (&value.master_secret, strategy) {
+            (None, S::PostgresAlternatingUsers) => {
+                issues.push(
+                    file,
+                    format!("{path}.master_secret"),
+                    "is required for postgres-alternating-users: the secret of the user that manages the application users",
+                );
+                ok = false;
+                None
+            }
+            (Some(_), S::PostgresSingleUser) => {
+                issues.push(
+                    file,
+                    format!("{path}.master_secret"),
+                    "is only for postgres-alternating-users; single-user rotation logs in as the user itself",
+                );
+                ok = false;
+                None
+            }
+            (Some(m), _) => {
+                let parsed = linked(format!("{path}.master_secret"), m, issues);
+                ok &= parsed.is_some();
+                parsed
+            }
+            (None, _) => None,
+        };
+        target = Some(RotationTarget::Database(DatabaseTarget {
+            host: value.host.clone(),
+            port: value.port.unwrap_or(5432),
+            dbname: value.dbname.clone().unwrap_or_else(|| "postgres".into()),
+            master_secret: master,
+        }));
+    }
+    if let Some(At { value, path }) = auth0 {
+        if strategy != S::Auth0ClientSecret {
+            issues.push(
+                file,
+                path.clone(),
+                format!("is only for auth0-client-secret rotation, not `{strategy}`"),
+            );
+            ok = false;
+        }
+        if let Err(problem) = valid_auth0_domain(&value.domain) {
+            issues.push(
+                file,
+                format!("{path}.domain"),
+                format!("`{}` {problem}", value.domain),
+            );
+            ok = false;
+        }
+        let management = linked(
+            format!("{path}.management_secret"),
+            &value.management_secret,
+            issues,
+        );
+        match management {
+            Some(management_secret) => {
+                target = Some(RotationTarget::Auth0(Auth0Target {
+                    domain: value.domain.clone(),
+                    management_secret,
+                }));
+            }
+            None => ok = false,
+        }
+    }
+    if ok { Ok(target) } else { Err(()) }
 }
 
 /// The rotation policy: each field from the override when given there, else from the

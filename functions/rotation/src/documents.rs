@@ -4,12 +4,14 @@
 //!
 //! - PostgreSQL (`postgres-*` strategies): the AWS RDS shape `{engine, host, port, username,
 //!   password, dbname, masterarn}` plus keyward's `sslmode` (`verify-full`, the default, or
-//!   `disable`). Unknown fields are kept as they are.
+//!   `disable`). Unknown fields are kept as they are. `host`, `port`, `dbname` and `masterarn`
+//!   (optional; the master's ARN or name) must equal the manifest's `rotation.database`.
 //! - Master secret (alternating users): `{username, password}` and optionally `host`, `port`
 //!   (RDS-managed master secrets hold only the first two).
 //! - Auth0 (`auth0-client-secret`): `{domain, client_id, client_secret, management_secret_arn,
-//!   audience?}`; the management secret holds the rotator application's `{client_id,
-//!   client_secret}`.
+//!   audience?}`; `domain` and `management_secret_arn` (its ARN or name) must equal the
+//!   manifest's `rotation.auth0`. The management secret holds the rotator application's
+//!   `{client_id, client_secret}`.
 
 use secrecy::SecretString;
 use serde_json::{Map, Value};

@@ -15,16 +15,23 @@
 //! | `random`                     | `GetRandomPassword` (whole value or `keyward:json-key` field) | nothing                  | value well-formed, new          |
 //! | `postgres-single-user`       | same document, new password           | `ALTER ROLE` as the user (CURRENT, else PREVIOUS) | PENDING logs in    |
 //! | `postgres-alternating-users` | other user of `app`/`app_clone`, new password | as master: create/alter, copy grants | PENDING logs in       |
-//! | `auth0-client-secret`        | Auth0 `rotate-secret`, stored at once | identity unchanged                  | client credentials grant works |
+//! | `auth0-client-secret`        | `GetRandomPassword`, stored as AWSPENDING (no Auth0 call) | Management API `PATCH` of the client's `client_secret` to the pending value | client credentials grant, Auth0's own answers only |
+//!
+//! Where a credential goes is declared governance, never the secret's value: for `postgres-*`
+//! and `auth0-client-secret` secrets every step reads the manifest (per invocation) and refuses,
+//! before anything is sent, a secret without a declared `rotation.database` / `rotation.auth0`
+//! or whose value (AWSCURRENT, AWSPENDING, the master secret's host and port) names another host,
+//! port, database, master secret, tenant or management secret. Database TLS is verified against
+//! the pinned CA bundle; the system trust store only for secrets the operator names.
 //!
 //! Before every step the guard checks: rotation enabled; the token is a version of this secret;
 //! a token already `AWSCURRENT` means the step is done; otherwise it must hold `AWSPENDING`.
 //! Every step is re-entrant, so Secrets Manager's retries (of the whole rotation) converge, and
 //! nothing moves `AWSCURRENT` until testSecret has passed.
 //!
-//! Ports: [`store::SecretStore`], [`pg::Database`], [`auth0::Auth0Api`] and the shared
-//! [`EventPublisher`]; [`DeployedRotator::from_config`] wires the AWS, PostgreSQL and HTTP
-//! adapters.
+//! Ports: [`store::SecretStore`], [`pg::Database`], [`auth0::Auth0Api`], the shared
+//! [`ManifestSource`] and [`EventPublisher`]; [`DeployedRotator::from_config`] wires the AWS,
+//! PostgreSQL and HTTP adapters.
 
 pub mod auth0;
 pub mod documents;
@@ -33,16 +40,19 @@ pub mod request;
 pub mod scram;
 pub mod store;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use keyward_shared::config::{CommonConfig, ConfigError, EnvSource, flag, parsed_or};
+use keyward_shared::config::{CommonConfig, ConfigError, EnvSource, flag, parsed_or, s3_location};
 use keyward_shared::events::{
     Actor, CorrelationId, DomainEvent, EventData, Outcome, RotationStep, SecretRef,
 };
 use keyward_shared::governance::{RotationPolicy, RotationStrategy};
 use keyward_shared::lambda::{FailureKind, Handler};
-use keyward_shared::ports::{EventPublisher, PublishError};
+use keyward_shared::manifest::{Auth0Target, DatabaseTarget, RotationTarget};
+use keyward_shared::naming::SecretName;
+use keyward_shared::ports::{EventPublisher, ManifestReadError, ManifestSource, PublishError};
 use keyward_shared::redact::{Redactor, error_chain};
 use keyward_shared::tags::{self, TagContractError};
 use secrecy::{ExposeSecret, SecretString};
@@ -52,7 +62,7 @@ use crate::documents::{
     Auth0Secret, ClientCredentials, DocumentError, MasterSecret, PgSecret, alternate_user,
     base_user,
 };
-use crate::pg::{AlternatingUsers, Database, DbError, PgLogin, PostgresConfig};
+use crate::pg::{AlternatingUsers, Database, DbError, PgLogin, PostgresConfig, Roots};
 use crate::request::{RequestError, RotationRequest};
 use crate::store::{
     AWSCURRENT, AWSPENDING, AWSPREVIOUS, PasswordRequest, SecretState, SecretStore, Selector,
@@ -67,16 +77,27 @@ pub struct Config {
     pub common: CommonConfig,
     pub postgres: PostgresConfig,
     pub settings: Settings,
+    /// `KEYWARD_MANIFEST_S3_URI`: `s3://<bucket>/<prefix>/`, the declared manifest CI
+    /// publishes; read on every step of a database or Auth0 rotation.
+    pub manifest_bucket: String,
+    pub manifest_prefix: String,
 }
 
 /// What the protocol itself needs to know.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long testSecret keeps retrying a freshly rotated Auth0 secret: Auth0 documents that a
-    /// rotation may take up to 30 seconds to apply (`KEYWARD_AUTH0_PROPAGATION_SECS`, 40).
+    /// How long testSecret keeps retrying a freshly set Auth0 secret: Auth0 documents that a
+    /// change may take up to 30 seconds to apply (`KEYWARD_AUTH0_PROPAGATION_SECS`, 40).
     pub auth0_propagation: Duration,
     /// First wait between those retries; it doubles up to 8 s.
     pub auth0_retry_base: Duration,
+    /// Whether a CA bundle is configured (`KEYWARD_DB_CA_BUNDLE`): database logins are verified
+    /// against it.
+    pub db_ca_bundle: bool,
+    /// `KEYWARD_DB_SYSTEM_TRUST_SECRETS`: the secrets (by name) whose database may be verified
+    /// against the system trust store when no bundle is configured. Any other database secret
+    /// without a bundle is refused.
+    pub db_system_trust: BTreeSet<String>,
 }
 
 impl Default for Settings {
@@ -84,15 +105,49 @@ impl Default for Settings {
         Self {
             auth0_propagation: Duration::from_secs(40),
             auth0_retry_base: Duration::from_secs(1),
+            db_ca_bundle: false,
+            db_system_trust: BTreeSet::new(),
         }
     }
 }
 
 impl Config {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
-        let ca_bundle = env.get("KEYWARD_DB_CA_BUNDLE").map(PathBuf::from);
+        let ca_bundle = env
+            .get("KEYWARD_DB_CA_BUNDLE")
+            .filter(|path| !path.trim().is_empty())
+            .map(PathBuf::from);
+        let mut db_system_trust = BTreeSet::new();
+        for name in env
+            .get("KEYWARD_DB_SYSTEM_TRUST_SECRETS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            if name.parse::<SecretName>().is_err() {
+                return Err(ConfigError::Invalid {
+                    name: "KEYWARD_DB_SYSTEM_TRUST_SECRETS",
+                    reason: format!(
+                        "`{name}` is not a secret name /<org>/<env>/<service>/<name> (the list is comma-separated)"
+                    ),
+                });
+            }
+            db_system_trust.insert(name.to_owned());
+        }
+        let (manifest_bucket, manifest_prefix) = s3_location(env, "KEYWARD_MANIFEST_S3_URI")?;
         Ok(Self {
             common: CommonConfig::from_env(env)?,
+            settings: Settings {
+                auth0_propagation: Duration::from_secs(parsed_or(
+                    env,
+                    "KEYWARD_AUTH0_PROPAGATION_SECS",
+                    40u64,
+                )?),
+                db_ca_bundle: ca_bundle.is_some(),
+                db_system_trust,
+                ..Settings::default()
+            },
             postgres: PostgresConfig {
                 ca_bundle,
                 allow_plaintext: flag(env, "KEYWARD_DB_ALLOW_PLAINTEXT", false)?,
@@ -102,14 +157,8 @@ impl Config {
                     5u64,
                 )?),
             },
-            settings: Settings {
-                auth0_propagation: Duration::from_secs(parsed_or(
-                    env,
-                    "KEYWARD_AUTH0_PROPAGATION_SECS",
-                    40u64,
-                )?),
-                ..Settings::default()
-            },
+            manifest_bucket,
+            manifest_prefix,
         })
     }
 }
@@ -148,8 +197,42 @@ pub enum RotationError {
     Document(#[from] DocumentError),
     #[error("AWSPENDING changes the `{field}` of AWSCURRENT; refusing to act on another identity")]
     IdentityChanged { field: &'static str },
-    #[error("alternating users need `masterarn` (the master secret's ARN) in the secret")]
+    #[error(
+        "alternating users need a master secret: declare rotation.database.master_secret in the manifest"
+    )]
     NoMaster,
+    #[error(
+        "{secret} is not rotated: {detail}; a database or Auth0 rotation sends credentials only where the manifest declares (rotation.database / rotation.auth0)"
+    )]
+    DestinationUndeclared {
+        secret: String,
+        detail: &'static str,
+    },
+    #[error(
+        "the manifest declares {secret} with rotation `{declared}` but its tags say `{tagged}`; nothing was sent"
+    )]
+    StrategyDisagrees {
+        secret: String,
+        declared: RotationStrategy,
+        tagged: RotationStrategy,
+    },
+    #[error(
+        "the {which} of {secret} names a `{field}` other than the rotation destination the manifest declares; nothing was sent (correct the value, or change the manifest through review)"
+    )]
+    DestinationMismatch {
+        secret: String,
+        which: &'static str,
+        field: &'static str,
+    },
+    #[error("the declared manifest could not be read, so no destination can be trusted: {source}")]
+    ManifestUnavailable {
+        #[source]
+        source: ManifestReadError,
+    },
+    #[error(
+        "{secret} would be verified against the system trust store (any publicly trusted certificate for its host): configure KEYWARD_DB_CA_BUNDLE, or name the secret in KEYWARD_DB_SYSTEM_TRUST_SECRETS to accept that"
+    )]
+    NoCaBundle { secret: String },
     #[error("the secret {arn} named by `{field}` has no AWSCURRENT value")]
     LinkedSecretMissing { field: &'static str, arn: String },
     #[error(transparent)]
@@ -162,14 +245,6 @@ pub enum RotationError {
     Tenant(#[from] TenantError),
     #[error(transparent)]
     Auth0(#[from] Auth0Error),
-    #[error(
-        "Auth0 rotated the client secret of `{client_id}` but storing it as AWSPENDING failed ({source}); the old secret no longer works and the next attempt rotates again"
-    )]
-    Auth0NotStored {
-        client_id: String,
-        #[source]
-        source: StoreError,
-    },
     #[error("the new client secret of `{client_id}` was still refused after {waited_secs}s")]
     Auth0NotPropagated { client_id: String, waited_secs: u64 },
     #[error("the AWSPENDING value {problem}")]
@@ -190,7 +265,15 @@ impl FailureKind for RotationError {
             | Self::UnknownVersion { .. }
             | Self::NotPending { .. }
             | Self::NoCurrentVersion { .. } => "RotationProtocolError",
-            Self::NotGoverned { .. } | Self::Tags { .. } | Self::Manual { .. } => "GovernanceError",
+            Self::NotGoverned { .. }
+            | Self::Tags { .. }
+            | Self::Manual { .. }
+            | Self::ManifestUnavailable { .. } => "GovernanceError",
+            Self::DestinationUndeclared { .. } | Self::StrategyDisagrees { .. } => {
+                "DestinationUndeclared"
+            }
+            Self::DestinationMismatch { .. } => "DestinationMismatch",
+            Self::NoCaBundle { .. } => "ConfigurationError",
             Self::NoCurrentValue { .. }
             | Self::MissingPending { .. }
             | Self::Document(_)
@@ -199,10 +282,7 @@ impl FailureKind for RotationError {
             | Self::LinkedSecretMissing { .. }
             | Self::BadPending { .. } => "SecretValueError",
             Self::Database(_) | Self::NoWorkingLogin { .. } => "DatabaseError",
-            Self::Tenant(_)
-            | Self::Auth0(_)
-            | Self::Auth0NotStored { .. }
-            | Self::Auth0NotPropagated { .. } => "Auth0Error",
+            Self::Tenant(_) | Self::Auth0(_) | Self::Auth0NotPropagated { .. } => "Auth0Error",
             Self::Publish(_) => "EventPublishError",
         }
     }
@@ -225,6 +305,7 @@ pub type DeployedRotator = Rotator<
     pg::Postgres,
     auth0::Auth0Client,
     keyward_shared::adapters::aws::EventBridgePublisher,
+    keyward_shared::adapters::aws::S3Manifest,
 >;
 
 impl DeployedRotator {
@@ -250,18 +331,27 @@ impl DeployedRotator {
                 aws_sdk_eventbridge::Client::new(sdk),
                 &config.common.event_bus_name,
             ),
+            manifests: keyward_shared::adapters::aws::S3Manifest {
+                s3: keyward_shared::adapters::aws::s3_client(
+                    sdk,
+                    config.common.s3_force_path_style,
+                ),
+                bucket: config.manifest_bucket.clone(),
+                prefix: config.manifest_prefix.clone(),
+            },
             settings: config.settings.clone(),
             redactor,
         }
     }
 }
 
-impl<S, D, A, P> Handler for Rotator<S, D, A, P>
+impl<S, D, A, P, M> Handler for Rotator<S, D, A, P, M>
 where
     S: SecretStore,
     D: Database,
     A: Auth0Api,
     P: EventPublisher,
+    M: ManifestSource,
 {
     type Output = ();
     type Error = RotationError;
@@ -273,13 +363,45 @@ where
     }
 }
 
-pub struct Rotator<S, D, A, P> {
+pub struct Rotator<S, D, A, P, M> {
     pub store: S,
     pub db: D,
     pub auth0: A,
     pub publisher: P,
+    /// The declared manifest: where database and Auth0 rotations may send credentials. Read on
+    /// every such step, never cached.
+    pub manifests: M,
     pub settings: Settings,
     pub redactor: Redactor,
+}
+
+/// A master or management secret the manifest names, with the ARN `DescribeSecret` gives it
+/// (metadata only: its value is read after every check has passed).
+#[derive(Debug, Clone)]
+struct Linked {
+    name: SecretName,
+    arn: String,
+}
+
+impl Linked {
+    /// A value's reference (`masterarn`, `management_secret_arn`) names this secret: its full
+    /// ARN or its name.
+    fn is(&self, reference: &str) -> bool {
+        reference == self.arn || reference == self.name.to_string()
+    }
+}
+
+/// What a database step needs before it may connect.
+struct PgContext {
+    target: DatabaseTarget,
+    roots: Roots,
+    master: Option<Linked>,
+}
+
+/// What an Auth0 step needs before it may call.
+struct Auth0Context {
+    tenant: Tenant,
+    management: Linked,
 }
 
 enum Guard {
@@ -287,12 +409,13 @@ enum Guard {
     Pending,
 }
 
-impl<S, D, A, P> Rotator<S, D, A, P>
+impl<S, D, A, P, M> Rotator<S, D, A, P, M>
 where
     S: SecretStore,
     D: Database,
     A: Auth0Api,
     P: EventPublisher,
+    M: ManifestSource,
 {
     /// The Lambda entry: parses the invocation and runs one step.
     pub async fn handle_event(&self, event: &serde_json::Value) -> Result<(), RotationError> {
@@ -436,8 +559,10 @@ where
             (RotationStep::SetSecret, S::Auth0ClientSecret) => self.set_auth0(request, state).await,
             (RotationStep::TestSecret, S::Random) => self.test_random(request, state, policy).await,
             (RotationStep::TestSecret, S::PostgresSingleUser | S::PostgresAlternatingUsers) => {
+                let ctx = self.pg_context(state, policy.strategy).await?;
                 let pending = self.pending_pg(request, state).await?;
-                self.db.check_login(&login(&pending)).await?;
+                check_pg(state, "AWSPENDING value", &pending, &ctx)?;
+                self.db.check_login(&login_at(&ctx, &pending)).await?;
                 Ok(StepOutcome::Done)
             }
             (RotationStep::TestSecret, S::Auth0ClientSecret) => {
@@ -484,16 +609,125 @@ where
 
     async fn new_password(&self, policy: &RotationPolicy) -> Result<SecretString, RotationError> {
         let request = PasswordRequest {
-            length: policy.password.length.unwrap_or(32),
+            // Auth0's own client secrets are 64 characters.
+            length: policy.password.length.unwrap_or(match policy.strategy {
+                RotationStrategy::Auth0ClientSecret => 64,
+                _ => 32,
+            }),
             exclude_characters: policy
                 .password
                 .exclude_characters
                 .clone()
                 .unwrap_or_else(|| policy.strategy.default_excluded_characters().to_owned()),
+            // Letters and digits only, like Auth0's own secrets: client applications send them
+            // in form bodies and Basic auth, where punctuation needs encoding.
+            exclude_punctuation: policy.strategy == RotationStrategy::Auth0ClientSecret,
         };
         let password = self.store.random_password(&request).await?;
         self.redactor.register(&password);
         Ok(password)
+    }
+
+    /// The destination the manifest declares for this secret, read now (never cached).
+    async fn declared_target(
+        &self,
+        state: &SecretState,
+        strategy: RotationStrategy,
+    ) -> Result<RotationTarget, RotationError> {
+        use RotationStrategy as S;
+        let undeclared = |detail| RotationError::DestinationUndeclared {
+            secret: state.name.clone(),
+            detail,
+        };
+        let name: SecretName = state.name.parse().map_err(|_| {
+            undeclared("its name is not a keyward name /<org>/<env>/<service>/<name>, so no manifest declares it")
+        })?;
+        let manifest = self
+            .manifests
+            .manifest()
+            .await
+            .map_err(|source| RotationError::ManifestUnavailable { source })?;
+        let declared = manifest
+            .secret(&name)
+            .ok_or_else(|| undeclared("the manifest does not declare it"))?;
+        if declared.governance.rotation.strategy != strategy {
+            return Err(RotationError::StrategyDisagrees {
+                secret: state.name.clone(),
+                declared: declared.governance.rotation.strategy,
+                tagged: strategy,
+            });
+        }
+        match (&declared.rotation_target, strategy) {
+            (
+                Some(target @ RotationTarget::Database(_)),
+                S::PostgresSingleUser | S::PostgresAlternatingUsers,
+            )
+            | (Some(target @ RotationTarget::Auth0(_)), S::Auth0ClientSecret) => Ok(target.clone()),
+            (_, S::Auth0ClientSecret) => Err(undeclared(
+                "the manifest declares no rotation.auth0 {domain, management_secret} for it",
+            )),
+            _ => Err(undeclared(
+                "the manifest declares no rotation.database {host, port, dbname, master_secret} for it",
+            )),
+        }
+    }
+
+    /// A linked secret's ARN, from `DescribeSecret` (metadata; its value is not read here).
+    async fn linked(&self, name: &SecretName) -> Result<Linked, RotationError> {
+        let described = self.store.describe(&name.to_string()).await?;
+        Ok(Linked {
+            name: name.clone(),
+            arn: described.arn,
+        })
+    }
+
+    /// The declared database, the trust anchors and the declared master, checked before any
+    /// value is compared or any connection made.
+    async fn pg_context(
+        &self,
+        state: &SecretState,
+        strategy: RotationStrategy,
+    ) -> Result<PgContext, RotationError> {
+        let RotationTarget::Database(target) = self.declared_target(state, strategy).await? else {
+            unreachable!("declared_target returns a database target for postgres strategies");
+        };
+        let roots = if self.settings.db_ca_bundle {
+            Roots::Pinned
+        } else if self.settings.db_system_trust.contains(&state.name) {
+            Roots::System
+        } else {
+            return Err(RotationError::NoCaBundle {
+                secret: state.name.clone(),
+            });
+        };
+        let master = match (&target.master_secret, strategy) {
+            (Some(name), _) => Some(self.linked(name).await?),
+            (None, RotationStrategy::PostgresAlternatingUsers) => {
+                return Err(RotationError::NoMaster);
+            }
+            (None, _) => None,
+        };
+        Ok(PgContext {
+            target,
+            roots,
+            master,
+        })
+    }
+
+    async fn auth0_context(&self, state: &SecretState) -> Result<Auth0Context, RotationError> {
+        let RotationTarget::Auth0(Auth0Target {
+            domain,
+            management_secret,
+        }) = self
+            .declared_target(state, RotationStrategy::Auth0ClientSecret)
+            .await?
+        else {
+            unreachable!("declared_target returns an Auth0 target for auth0-client-secret");
+        };
+        Ok(Auth0Context {
+            tenant: Tenant::parse(&domain)?,
+            management: self.linked(&management_secret).await?,
+        })
     }
 
     async fn create(
@@ -502,6 +736,17 @@ where
         state: &SecretState,
         policy: &RotationPolicy,
     ) -> Result<StepOutcome, RotationError> {
+        // Nothing is stored for a secret whose destination is undeclared or disagrees.
+        let pg = match policy.strategy {
+            RotationStrategy::PostgresSingleUser | RotationStrategy::PostgresAlternatingUsers => {
+                Some(self.pg_context(state, policy.strategy).await?)
+            }
+            _ => None,
+        };
+        let auth0 = match policy.strategy {
+            RotationStrategy::Auth0ClientSecret => Some(self.auth0_context(state).await?),
+            _ => None,
+        };
         let current = self.current_value(state).await?;
         self.redactor.register(&current);
         // Re-entrant: a value already stored under the token is the one this rotation uses.
@@ -531,20 +776,39 @@ where
             }
             RotationStrategy::PostgresSingleUser => {
                 let current = PgSecret::parse("AWSCURRENT", current.expose_secret())?;
+                check_pg(
+                    state,
+                    "AWSCURRENT value",
+                    &current,
+                    pg.as_ref().expect("set above"),
+                )?;
                 let password = self.new_password(policy).await?;
                 current.next_version(&current.username, &password)
             }
             RotationStrategy::PostgresAlternatingUsers => {
                 let current = PgSecret::parse("AWSCURRENT", current.expose_secret())?;
-                if current.masterarn.is_none() {
-                    return Err(RotationError::NoMaster);
-                }
+                check_pg(
+                    state,
+                    "AWSCURRENT value",
+                    &current,
+                    pg.as_ref().expect("set above"),
+                )?;
                 let user = alternate_user(&current.username)?;
                 let password = self.new_password(policy).await?;
                 current.next_version(&user, &password)
             }
             RotationStrategy::Auth0ClientSecret => {
-                return self.create_auth0(request, state, &current).await;
+                // keyward makes the new secret and stores it first; Auth0 hears of it only in
+                // setSecret, so a failure here leaves the old secret working everywhere.
+                let current = Auth0Secret::parse("AWSCURRENT", current.expose_secret())?;
+                check_auth0(
+                    state,
+                    "AWSCURRENT value",
+                    &current,
+                    auth0.as_ref().expect("set above"),
+                )?;
+                let password = self.new_password(policy).await?;
+                current.next_version(&password)
             }
             RotationStrategy::Manual => {
                 return Err(RotationError::Manual {
@@ -561,66 +825,6 @@ where
             )
             .await?;
         Ok(StepOutcome::Done)
-    }
-
-    async fn create_auth0(
-        &self,
-        request: &RotationRequest,
-        state: &SecretState,
-        current: &SecretString,
-    ) -> Result<StepOutcome, RotationError> {
-        let current = Auth0Secret::parse("AWSCURRENT", current.expose_secret())?;
-        let tenant = Tenant::parse(&current.domain)?;
-        let management = self
-            .store
-            .value(&current.management_secret_arn, Selector::Stage(AWSCURRENT))
-            .await?
-            .ok_or_else(|| RotationError::LinkedSecretMissing {
-                field: "management_secret_arn",
-                arn: current.management_secret_arn.clone(),
-            })?;
-        self.redactor.register(&management);
-        let management = ClientCredentials::parse(management.expose_secret())?;
-        let token = self
-            .auth0
-            .token(
-                &tenant,
-                &management.client_id,
-                &management.client_secret,
-                &tenant.management_audience(),
-            )
-            .await?;
-        self.redactor.register(&token);
-        let new_secret = self
-            .auth0
-            .rotate_client_secret(&tenant, &token, &current.client_id)
-            .await?;
-        self.redactor.register(&new_secret);
-        let pending = current.next_version(&new_secret);
-        // The new secret exists only in memory now and the old one is dead: try hard to store it.
-        let mut last = None;
-        for attempt in 0..3u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-            }
-            match self
-                .store
-                .put_pending(
-                    &state.arn,
-                    &request.token,
-                    &pending,
-                    request.rotation_token.as_ref(),
-                )
-                .await
-            {
-                Ok(()) => return Ok(StepOutcome::Done),
-                Err(err) => last = Some(err),
-            }
-        }
-        Err(RotationError::Auth0NotStored {
-            client_id: current.client_id.clone(),
-            source: last.expect("three attempts were made"),
-        })
     }
 
     async fn current_pg(&self, state: &SecretState) -> Result<PgSecret, RotationError> {
@@ -642,13 +846,18 @@ where
         request: &RotationRequest,
         state: &SecretState,
     ) -> Result<StepOutcome, RotationError> {
+        let ctx = self
+            .pg_context(state, RotationStrategy::PostgresSingleUser)
+            .await?;
         let current = self.current_pg(state).await?;
         let pending = self.pending_pg(request, state).await?;
+        check_pg(state, "AWSCURRENT value", &current, &ctx)?;
+        check_pg(state, "AWSPENDING value", &pending, &ctx)?;
         same_database(&current, &pending)?;
         if current.username != pending.username {
             return Err(RotationError::IdentityChanged { field: "username" });
         }
-        match self.db.check_login(&login(&pending)).await {
+        match self.db.check_login(&login_at(&ctx, &pending)).await {
             Ok(()) => return Ok(StepOutcome::Done),
             Err(err) if err.is_auth() => {}
             Err(err) => return Err(err.into()),
@@ -662,11 +871,15 @@ where
             .ok()
             .flatten()
             .and_then(|text| PgSecret::parse("AWSPREVIOUS", text.expose_secret()).ok())
-            .filter(|p| same_database(&current, p).is_ok() && p.username == current.username);
+            .filter(|p| {
+                check_pg(state, "AWSPREVIOUS value", p, &ctx).is_ok()
+                    && same_database(&current, p).is_ok()
+                    && p.username == current.username
+            });
         for candidate in std::iter::once(&current).chain(previous.as_ref()) {
             match self
                 .db
-                .set_own_password(&login(candidate), &pending.password)
+                .set_own_password(&login_at(&ctx, candidate), &pending.password)
                 .await
             {
                 Ok(()) => return Ok(StepOutcome::Done),
@@ -684,34 +897,56 @@ where
         request: &RotationRequest,
         state: &SecretState,
     ) -> Result<StepOutcome, RotationError> {
+        let ctx = self
+            .pg_context(state, RotationStrategy::PostgresAlternatingUsers)
+            .await?;
         let current = self.current_pg(state).await?;
         let pending = self.pending_pg(request, state).await?;
+        check_pg(state, "AWSCURRENT value", &current, &ctx)?;
+        check_pg(state, "AWSPENDING value", &pending, &ctx)?;
         same_database(&current, &pending)?;
         if pending.username != alternate_user(&current.username)? {
             return Err(RotationError::IdentityChanged { field: "username" });
         }
-        let masterarn = current.masterarn.clone().ok_or(RotationError::NoMaster)?;
-        if pending.masterarn.as_deref() != Some(masterarn.as_str()) {
+        if pending.masterarn != current.masterarn {
             return Err(RotationError::IdentityChanged { field: "masterarn" });
         }
+        let master_ref = ctx.master.as_ref().ok_or(RotationError::NoMaster)?;
+        // Every destination check has passed: only now is the master's value read.
         let master = self
             .store
-            .value(&masterarn, Selector::Stage(AWSCURRENT))
+            .value(&master_ref.arn, Selector::Stage(AWSCURRENT))
             .await?
             .ok_or_else(|| RotationError::LinkedSecretMissing {
-                field: "masterarn",
-                arn: masterarn.clone(),
+                field: "master_secret",
+                arn: master_ref.arn.clone(),
             })?;
         self.redactor.register(&master);
         let master = MasterSecret::parse(master.expose_secret())?;
-        // RDS-managed master secrets hold only username and password: the host is the child's.
+        // A master that names its own endpoint must name the declared one.
+        let mismatch = |field| RotationError::DestinationMismatch {
+            secret: state.name.clone(),
+            which: "master secret's value",
+            field,
+        };
+        if let Some(host) = &master.host
+            && !host.eq_ignore_ascii_case(&ctx.target.host)
+        {
+            return Err(mismatch("host"));
+        }
+        if let Some(port) = master.port
+            && port != ctx.target.port
+        {
+            return Err(mismatch("port"));
+        }
         let master_login = PgLogin {
-            host: master.host.clone().unwrap_or_else(|| current.host.clone()),
-            port: master.port.unwrap_or(current.port),
-            dbname: current.dbname.clone(),
+            host: ctx.target.host.clone(),
+            port: ctx.target.port,
+            dbname: ctx.target.dbname.clone(),
             username: master.username.clone(),
             password: master.password.clone(),
             tls: current.tls,
+            roots: ctx.roots,
         };
         let base = base_user(&current.username).to_owned();
         let users = AlternatingUsers {
@@ -731,7 +966,7 @@ where
         request: &RotationRequest,
         state: &SecretState,
     ) -> Result<StepOutcome, RotationError> {
-        // Auth0 applied the new secret in createSecret; here only the identity is checked.
+        let ctx = self.auth0_context(state).await?;
         let current = Auth0Secret::parse(
             "AWSCURRENT",
             self.current_value(state).await?.expose_secret(),
@@ -740,12 +975,41 @@ where
             "AWSPENDING",
             self.pending_value(request, state).await?.expose_secret(),
         )?;
+        check_auth0(state, "AWSCURRENT value", &current, &ctx)?;
+        check_auth0(state, "AWSPENDING value", &pending, &ctx)?;
         if current.client_id != pending.client_id {
             return Err(RotationError::IdentityChanged { field: "client_id" });
         }
-        if current.domain != pending.domain {
-            return Err(RotationError::IdentityChanged { field: "domain" });
-        }
+        // Every destination check has passed: only now is the management secret read.
+        let management = self
+            .store
+            .value(&ctx.management.arn, Selector::Stage(AWSCURRENT))
+            .await?
+            .ok_or_else(|| RotationError::LinkedSecretMissing {
+                field: "management_secret",
+                arn: ctx.management.arn.clone(),
+            })?;
+        self.redactor.register(&management);
+        let management = ClientCredentials::parse(management.expose_secret())?;
+        let token = self
+            .auth0
+            .token(
+                &ctx.tenant,
+                &management.client_id,
+                &management.client_secret,
+                &ctx.tenant.management_audience(),
+            )
+            .await?;
+        self.redactor.register(&token);
+        // Idempotent: a retried setSecret sets the same pending value again.
+        self.auth0
+            .set_client_secret(
+                &ctx.tenant,
+                &token,
+                &pending.client_id,
+                &pending.client_secret,
+            )
+            .await?;
         Ok(StepOutcome::Done)
     }
 
@@ -754,11 +1018,13 @@ where
         request: &RotationRequest,
         state: &SecretState,
     ) -> Result<StepOutcome, RotationError> {
+        let ctx = self.auth0_context(state).await?;
         let pending = Auth0Secret::parse(
             "AWSPENDING",
             self.pending_value(request, state).await?.expose_secret(),
         )?;
-        let tenant = Tenant::parse(&pending.domain)?;
+        check_auth0(state, "AWSPENDING value", &pending, &ctx)?;
+        let tenant = ctx.tenant;
         let audience = pending
             .audience
             .clone()
@@ -777,9 +1043,14 @@ where
                 .await
             {
                 Ok(_) => return Ok(StepOutcome::Done),
-                // Auth0 authenticates the client before it checks the grant: a 403 means the
-                // secret was accepted and only the audience is not granted.
-                Err(Auth0Error::Forbidden { .. }) => return Ok(StepOutcome::Done),
+                // Auth0 authenticates the client before it checks the grant: its own
+                // `access_denied` / `unauthorized_client` answer means the secret was accepted
+                // and only the audience or grant type is not granted. Anything else on a 403 (a
+                // proxy's or a WAF's page) is `NotAuth0`, a failure.
+                Err(Auth0Error::GrantRefused { error, .. }) => {
+                    tracing::info!(client_id = %pending.client_id, auth0_error = %error, "Auth0 accepted the new client secret and refused only the grant");
+                    return Ok(StepOutcome::Done);
+                }
                 Err(Auth0Error::Unauthorized { .. })
                     if started.elapsed() + wait <= self.settings.auth0_propagation =>
                 {
@@ -884,15 +1155,69 @@ fn same_database(current: &PgSecret, other: &PgSecret) -> Result<(), RotationErr
     Ok(())
 }
 
-fn login(secret: &PgSecret) -> PgLogin {
+/// A login at the declared endpoint (the value's endpoint has been checked equal to it).
+fn login_at(ctx: &PgContext, secret: &PgSecret) -> PgLogin {
     PgLogin {
-        host: secret.host.clone(),
-        port: secret.port,
-        dbname: secret.dbname.clone(),
+        host: ctx.target.host.clone(),
+        port: ctx.target.port,
+        dbname: ctx.target.dbname.clone(),
         username: secret.username.clone(),
         password: secret.password.clone(),
         tls: secret.tls,
+        roots: ctx.roots,
     }
+}
+
+/// The value's endpoint and master secret are the declared ones. Errors name the field only.
+fn check_pg(
+    state: &SecretState,
+    which: &'static str,
+    secret: &PgSecret,
+    ctx: &PgContext,
+) -> Result<(), RotationError> {
+    let mismatch = |field| RotationError::DestinationMismatch {
+        secret: state.name.clone(),
+        which,
+        field,
+    };
+    if !secret.host.eq_ignore_ascii_case(&ctx.target.host) {
+        return Err(mismatch("host"));
+    }
+    if secret.port != ctx.target.port {
+        return Err(mismatch("port"));
+    }
+    if secret.dbname != ctx.target.dbname {
+        return Err(mismatch("dbname"));
+    }
+    // Without a `masterarn` the declared master is used; with one, it must be the declared one.
+    match (&secret.masterarn, &ctx.master) {
+        (None, _) => Ok(()),
+        (Some(reference), Some(master)) if master.is(reference) => Ok(()),
+        (Some(_), _) => Err(mismatch("masterarn")),
+    }
+}
+
+/// The value's tenant and management secret are the declared ones.
+fn check_auth0(
+    state: &SecretState,
+    which: &'static str,
+    secret: &Auth0Secret,
+    ctx: &Auth0Context,
+) -> Result<(), RotationError> {
+    let mismatch = |field| RotationError::DestinationMismatch {
+        secret: state.name.clone(),
+        which,
+        field,
+    };
+    let same_tenant = Tenant::parse(&secret.domain)
+        .is_ok_and(|t| t.base_url().eq_ignore_ascii_case(ctx.tenant.base_url()));
+    if !same_tenant {
+        return Err(mismatch("domain"));
+    }
+    if !ctx.management.is(&secret.management_secret_arn) {
+        return Err(mismatch("management_secret_arn"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

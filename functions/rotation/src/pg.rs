@@ -2,7 +2,8 @@
 //!
 //! - TLS is `verify-full` unless a secret says `sslmode: disable` *and* the function allows
 //!   plaintext; a server without TLS is an error, never a silent downgrade. Roots come from the
-//!   configured CA bundle (the RDS bundle on AWS) or the system store.
+//!   configured CA bundle (the RDS bundle on AWS); the system store only for a login the
+//!   rotation marked [`Roots::System`] (a secret the operator opted out by name).
 //! - Connections are built from typed fields, never a connection string, so no password
 //!   character can break one; passwords reach the server only as SCRAM verifiers.
 //! - Alternating users: the clone is a member of the base user and its sessions act as the base
@@ -32,6 +33,18 @@ pub struct PgLogin {
     pub username: String,
     pub password: SecretString,
     pub tls: TlsMode,
+    /// Which certificate authorities verify the server.
+    pub roots: Roots,
+}
+
+/// The trust anchors of one login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roots {
+    /// The pinned CA bundle (`KEYWARD_DB_CA_BUNDLE`); an error when none is configured.
+    Pinned,
+    /// The system trust store: any publicly trusted certificate for the host passes. Only for
+    /// secrets named in `KEYWARD_DB_SYSTEM_TRUST_SECRETS`.
+    System,
 }
 
 impl PgLogin {
@@ -104,7 +117,8 @@ pub trait Database: Send + Sync {
 /// Adapter settings, read once at start-up.
 #[derive(Debug, Clone, Default)]
 pub struct PostgresConfig {
-    /// PEM file of trusted CAs (`KEYWARD_DB_CA_BUNDLE`); the system store when unset.
+    /// PEM file of trusted CAs (`KEYWARD_DB_CA_BUNDLE`). Without it only [`Roots::System`]
+    /// logins connect over TLS.
     pub ca_bundle: Option<PathBuf>,
     /// `KEYWARD_DB_ALLOW_PLAINTEXT`: whether `sslmode: disable` in a secret is honoured.
     pub allow_plaintext: bool,
@@ -114,7 +128,8 @@ pub struct PostgresConfig {
 pub struct Postgres {
     config: PostgresConfig,
     /// Loaded on first use: functions that never rotate a database never read a CA store.
-    tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+    pinned: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+    system: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
     redactor: Redactor,
 }
 
@@ -122,14 +137,25 @@ impl Postgres {
     pub fn new(config: PostgresConfig, redactor: Redactor) -> Self {
         Self {
             config,
-            tls: OnceLock::new(),
+            pinned: OnceLock::new(),
+            system: OnceLock::new(),
             redactor,
         }
     }
 
-    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, DbError> {
-        self.tls
-            .get_or_init(|| load_tls(self.config.ca_bundle.as_ref()).map(Arc::new))
+    fn tls_config(&self, roots: Roots) -> Result<Arc<rustls::ClientConfig>, DbError> {
+        let loaded = match (roots, self.config.ca_bundle.as_ref()) {
+            (Roots::Pinned, None) => {
+                return Err(DbError::Setup(SafeText::fixed(
+                    "no CA bundle is configured (KEYWARD_DB_CA_BUNDLE); only secrets named in KEYWARD_DB_SYSTEM_TRUST_SECRETS may use the system trust store",
+                )));
+            }
+            (Roots::Pinned, Some(bundle)) => self
+                .pinned
+                .get_or_init(|| load_tls(Some(bundle)).map(Arc::new)),
+            (Roots::System, _) => self.system.get_or_init(|| load_tls(None).map(Arc::new)),
+        };
+        loaded
             .clone()
             .map_err(|e| DbError::Setup(self.redactor.safe(&e)))
     }
@@ -150,7 +176,7 @@ impl Postgres {
             TlsMode::VerifyFull => {
                 // Require: a server that does not speak TLS is an error, not a plaintext session.
                 config.ssl_mode(SslMode::Require);
-                let connector = tls::MakeRustlsConnect::new(self.tls_config()?);
+                let connector = tls::MakeRustlsConnect::new(self.tls_config(login.roots)?);
                 config.connect(connector).await.map(|(client, connection)| {
                     tokio::spawn(async move {
                         let _ = connection.await;
@@ -627,9 +653,26 @@ mod tests {
             username: "app".into(),
             password: SecretString::from("pw-never-shown".to_owned()),
             tls: TlsMode::Disable,
+            roots: Roots::Pinned,
         };
         let err = pg.check_login(&login).await.unwrap_err();
         assert!(matches!(err, DbError::PlaintextRefused { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn pinned_roots_need_a_bundle() {
+        let pg = Postgres::new(PostgresConfig::default(), Redactor::new());
+        let login = PgLogin {
+            host: "127.0.0.1".into(),
+            port: 1,
+            dbname: "x".into(),
+            username: "app".into(),
+            password: SecretString::from("pw-never-shown".to_owned()),
+            tls: TlsMode::VerifyFull,
+            roots: Roots::Pinned,
+        };
+        let err = pg.check_login(&login).await.unwrap_err().to_string();
+        assert!(err.contains("KEYWARD_DB_CA_BUNDLE"), "{err}");
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub enum StoreError {
 pub struct PasswordRequest {
     pub length: u32,
     pub exclude_characters: String,
+    /// `ExcludePunctuation`: letters and digits only.
+    pub exclude_punctuation: bool,
 }
 
 pub trait SecretStore: Send + Sync {
@@ -221,6 +223,7 @@ impl SecretStore for SecretsManagerStore {
             .get_random_password()
             .password_length(i64::from(request.length))
             .exclude_characters(&request.exclude_characters)
+            .exclude_punctuation(request.exclude_punctuation)
             .require_each_included_type(true)
             .send()
             .await
@@ -256,6 +259,10 @@ impl SecretStore for SecretsManagerStore {
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     inner: std::sync::Mutex<InMemoryState>,
+    /// How many of the next `PutSecretValue` calls fail (fault injection).
+    failing_puts: std::sync::atomic::AtomicU32,
+    /// The secret (by name) of every `GetSecretValue`, in order.
+    reads: std::sync::Mutex<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -306,6 +313,17 @@ impl InMemoryStore {
             token.to_owned(),
             (None, BTreeSet::from([AWSPENDING.to_owned()])),
         );
+    }
+
+    /// The next `n` `PutSecretValue` calls fail as Secrets Manager's throttling would.
+    pub fn fail_next_puts(&self, n: u32) {
+        self.failing_puts
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The names of the secrets whose values were read, in order.
+    pub fn reads(&self) -> Vec<String> {
+        self.reads.lock().expect("reads lock").clone()
     }
 
     pub fn set_rotation_enabled(&self, name: &str, enabled: bool) {
@@ -389,6 +407,15 @@ impl SecretStore for InMemoryStore {
         secret_id: &str,
         selector: Selector<'_>,
     ) -> Result<Option<SecretString>, StoreError> {
+        let name = self
+            .inner
+            .lock()
+            .expect("store lock")
+            .secrets
+            .iter()
+            .find(|(name, s)| s.arn == secret_id || *name == secret_id)
+            .map_or_else(|| secret_id.to_owned(), |(name, _)| name.clone());
+        self.reads.lock().expect("reads lock").push(name);
         self.with_secret(secret_id, "GetSecretValue", |secret, _| {
             let found = match selector {
                 Selector::Stage(stage) => secret
@@ -418,6 +445,20 @@ impl SecretStore for InMemoryStore {
         value: &SecretString,
         _rotation_token: Option<&SecretString>,
     ) -> Result<(), StoreError> {
+        let fail = self
+            .failing_puts
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if fail {
+            return Err(StoreError::Api {
+                operation: "PutSecretValue",
+                message: SafeText::fixed("ThrottlingException: Rate exceeded"),
+            });
+        }
         self.with_secret(secret_id, "PutSecretValue", |secret, _| {
             if let Some((Some(existing), _)) = secret.versions.get(token)
                 && existing != value.expose_secret()
@@ -439,6 +480,7 @@ impl SecretStore for InMemoryStore {
         state.passwords_issued += 1;
         let alphabet: Vec<char> = ('!'..='~')
             .filter(|c| !request.exclude_characters.contains(*c))
+            .filter(|c| !(request.exclude_punctuation && c.is_ascii_punctuation()))
             .collect();
         let mut rng = fastrand::Rng::with_seed(u64::from(state.passwords_issued));
         let password: String = (0..request.length)

@@ -519,3 +519,172 @@ fn kubernetes_projections_are_checked_field_by_field() {
         "{msgs:?}"
     );
 }
+
+#[test]
+fn rotation_destinations_are_declared_per_environment() {
+    let manifest = sample().unwrap();
+    let target = |name: &str| {
+        manifest
+            .secret(&name.parse().unwrap())
+            .unwrap()
+            .rotation_target
+            .clone()
+    };
+    match target("/acme/prod/payments/db-credentials") {
+        Some(RotationTarget::Database(db)) => {
+            assert_eq!(db.host, "payments-db.prod.acme.internal");
+            assert_eq!(db.port, 5432);
+            assert_eq!(db.dbname, "payments");
+            assert_eq!(
+                db.master_secret.unwrap().to_string(),
+                "/acme/prod/payments/db-admin"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match target("/acme/staging/payments/db-credentials") {
+        Some(RotationTarget::Database(db)) => {
+            assert_eq!(db.host, "payments-db.staging.acme.internal");
+        }
+        other => panic!("{other:?}"),
+    }
+    match target("/acme/prod/web/auth0-m2m") {
+        Some(RotationTarget::Auth0(a)) => {
+            assert_eq!(a.domain, "acme.eu.auth0.com");
+            assert_eq!(
+                a.management_secret.to_string(),
+                "/acme/prod/web/auth0-rotator"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(target("/acme/prod/web/session-key"), None);
+    // Never part of the tag contract.
+    for secret in manifest.secrets {
+        let tags = crate::tags::encode(&secret.governance).unwrap();
+        assert!(
+            !tags
+                .iter()
+                .any(|t| t.value.contains("acme.internal") || t.value.contains("auth0.com")),
+            "{tags:?}"
+        );
+    }
+}
+
+const DB_SECRETS: &str = "  - service: pay
+    name: db-admin
+    type: postgres-master
+    domain: payments
+    owner: team-payments
+    classification: restricted
+    rotation: {strategy: manual, days: 90}
+    environments: [dev, prod]
+  - service: pay
+    name: db
+    type: postgres-credentials
+    domain: payments
+    owner: team-payments
+    classification: restricted
+    rotation:
+      strategy: postgres-alternating-users
+      days: 30
+      database: {host: db.internal, dbname: pay, master_secret: /acme/dev/pay/db-admin}
+    environments:
+      dev: {}
+";
+
+#[test]
+fn rotation_destinations_are_validated_where_written() {
+    let manifest = one(DB_SECRETS).unwrap();
+    let db = manifest
+        .secret(&"/acme/dev/pay/db".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        db.rotation_target,
+        Some(RotationTarget::Database(DatabaseTarget {
+            host: "db.internal".into(),
+            port: 5432,
+            dbname: "pay".into(),
+            master_secret: Some("/acme/dev/pay/db-admin".parse().unwrap()),
+        }))
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (
+            DB_SECRETS.replace("host: db.internal", "host: \"db.internal:5432\""),
+            "m.yaml: secrets[1].rotation.database.host: `db.internal:5432` is not a host name or IP address (no scheme, port or path)",
+        ),
+        (
+            DB_SECRETS.replace(", master_secret: /acme/dev/pay/db-admin", ""),
+            "m.yaml: secrets[1].rotation.database.master_secret: is required for postgres-alternating-users: the secret of the user that manages the application users",
+        ),
+        (
+            DB_SECRETS.replace("master_secret: /acme/dev/pay/db-admin", "master_secret: /acme/prod/pay/db-admin"),
+            "m.yaml: secrets[1].rotation.database.master_secret: `/acme/prod/pay/db-admin` is outside /acme/dev/: a linked secret must be in the same organisation and environment",
+        ),
+        (
+            DB_SECRETS.replace("master_secret: /acme/dev/pay/db-admin", "master_secret: /acme/dev/pay/db"),
+            "m.yaml: secrets[1].rotation.database.master_secret: names the secret itself",
+        ),
+        (
+            DB_SECRETS.replace("master_secret: /acme/dev/pay/db-admin", "master_secret: /acme/dev/pay/nope"),
+            "m.yaml: secrets[1].environments.dev: rotation.database.master_secret names /acme/dev/pay/nope, which the manifest does not declare",
+        ),
+        (
+            DB_SECRETS.replace("strategy: postgres-alternating-users", "strategy: postgres-single-user"),
+            "m.yaml: secrets[1].rotation.database.master_secret: is only for postgres-alternating-users; single-user rotation logs in as the user itself",
+        ),
+        (
+            DB_SECRETS.replace(
+                "database: {host: db.internal, dbname: pay, master_secret: /acme/dev/pay/db-admin}",
+                "auth0: {domain: acme.eu.auth0.com, management_secret: /acme/dev/pay/db-admin}",
+            ),
+            "m.yaml: secrets[1].rotation.auth0: is only for auth0-client-secret rotation, not `postgres-alternating-users`",
+        ),
+        (
+            DB_SECRETS.replace("dev: {}", "dev:\n        rotation:\n          database: {host: 'http://x', master_secret: /acme/dev/pay/db-admin}"),
+            "m.yaml: secrets[1].environments.dev.rotation.database.host: `http://x` is not a host name or IP address (no scheme, port or path)",
+        ),
+    ];
+    for (secret, expected) in cases {
+        assert_single_issue(&secret, expected);
+    }
+    // The override's block replaces the declaration's.
+    let over = DB_SECRETS.replace(
+        "dev: {}",
+        "dev:\n        rotation:\n          database: {host: 10.0.0.7, port: 6432, master_secret: /acme/dev/pay/db-admin}",
+    );
+    let manifest = one(&over).unwrap();
+    let Some(RotationTarget::Database(db)) = &manifest
+        .secret(&"/acme/dev/pay/db".parse().unwrap())
+        .unwrap()
+        .rotation_target
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (db.host.as_str(), db.port, db.dbname.as_str()),
+        ("10.0.0.7", 6432, "postgres")
+    );
+}
+
+#[test]
+fn auth0_domains_follow_the_rotation_function() {
+    for ok in [
+        "acme.eu.auth0.com",
+        "https://login.acme.com/",
+        "http://127.0.0.1:8080",
+        "localhost:3000",
+    ] {
+        assert_eq!(valid_auth0_domain(ok), Ok(()), "{ok}");
+    }
+    for bad in [
+        "http://acme.eu.auth0.com",
+        "ftp://x",
+        "acme.auth0.com/evil?x=",
+        "",
+        "acme.auth0.com:0",
+        "user@acme.auth0.com",
+    ] {
+        assert!(valid_auth0_domain(bad).is_err(), "{bad}");
+    }
+}
