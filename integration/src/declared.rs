@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use keyward_shared::adapters::aws::tags_to_sdk;
 use keyward_shared::governance::{Governance, RotationStrategy};
-use keyward_shared::manifest::{DeclaredSecret, Enums, Manifest, Origin};
+use keyward_shared::manifest::{DeclaredSecret, Enums, Manifest, Origin, RotationTarget};
 use keyward_shared::naming::{SecretName, Segment, SegmentKind};
 use keyward_shared::ports::{ManifestReadError, ManifestSource};
 
@@ -149,16 +149,38 @@ pub async fn seed(
 /// governance) see.
 #[derive(Clone, Default)]
 pub struct LiveManifest {
-    declared: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Governance>>>,
+    declared: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Declared>>>,
+}
+
+#[derive(Clone)]
+struct Declared {
+    governance: Governance,
+    rotation_target: Option<RotationTarget>,
 }
 
 impl LiveManifest {
     /// Declares (or re-declares) `name` with `governance`.
     pub fn declare(&self, name: &str, governance: Governance) {
+        self.declare_rotating(name, governance, None);
+    }
+
+    /// Declares `name` with `governance` and where its rotation sends credentials.
+    pub fn declare_rotating(
+        &self,
+        name: &str,
+        governance: Governance,
+        rotation_target: Option<RotationTarget>,
+    ) {
         self.declared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), governance);
+            .insert(
+                name.to_owned(),
+                Declared {
+                    governance,
+                    rotation_target,
+                },
+            );
     }
 
     /// Declares `name` with the governance its tags carry (as CI applies a declaration).
@@ -181,7 +203,7 @@ impl LiveManifest {
         let mut secrets = Vec::new();
         let mut environments = std::collections::BTreeSet::new();
         let mut org = None;
-        for (name, governance) in declared.iter() {
+        for (name, entry) in declared.iter() {
             let name: SecretName = name
                 .parse()
                 .map_err(|e| ManifestReadError(format!("{name}: {e}")))?;
@@ -190,7 +212,8 @@ impl LiveManifest {
             secrets.push(DeclaredSecret {
                 name,
                 description: None,
-                governance: governance.clone(),
+                governance: entry.governance.clone(),
+                rotation_target: entry.rotation_target.clone(),
                 kubernetes: None,
                 origin: Origin {
                     file: "declared-by-test.yaml".into(),

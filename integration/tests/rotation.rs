@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::time::Duration;
 
+use keyward_integration::declared::LiveManifest;
 use keyward_integration::fakes::auth0::{FakeAuth0, ROTATE_SCOPE, RunningAuth0};
 use keyward_integration::logs::LogBuffer;
 use keyward_integration::moto::MotoServer;
@@ -19,6 +20,9 @@ use keyward_integration::tls::TestCa;
 use keyward_shared::adapters::aws::tags_to_sdk;
 use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
 use keyward_shared::events::{EventData, Outcome};
+use keyward_shared::governance::RotationStrategy;
+use keyward_shared::manifest::{Auth0Target, DatabaseTarget, RotationTarget};
+use keyward_shared::naming::SecretName;
 use keyward_shared::ports::InMemoryEventPublisher;
 use keyward_shared::redact::{Redactor, SafeText};
 use keyward_shared::tags::Tag;
@@ -39,7 +43,46 @@ fn token() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// What these tests' manifest declares: each governed secret as created, with the rotation
+/// destination its first value names (the declaration the secret was provisioned from).
+fn declared() -> &'static LiveManifest {
+    static DECLARED: std::sync::OnceLock<LiveManifest> = std::sync::OnceLock::new();
+    DECLARED.get_or_init(LiveManifest::default)
+}
+
+/// The destination a first value names, as its declaration would state it.
+fn destination_of(value: &str, strategy: RotationStrategy) -> Option<RotationTarget> {
+    let v: Value = serde_json::from_str(value).unwrap_or(Value::Null);
+    let name_of = |arn: &Value| -> Option<SecretName> {
+        let arn = arn.as_str()?;
+        SecretName::name_from_arn(arn).ok()?.parse().ok()
+    };
+    match strategy {
+        RotationStrategy::PostgresSingleUser | RotationStrategy::PostgresAlternatingUsers => {
+            Some(RotationTarget::Database(DatabaseTarget {
+                host: v["host"].as_str().unwrap_or("127.0.0.1").to_owned(),
+                port: v["port"]
+                    .as_u64()
+                    .or_else(|| v["port"].as_str().and_then(|p| p.parse().ok()))
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(5432),
+                dbname: v["dbname"].as_str().unwrap_or("postgres").to_owned(),
+                master_secret: name_of(&v["masterarn"]),
+            }))
+        }
+        RotationStrategy::Auth0ClientSecret => Some(RotationTarget::Auth0(Auth0Target {
+            domain: v["domain"].as_str()?.to_owned(),
+            management_secret: name_of(&v["management_secret_arn"])?,
+        })),
+        _ => None,
+    }
+}
+
 async fn create_secret(sm: &Sm, name: &str, value: &str, tags: &[Tag]) -> String {
+    if let Ok(Some(governance)) = keyward_shared::tags::decode(tags) {
+        let target = destination_of(value, governance.rotation.strategy);
+        declared().declare_rotating(name, governance, target);
+    }
     sm.create_secret()
         .name(name)
         .secret_string(value)
@@ -73,7 +116,8 @@ async fn stages_of(sm: &Sm, arn: &str, version: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-type TestRotator<D> = Rotator<SecretsManagerStore, D, Auth0Client, InMemoryEventPublisher>;
+type TestRotator<D> =
+    Rotator<SecretsManagerStore, D, Auth0Client, InMemoryEventPublisher, LiveManifest>;
 
 fn rotator_with<D: Database>(moto: &MotoServer, db: D, redactor: Redactor) -> TestRotator<D> {
     let http = HttpClient::new(
@@ -94,7 +138,11 @@ fn rotator_with<D: Database>(moto: &MotoServer, db: D, redactor: Redactor) -> Te
         settings: Settings {
             auth0_propagation: Duration::from_secs(10),
             auth0_retry_base: Duration::from_millis(100),
+            // The PgWorld's CA bundle is configured: every database login is pinned to it.
+            db_ca_bundle: true,
+            db_system_trust: Default::default(),
         },
+        manifests: declared().clone(),
         redactor,
     }
 }
@@ -757,9 +805,9 @@ async fn auth0_client_secret_rotates_once_waits_for_propagation_and_rides_out_42
     rotate(&rotator, &arn, &token).await.unwrap();
     moto.strip_pending(&arn).await.unwrap();
     assert_eq!(
-        auth0.fake.rotations(),
+        auth0.fake.secret_updates(),
         1,
-        "rotate-secret called exactly once"
+        "the client's secret was set exactly once"
     );
     let throttled = auth0.fake.seen().iter().filter(|s| s.status == 429).count();
     assert_eq!(throttled, 1);
@@ -770,7 +818,7 @@ async fn auth0_client_secret_rotates_once_waits_for_propagation_and_rides_out_42
     assert_eq!(current["audience"], "https://api.acme.example/");
     // Rerunning the finished rotation calls Auth0 no more.
     rotate(&rotator, &arn, &token).await.unwrap();
-    assert_eq!(auth0.fake.rotations(), 1);
+    assert_eq!(auth0.fake.secret_updates(), 1);
     let log_text = logs.text();
     for secret in [
         new_secret.as_str(),
@@ -824,14 +872,19 @@ async fn auth0_refusals_are_clear_and_leave_awscurrent_untouched() {
         Redactor::new(),
     );
     let token = start_rotation(moto, &arn).await;
-    let err = failing_step(&rotator, &arn, "createSecret", &token).await;
+    // The new secret is generated and stored first (no Auth0 call), then set: the missing
+    // scope shows there, with the working secret untouched everywhere.
+    run_step(&rotator, &arn, "createSecret", &token)
+        .await
+        .unwrap();
+    let err = failing_step(&rotator, &arn, "setSecret", &token).await;
     assert!(
         err.contains("insufficient_scope") && err.contains(ROTATE_SCOPE),
         "{err}"
     );
     assert!(!err.contains("weak-secret"), "{err}");
     assert_eq!(stage(&sm, &arn, "AWSCURRENT").await.unwrap(), document);
-    assert_eq!(auth0.fake.rotations(), 0);
+    assert_eq!(auth0.fake.secret_updates(), 0);
     assert_eq!(
         auth0.fake.secret_of(&app_id).unwrap(),
         "app-secret-initial-0123456789"
@@ -1054,4 +1107,53 @@ fn rotation_schedules_in_the_template_match_the_manifest() {
     }
     assert!(!declared.is_empty());
     assert_eq!(scheduled, declared);
+}
+
+/// Someone with `PutSecretValue` on one secret points it at their own host: the rotation is
+/// refused before any connection, the password stays what it was, and the refusal names the
+/// field, never a value.
+#[tokio::test]
+async fn a_value_pointing_rotation_elsewhere_is_refused_before_anything_is_sent() {
+    let moto = MotoServer::shared().await;
+    let sm = Sm::new(&moto.sdk_config());
+    let world = PgWorld::start().await;
+    world.app_user("redirect", "Redirect-Initial-Pa55").await;
+    let declared_doc = world.document("redirect", "Redirect-Initial-Pa55", json!({}));
+    let arn = create_secret(
+        &sm,
+        &unique("/acme/prod/payments/redirect-db"),
+        &declared_doc,
+        &governance_tags("postgres-single-user", &[]),
+    )
+    .await;
+    let moved = declared_doc.replace("127.0.0.1", "db.attacker.example");
+    sm.put_secret_value()
+        .secret_id(&arn)
+        .secret_string(&moved)
+        .send()
+        .await
+        .unwrap();
+    let redactor = Redactor::new();
+    let rotator = rotator_with(moto, world.postgres(&redactor), redactor);
+    let token = start_rotation(moto, &arn).await;
+    let err = rotate(&rotator, &arn, &token).await.unwrap_err();
+    assert!(
+        matches!(err, RotationError::DestinationMismatch { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("host"), "{text}");
+    assert!(!text.contains("Redirect-Initial-Pa55"), "{text}");
+    assert_eq!(stage(&sm, &arn, "AWSCURRENT").await.unwrap(), moved);
+    assert!(
+        world.logs_in(&declared_doc).await,
+        "the password was not changed"
+    );
+    let failed = rotator.publisher.published.lock().unwrap().clone();
+    assert!(
+        failed
+            .iter()
+            .any(|e| matches!(e.data, EventData::RotationFailed { .. })),
+        "{failed:?}"
+    );
 }

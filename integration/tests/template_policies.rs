@@ -140,6 +140,8 @@ fn expected_functions() -> BTreeMap<&'static str, Vec<String>> {
                 "Allow secretsmanager:GetRandomPassword on *".into(),
                 format!("Allow [kms:Decrypt, kms:GenerateDataKey] on * if {via_sm}"),
                 "Allow events:PutEvents on !GetAtt(EventBus.Arn) if {StringEquals={events:source=keyward.rotation}}".into(),
+                "Allow s3:ListBucket on !GetAtt(ConfigBucket.Arn) if {StringLike={s3:prefix=!Sub(${ManifestPrefix}*)}}".into(),
+                "Allow s3:GetObject on !Sub(${ConfigBucket.Arn}/${ManifestPrefix}*)".into(),
             ],
         ),
         (
@@ -155,7 +157,7 @@ fn expected_functions() -> BTreeMap<&'static str, Vec<String>> {
         (
             "VercelSyncFunction",
             vec![
-                "Allow s3:ListBucket on !GetAtt(ConfigBucket.Arn)".into(),
+                "Allow s3:ListBucket on !GetAtt(ConfigBucket.Arn) if {StringLike={s3:prefix=!Sub(${ManifestPrefix}*)}}".into(),
                 "Allow s3:GetObject on !Sub(${ConfigBucket.Arn}/${ManifestPrefix}*)".into(),
                 format!("Allow [secretsmanager:DescribeSecret, secretsmanager:GetSecretValue] on {PREFIX_ARN}"),
                 "Allow secretsmanager:ListSecrets on *".into(),
@@ -173,7 +175,7 @@ fn expected_functions() -> BTreeMap<&'static str, Vec<String>> {
                 "Allow secretsmanager:ListSecrets on *".into(),
                 format!("Allow [secretsmanager:DescribeSecret, secretsmanager:GetResourcePolicy] on {PREFIX_ARN}"),
                 "if HasDriftCredentials: Allow secretsmanager:GetSecretValue on !Ref(DriftCredentialsSecretArn)".into(),
-                "Allow s3:ListBucket on !GetAtt(ConfigBucket.Arn)".into(),
+                "Allow s3:ListBucket on !GetAtt(ConfigBucket.Arn) if {StringLike={s3:prefix=!Sub(${ManifestPrefix}*)}}".into(),
                 "Allow s3:GetObject on !Sub(${ConfigBucket.Arn}/${ManifestPrefix}*)".into(),
                 "Allow s3:ListBucket on !GetAtt(StateBucket.Arn)".into(),
                 "Allow s3:GetObject on !Sub(${StateBucket.Arn}/vercel/ledger/*)".into(),
@@ -189,7 +191,7 @@ fn expected_functions() -> BTreeMap<&'static str, Vec<String>> {
                 "Allow events:PutEvents on !GetAtt(EventBus.Arn) if {StringEquals={events:source=keyward.ci-gateway}}".into(),
                 "Allow [secretsmanager:DescribeSecret, secretsmanager:GetResourcePolicy] on !Sub(arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:/${Org}/*)".into(),
                 "if HasDriftCredentials: Allow secretsmanager:GetSecretValue on !Ref(DriftCredentialsSecretArn)".into(),
-                "Allow s3:ListBucket on !GetAtt(ConfigBucket.Arn)".into(),
+                "Allow s3:ListBucket on !GetAtt(ConfigBucket.Arn) if {StringLike={s3:prefix=!Sub(${ManifestPrefix}*)}}".into(),
                 "Allow s3:GetObject on [!Sub(${ConfigBucket.Arn}/${ManifestPrefix}*), !Sub(${StateBucket.Arn}/vercel/ledger/*)]".into(),
                 "Allow s3:PutObject on !Sub(${StateBucket.Arn}/drift/*)".into(),
                 "Allow s3:ListBucket on !GetAtt(StateBucket.Arn)".into(),

@@ -1,16 +1,18 @@
 //! A fake Auth0 tenant: the authentication API's client-credentials grant and the Management
-//! API's `rotate-secret`, from Auth0's public documentation:
+//! API's client update (of `client_secret`), from Auth0's public documentation:
 //!
 //! - `POST /oauth/token` (JSON or form body): 200 `{access_token, scope, expires_in: 86400,
 //!   token_type: "Bearer"}`; wrong client id or secret 401 `{error: "access_denied",
 //!   error_description: "Unauthorized"}`; authenticated but no client grant for the audience 403
 //!   `{error: "access_denied", error_description: "Client is not authorized to access ..."}`;
 //!   other grant types 400 `unsupported_grant_type`.
-//! - `POST /api/v2/clients/{id}/rotate-secret` (scope `update:client_keys`): 200 with the client
-//!   object holding the new `client_secret`; the old secret stops working at once and the new one
-//!   may take a while to apply ("up to 30 seconds"); errors in the Management API's shape
-//!   `{statusCode, error, message, errorCode}`: 401 missing/invalid token, 403
-//!   `insufficient_scope`, 404 `inexistent_client`, 429 `too_many_requests`.
+//! - `PATCH /api/v2/clients/{id}` with `{"client_secret": "..."}` (the `client_secret` attribute
+//!   needs scope `update:client_keys`): 200 with the client object; the old secret stops working
+//!   at once and the new one may take a while to apply ("up to 30 seconds"); errors in the
+//!   Management API's shape `{statusCode, error, message, errorCode}`: 400 `invalid_body`
+//!   (this fake updates only `client_secret`), 401 missing/invalid token, 403
+//!   `insufficient_scope`, 404 `inexistent_client`, 429 `too_many_requests`. Other Management
+//!   API routes are 404, as for a path Auth0 does not serve.
 //! - Every response carries `x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset`
 //!   (epoch seconds).
 
@@ -21,7 +23,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{patch, post};
 use serde_json::{Value, json};
 
 use super::kit::{self, Kit, Running};
@@ -82,7 +84,7 @@ impl FakeAuth0 {
         };
         let routes = Router::new()
             .route("/oauth/token", post(token))
-            .route("/api/v2/clients/{id}/rotate-secret", post(rotate_secret));
+            .route("/api/v2/clients/{id}", patch(update_client));
         let kit = fake.kit.clone();
         kit::start(fake, &kit, routes).await
     }
@@ -141,10 +143,11 @@ impl FakeAuth0 {
         self.kit.seen()
     }
 
-    pub fn rotations(&self) -> usize {
+    /// Client secrets set through the Management API (answered 200).
+    pub fn secret_updates(&self) -> usize {
         self.seen()
             .iter()
-            .filter(|s| s.path.ends_with("/rotate-secret") && s.status == 200)
+            .filter(|s| s.method == "PATCH" && s.status == 200)
             .count()
     }
 }
@@ -163,11 +166,11 @@ fn random_secret(len: usize) -> String {
     kit::random_text(ALPHABET, len)
 }
 
-fn record(fake: &FakeAuth0, uri: &Uri, response: Response) -> Response {
+fn record(fake: &FakeAuth0, method: &Method, uri: &Uri, response: Response) -> Response {
     let status = response.status();
     fake.lock()
         .seen
-        .push(Seen::new(&Method::POST, uri, status.as_u16()));
+        .push(Seen::new(method, uri, status.as_u16()));
     let remaining = if status == StatusCode::TOO_MANY_REQUESTS {
         0
     } else {
@@ -237,7 +240,7 @@ async fn token(
     body: axum::body::Bytes,
 ) -> Response {
     let response = issue_token(&fake, &headers, &body);
-    record(&fake, &uri, response)
+    record(&fake, &Method::POST, &uri, response)
 }
 
 fn issue_token(fake: &FakeAuth0, headers: &HeaderMap, body: &[u8]) -> Response {
@@ -295,17 +298,55 @@ fn issue_token(fake: &FakeAuth0, headers: &HeaderMap, body: &[u8]) -> Response {
         .into_response()
 }
 
-async fn rotate_secret(
+async fn update_client(
     State(fake): State<FakeAuth0>,
     uri: Uri,
     Path(id): Path<String>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Response {
-    let response = rotate(&fake, &id, &headers);
-    record(&fake, &uri, response)
+    let response = set_secret(&fake, &id, &headers, &body);
+    record(&fake, &Method::PATCH, &uri, response)
 }
 
-fn rotate(fake: &FakeAuth0, id: &str, headers: &HeaderMap) -> Response {
+/// The Management API's checks of a bearer token for `update:client_keys`.
+fn authorize_keys(tenant: &Tenant, headers: &HeaderMap) -> Result<(), Response> {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(bearer) = bearer else {
+        return Err(management_error(
+            StatusCode::UNAUTHORIZED,
+            "Missing authentication",
+            None,
+        ));
+    };
+    let Some(issued) = tenant.tokens.get(bearer) else {
+        return Err(management_error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid token",
+            None,
+        ));
+    };
+    if !issued.audience.ends_with("/api/v2/") {
+        return Err(management_error(
+            StatusCode::UNAUTHORIZED,
+            &format!("Bad audience: {}", issued.audience),
+            None,
+        ));
+    }
+    if !issued.scopes.iter().any(|s| s == ROTATE_SCOPE) {
+        return Err(management_error(
+            StatusCode::FORBIDDEN,
+            &format!("Insufficient scope, expected any of: {ROTATE_SCOPE}"),
+            Some("insufficient_scope"),
+        ));
+    }
+    Ok(())
+}
+
+fn set_secret(fake: &FakeAuth0, id: &str, headers: &HeaderMap, body: &[u8]) -> Response {
     let mut guard = fake.lock();
     let kit::Inner {
         state: tenant,
@@ -319,30 +360,31 @@ fn rotate(fake: &FakeAuth0, id: &str, headers: &HeaderMap) -> Response {
             Some("too_many_requests"),
         );
     }
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(bearer) = bearer else {
-        return management_error(StatusCode::UNAUTHORIZED, "Missing authentication", None);
-    };
-    let Some(issued) = tenant.tokens.get(bearer).cloned() else {
-        return management_error(StatusCode::UNAUTHORIZED, "Invalid token", None);
-    };
-    if !issued.audience.ends_with("/api/v2/") {
-        return management_error(
-            StatusCode::UNAUTHORIZED,
-            &format!("Bad audience: {}", issued.audience),
-            None,
-        );
+    if let Err(refused) = authorize_keys(tenant, headers) {
+        return refused;
     }
-    if !issued.scopes.iter().any(|s| s == ROTATE_SCOPE) {
-        return management_error(
-            StatusCode::FORBIDDEN,
-            &format!("Insufficient scope, expected any of: {ROTATE_SCOPE}"),
-            Some("insufficient_scope"),
-        );
-    }
+    let new_secret = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => match (fields.get("client_secret"), fields.len()) {
+            (Some(Value::String(secret)), 1) if !secret.is_empty() => secret.clone(),
+            _ => {
+                let extra: Vec<&String> = fields.keys().filter(|k| *k != "client_secret").collect();
+                return management_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "Payload validation error: 'Additional properties not allowed: {extra:?}' (this fake updates client_secret only)"
+                    ),
+                    Some("invalid_body"),
+                );
+            }
+        },
+        _ => {
+            return management_error(
+                StatusCode::BAD_REQUEST,
+                "Payload validation error: 'Expected type object but found type string'.",
+                Some("invalid_body"),
+            );
+        }
+    };
     let propagation = tenant.propagation;
     let Some(client) = tenant.clients.get_mut(id) else {
         return management_error(
@@ -351,7 +393,6 @@ fn rotate(fake: &FakeAuth0, id: &str, headers: &HeaderMap) -> Response {
             Some("inexistent_client"),
         );
     };
-    let new_secret = random_secret(64);
     // The old secret dies at once; the new one applies after the propagation delay.
     client.secret = String::new();
     client.applying = Some((new_secret.clone(), Instant::now() + propagation));

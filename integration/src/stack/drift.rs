@@ -28,12 +28,19 @@ pub struct Drift {
 }
 
 impl Drift {
-    pub async fn create(moto: &MotoServer, manifest: &Path, suffix: &str) -> Result<Self> {
+    /// `local` rewrites the manifest's text as the local stack needs it (its database and
+    /// Auth0 tenant in place of the declared ones) before it is published.
+    pub async fn create(
+        moto: &MotoServer,
+        manifest: &Path,
+        local: &dyn Fn(String) -> String,
+        suffix: &str,
+    ) -> Result<Self> {
         let config_bucket = format!("keyward-config-{suffix}");
         moto.create_bucket(&config_bucket, BucketKind::Versioned)
             .await
             .context("create the config bucket")?;
-        upload_manifest(moto, manifest, &config_bucket).await?;
+        upload_manifest(moto, manifest, local, &config_bucket).await?;
         let github = FakeGithub::start(GITHUB_TOKEN).await?;
         github.fake.add_repo("acme", "platform");
         // The reviewers of drift fixes may merge there.
@@ -64,7 +71,12 @@ impl Drift {
 }
 
 /// The manifest's YAML files under `manifest/` in the bucket, as CI writes them.
-async fn upload_manifest(moto: &MotoServer, manifest: &Path, bucket: &str) -> Result<()> {
+async fn upload_manifest(
+    moto: &MotoServer,
+    manifest: &Path,
+    local: &dyn Fn(String) -> String,
+    bucket: &str,
+) -> Result<()> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(manifest)? {
         let path = entry?.path();
@@ -75,7 +87,7 @@ async fn upload_manifest(moto: &MotoServer, manifest: &Path, bucket: &str) -> Re
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        files.push((name.to_owned(), std::fs::read_to_string(&path)?));
+        files.push((name.to_owned(), local(std::fs::read_to_string(&path)?)));
     }
     moto.put_manifest(bucket, &files).await
 }

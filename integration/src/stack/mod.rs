@@ -129,7 +129,13 @@ impl LocalStack {
         let anomaly = Anomaly::create(&moto, suffix).await?;
         let gateway = Gateway::create().await?;
         let vercel = Vercel::create(&moto, suffix).await?;
-        let drift = Drift::create(&moto, &options.manifest, suffix).await?;
+        let drift = Drift::create(
+            &moto,
+            &options.manifest,
+            &|text| rotation.localise_manifest(text),
+            suffix,
+        )
+        .await?;
         let provisioned = secrets::provision(&moto, &manifest, &mut rotation).await?;
         let parts: [&dyn Part; 6] = [&audit, &rotation, &anomaly, &gateway, &vercel, &drift];
         let mut provisioned_values: Vec<SecretString> =

@@ -173,7 +173,37 @@ fn quote_literal(text: &str) -> String {
 
 impl Part for Rotation {
     fn env(&self, var: &str) -> Option<String> {
-        (var == "KEYWARD_DB_CA_BUNDLE").then(|| self.ca_bundle.display().to_string())
+        match var {
+            "KEYWARD_DB_CA_BUNDLE" => Some(self.ca_bundle.display().to_string()),
+            // Every database here is verified against the bundle: no secret opts out.
+            "KEYWARD_DB_SYSTEM_TRUST_SECRETS" => Some(String::new()),
+            _ => None,
+        }
+    }
+}
+
+impl Rotation {
+    /// The manifest as this stack declares it: its PostgreSQL cluster and Auth0 tenant where
+    /// the sample declares the organisation's.
+    pub fn localise_manifest(&self, text: String) -> String {
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines() {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let local = match line.trim_start().split_once(": ") {
+                Some(("host", h)) if h.ends_with(".acme.internal") => {
+                    Some(format!("{indent}host: 127.0.0.1"))
+                }
+                Some(("port", "5432")) => Some(format!("{indent}port: {}", self.postgres.port)),
+                Some(("dbname", "payments")) => Some(format!("{indent}dbname: {APP_DATABASE}")),
+                Some(("domain", d)) if d.ends_with(".auth0.com") => {
+                    Some(format!("{indent}domain: {}", self.auth0.domain()))
+                }
+                _ => None,
+            };
+            out.push_str(local.as_deref().unwrap_or(line));
+            out.push('\n');
+        }
+        out
     }
 }
 
