@@ -309,41 +309,41 @@ async fn update_client(
     record(&fake, &Method::PATCH, &uri, response)
 }
 
-/// The Management API's checks of a bearer token for `update:client_keys`.
-fn authorize_keys(tenant: &Tenant, headers: &HeaderMap) -> Result<(), Response> {
+/// The Management API's refusal of a bearer token without `update:client_keys`, if any.
+fn refuse_keys(tenant: &Tenant, headers: &HeaderMap) -> Option<Response> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(bearer) = bearer else {
-        return Err(management_error(
+        return Some(management_error(
             StatusCode::UNAUTHORIZED,
             "Missing authentication",
             None,
         ));
     };
     let Some(issued) = tenant.tokens.get(bearer) else {
-        return Err(management_error(
+        return Some(management_error(
             StatusCode::UNAUTHORIZED,
             "Invalid token",
             None,
         ));
     };
     if !issued.audience.ends_with("/api/v2/") {
-        return Err(management_error(
+        return Some(management_error(
             StatusCode::UNAUTHORIZED,
             &format!("Bad audience: {}", issued.audience),
             None,
         ));
     }
     if !issued.scopes.iter().any(|s| s == ROTATE_SCOPE) {
-        return Err(management_error(
+        return Some(management_error(
             StatusCode::FORBIDDEN,
             &format!("Insufficient scope, expected any of: {ROTATE_SCOPE}"),
             Some("insufficient_scope"),
         ));
     }
-    Ok(())
+    None
 }
 
 fn set_secret(fake: &FakeAuth0, id: &str, headers: &HeaderMap, body: &[u8]) -> Response {
@@ -360,7 +360,7 @@ fn set_secret(fake: &FakeAuth0, id: &str, headers: &HeaderMap, body: &[u8]) -> R
             Some("too_many_requests"),
         );
     }
-    if let Err(refused) = authorize_keys(tenant, headers) {
+    if let Some(refused) = refuse_keys(tenant, headers) {
         return refused;
     }
     let new_secret = match serde_json::from_slice::<Value>(body) {
