@@ -8,7 +8,7 @@ use chrono::{Duration, TimeZone, Utc};
 use keyward_shared::manifest::Manifest;
 use keyward_shared::ports::CatalogEntry;
 use keyward_shared::tags;
-use keyward_shared::vercel_ledger::{Ledger, LedgerEntry, mapped_slots};
+use keyward_shared::vercel_ledger::Ledger;
 
 use crate::findings::*;
 use crate::remediation::{approvers, parse_fields};
@@ -116,20 +116,7 @@ fn clean_case(m: &Manifest, env: &str) -> Case {
             }),
         );
         if let Some(mapping) = &d.governance.vercel {
-            let mut ledger = Ledger {
-                secret: name.clone(),
-                ..Default::default()
-            };
-            for mapped in mapped_slots(mapping) {
-                ledger.upsert(LedgerEntry {
-                    slot: mapped.slot,
-                    record_id: "env_1".into(),
-                    version_id: "v1".into(),
-                    updated_at: 1,
-                    written_by: None,
-                    env_type: "sensitive".into(),
-                });
-            }
+            let ledger = Ledger::in_parity(&name, mapping, "v1", || "env_1".into(), None);
             ledgers.insert(name, ledger);
         }
     }
@@ -510,22 +497,8 @@ fn mutated_outside_inputs_never_panic() {
     let mut rng = fastrand::Rng::with_seed(0xD21F7);
     let envs = ["prod".to_owned()];
     for _ in 0..5_000 {
-        let mut bytes = seeds[rng.usize(0..seeds.len())].as_bytes().to_vec();
-        for _ in 0..rng.usize(1..8) {
-            let at = rng
-                .usize(0..bytes.len().max(1))
-                .min(bytes.len().saturating_sub(1));
-            match rng.u8(0..3) {
-                0 if !bytes.is_empty() => bytes[at] = rng.u8(..),
-                1 if !bytes.is_empty() => {
-                    bytes.remove(at);
-                }
-                _ => {
-                    const PIECES: &[u8] = b"{}[]\":,#\n*";
-                    bytes.insert(at.min(bytes.len()), PIECES[rng.usize(0..PIECES.len())]);
-                }
-            }
-        }
+        let seed = seeds[rng.usize(0..seeds.len())];
+        let bytes = keyward_shared::mutate::mutant(&mut rng, seed.as_bytes());
         let text = String::from_utf8_lossy(&bytes);
         let _ = PolicyGrants::parse(&text);
         let _ = parse_fields(&text, true, &envs);

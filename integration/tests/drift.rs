@@ -23,7 +23,7 @@ use keyward_shared::events::EventData;
 use keyward_shared::manifest::Manifest;
 use keyward_shared::ports::InMemoryEventPublisher;
 use keyward_shared::redact::{Redactor, SecretString};
-use keyward_shared::vercel_ledger::{Ledger, LedgerEntry, ledger_key, mapped_slots};
+use keyward_shared::vercel_ledger::{Ledger, ledger_key};
 
 const GITHUB_TOKEN: &str = "ghp_drifttesttoken0123456789";
 const JIRA_EMAIL: &str = "keyward@acme.example";
@@ -161,20 +161,13 @@ impl World {
             let name = d.name.to_string();
             let (arn, version) = seeded[&name].clone();
             if let Some(mapping) = &d.governance.vercel {
-                let mut ledger = Ledger {
-                    secret: name.clone(),
-                    ..Default::default()
-                };
-                for mapped in mapped_slots(mapping) {
-                    ledger.upsert(LedgerEntry {
-                        slot: mapped.slot,
-                        record_id: format!("env_{}", unique()),
-                        version_id: version.clone(),
-                        updated_at: 1,
-                        written_by: Some("user_keyward".into()),
-                        env_type: "sensitive".into(),
-                    });
-                }
+                let ledger = Ledger::in_parity(
+                    &name,
+                    mapping,
+                    &version,
+                    || format!("env_{}", unique()),
+                    Some("user_keyward"),
+                );
                 self.moto
                     .s3()
                     .put_object()

@@ -14,7 +14,7 @@ use keyward_integration::samples::governance_tags;
 use keyward_shared::adapters::aws::{S3MarkerStore, tags_to_sdk};
 use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
 use keyward_shared::events::{DomainEvent, EventData, VercelTargetStatus};
-use keyward_shared::lambda::FailureKind;
+use keyward_shared::lambda::{FailureKind, Handler};
 use keyward_shared::ports::InMemoryEventPublisher;
 use keyward_shared::redact::Redactor;
 use keyward_shared::tags::Tag;

@@ -19,6 +19,15 @@ pub trait EnvSource {
 
 pub struct ProcessEnv;
 
+/// An environment from `(name, value)` pairs: configuration read in tests, and by callers that
+/// hold their settings already.
+pub fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 impl EnvSource for ProcessEnv {
     fn get(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -133,12 +142,7 @@ impl CommonConfig {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use super::env_of as env;
 
     #[test]
     fn reads_common_config() {

@@ -11,6 +11,7 @@ pub mod events;
 pub mod governance;
 pub mod lambda;
 pub mod manifest;
+pub mod mutate;
 pub mod naming;
 pub mod ports;
 pub mod projections;

@@ -96,6 +96,34 @@ impl Ledger {
     pub fn remove(&mut self, slot: &Slot) {
         self.entries.retain(|e| &e.slot != slot);
     }
+
+    /// The ledger a sync leaves when it has written every variable `mapping` implies at
+    /// `version` (sensitive records, ids from `record_id`): parity, as tests of its readers
+    /// need it.
+    pub fn in_parity(
+        secret: &str,
+        mapping: &VercelMapping,
+        version: &str,
+        mut record_id: impl FnMut() -> String,
+        written_by: Option<&str>,
+    ) -> Self {
+        let mut ledger = Ledger {
+            secret: secret.to_owned(),
+            orphans: mapping.orphans,
+            entries: Vec::new(),
+        };
+        for mapped in mapped_slots(mapping) {
+            ledger.upsert(LedgerEntry {
+                slot: mapped.slot,
+                record_id: record_id(),
+                version_id: version.to_owned(),
+                updated_at: 1,
+                written_by: written_by.map(str::to_owned),
+                env_type: "sensitive".into(),
+            });
+        }
+        ledger
+    }
 }
 
 /// One variable a mapping asks for, before any custom environment is resolved against the

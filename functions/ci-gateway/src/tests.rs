@@ -2,8 +2,6 @@
 //! and decisions, token shape checks. The attack list runs end to end in
 //! `integration/tests/ci_gateway.rs` against a fake issuer.
 
-use std::collections::HashMap;
-
 use base64::Engine as _;
 use serde_json::json;
 
@@ -11,12 +9,7 @@ use crate::policy::{Action, Policy, Scope};
 use crate::token::{self, StrictObject, TokenError};
 use crate::{Config, GITHUB_ISSUER};
 
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
+use keyward_shared::config::env_of as env;
 
 const BASE: [(&str, &str); 4] = [
     ("KEYWARD_EVENT_BUS", "bus"),
@@ -159,14 +152,19 @@ fn claims() -> token::GithubClaims {
     }
 }
 
-#[test]
-fn decisions_name_what_failed() {
+/// The policy the repository ships (`infra/config/gateway-policy.yaml`).
+fn shipped_policy() -> Policy {
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../infra/config/gateway-policy.yaml"),
     )
     .unwrap();
-    let policy = Policy::from_yaml(&text).unwrap();
+    Policy::from_yaml(&text).unwrap()
+}
+
+#[test]
+fn decisions_name_what_failed() {
+    let policy = shipped_policy();
     let scope = Scope {
         environment: "prod".into(),
         service: Some("payments".into()),
@@ -187,12 +185,7 @@ fn decisions_name_what_failed() {
 /// another issuer match no binding.
 #[test]
 fn bindings_belong_to_their_issuer() {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../infra/config/gateway-policy.yaml"),
-    )
-    .unwrap();
-    let policy = Policy::from_yaml(&text).unwrap();
+    let policy = shipped_policy();
     let scope = Scope {
         environment: "prod".into(),
         service: Some("payments".into()),
@@ -211,12 +204,7 @@ fn bindings_belong_to_their_issuer() {
 /// verify, the verify workflow cannot guard.
 #[test]
 fn grants_are_paired_with_their_workflows() {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../infra/config/gateway-policy.yaml"),
-    )
-    .unwrap();
-    let policy = Policy::from_yaml(&text).unwrap();
+    let policy = shipped_policy();
     let scope = Scope {
         environment: "prod".into(),
         service: None,
@@ -289,12 +277,7 @@ fn token_shape_is_checked_before_any_key_is_used() {
 
 #[test]
 fn pull_request_tokens_pass_only_bindings_that_ask_for_them() {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../infra/config/gateway-policy.yaml"),
-    )
-    .unwrap();
-    let policy = Policy::from_yaml(&text).unwrap();
+    let policy = shipped_policy();
     let mut c = claims();
     c.repository = "acme/platform".into();
     c.repository_id = "2000010".into();

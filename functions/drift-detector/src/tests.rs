@@ -1,17 +1,10 @@
 //! The detector function's own parts: configuration and its input parser.
 
-use std::collections::HashMap;
-
 use keyward_drift::DriftScope;
 
 use crate::{Config, input_scope};
 
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
+use keyward_shared::config::env_of as env;
 
 #[test]
 fn config_reads_and_names_bad_variables() {
@@ -109,22 +102,7 @@ fn mutated_inputs_never_panic() {
     let seed = r#"{"scope": {"service": "web", "secret": "/acme/prod/web/k"}}"#;
     let mut rng = fastrand::Rng::with_seed(0xD21F7);
     for _ in 0..5_000 {
-        let mut bytes = seed.as_bytes().to_vec();
-        for _ in 0..rng.usize(1..8) {
-            let at = rng
-                .usize(0..bytes.len().max(1))
-                .min(bytes.len().saturating_sub(1));
-            match rng.u8(0..3) {
-                0 if !bytes.is_empty() => bytes[at] = rng.u8(..),
-                1 if !bytes.is_empty() => {
-                    bytes.remove(at);
-                }
-                _ => {
-                    const PIECES: &[u8] = b"{}[]\":,#\n*";
-                    bytes.insert(at.min(bytes.len()), PIECES[rng.usize(0..PIECES.len())]);
-                }
-            }
-        }
+        let bytes = keyward_shared::mutate::mutant(&mut rng, seed.as_bytes());
         let _ = input_scope(&String::from_utf8_lossy(&bytes));
     }
 }

@@ -924,11 +924,7 @@ where
         self.redactor.register(&master);
         let master = MasterSecret::parse(master.expose_secret())?;
         // A master that names its own endpoint must name the declared one.
-        let mismatch = |field| RotationError::DestinationMismatch {
-            secret: state.name.clone(),
-            which: "master secret's value",
-            field,
-        };
+        let mismatch = |field| RotationError::mismatch(state, "master secret's value", field);
         if let Some(host) = &master.host
             && !host.eq_ignore_ascii_case(&ctx.target.host)
         {
@@ -1168,6 +1164,17 @@ fn login_at(ctx: &PgContext, secret: &PgSecret) -> PgLogin {
     }
 }
 
+impl RotationError {
+    /// A value field that names something other than the declared destination.
+    fn mismatch(state: &SecretState, which: &'static str, field: &'static str) -> Self {
+        Self::DestinationMismatch {
+            secret: state.name.clone(),
+            which,
+            field,
+        }
+    }
+}
+
 /// The value's endpoint and master secret are the declared ones. Errors name the field only.
 fn check_pg(
     state: &SecretState,
@@ -1175,11 +1182,7 @@ fn check_pg(
     secret: &PgSecret,
     ctx: &PgContext,
 ) -> Result<(), RotationError> {
-    let mismatch = |field| RotationError::DestinationMismatch {
-        secret: state.name.clone(),
-        which,
-        field,
-    };
+    let mismatch = |field| RotationError::mismatch(state, which, field);
     if !secret.host.eq_ignore_ascii_case(&ctx.target.host) {
         return Err(mismatch("host"));
     }
@@ -1204,11 +1207,7 @@ fn check_auth0(
     secret: &Auth0Secret,
     ctx: &Auth0Context,
 ) -> Result<(), RotationError> {
-    let mismatch = |field| RotationError::DestinationMismatch {
-        secret: state.name.clone(),
-        which,
-        field,
-    };
+    let mismatch = |field| RotationError::mismatch(state, which, field);
     let same_tenant = Tenant::parse(&secret.domain)
         .is_ok_and(|t| t.base_url().eq_ignore_ascii_case(ctx.tenant.base_url()));
     if !same_tenant {

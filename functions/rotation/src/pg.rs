@@ -643,18 +643,23 @@ mod tests {
         assert_eq!(quote_literal(r"it's \ fine"), r"'it''s \ fine'");
     }
 
-    #[tokio::test]
-    async fn plaintext_needs_the_function_to_allow_it() {
-        let pg = Postgres::new(PostgresConfig::default(), Redactor::new());
-        let login = PgLogin {
+    /// A login to a port nothing listens on, pinned to the (absent) bundle.
+    fn unreachable_login(tls: TlsMode) -> PgLogin {
+        PgLogin {
             host: "127.0.0.1".into(),
             port: 1,
             dbname: "x".into(),
             username: "app".into(),
             password: SecretString::from("pw-never-shown".to_owned()),
-            tls: TlsMode::Disable,
+            tls,
             roots: Roots::Pinned,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn plaintext_needs_the_function_to_allow_it() {
+        let pg = Postgres::new(PostgresConfig::default(), Redactor::new());
+        let login = unreachable_login(TlsMode::Disable);
         let err = pg.check_login(&login).await.unwrap_err();
         assert!(matches!(err, DbError::PlaintextRefused { .. }), "{err}");
     }
@@ -662,15 +667,7 @@ mod tests {
     #[tokio::test]
     async fn pinned_roots_need_a_bundle() {
         let pg = Postgres::new(PostgresConfig::default(), Redactor::new());
-        let login = PgLogin {
-            host: "127.0.0.1".into(),
-            port: 1,
-            dbname: "x".into(),
-            username: "app".into(),
-            password: SecretString::from("pw-never-shown".to_owned()),
-            tls: TlsMode::VerifyFull,
-            roots: Roots::Pinned,
-        };
+        let login = unreachable_login(TlsMode::VerifyFull);
         let err = pg.check_login(&login).await.unwrap_err().to_string();
         assert!(err.contains("KEYWARD_DB_CA_BUNDLE"), "{err}");
     }

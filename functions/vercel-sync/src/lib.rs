@@ -225,7 +225,20 @@ where
     type Error = SyncError;
 
     async fn handle(&self, payload: &str) -> Result<Report, SyncError> {
-        Syncer::handle(self, payload).await
+        let result = self.dispatch(payload).await;
+        match &result {
+            Ok(report) => tracing::info!(
+                input = report.input,
+                secrets = report.secrets,
+                writes = report.writes,
+                changed = report.changed.len(),
+                drift = report.drift.len(),
+                failed = report.failed.len(),
+                "synced"
+            ),
+            Err(err) => tracing::error!(kind = err.kind(), error = %err, "invocation failed"),
+        }
+        result
     }
 }
 
@@ -251,23 +264,6 @@ where
     Q: RedeployQueue,
     D: ManifestSource,
 {
-    pub async fn handle(&self, payload: &str) -> Result<Report, SyncError> {
-        let result = self.dispatch(payload).await;
-        match &result {
-            Ok(report) => tracing::info!(
-                input = report.input,
-                secrets = report.secrets,
-                writes = report.writes,
-                changed = report.changed.len(),
-                drift = report.drift.len(),
-                failed = report.failed.len(),
-                "synced"
-            ),
-            Err(err) => tracing::error!(kind = err.kind(), error = %err, "invocation failed"),
-        }
-        result
-    }
-
     async fn dispatch(&self, payload: &str) -> Result<Report, SyncError> {
         match classify(payload)? {
             Work::Skip(reason) => {

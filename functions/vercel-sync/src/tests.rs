@@ -2,7 +2,7 @@
 //! The whole function runs against the fake Vercel API and moto in
 //! `integration/tests/vercel_sync.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use keyward_shared::governance::{
     EditPolicy, OrphanPolicy, VercelBinding, VercelMapping, VercelTarget,
@@ -447,12 +447,7 @@ fn env_types_by_target_and_key() {
     );
 }
 
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
+use keyward_shared::config::env_of as env;
 
 #[test]
 fn config_reads_and_names_bad_variables() {

@@ -548,7 +548,9 @@ async fn vercel_rows(moto: &MotoServer) -> Result<()> {
                 .send()
                 .await?;
         }
-        let report = syncer.handle(&sweep).await.map_err(|e| anyhow!("{e}"))?;
+        let report = keyward_shared::lambda::Handler::handle(&syncer, &sweep)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
         let (total, writes) = calls(&vercel);
         println!(
             "| Vercel API calls, 50 secrets x 3 targets, {label} | {total} calls ({writes} writes, {} records changed) | | |",
@@ -567,7 +569,9 @@ async fn vercel_rows(moto: &MotoServer) -> Result<()> {
         "parity sweep (nothing to write)",
     ] {
         let started = Instant::now();
-        let report = syncer.handle(&sweep).await.map_err(|e| anyhow!("{e}"))?;
+        let report = keyward_shared::lambda::Handler::handle(&syncer, &sweep)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
         let secs = started.elapsed().as_secs_f64();
         let (total, writes) = calls(&vercel);
         println!(
