@@ -13,7 +13,8 @@ use keyward_shared::ports::{ManifestReadError, ManifestSource};
 
 use crate::moto::MotoServer;
 
-/// The sample manifest's files (`infra/config/manifest`) with the org renamed to `org`.
+/// The sample manifest's files (`infra/config/manifest`) with the org renamed to `org` (in
+/// the header and in the secret names it links).
 pub fn manifest_files(org: &str) -> Vec<(String, String)> {
     let dir = crate::repo_root().join("infra/config/manifest");
     let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
@@ -30,7 +31,9 @@ pub fn manifest_files(org: &str) -> Vec<(String, String)> {
                         .into_owned();
                     let text = std::fs::read_to_string(&path)
                         .unwrap_or_default()
-                        .replace("org: acme", &format!("org: {org}"));
+                        .replace("org: acme", &format!("org: {org}"))
+                        // Linked secrets (rotation destinations) are named in full.
+                        .replace("/acme/", &format!("/{org}/"));
                     (name, text)
                 })
                 .collect()
