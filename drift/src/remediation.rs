@@ -325,6 +325,20 @@ pub struct VerifyOutcome {
 }
 
 impl VerifyOutcome {
+    /// Not a governed remediation, for `reasons`.
+    fn refused(reasons: Vec<String>) -> Self {
+        Self {
+            verdict: Verdict::Refused,
+            reasons,
+            fields: None,
+            fingerprint: None,
+            merge_commit: None,
+            remaining: Vec::new(),
+            issue_closed: false,
+            already_verified: false,
+        }
+    }
+
     pub fn verified(&self) -> bool {
         self.verdict == Verdict::Verified
     }
@@ -592,28 +606,18 @@ where
         number: u64,
         authorized: &GuardOutcome,
     ) -> Result<VerifyOutcome, RemediationError> {
-        let not_verified = |reasons: Vec<String>| VerifyOutcome {
-            verdict: Verdict::Refused,
-            reasons,
-            fields: None,
-            fingerprint: None,
-            merge_commit: None,
-            remaining: Vec::new(),
-            issue_closed: false,
-            already_verified: false,
-        };
         let Some(pull) = self
             .github
             .pull(repo, number)
             .await
             .map_err(DriftError::from)?
         else {
-            return Ok(not_verified(vec![format!(
+            return Ok(VerifyOutcome::refused(vec![format!(
                 "pull request {repo}#{number} does not exist"
             )]));
         };
         if !pull.merged {
-            return Ok(not_verified(vec![format!(
+            return Ok(VerifyOutcome::refused(vec![format!(
                 "pull request {repo}#{number} is not merged"
             )]));
         }
@@ -621,22 +625,20 @@ where
         // The description is read again here: it must still be what the caller was authorised
         // on, or a staging-only workflow could swap in a prod issue between the two reads.
         if checked.fields != authorized.fields || checked.fingerprint != authorized.fingerprint {
-            return Ok(not_verified(vec![
+            return Ok(VerifyOutcome::refused(vec![
                 "the pull request description changed after it was authorised; run the verification again".into(),
             ]));
         }
-        let issue_jira = checked.issue_jira.clone();
-        let issue_was_open = checked.issue_open;
         let reason_texts: Vec<String> = checked.reasons.iter().map(|r| r.text.clone()).collect();
         let (Some(fields), Some(fingerprint)) = (checked.fields, checked.fingerprint) else {
-            return Ok(not_verified(reason_texts));
+            return Ok(VerifyOutcome::refused(reason_texts));
         };
         if !reason_texts.is_empty() {
             return Ok(VerifyOutcome {
                 fields: Some(fields),
                 fingerprint: Some(fingerprint),
                 merge_commit: pull.merge_commit,
-                ..not_verified(reason_texts)
+                ..VerifyOutcome::refused(reason_texts)
             });
         }
         let manifest = self.manifests.manifest().await.map_err(DriftError::from)?;
@@ -644,10 +646,9 @@ where
             org: manifest.org.as_str(),
             environment: &fields.environment,
         };
-        let remaining = self.remaining(&fingerprint, estate, &manifest).await?;
-        let merge_commit = pull.merge_commit.clone().unwrap_or_default();
-        let issue = fields.drift_issue;
-        let remaining_text: Vec<String> = remaining
+        let remaining: Vec<String> = self
+            .remaining(&fingerprint, estate, &manifest)
+            .await?
             .iter()
             .map(|f| {
                 let evidence: Vec<String> =
@@ -657,52 +658,18 @@ where
             .collect();
         let verified = remaining.is_empty();
         // A re-run after the issue was closed verifies again but repeats no side effect.
-        let already_verified = verified && !issue_was_open;
+        let already_verified = verified && !checked.issue_open;
+        let fix = Fix {
+            pull: format!("{repo}#{number}"),
+            merge_commit: pull.merge_commit.clone().unwrap_or_default(),
+            fields: &fields,
+            fingerprint: &fingerprint,
+            issue_jira: checked.issue_jira.as_ref(),
+        };
         if verified && !already_verified {
-            self.github
-                .comment(
-                    issue,
-                    &format!(
-                        "Verified after {repo}#{number} (merge {merge_commit}, change request {}): keyward no longer detects this drift. Closing.",
-                        fields.change_request_id
-                    ),
-                )
-                .await
-                .map_err(DriftError::from)?;
-            self.github
-                .close_issue(issue)
-                .await
-                .map_err(DriftError::from)?;
-            // Forget what was reported, so the same drift coming back is reported again.
-            self.state
-                .overwrite(&seen_key(&fingerprint), "resolved")
-                .await
-                .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
-            // The key the detector recorded on the issue, not the one the description claims.
-            if let (Some(jira), Some(key)) =
-                (&self.jira, issue_jira.as_ref().or(fields.jira_key.as_ref()))
-            {
-                jira.comment(
-                    key,
-                    &format!(
-                        "Remediated by {repo}#{number} (merge {merge_commit}); verified by keyward."
-                    ),
-                )
-                .await
-                .map_err(DriftError::from)?;
-                jira.resolve(key).await.map_err(DriftError::from)?;
-            }
+            self.close_verified(&fix).await?;
         } else if !verified {
-            self.github
-                .comment(
-                    issue,
-                    &format!(
-                        "{repo}#{number} (merge {merge_commit}) was merged, but keyward still detects this drift:\n\n{}",
-                        remaining_text.iter().map(|r| format!("- {r}")).collect::<Vec<_>>().join("\n")
-                    ),
-                )
-                .await
-                .map_err(DriftError::from)?;
+            self.report_still_detected(&fix, &remaining).await?;
         }
         Ok(VerifyOutcome {
             verdict: if verified {
@@ -718,9 +685,91 @@ where
             fields: Some(fields),
             fingerprint: Some(fingerprint),
             merge_commit: pull.merge_commit,
-            remaining: remaining_text,
+            remaining,
             issue_closed: verified,
             already_verified,
         })
+    }
+}
+
+/// A merged drift fix being verified.
+struct Fix<'a> {
+    /// `owner/repo#number`.
+    pull: String,
+    merge_commit: String,
+    fields: &'a RemediationFields,
+    fingerprint: &'a str,
+    /// The Jira key the drift issue records (the detector wrote it).
+    issue_jira: Option<&'a String>,
+}
+
+impl<S, A, G, J, M> Remediation<S, A, G, J, M>
+where
+    S: ManifestSource,
+    A: Account,
+    G: IssueTracker + PullRequests,
+    J: Jira,
+    M: MarkerStore,
+{
+    /// The fix is verified: the issue says so and closes, the reported marker is reset (so the
+    /// same drift coming back is reported again) and Jira is resolved.
+    async fn close_verified(&self, fix: &Fix<'_>) -> Result<(), RemediationError> {
+        let issue = fix.fields.drift_issue;
+        self.github
+            .comment(
+                issue,
+                &format!(
+                    "Verified after {} (merge {}, change request {}): keyward no longer detects this drift. Closing.",
+                    fix.pull, fix.merge_commit, fix.fields.change_request_id
+                ),
+            )
+            .await
+            .map_err(DriftError::from)?;
+        self.github
+            .close_issue(issue)
+            .await
+            .map_err(DriftError::from)?;
+        self.state
+            .overwrite(&seen_key(fix.fingerprint), "resolved")
+            .await
+            .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
+        // The key the detector recorded on the issue, not the one the description claims.
+        if let (Some(jira), Some(key)) =
+            (&self.jira, fix.issue_jira.or(fix.fields.jira_key.as_ref()))
+        {
+            jira.comment(
+                key,
+                &format!(
+                    "Remediated by {} (merge {}); verified by keyward.",
+                    fix.pull, fix.merge_commit
+                ),
+            )
+            .await
+            .map_err(DriftError::from)?;
+            jira.resolve(key).await.map_err(DriftError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Merged, but the drift is still there: the issue says what remains.
+    async fn report_still_detected(
+        &self,
+        fix: &Fix<'_>,
+        remaining: &[String],
+    ) -> Result<(), RemediationError> {
+        let listed: Vec<String> = remaining.iter().map(|r| format!("- {r}")).collect();
+        self.github
+            .comment(
+                fix.fields.drift_issue,
+                &format!(
+                    "{} (merge {}) was merged, but keyward still detects this drift:\n\n{}",
+                    fix.pull,
+                    fix.merge_commit,
+                    listed.join("\n")
+                ),
+            )
+            .await
+            .map_err(DriftError::from)?;
+        Ok(())
     }
 }

@@ -145,42 +145,12 @@ where
                 .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
             let changed = seen.as_ref().is_none_or(|m| m.body != evidence_hash);
             let tracked = existing.get(&finding.fingerprint);
-            // Jira works with or without GitHub: an issue's body records its key; otherwise
-            // it is looked up (by its fingerprint label) when the finding is new or changed.
-            let jira_key = match (&self.jira, tracked.and_then(|t| jira_key_in(&t.body))) {
-                (_, Some(key)) => Some(key),
-                (Some(jira), None) if changed || self.github.is_some() => {
-                    Some(match jira.find(&finding.fingerprint).await? {
-                        Some(key) => key,
-                        None => {
-                            let key = jira.create(finding).await?;
-                            report.jira_created.push(key.clone());
-                            key
-                        }
-                    })
-                }
-                _ => None,
-            };
+            let jira_key = self
+                .jira_key(finding, tracked, changed, &mut report)
+                .await?;
             if let Some(github) = &self.github {
-                let (title, body) = issue_text(finding, jira_key.as_deref());
-                match tracked {
-                    None => report.opened.push(github.open_issue(&title, &body).await?),
-                    Some(t) if !t.open => {
-                        github.update_issue(t.number, &body, true).await?;
-                        github
-                            .comment(
-                                t.number,
-                                "keyward found this drift again; the issue is reopened.",
-                            )
-                            .await?;
-                        report.reopened.push(t.number);
-                    }
-                    Some(t) if t.body != body => {
-                        github.update_issue(t.number, &body, false).await?;
-                        report.updated.push(t.number);
-                    }
-                    Some(_) => report.unchanged += 1,
-                }
+                Self::github_issue(github, finding, tracked, jira_key.as_deref(), &mut report)
+                    .await?;
             }
             // New = never reported, or reported and then verified fixed. Taken from the
             // markers (written only after a successful run), not from GitHub: a retry after
@@ -210,31 +180,7 @@ where
         if let Some(url) = &self.webhook_url
             && !new_findings.is_empty()
         {
-            let lines: Vec<String> = new_findings
-                .iter()
-                .map(|f| format!("• {:?} {} on {}", f.severity, f.kind.slug(), f.secret))
-                .collect();
-            let text = format!(
-                "keyward drift: {} new finding(s)\n{}",
-                new_findings.len(),
-                lines.join("\n")
-            );
-            let request = HttpRequest::new(reqwest::Method::POST, url.expose_secret())
-                .json(&serde_json::json!({"text": text}))
-                .map_err(|e| {
-                    DriftError::Tickets(TicketError {
-                        service: "webhook",
-                        operation: "notify",
-                        reason: self.redactor.safe(&e.to_string()),
-                    })
-                })?;
-            self.http.send(request).await.map_err(|e| {
-                DriftError::Tickets(TicketError {
-                    service: "webhook",
-                    operation: "notify",
-                    reason: self.redactor.safe(&e.to_string()),
-                })
-            })?;
+            self.notify(url, &new_findings).await?;
             report.notified = new_findings.len();
         }
         for (key, hash) in reported {
@@ -244,5 +190,92 @@ where
                 .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
         }
         Ok(report)
+    }
+
+    /// The finding's Jira issue. Jira works with or without GitHub: an issue's body records its
+    /// key; otherwise it is looked up (by its fingerprint label), and created if there is none,
+    /// when the finding is new or changed.
+    async fn jira_key(
+        &self,
+        finding: &Finding,
+        tracked: Option<&TrackedIssue>,
+        changed: bool,
+        report: &mut TicketReport,
+    ) -> Result<Option<String>, DriftError> {
+        Ok(
+            match (&self.jira, tracked.and_then(|t| jira_key_in(&t.body))) {
+                (_, Some(key)) => Some(key),
+                (Some(jira), None) if changed || self.github.is_some() => {
+                    Some(match jira.find(&finding.fingerprint).await? {
+                        Some(key) => key,
+                        None => {
+                            let key = jira.create(finding).await?;
+                            report.jira_created.push(key.clone());
+                            key
+                        }
+                    })
+                }
+                _ => None,
+            },
+        )
+    }
+
+    /// The finding's GitHub issue: opened, reopened if closed, updated when its text changed.
+    async fn github_issue(
+        github: &G,
+        finding: &Finding,
+        tracked: Option<&TrackedIssue>,
+        jira_key: Option<&str>,
+        report: &mut TicketReport,
+    ) -> Result<(), DriftError> {
+        let (title, body) = issue_text(finding, jira_key);
+        match tracked {
+            None => report.opened.push(github.open_issue(&title, &body).await?),
+            Some(t) if !t.open => {
+                github.update_issue(t.number, &body, true).await?;
+                github
+                    .comment(
+                        t.number,
+                        "keyward found this drift again; the issue is reopened.",
+                    )
+                    .await?;
+                report.reopened.push(t.number);
+            }
+            Some(t) if t.body != body => {
+                github.update_issue(t.number, &body, false).await?;
+                report.updated.push(t.number);
+            }
+            Some(_) => report.unchanged += 1,
+        }
+        Ok(())
+    }
+
+    /// One webhook message listing the new findings.
+    async fn notify(
+        &self,
+        url: &SecretString,
+        new_findings: &[&Finding],
+    ) -> Result<(), DriftError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            DriftError::Tickets(TicketError {
+                service: "webhook",
+                operation: "notify",
+                reason: self.redactor.safe(&e.to_string()),
+            })
+        };
+        let lines: Vec<String> = new_findings
+            .iter()
+            .map(|f| format!("• {:?} {} on {}", f.severity, f.kind.slug(), f.secret))
+            .collect();
+        let text = format!(
+            "keyward drift: {} new finding(s)\n{}",
+            new_findings.len(),
+            lines.join("\n")
+        );
+        let request = HttpRequest::new(reqwest::Method::POST, url.expose_secret())
+            .json(&serde_json::json!({"text": text}))
+            .map_err(|e| failed(&e))?;
+        self.http.send(request).await.map_err(|e| failed(&e))?;
+        Ok(())
     }
 }

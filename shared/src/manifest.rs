@@ -1199,14 +1199,38 @@ fn resolve_target(
     strategy: RotationStrategy,
     issues: &mut Issues,
 ) -> Result<Option<RotationTarget>, ()> {
-    use RotationStrategy as S;
     let declared = &decl.rotation;
     let database = rotation_field(over, declared, paths, "database", |r| &r.database);
     let auth0 = rotation_field(over, declared, paths, "auth0", |r| &r.auth0);
+    let link = Linking { file, secret };
     let mut ok = true;
-    // A linked secret: a keyward name in the same organisation and environment, not the secret
-    // itself. Whether the manifest declares it is checked once every secret is known.
-    let linked = |path: String, value: &str, issues: &mut Issues| -> Option<SecretName> {
+    let mut target = None;
+    if let Some(at) = database {
+        match resolve_database(&link, at, strategy, issues) {
+            Some(database) => target = Some(RotationTarget::Database(database)),
+            None => ok = false,
+        }
+    }
+    if let Some(at) = auth0 {
+        match resolve_auth0(&link, at, strategy, issues) {
+            Some(auth0) => target = Some(RotationTarget::Auth0(auth0)),
+            None => ok = false,
+        }
+    }
+    if ok { Ok(target) } else { Err(()) }
+}
+
+/// Where a declaration names a linked secret: its file, and the secret declaring it.
+struct Linking<'a> {
+    file: &'a str,
+    secret: &'a SecretName,
+}
+
+impl Linking<'_> {
+    /// A linked secret: a keyward name in the same organisation and environment, not the secret
+    /// itself. Whether the manifest declares it is checked once every secret is known.
+    fn linked(&self, path: String, value: &str, issues: &mut Issues) -> Option<SecretName> {
+        let (file, secret) = (self.file, self.secret);
         match value.parse::<SecretName>() {
             Err(e) => {
                 issues.push(
@@ -1233,111 +1257,128 @@ fn resolve_target(
             }
             Ok(name) => Some(name),
         }
-    };
-    let mut target = None;
-    if let Some(At { value, path }) = database {
-        if !matches!(
-            strategy,
-            S::PostgresSingleUser | S::PostgresAlternatingUsers
-        ) {
-            issues.push(
-                file,
-                path.clone(),
-                format!("is only for postgres-single-user and postgres-alternating-users rotation, not `{strategy}`"),
-            );
-            ok = false;
-        }
-        if !valid_host(&value.host) {
-            issues.push(
-                file,
-                format!("{path}.host"),
-                format!(
-                    "`{}` is not a host name or IP address (no scheme, port or path)",
-                    value.host
-                ),
-            );
-            ok = false;
-        }
-        if value.port == Some(0) {
-            issues.push(file, format!("{path}.port"), "must be 1-65535");
-            ok = false;
-        }
-        if let Some(dbname) = &value.dbname
-            && (dbname.is_empty() || dbname.len() > 63)
-        {
-            issues.push(
-                file,
-                format!("{path}.dbname"),
-                "must be 1 to 63 bytes (PostgreSQL's identifier limit)",
-            );
-            ok = false;
-        }
-        let master = match (&value.master_secret, strategy) {
-            (None, S::PostgresAlternatingUsers) => {
-                issues.push(
-                    file,
-                    format!("{path}.master_secret"),
-                    "is required for postgres-alternating-users: the secret of the user that manages the application users",
-                );
-                ok = false;
-                None
-            }
-            (Some(_), S::PostgresSingleUser) => {
-                issues.push(
-                    file,
-                    format!("{path}.master_secret"),
-                    "is only for postgres-alternating-users; single-user rotation logs in as the user itself",
-                );
-                ok = false;
-                None
-            }
-            (Some(m), _) => {
-                let parsed = linked(format!("{path}.master_secret"), m, issues);
-                ok &= parsed.is_some();
-                parsed
-            }
-            (None, _) => None,
-        };
-        target = Some(RotationTarget::Database(DatabaseTarget {
-            host: value.host.clone(),
-            port: value.port.unwrap_or(5432),
-            dbname: value.dbname.clone().unwrap_or_else(|| "postgres".into()),
-            master_secret: master,
-        }));
     }
-    if let Some(At { value, path }) = auth0 {
-        if strategy != S::Auth0ClientSecret {
-            issues.push(
-                file,
-                path.clone(),
-                format!("is only for auth0-client-secret rotation, not `{strategy}`"),
-            );
-            ok = false;
-        }
-        if let Err(problem) = valid_auth0_domain(&value.domain) {
-            issues.push(
-                file,
-                format!("{path}.domain"),
-                format!("`{}` {problem}", value.domain),
-            );
-            ok = false;
-        }
-        let management = linked(
-            format!("{path}.management_secret"),
-            &value.management_secret,
-            issues,
+}
+
+/// `rotation.database`: where a postgres rotation logs in. `None` when anything is wrong (each
+/// problem recorded).
+fn resolve_database(
+    link: &Linking<'_>,
+    At { value, path }: At<'_, DatabaseTargetDecl>,
+    strategy: RotationStrategy,
+    issues: &mut Issues,
+) -> Option<DatabaseTarget> {
+    use RotationStrategy as S;
+    let file = link.file;
+    let mut ok = true;
+    if !matches!(
+        strategy,
+        S::PostgresSingleUser | S::PostgresAlternatingUsers
+    ) {
+        issues.push(
+            file,
+            path.clone(),
+            format!("is only for postgres-single-user and postgres-alternating-users rotation, not `{strategy}`"),
         );
-        match management {
-            Some(management_secret) => {
-                target = Some(RotationTarget::Auth0(Auth0Target {
-                    domain: value.domain.clone(),
-                    management_secret,
-                }));
-            }
-            None => ok = false,
-        }
+        ok = false;
     }
-    if ok { Ok(target) } else { Err(()) }
+    if !valid_host(&value.host) {
+        issues.push(
+            file,
+            format!("{path}.host"),
+            format!(
+                "`{}` is not a host name or IP address (no scheme, port or path)",
+                value.host
+            ),
+        );
+        ok = false;
+    }
+    if value.port == Some(0) {
+        issues.push(file, format!("{path}.port"), "must be 1-65535");
+        ok = false;
+    }
+    if let Some(dbname) = &value.dbname
+        && (dbname.is_empty() || dbname.len() > 63)
+    {
+        issues.push(
+            file,
+            format!("{path}.dbname"),
+            "must be 1 to 63 bytes (PostgreSQL's identifier limit)",
+        );
+        ok = false;
+    }
+    let master = match (&value.master_secret, strategy) {
+        (None, S::PostgresAlternatingUsers) => {
+            issues.push(
+                file,
+                format!("{path}.master_secret"),
+                "is required for postgres-alternating-users: the secret of the user that manages the application users",
+            );
+            ok = false;
+            None
+        }
+        (Some(_), S::PostgresSingleUser) => {
+            issues.push(
+                file,
+                format!("{path}.master_secret"),
+                "is only for postgres-alternating-users; single-user rotation logs in as the user itself",
+            );
+            ok = false;
+            None
+        }
+        (Some(m), _) => {
+            let parsed = link.linked(format!("{path}.master_secret"), m, issues);
+            ok &= parsed.is_some();
+            parsed
+        }
+        (None, _) => None,
+    };
+    ok.then(|| DatabaseTarget {
+        host: value.host.clone(),
+        port: value.port.unwrap_or(5432),
+        dbname: value.dbname.clone().unwrap_or_else(|| "postgres".into()),
+        master_secret: master,
+    })
+}
+
+/// `rotation.auth0`: the tenant and management secret an Auth0 rotation uses. `None` when
+/// anything is wrong (each problem recorded).
+fn resolve_auth0(
+    link: &Linking<'_>,
+    At { value, path }: At<'_, Auth0TargetDecl>,
+    strategy: RotationStrategy,
+    issues: &mut Issues,
+) -> Option<Auth0Target> {
+    let file = link.file;
+    let mut ok = true;
+    if strategy != RotationStrategy::Auth0ClientSecret {
+        issues.push(
+            file,
+            path.clone(),
+            format!("is only for auth0-client-secret rotation, not `{strategy}`"),
+        );
+        ok = false;
+    }
+    if let Err(problem) = valid_auth0_domain(&value.domain) {
+        issues.push(
+            file,
+            format!("{path}.domain"),
+            format!("`{}` {problem}", value.domain),
+        );
+        ok = false;
+    }
+    let management = link.linked(
+        format!("{path}.management_secret"),
+        &value.management_secret,
+        issues,
+    );
+    match (management, ok) {
+        (Some(management_secret), true) => Some(Auth0Target {
+            domain: value.domain.clone(),
+            management_secret,
+        }),
+        _ => None,
+    }
 }
 
 /// The rotation policy: each field from the override when given there, else from the

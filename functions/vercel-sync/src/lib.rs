@@ -431,26 +431,53 @@ where
     /// endpoint, so parallel writes would only trade calls for 429s, and one project listing
     /// serves every secret mapped to it.
     async fn run(&self, batch: Batch) -> Result<Report, SyncError> {
-        let Batch {
-            input,
-            snapshots,
-            gone,
-            correlation,
-            reporting,
-        } = batch;
         let manifest = self
             .manifests
             .manifest()
             .await
             .map_err(|e| SyncError::Manifest(self.redactor.safe(&e.to_string())))?;
         let declared = Declared::new(&manifest, &self.secret_prefix);
+        let outcomes = self.sync_all(&batch, &declared).await;
+        let mut report = Report {
+            input: batch.input,
+            secrets: outcomes.len(),
+            ..Report::default()
+        };
+        let mut events = Vec::new();
+        for (arn, outcome) in &outcomes {
+            report.add(outcome);
+            if batch.reporting == Reporting::EverySecret || outcome.worth_reporting() {
+                events.push(self.event(arn.clone(), outcome, batch.correlation.clone()));
+            }
+        }
+        report.events = events.len();
+        self.publisher
+            .publish(&events)
+            .await
+            .map_err(|e| SyncError::Publish(self.redactor.safe(&e.to_string())))?;
+        let redeploy_error = self.schedule_redeploys(&outcomes, &mut report).await;
+        if let Some(incomplete) = incomplete(&outcomes) {
+            return Err(incomplete);
+        }
+        if let Some(e) = redeploy_error {
+            return Err(SyncError::Redeploy(e));
+        }
+        Ok(report)
+    }
+
+    /// Each secret of the batch in turn, its ledger read ahead: concurrently, since for a parity
+    /// sweep the ledgers are most of the work. Secrets with nothing to do or say are left out.
+    async fn sync_all(
+        &self,
+        batch: &Batch,
+        declared: &Declared<'_>,
+    ) -> Vec<(Option<String>, SecretOutcome)> {
         let mut cache = ProjectCache::default();
-        let mut outcomes = Vec::new();
-        // Ledgers are read ahead, concurrently: for a parity sweep they are most of the work.
-        let names: Vec<&str> = snapshots
+        let names: Vec<&str> = batch
+            .snapshots
             .iter()
             .map(|s| s.name.as_str())
-            .chain(gone.iter().map(String::as_str))
+            .chain(batch.gone.iter().map(String::as_str))
             .collect();
         let mut ledgers: BTreeMap<String, Result<Ledger, SafeText>> = futures::stream::iter(
             names
@@ -465,78 +492,39 @@ where
                 .remove(name)
                 .unwrap_or_else(|| Err(SafeText::fixed("the ledger was not read")))
         };
-        for snapshot in &snapshots {
+        let mut outcomes = Vec::new();
+        for snapshot in &batch.snapshots {
             let ledger = take(&snapshot.name);
             if let Some(outcome) = self
-                .sync_secret(
-                    Some(snapshot),
-                    &snapshot.name,
-                    ledger,
-                    &declared,
-                    &mut cache,
-                )
+                .sync_secret(Some(snapshot), &snapshot.name, ledger, declared, &mut cache)
                 .await
             {
                 outcomes.push((Some(snapshot.arn.clone()), outcome));
             }
         }
-        for name in &gone {
+        for name in &batch.gone {
             let ledger = take(name);
             if let Some(outcome) = self
-                .sync_secret(None, name, ledger, &declared, &mut cache)
+                .sync_secret(None, name, ledger, declared, &mut cache)
                 .await
             {
                 outcomes.push((None, outcome));
             }
         }
+        outcomes
+    }
 
-        let mut report = Report {
-            input,
-            secrets: outcomes.len(),
-            ..Report::default()
-        };
-        let mut events = Vec::new();
-        let mut changed_projects = BTreeSet::new();
-        for (arn, outcome) in &outcomes {
-            report.writes += outcome.writes;
-            if outcome.changed() {
-                report.changed.push(outcome.secret.clone());
-                for r in &outcome.results {
-                    if matches!(
-                        r.status,
-                        VercelTargetStatus::Created
-                            | VercelTargetStatus::Updated
-                            | VercelTargetStatus::Deleted
-                    ) {
-                        changed_projects.insert(r.project.clone());
-                    }
-                }
-            }
-            if outcome
-                .results
-                .iter()
-                .any(|r| r.status == VercelTargetStatus::DriftDetected)
-            {
-                report.drift.push(outcome.secret.clone());
-            }
-            if outcome.error.is_some()
-                || outcome
-                    .results
-                    .iter()
-                    .any(|r| r.status == VercelTargetStatus::Failed)
-            {
-                report.failed.push(outcome.secret.clone());
-            }
-            if reporting == Reporting::EverySecret || outcome.worth_reporting() {
-                events.push(self.event(arn.clone(), outcome, correlation.clone()));
-            }
-        }
-        report.events = events.len();
-        self.publisher
-            .publish(&events)
-            .await
-            .map_err(|e| SyncError::Publish(self.redactor.safe(&e.to_string())))?;
-
+    /// One redeploy per project whose variables changed; the first failure, if any (the others
+    /// are still tried, and logged).
+    async fn schedule_redeploys(
+        &self,
+        outcomes: &[(Option<String>, SecretOutcome)],
+        report: &mut Report,
+    ) -> Option<SafeText> {
+        let changed_projects: BTreeSet<String> = outcomes
+            .iter()
+            .flat_map(|(_, o)| o.changed_projects())
+            .collect();
         let mut redeploy_error = None;
         for project in changed_projects {
             match self.schedule_redeploy(&project).await {
@@ -548,32 +536,7 @@ where
                 }
             }
         }
-
-        let retry: Vec<&SecretOutcome> = outcomes
-            .iter()
-            .map(|(_, o)| o)
-            .filter(|o| o.retryable)
-            .collect();
-        if let Some(first) = retry.first() {
-            return Err(SyncError::Incomplete {
-                secrets: retry.iter().map(|o| o.secret.clone()).collect(),
-                first: first
-                    .error
-                    .clone()
-                    .or_else(|| {
-                        first
-                            .results
-                            .iter()
-                            .find(|r| r.status == VercelTargetStatus::Failed)
-                            .and_then(|r| r.detail.clone())
-                    })
-                    .unwrap_or_else(|| SafeText::fixed("a target failed")),
-            });
-        }
-        if let Some(e) = redeploy_error {
-            return Err(SyncError::Redeploy(e));
-        }
-        Ok(report)
+        redeploy_error
     }
 
     fn event(
@@ -926,4 +889,28 @@ impl<'a> Declared<'a> {
     fn secret(&self, name: &str) -> Option<&'a keyward_shared::manifest::DeclaredSecret> {
         self.by_name.get(name).copied()
     }
+}
+
+/// The secrets a retry can fix, as the invocation's error (the first one's reason).
+fn incomplete(outcomes: &[(Option<String>, SecretOutcome)]) -> Option<SyncError> {
+    let retry: Vec<&SecretOutcome> = outcomes
+        .iter()
+        .map(|(_, o)| o)
+        .filter(|o| o.retryable)
+        .collect();
+    let first = retry.first()?;
+    Some(SyncError::Incomplete {
+        secrets: retry.iter().map(|o| o.secret.clone()).collect(),
+        first: first
+            .error
+            .clone()
+            .or_else(|| {
+                first
+                    .results
+                    .iter()
+                    .find(|r| r.status == VercelTargetStatus::Failed)
+                    .and_then(|r| r.detail.clone())
+            })
+            .unwrap_or_else(|| SafeText::fixed("a target failed")),
+    })
 }

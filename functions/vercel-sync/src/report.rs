@@ -73,6 +73,21 @@ impl SecretOutcome {
         })
     }
 
+    /// The projects (as mappings name them) where this sync created, updated or deleted.
+    pub(crate) fn changed_projects(&self) -> impl Iterator<Item = String> + '_ {
+        self.results
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.status,
+                    VercelTargetStatus::Created
+                        | VercelTargetStatus::Updated
+                        | VercelTargetStatus::Deleted
+                )
+            })
+            .map(|r| r.project.clone())
+    }
+
     pub(crate) fn worth_reporting(&self) -> bool {
         !self.in_parity() || self.changed()
     }
@@ -96,6 +111,31 @@ pub struct Report {
     /// SQS partial-batch response (`ReportBatchItemFailures`): the messages to redeliver.
     #[serde(rename = "batchItemFailures", skip_serializing_if = "Vec::is_empty")]
     pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+impl Report {
+    /// Counts one secret's outcome into the report.
+    pub(crate) fn add(&mut self, outcome: &SecretOutcome) {
+        self.writes += outcome.writes;
+        if outcome.changed() {
+            self.changed.push(outcome.secret.clone());
+        }
+        if outcome
+            .results
+            .iter()
+            .any(|r| r.status == VercelTargetStatus::DriftDetected)
+        {
+            self.drift.push(outcome.secret.clone());
+        }
+        if outcome.error.is_some()
+            || outcome
+                .results
+                .iter()
+                .any(|r| r.status == VercelTargetStatus::Failed)
+        {
+            self.failed.push(outcome.secret.clone());
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
