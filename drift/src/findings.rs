@@ -360,7 +360,6 @@ pub fn evaluate(
 
     for declared in &observed.declared {
         let name = declared.name.to_string();
-        let g = &declared.governance;
         let Some(entry) = by_name.get(name.as_str()) else {
             findings.push(
                 Finding::new(FindingKind::DeclaredMissing, &name, None)
@@ -368,184 +367,24 @@ pub fn evaluate(
             );
             continue;
         };
+        let checked = Declared {
+            name: &name,
+            governance: &declared.governance,
+            entry,
+        };
         if let Some(deleted) = entry.deleted {
             findings.push(
                 Finding::new(FindingKind::ScheduledForDeletion, &name, None)
                     .with("deletion_date", date(deleted)),
             );
         }
-        match &entry.governance {
-            Err(e) => findings.push(
-                Finding::new(FindingKind::TagContractBroken, &name, None)
-                    .with("error", e.to_string()),
-            ),
-            Ok(None) => findings.push(
-                Finding::new(FindingKind::GovernanceMismatch, &name, None)
-                    .with("tags", "no keyward tags on the secret"),
-            ),
-            Ok(Some(actual)) => {
-                let diff = governance_diff(g, actual);
-                if !diff.is_empty() {
-                    let mut f = Finding::new(FindingKind::GovernanceMismatch, &name, None).with(
-                        "fields",
-                        diff.iter().map(|d| d.0).collect::<Vec<_>>().join(","),
-                    );
-                    for (field, d, a) in diff {
-                        f = f
-                            .with(&format!("{field}.declared"), d)
-                            .with(&format!("{field}.actual"), a);
-                    }
-                    findings.push(f);
-                }
-            }
-        }
-
-        // Rotation: no secret goes more than 90 days unrotated, and never more than declared.
-        let interval = i64::from(g.rotation.interval.days()).min(i64::from(MAX_ROTATION_DAYS));
-        let automatic = g.rotation.strategy != RotationStrategy::Manual;
-        if automatic && !entry.rotation_enabled {
-            findings.push(
-                Finding::new(FindingKind::RotationDisabled, &name, None)
-                    .with("declared_strategy", g.rotation.strategy.to_string()),
-            );
-        }
-        if entry.rotation_enabled
-            && let Some(days) = entry.rotation_days
-            && days > interval
-        {
-            findings.push(
-                Finding::new(FindingKind::RotationIntervalOverPolicy, &name, None)
-                    .with("rotation_days", days)
-                    .with("allowed_days", interval),
-            );
-        }
-        match entry.last_rotated {
-            Some(last) => {
-                let age = (now - last).num_days();
-                let missed = entry.rotation_enabled
-                    && entry
-                        .next_rotation
-                        .is_some_and(|next| next + t.rotation_grace < now);
-                if missed || now - last > Duration::days(interval) + t.rotation_grace {
-                    let mut f = Finding::new(FindingKind::RotationOverdue, &name, None)
-                        .with("last_rotated", date(last))
-                        .with("days_since_rotation", age)
-                        .with("allowed_days", interval);
-                    if let Some(next) = entry.next_rotation {
-                        f = f.with("next_rotation", date(next));
-                    }
-                    findings.push(f);
-                }
-            }
-            None => {
-                if let Some(created) = entry.created
-                    && now - created > Duration::days(interval) + t.rotation_grace
-                {
-                    findings.push(
-                        Finding::new(FindingKind::NeverRotated, &name, None)
-                            .with("created", date(created))
-                            .with("allowed_days", interval),
-                    );
-                }
-            }
-        }
-
-        if entry
-            .kms_key_id
-            .as_deref()
-            .is_none_or(|k| k.ends_with("alias/aws/secretsmanager"))
-        {
-            findings.push(
-                Finding::new(FindingKind::AwsManagedKey, &name, None).with(
-                    "kms_key",
-                    entry
-                        .kms_key_id
-                        .clone()
-                        .unwrap_or_else(|| "aws/secretsmanager".into()),
-                ),
-            );
-        }
-
-        if !g.replicas.is_empty() {
-            let statuses = observed
-                .replication
-                .get(&name)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            for region in &g.replicas {
-                match statuses.iter().find(|s| s.region == region.as_str()) {
-                    None => findings.push(
-                        Finding::new(FindingKind::ReplicaMissing, &name, Some(region.as_str()))
-                            .with("region", region.as_str()),
-                    ),
-                    Some(s) if s.status == "Failed" => findings.push(
-                        Finding::new(FindingKind::ReplicaFailing, &name, Some(region.as_str()))
-                            .with("region", region.as_str())
-                            .with("message", s.message.clone().unwrap_or_default()),
-                    ),
-                    Some(_) => {}
-                }
-            }
-        }
-
-        if let Some(Some(Some(grants))) = observed.policies.map(|p| p.get(&name)) {
-            let allowed: BTreeSet<&str> = g.readers.iter().map(|r| r.as_str()).collect();
-            for principal in &grants.principals {
-                if !allowed.contains(principal.as_str()) {
-                    findings.push(
-                        Finding::new(FindingKind::PolicyUndeclaredReader, &name, Some(principal))
-                            .with("principal", principal),
-                    );
-                }
-            }
-        }
-
-        let unused_for = Duration::days(t.unused_days);
-        let idle_since = entry.last_accessed.or(entry.created);
-        if let Some(since) = idle_since
-            && now - since > unused_for
-        {
-            findings.push(
-                Finding::new(FindingKind::Unused, &name, None)
-                    .with(
-                        if entry.last_accessed.is_some() {
-                            "last_accessed"
-                        } else {
-                            "created_never_read"
-                        },
-                        date(since),
-                    )
-                    .with("threshold_days", t.unused_days),
-            );
-        }
-
-        if let (Some(ledgers), Some(mapping), Some(version)) =
-            (observed.ledgers, &g.vercel, &entry.current_version)
-        {
-            let ledger = ledgers.get(&name);
-            let mut slots: Vec<Slot> = mapped_slots(mapping).into_iter().map(|m| m.slot).collect();
-            slots.sort();
-            for slot in slots {
-                let detail = format!("{}/{}/{}", slot.project.project, slot.target, slot.key);
-                match ledger.and_then(|l| l.entry(&slot)) {
-                    None => findings.push(
-                        Finding::new(FindingKind::VercelMissing, &name, Some(&detail))
-                            .with("project", &slot.project.project)
-                            .with("target", &slot.target)
-                            .with("key", &slot.key),
-                    ),
-                    Some(e) if &e.version_id != version => findings.push(
-                        Finding::new(FindingKind::VercelStale, &name, Some(&detail))
-                            .with("project", &slot.project.project)
-                            .with("target", &slot.target)
-                            .with("key", &slot.key)
-                            .with("synced_version", &e.version_id)
-                            .with("current_version", version),
-                    ),
-                    Some(_) => {}
-                }
-            }
-        }
+        tag_findings(&checked, &mut findings);
+        rotation_findings(&checked, now, t, &mut findings);
+        key_findings(&checked, &mut findings);
+        replica_findings(&checked, observed, &mut findings);
+        reader_findings(&checked, observed, &mut findings);
+        usage_findings(&checked, now, t, &mut findings);
+        vercel_findings(&checked, observed, &mut findings);
     }
 
     // Public policies matter whether or not the secret is declared.
@@ -570,4 +409,220 @@ pub fn evaluate(
     }
     findings.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
     findings
+}
+
+/// A declared secret that exists: its name, its declared governance and what the account shows.
+struct Declared<'a> {
+    name: &'a str,
+    governance: &'a Governance,
+    entry: &'a CatalogEntry,
+}
+
+/// The tag contract: readable, present, and saying what the manifest declares.
+fn tag_findings(d: &Declared<'_>, findings: &mut Vec<Finding>) {
+    let (name, g, entry) = (d.name, d.governance, d.entry);
+    match &entry.governance {
+        Err(e) => findings.push(
+            Finding::new(FindingKind::TagContractBroken, name, None).with("error", e.to_string()),
+        ),
+        Ok(None) => findings.push(
+            Finding::new(FindingKind::GovernanceMismatch, name, None)
+                .with("tags", "no keyward tags on the secret"),
+        ),
+        Ok(Some(actual)) => {
+            let diff = governance_diff(g, actual);
+            if !diff.is_empty() {
+                let mut f = Finding::new(FindingKind::GovernanceMismatch, name, None).with(
+                    "fields",
+                    diff.iter().map(|d| d.0).collect::<Vec<_>>().join(","),
+                );
+                for (field, d, a) in diff {
+                    f = f
+                        .with(&format!("{field}.declared"), d)
+                        .with(&format!("{field}.actual"), a);
+                }
+                findings.push(f);
+            }
+        }
+    }
+}
+
+/// Rotation: no secret goes more than 90 days unrotated, and never more than declared.
+fn rotation_findings(
+    d: &Declared<'_>,
+    now: DateTime<Utc>,
+    t: &Thresholds,
+    findings: &mut Vec<Finding>,
+) {
+    let (name, g, entry) = (d.name, d.governance, d.entry);
+    let interval = i64::from(g.rotation.interval.days()).min(i64::from(MAX_ROTATION_DAYS));
+    let automatic = g.rotation.strategy != RotationStrategy::Manual;
+    if automatic && !entry.rotation_enabled {
+        findings.push(
+            Finding::new(FindingKind::RotationDisabled, name, None)
+                .with("declared_strategy", g.rotation.strategy.to_string()),
+        );
+    }
+    if entry.rotation_enabled
+        && let Some(days) = entry.rotation_days
+        && days > interval
+    {
+        findings.push(
+            Finding::new(FindingKind::RotationIntervalOverPolicy, name, None)
+                .with("rotation_days", days)
+                .with("allowed_days", interval),
+        );
+    }
+    match entry.last_rotated {
+        Some(last) => {
+            let age = (now - last).num_days();
+            let missed = entry.rotation_enabled
+                && entry
+                    .next_rotation
+                    .is_some_and(|next| next + t.rotation_grace < now);
+            if missed || now - last > Duration::days(interval) + t.rotation_grace {
+                let mut f = Finding::new(FindingKind::RotationOverdue, name, None)
+                    .with("last_rotated", date(last))
+                    .with("days_since_rotation", age)
+                    .with("allowed_days", interval);
+                if let Some(next) = entry.next_rotation {
+                    f = f.with("next_rotation", date(next));
+                }
+                findings.push(f);
+            }
+        }
+        None => {
+            if let Some(created) = entry.created
+                && now - created > Duration::days(interval) + t.rotation_grace
+            {
+                findings.push(
+                    Finding::new(FindingKind::NeverRotated, name, None)
+                        .with("created", date(created))
+                        .with("allowed_days", interval),
+                );
+            }
+        }
+    }
+}
+
+/// The key: a customer-managed one, not Secrets Manager's AWS-managed key.
+fn key_findings(d: &Declared<'_>, findings: &mut Vec<Finding>) {
+    let (name, entry) = (d.name, d.entry);
+    if entry
+        .kms_key_id
+        .as_deref()
+        .is_none_or(|k| k.ends_with("alias/aws/secretsmanager"))
+    {
+        findings.push(
+            Finding::new(FindingKind::AwsManagedKey, name, None).with(
+                "kms_key",
+                entry
+                    .kms_key_id
+                    .clone()
+                    .unwrap_or_else(|| "aws/secretsmanager".into()),
+            ),
+        );
+    }
+}
+
+/// Replicas: every declared region, in sync.
+fn replica_findings(d: &Declared<'_>, observed: &Observed<'_>, findings: &mut Vec<Finding>) {
+    let (name, g) = (d.name, d.governance);
+    if !g.replicas.is_empty() {
+        let statuses = observed
+            .replication
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for region in &g.replicas {
+            match statuses.iter().find(|s| s.region == region.as_str()) {
+                None => findings.push(
+                    Finding::new(FindingKind::ReplicaMissing, name, Some(region.as_str()))
+                        .with("region", region.as_str()),
+                ),
+                Some(s) if s.status == "Failed" => findings.push(
+                    Finding::new(FindingKind::ReplicaFailing, name, Some(region.as_str()))
+                        .with("region", region.as_str())
+                        .with("message", s.message.clone().unwrap_or_default()),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// Readers: the resource policy admits only declared readers.
+fn reader_findings(d: &Declared<'_>, observed: &Observed<'_>, findings: &mut Vec<Finding>) {
+    let (name, g) = (d.name, d.governance);
+    if let Some(Some(Some(grants))) = observed.policies.map(|p| p.get(name)) {
+        let allowed: BTreeSet<&str> = g.readers.iter().map(|r| r.as_str()).collect();
+        for principal in &grants.principals {
+            if !allowed.contains(principal.as_str()) {
+                findings.push(
+                    Finding::new(FindingKind::PolicyUndeclaredReader, name, Some(principal))
+                        .with("principal", principal),
+                );
+            }
+        }
+    }
+}
+
+/// Use: read within the threshold (or, never read, created within it).
+fn usage_findings(
+    d: &Declared<'_>,
+    now: DateTime<Utc>,
+    t: &Thresholds,
+    findings: &mut Vec<Finding>,
+) {
+    let (name, entry) = (d.name, d.entry);
+    let unused_for = Duration::days(t.unused_days);
+    let idle_since = entry.last_accessed.or(entry.created);
+    if let Some(since) = idle_since
+        && now - since > unused_for
+    {
+        findings.push(
+            Finding::new(FindingKind::Unused, name, None)
+                .with(
+                    if entry.last_accessed.is_some() {
+                        "last_accessed"
+                    } else {
+                        "created_never_read"
+                    },
+                    date(since),
+                )
+                .with("threshold_days", t.unused_days),
+        );
+    }
+}
+
+/// Vercel parity: every variable the mapping implies holds the current version.
+fn vercel_findings(d: &Declared<'_>, observed: &Observed<'_>, findings: &mut Vec<Finding>) {
+    let (name, g, entry) = (d.name, d.governance, d.entry);
+    if let (Some(ledgers), Some(mapping), Some(version)) =
+        (observed.ledgers, &g.vercel, &entry.current_version)
+    {
+        let ledger = ledgers.get(name);
+        let mut slots: Vec<Slot> = mapped_slots(mapping).into_iter().map(|m| m.slot).collect();
+        slots.sort();
+        for slot in slots {
+            let detail = format!("{}/{}/{}", slot.project.project, slot.target, slot.key);
+            match ledger.and_then(|l| l.entry(&slot)) {
+                None => findings.push(
+                    Finding::new(FindingKind::VercelMissing, name, Some(&detail))
+                        .with("project", &slot.project.project)
+                        .with("target", &slot.target)
+                        .with("key", &slot.key),
+                ),
+                Some(e) if &e.version_id != version => findings.push(
+                    Finding::new(FindingKind::VercelStale, name, Some(&detail))
+                        .with("project", &slot.project.project)
+                        .with("target", &slot.target)
+                        .with("key", &slot.key)
+                        .with("synced_version", &e.version_id)
+                        .with("current_version", version),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
 }
