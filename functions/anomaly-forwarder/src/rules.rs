@@ -429,7 +429,13 @@ impl Detector {
             facts.outside_allowed_network = Some(facts.from_ip && !from_cidr && !from_vpce);
         }
         if !env.protected.is_empty() {
-            facts.keyward_resource = Some(names_protected(record, &env.protected));
+            // Only the services holding keyward's own resources are looked into: the request
+            // parameters of every other record stay unparsed.
+            let guarded = matches!(
+                record.event_source.as_deref(),
+                Some("s3.amazonaws.com" | "kms.amazonaws.com" | "events.amazonaws.com")
+            );
+            facts.keyward_resource = Some(guarded && names_protected(record, &env.protected));
         }
         if facts.success
             && record.event_name.as_deref() == Some("GetSecretValue")
