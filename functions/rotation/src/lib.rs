@@ -774,7 +774,8 @@ where
                     }
                 }
             }
-            RotationStrategy::PostgresSingleUser => {
+            strategy @ (RotationStrategy::PostgresSingleUser
+            | RotationStrategy::PostgresAlternatingUsers) => {
                 let current = PgSecret::parse("AWSCURRENT", current.expose_secret())?;
                 check_pg(
                     state,
@@ -782,18 +783,13 @@ where
                     &current,
                     pg.as_ref().expect("set above"),
                 )?;
-                let password = self.new_password(policy).await?;
-                current.next_version(&current.username, &password)
-            }
-            RotationStrategy::PostgresAlternatingUsers => {
-                let current = PgSecret::parse("AWSCURRENT", current.expose_secret())?;
-                check_pg(
-                    state,
-                    "AWSCURRENT value",
-                    &current,
-                    pg.as_ref().expect("set above"),
-                )?;
-                let user = alternate_user(&current.username)?;
+                // Single user: a new password for the same user; alternating: for the other one.
+                let user = match strategy {
+                    RotationStrategy::PostgresAlternatingUsers => {
+                        alternate_user(&current.username)?
+                    }
+                    _ => current.username.clone(),
+                };
                 let password = self.new_password(policy).await?;
                 current.next_version(&user, &password)
             }
