@@ -512,6 +512,68 @@ where
             .filter(|f| f.fingerprint == fingerprint)
             .collect())
     }
+
+    /// The fix is verified: the issue says so and closes, the reported marker is reset (so the
+    /// same drift coming back is reported again) and Jira is resolved.
+    async fn close_verified(&self, fix: &Fix<'_>) -> Result<(), RemediationError> {
+        let issue = fix.fields.drift_issue;
+        self.github
+            .comment(
+                issue,
+                &format!(
+                    "Verified after {} (merge {}, change request {}): keyward no longer detects this drift. Closing.",
+                    fix.pull, fix.merge_commit, fix.fields.change_request_id
+                ),
+            )
+            .await
+            .map_err(DriftError::from)?;
+        self.github
+            .close_issue(issue)
+            .await
+            .map_err(DriftError::from)?;
+        self.state
+            .overwrite(&seen_key(fix.fingerprint), "resolved")
+            .await
+            .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
+        // The key the detector recorded on the issue, not the one the description claims.
+        if let (Some(jira), Some(key)) =
+            (&self.jira, fix.issue_jira.or(fix.fields.jira_key.as_ref()))
+        {
+            jira.comment(
+                key,
+                &format!(
+                    "Remediated by {} (merge {}); verified by keyward.",
+                    fix.pull, fix.merge_commit
+                ),
+            )
+            .await
+            .map_err(DriftError::from)?;
+            jira.resolve(key).await.map_err(DriftError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Merged, but the drift is still there: the issue says what remains.
+    async fn report_still_detected(
+        &self,
+        fix: &Fix<'_>,
+        remaining: &[String],
+    ) -> Result<(), RemediationError> {
+        let listed: Vec<String> = remaining.iter().map(|r| format!("- {r}")).collect();
+        self.github
+            .comment(
+                fix.fields.drift_issue,
+                &format!(
+                    "{} (merge {}) was merged, but keyward still detects this drift:\n\n{}",
+                    fix.pull,
+                    fix.merge_commit,
+                    listed.join("\n")
+                ),
+            )
+            .await
+            .map_err(DriftError::from)?;
+        Ok(())
+    }
 }
 
 impl<S, A, G, J, M> DriftRemediation for Remediation<S, A, G, J, M>
@@ -701,75 +763,4 @@ struct Fix<'a> {
     fingerprint: &'a str,
     /// The Jira key the drift issue records (the detector wrote it).
     issue_jira: Option<&'a String>,
-}
-
-impl<S, A, G, J, M> Remediation<S, A, G, J, M>
-where
-    S: ManifestSource,
-    A: Account,
-    G: IssueTracker + PullRequests,
-    J: Jira,
-    M: MarkerStore,
-{
-    /// The fix is verified: the issue says so and closes, the reported marker is reset (so the
-    /// same drift coming back is reported again) and Jira is resolved.
-    async fn close_verified(&self, fix: &Fix<'_>) -> Result<(), RemediationError> {
-        let issue = fix.fields.drift_issue;
-        self.github
-            .comment(
-                issue,
-                &format!(
-                    "Verified after {} (merge {}, change request {}): keyward no longer detects this drift. Closing.",
-                    fix.pull, fix.merge_commit, fix.fields.change_request_id
-                ),
-            )
-            .await
-            .map_err(DriftError::from)?;
-        self.github
-            .close_issue(issue)
-            .await
-            .map_err(DriftError::from)?;
-        self.state
-            .overwrite(&seen_key(fix.fingerprint), "resolved")
-            .await
-            .map_err(|e| DriftError::State(self.redactor.safe(&e.to_string())))?;
-        // The key the detector recorded on the issue, not the one the description claims.
-        if let (Some(jira), Some(key)) =
-            (&self.jira, fix.issue_jira.or(fix.fields.jira_key.as_ref()))
-        {
-            jira.comment(
-                key,
-                &format!(
-                    "Remediated by {} (merge {}); verified by keyward.",
-                    fix.pull, fix.merge_commit
-                ),
-            )
-            .await
-            .map_err(DriftError::from)?;
-            jira.resolve(key).await.map_err(DriftError::from)?;
-        }
-        Ok(())
-    }
-
-    /// Merged, but the drift is still there: the issue says what remains.
-    async fn report_still_detected(
-        &self,
-        fix: &Fix<'_>,
-        remaining: &[String],
-    ) -> Result<(), RemediationError> {
-        let listed: Vec<String> = remaining.iter().map(|r| format!("- {r}")).collect();
-        self.github
-            .comment(
-                fix.fields.drift_issue,
-                &format!(
-                    "{} (merge {}) was merged, but keyward still detects this drift:\n\n{}",
-                    fix.pull,
-                    fix.merge_commit,
-                    listed.join("\n")
-                ),
-            )
-            .await
-            .map_err(DriftError::from)?;
-        Ok(())
-    }
 }
