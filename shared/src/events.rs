@@ -272,6 +272,24 @@ pub struct WorkflowClaims {
     pub jti: String,
 }
 
+/// Alerts of one rule folded together (same dimensions, one window): the first delivery opens
+/// the group, later ones update it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyGroup {
+    /// `<rule>|<dimension values>|<window index>`.
+    pub id: String,
+    /// `opened` or `updated`.
+    pub role: String,
+    /// Member alerts so far.
+    pub count: u64,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    /// What this delivery's members concern (secret names, else call names), at most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
 /// The payload of each event type. The variant name is the EventBridge `detail-type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "fields", deny_unknown_fields)]
@@ -316,6 +334,9 @@ pub enum EventData {
         principal: String,
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         evidence: BTreeMap<String, String>,
+        /// For a grouped rule: the group this alert opened or updated.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<AnomalyGroup>,
     },
     /// keyward.drift-detector: what runs differs from what was declared.
     DriftDetected {

@@ -25,6 +25,7 @@ use keyward_shared::redact::{Redactor, SafeText};
 use serde::{Deserialize, Serialize};
 
 use crate::forward::{self, ForwardError, LokiTarget, Outgoing};
+use crate::group::ChatNotice;
 use crate::rules::Alert;
 use crate::state::key_hash;
 
@@ -125,8 +126,20 @@ pub async fn deliver<S: MarkerStore, P: EventPublisher>(
     sinks_in_use.sort();
     for sink in sinks_in_use {
         let slot = sink as usize;
-        let pending = undelivered(ledger, sink, &entries).await?;
+        let mut pending = undelivered(ledger, sink, &entries).await?;
         report.already[slot] = entries.len() - pending.len();
+        if sink == Sink::Webhook {
+            // People hear of a group when it opens and when it reaches a new size step; Loki
+            // and the audit trail hear of every update.
+            pending.retain(|entry| {
+                entry
+                    .outgoing
+                    .alert
+                    .group
+                    .as_ref()
+                    .is_none_or(|group| group.chat == ChatNotice::Send)
+            });
+        }
         let batch = match sink {
             Sink::Loki => LOKI_BATCH,
             Sink::Webhook => WEBHOOK_BATCH,
@@ -286,6 +299,9 @@ mod tests {
             event_time: "2026-11-20T10:00:00Z".parse().unwrap(),
             alert_id: format!("root-activity|evt-{n}"),
             evidence: [("event_id".to_owned(), format!("evt-{n}"))].into(),
+            grouping: None,
+            requires: None,
+            group: None,
         }
     }
 

@@ -22,11 +22,12 @@ use reqwest::header::{CONTENT_ENCODING, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use keyward_shared::events::{
-    Actor, CorrelationId, DomainEvent, EventData, EventId, Outcome, SecretRef,
+    Actor, AnomalyGroup, CorrelationId, DomainEvent, EventData, EventId, Outcome, SecretRef,
 };
 use keyward_shared::ports::{EventPublisher, PublishError};
 use keyward_shared::redact::Redactor;
 
+use crate::group::{GroupRole, GroupSummary};
 use crate::rules::Alert;
 
 pub const SERVICE_LABEL: &str = "keyward-anomaly-forwarder";
@@ -112,6 +113,40 @@ fn severity_label(severity: Severity) -> &'static str {
     }
 }
 
+fn role_label(role: GroupRole) -> &'static str {
+    match role {
+        GroupRole::Opened => "opened",
+        GroupRole::Updated => "updated",
+    }
+}
+
+/// A group as the Loki line and the audit event carry it.
+fn group_json(group: &GroupSummary) -> Value {
+    json!({
+        "id": group.id,
+        "role": role_label(group.role),
+        "count": group.count,
+        "first": group.first.to_rfc3339(),
+        "last": group.last.to_rfc3339(),
+        "members": group.members,
+    })
+}
+
+/// One line saying what a group is so far, for people.
+fn group_sentence(group: &GroupSummary) -> String {
+    let span = format!(
+        "{} to {}",
+        group.first.format("%Y-%m-%d %H:%M:%SZ"),
+        group.last.format("%H:%M:%SZ")
+    );
+    let shown = group.members.join(", ");
+    match group.role {
+        GroupRole::Opened if group.count <= 1 => format!("first of its group ({span})"),
+        GroupRole::Opened => format!("{} matches, {span}: {shown}", group.count),
+        GroupRole::Updated => format!("update: {} matches now, {span}; new: {shown}", group.count),
+    }
+}
+
 /// The push body: one stream per label set, one entry per alert.
 pub fn loki_body(outgoing: &[&Outgoing]) -> Value {
     let mut streams: BTreeMap<(String, &'static str, String), Vec<Value>> = BTreeMap::new();
@@ -125,6 +160,7 @@ pub fn loki_body(outgoing: &[&Outgoing]) -> Value {
             "summary": alert.summary,
             "event_time": alert.event_time.to_rfc3339(),
             "evidence": alert.evidence,
+            "group": alert.group.as_ref().map(group_json),
         })
         .to_string();
         let mut metadata = serde_json::Map::new();
@@ -134,6 +170,9 @@ pub fn loki_body(outgoing: &[&Outgoing]) -> Value {
             }
         }
         metadata.insert("alert_id".into(), Value::String(alert.alert_id.clone()));
+        if let Some(group) = &alert.group {
+            metadata.insert("group_id".into(), Value::String(group.id.clone()));
+        }
         let ts = out
             .processed_at
             .timestamp_nanos_opt()
@@ -231,6 +270,18 @@ pub fn anomaly_event(outgoing: &Outgoing, redactor: &Redactor) -> DomainEvent {
                 .cloned()
                 .unwrap_or_else(|| get("actor")),
             evidence,
+            group: alert.group.as_ref().map(|group| AnomalyGroup {
+                id: redactor.safe(&group.id).as_str().to_owned(),
+                role: role_label(group.role).to_owned(),
+                count: group.count,
+                first: group.first,
+                last: group.last,
+                members: group
+                    .members
+                    .iter()
+                    .map(|m| redactor.safe(m).as_str().to_owned())
+                    .collect(),
+            }),
         },
     );
     event.event_id = outgoing.event_id;
@@ -257,10 +308,15 @@ pub async fn publish_alerts(
 pub fn webhook_body(outgoing: &[&Outgoing]) -> Value {
     let text = match outgoing {
         [one] => format!(
-            "[{}] {}: {}",
+            "[{}] {}: {}{}",
             severity_label(one.alert.severity),
             one.alert.rule,
-            one.alert.summary
+            one.alert.summary,
+            one.alert
+                .group
+                .as_ref()
+                .map(|g| format!(" ({})", group_sentence(g)))
+                .unwrap_or_default()
         ),
         many => format!("{} keyward alerts", many.len()),
     };
@@ -282,8 +338,10 @@ pub fn webhook_body(outgoing: &[&Outgoing]) -> Value {
             json!({
                 "type": "section",
                 "text": {"type": "mrkdwn", "text": format!(
-                    "*[{}] {}*: {}\n{}",
-                    severity_label(alert.severity), alert.rule, alert.summary, fields.join("\n")
+                    "*[{}] {}*: {}\n{}{}",
+                    severity_label(alert.severity), alert.rule, alert.summary,
+                    alert.group.as_ref().map(|g| format!("_{}_\n", group_sentence(g))).unwrap_or_default(),
+                    fields.join("\n")
                 )}
             })
         })
@@ -330,6 +388,9 @@ mod tests {
                 ),
             ]
             .into(),
+            grouping: None,
+            requires: None,
+            group: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //!
 //! - **Stream**: an EventBridge event `AWS API Call via CloudTrail` from `aws.secretsmanager`
 //!   (its `detail` is the CloudTrail record);
+//! - **keyward itself**: a denied `GatewayDecision` from keyward's bus ([`crate::gateway`]);
 //! - **Batch**: an EventBridge `Object Created` event from `aws.s3` for the trail bucket: the log
 //!   file is streamed from S3 (the body feeds the decompressor on a blocking thread, so memory
 //!   stays flat whatever the file size); digest files and other keys are skipped.
@@ -26,8 +27,10 @@ use keyward_shared::redact::{Redactor, SafeText};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::client::KnownAutomation;
 use crate::deliver::{DeliveryError, DeliveryReport, Sinks, deliver};
 use crate::forward::LokiTarget;
+use crate::gateway::{DecisionRecord, decision_record};
 use crate::logfile::{self, LogFileError, ScanStats};
 use crate::rules::{Cidr, DEFAULT_RULES, Detector, Environment, RuleError};
 use crate::state::Tally;
@@ -57,6 +60,9 @@ pub struct Config {
     /// `KEYWARD_PROTECTED_RESOURCES`: keyward's own audit bucket, digest key and event bus
     /// (names, ids or ARNs, comma-separated); calls against them are alerted.
     pub protected_resources: Vec<String>,
+    /// `KEYWARD_AUTOMATION_PRINCIPALS` and `KEYWARD_AUTOMATION_USER_AGENTS` (comma-separated):
+    /// the organisation's own automation, whose new ways of calling are expected.
+    pub automation: KnownAutomation,
 }
 
 fn list(env: &dyn EnvSource, name: &str) -> Vec<String> {
@@ -114,6 +120,10 @@ impl Config {
             allowed_cidrs,
             allowed_vpc_endpoints,
             protected_resources: list(env, "KEYWARD_PROTECTED_RESOURCES"),
+            automation: KnownAutomation {
+                principals: list(env, "KEYWARD_AUTOMATION_PRINCIPALS"),
+                user_agent_families: list(env, "KEYWARD_AUTOMATION_USER_AGENTS"),
+            },
         })
     }
 }
@@ -248,6 +258,7 @@ pub fn detector(config: &Config) -> Result<Detector, StartError> {
         allowed_vpc_endpoints: config.allowed_vpc_endpoints.clone(),
         readers: load_readers(dir)?,
         protected: config.protected_resources.clone(),
+        automation: config.automation.clone(),
     };
     Ok(Detector::from_yaml(&load_rules(dir)?, environment)?)
 }
@@ -475,6 +486,16 @@ impl<S: MarkerStore, P: EventPublisher, L: LogFiles> Forwarder<S, P, L> {
                 Some("aws.secretsmanager" | "aws.s3" | "aws.kms" | "aws.events"),
                 Some("AWS API Call via CloudTrail"),
             ) => self.record(detail.get()).await,
+            // keyward's own gateway refusing workflows (from keyward's bus).
+            (Some(crate::gateway::EVENT_SOURCE), Some("GatewayDecision")) => {
+                match decision_record(detail.get()).map_err(HandlerError::InvalidEvent)? {
+                    DecisionRecord::Refusal(record) => self.record(&record).await,
+                    DecisionRecord::Allowed => Ok(Outcome {
+                        input: "skipped",
+                        ..Default::default()
+                    }),
+                }
+            }
             (Some("aws.s3"), Some("Object Created")) => {
                 let created: ObjectCreated = serde_json::from_str(detail.get()).map_err(|e| {
                     HandlerError::InvalidEvent(format!(

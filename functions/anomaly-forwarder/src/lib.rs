@@ -15,18 +15,28 @@
 //!   windows, first-seen) and the detector;
 //! - [`forward`]: alerts to Grafana Loki (push API, gzip JSON), a Slack-compatible webhook and
 //!   the bus (`AnomalyDetected`, which the audit writer records);
+//! - [`client`]: how a principal calls (user-agent family, source network) and the
+//!   organisation's known automation;
+//! - [`gateway`]: the CI gateway's refusals as records, so keyward's rules watch keyward;
+//! - [`group`]: alerts folded into groups per rule, dimensions and window, delivered once and
+//!   then as updates;
 //! - [`state`]: threshold counters and first-seen memory shared across invocations (create-once
 //!   markers in the state bucket), replay-safe;
 //! - [`deliver`]: the delivery ledger, so each alert reaches each sink once across retries;
 //! - [`handler`]: the Lambda handler (EventBridge CloudTrail events and S3 log files).
 
+pub mod client;
 pub mod deliver;
 pub mod forward;
+pub mod gateway;
+pub mod group;
 pub mod handler;
 pub mod logfile;
 pub mod record;
 pub mod rules;
 pub mod state;
 
+#[cfg(test)]
+mod grouping_tests;
 #[cfg(test)]
 mod tests;

@@ -205,6 +205,16 @@ pub struct Facts {
     pub policy_public: bool,
     /// `DeleteSecret` with `forceDeleteWithoutRecovery`.
     pub force_delete: bool,
+    /// A successful read of secret values: `GetSecretValue`, or `BatchGetSecretValue` (by list
+    /// or by filters).
+    pub value_read: bool,
+    /// The user agent's family (tool and major version, [`crate::client::user_agent_family`]).
+    pub user_agent_family: String,
+    /// The source network ([`crate::client::source_network`]).
+    pub source_network: String,
+    /// The principal or its client family is the organisation's own automation (false when no
+    /// allow-list is configured).
+    pub known_automation: bool,
     /// Set when allowed networks are configured: the call came from neither an allowed CIDR nor
     /// an allowed VPC endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,6 +255,13 @@ impl Record<'_> {
                 .source_ip_address
                 .as_deref()
                 .is_some_and(|ip| ip.parse::<IpAddr>().is_ok()),
+            user_agent_family: crate::client::user_agent_family(
+                self.user_agent.as_deref().unwrap_or(""),
+            ),
+            source_network: crate::client::source_network(
+                self.source_ip_address.as_deref().unwrap_or(""),
+                self.vpc_endpoint_id.as_deref(),
+            ),
             ..Facts::default()
         };
         if self.is_secrets_manager() {
@@ -317,6 +334,8 @@ impl Record<'_> {
         };
         let request = parse(self.request_parameters);
         let event = self.event_name.as_deref().unwrap_or("");
+        facts.value_read =
+            facts.success && matches!(event, "GetSecretValue" | "BatchGetSecretValue");
         let mut secrets = Vec::new();
         if let Some(request) = &request {
             if let Some(id) = request.get("secretId").and_then(|v| v.as_str()) {

@@ -57,6 +57,28 @@ pub struct RuleDecl {
     pub threshold: Option<Threshold>,
     #[serde(default)]
     pub first_seen: Option<FirstSeen>,
+    #[serde(default)]
+    pub group: Option<GroupDecl>,
+    #[serde(default)]
+    pub novel_way: Option<NovelWay>,
+}
+
+/// Alerts of one rule that share these dimensions within a window become one group: the
+/// first alerts at once, later ones are folded into it ([`crate::group`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupDecl {
+    pub by: Vec<Dimension>,
+    pub window_seconds: i64,
+}
+
+/// The rule alerts only when the record's way of calling is new: one of the named first-seen
+/// rules first saw the record's key at most `within_seconds` before it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NovelWay {
+    pub rules: Vec<String>,
+    pub within_seconds: i64,
 }
 
 /// What a count is grouped by, and what may be counted distinctly.
@@ -69,6 +91,8 @@ pub enum Dimension {
     Region,
     Account,
     EventName,
+    UserAgentFamily,
+    SourceNetwork,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +132,32 @@ pub struct Alert {
     /// Stable across retries of the same input: rule, group and window (or event id).
     pub alert_id: String,
     pub evidence: BTreeMap<String, String>,
+    /// For a rule with `group`: which group and window the alert belongs to.
+    pub grouping: Option<Grouping>,
+    /// For a rule with `novel_way`: the first sightings that decide whether it is raised.
+    pub requires: Option<NoveltyCheck>,
+    /// Set on delivery for a grouped alert: the group as far as it is known.
+    pub group: Option<crate::group::GroupSummary>,
+}
+
+/// A grouped alert's group: `<rule>|<by values>|<window index>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Grouping {
+    pub id: String,
+}
+
+/// First-seen keys (`<rule>|<values>`) of which one must have been first seen recently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoveltyCheck {
+    pub keys: Vec<String>,
+    pub within_seconds: i64,
+}
+
+impl NoveltyCheck {
+    /// Whether a first sighting at `first` makes an alert at `at` novel.
+    pub fn is_recent(&self, first: DateTime<Utc>, at: DateTime<Utc>) -> bool {
+        first + chrono::Duration::seconds(self.within_seconds) >= at
+    }
 }
 
 /// Threshold and first-seen state held in memory, for [`Detector::evaluate`]. The function
@@ -116,15 +166,17 @@ pub trait DetectionState {
     /// Adds `member` to `counter`; returns the number of distinct members after the addition,
     /// or `None` when `member` was already counted (so a threshold is crossed exactly once).
     fn add(&mut self, counter: &str, member: &str) -> Option<u64>;
-    /// True the first time `key` is seen.
-    fn first_seen(&mut self, key: &str, days: u32) -> bool;
+    /// True the first time `key` is seen (at `at`).
+    fn first_seen(&mut self, key: &str, days: u32, at: DateTime<Utc>) -> bool;
+    /// When `key` was first seen, if it was.
+    fn first_sighting(&self, key: &str) -> Option<DateTime<Utc>>;
 }
 
 /// Counts in memory.
 #[derive(Debug, Default)]
 pub struct MemoryState {
     counts: std::collections::HashMap<String, std::collections::HashSet<String>>,
-    seen: std::collections::HashSet<String>,
+    seen: std::collections::HashMap<String, DateTime<Utc>>,
 }
 
 impl DetectionState for MemoryState {
@@ -135,8 +187,18 @@ impl DetectionState for MemoryState {
             .then_some(members.len() as u64)
     }
 
-    fn first_seen(&mut self, key: &str, _days: u32) -> bool {
-        self.seen.insert(key.to_owned())
+    fn first_seen(&mut self, key: &str, _days: u32, at: DateTime<Utc>) -> bool {
+        match self.seen.entry(key.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(at);
+                true
+            }
+        }
+    }
+
+    fn first_sighting(&self, key: &str) -> Option<DateTime<Utc>> {
+        self.seen.get(key).copied()
     }
 }
 
@@ -151,6 +213,8 @@ pub struct Environment {
     /// keyward's own resources (the audit bucket's name, the digest key's ARN, the event bus's
     /// name and ARN): a call naming one is an attempt against keyward itself.
     pub protected: Vec<String>,
+    /// The organisation's own automation, whose novel ways of calling are expected.
+    pub automation: crate::client::KnownAutomation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +388,81 @@ fn names_protected(record: &Record<'_>, protected: &[String]) -> bool {
     })
 }
 
+/// One rule's declaration, checked against the limits the state bucket keeps and the rules it
+/// refers to.
+fn validate(rule: &RuleDecl, all: &[RuleDecl]) -> Result<(), String> {
+    // Ids name state keys and Loki labels: a plain slug.
+    let slug = !rule.id.is_empty()
+        && rule.id.len() <= 64
+        && rule
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !slug {
+        return Err("ids are 1 to 64 lowercase letters, digits and hyphens".into());
+    }
+    if !rule.pattern.is_object() {
+        return Err("`match` must be an EventBridge event pattern (a mapping)".into());
+    }
+    if rule.threshold.is_some() && rule.first_seen.is_some() {
+        return Err("has both `threshold` and `first_seen`".into());
+    }
+    if let Some(threshold) = &rule.threshold {
+        if threshold.count == 0 || threshold.window_seconds <= 0 {
+            return Err("threshold count and window_seconds must be positive".into());
+        }
+        if threshold.window_seconds > MAX_WINDOW_SECONDS {
+            return Err(format!(
+                "threshold window_seconds is at most {MAX_WINDOW_SECONDS} (one day): the state \
+                 bucket expires counters after {STATE_RETENTION_DAYS} days"
+            ));
+        }
+    }
+    if let Some(first_seen) = &rule.first_seen
+        && !(1..=MAX_FIRST_SEEN_DAYS).contains(&first_seen.days)
+    {
+        return Err(format!(
+            "first_seen days must be between 1 and {MAX_FIRST_SEEN_DAYS} (the state bucket's \
+             retention of first-seen markers)"
+        ));
+    }
+    if let Some(group) = &rule.group {
+        if rule.threshold.is_some() {
+            return Err(
+                "has both `threshold` and `group` (a threshold alerts once per window already)"
+                    .into(),
+            );
+        }
+        if group.by.is_empty() || !(1..=MAX_WINDOW_SECONDS).contains(&group.window_seconds) {
+            return Err(format!(
+                "group needs `by` dimensions and window_seconds between 1 and {MAX_WINDOW_SECONDS}"
+            ));
+        }
+    }
+    if let Some(novel) = &rule.novel_way {
+        if rule.first_seen.is_some() {
+            return Err("a first_seen rule cannot also require `novel_way`".into());
+        }
+        let longest = i64::from(MAX_FIRST_SEEN_DAYS) * 86_400;
+        if novel.rules.is_empty() || !(1..=longest).contains(&novel.within_seconds) {
+            return Err(format!(
+                "novel_way needs `rules` and within_seconds between 1 and {longest}"
+            ));
+        }
+        for name in &novel.rules {
+            if !all
+                .iter()
+                .any(|other| &other.id == name && other.first_seen.is_some())
+            {
+                return Err(format!(
+                    "novel_way names `{name}`, which is not a first_seen rule of this file"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Detector {
     pub fn from_yaml(text: &str, environment: Environment) -> Result<Self, RuleError> {
         let file: RuleFile =
@@ -338,52 +477,10 @@ impl Detector {
                 rule: rule.id.clone(),
                 message,
             };
-            // Ids name state keys and Loki labels: a plain slug.
-            let slug = !rule.id.is_empty()
-                && rule.id.len() <= 64
-                && rule
-                    .id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !slug {
-                return Err(invalid(
-                    "ids are 1 to 64 lowercase letters, digits and hyphens".into(),
-                ));
-            }
             if !ids.insert(rule.id.clone()) {
                 return Err(invalid("is declared twice".into()));
             }
-            if !rule.pattern.is_object() {
-                return Err(invalid(
-                    "`match` must be an EventBridge event pattern (a mapping)".into(),
-                ));
-            }
-            if rule.threshold.is_some() && rule.first_seen.is_some() {
-                return Err(invalid("has both `threshold` and `first_seen`".into()));
-            }
-            if let Some(threshold) = &rule.threshold
-                && (threshold.count == 0 || threshold.window_seconds <= 0)
-            {
-                return Err(invalid(
-                    "threshold count and window_seconds must be positive".into(),
-                ));
-            }
-            if let Some(threshold) = &rule.threshold
-                && threshold.window_seconds > MAX_WINDOW_SECONDS
-            {
-                return Err(invalid(format!(
-                    "threshold window_seconds is at most {MAX_WINDOW_SECONDS} (one day): the \
-                     state bucket expires counters after {STATE_RETENTION_DAYS} days"
-                )));
-            }
-            if let Some(first_seen) = &rule.first_seen
-                && !(1..=MAX_FIRST_SEEN_DAYS).contains(&first_seen.days)
-            {
-                return Err(invalid(format!(
-                    "first_seen days must be between 1 and {MAX_FIRST_SEEN_DAYS} (the state \
-                     bucket's retention of first-seen markers)"
-                )));
-            }
+            validate(rule, &file.rules).map_err(invalid)?;
             engine
                 .add_pattern(index, &rule.pattern.to_string())
                 .map_err(|e| invalid(format!("`match` is not a valid event pattern: {e:?}")))?;
@@ -411,7 +508,7 @@ impl Detector {
         &self.rules
     }
 
-    /// The facts for a record, with the deployment's networks and readers applied.
+    /// The facts for a record, with the deployment's networks, automation and readers applied.
     pub fn facts(&self, record: &Record<'_>) -> Facts {
         let mut facts = record.facts();
         let env = &self.environment;
@@ -437,34 +534,82 @@ impl Detector {
             );
             facts.keyward_resource = Some(guarded && names_protected(record, &env.protected));
         }
-        if facts.success
-            && record.event_name.as_deref() == Some("GetSecretValue")
+        if !env.automation.is_empty() {
+            facts.known_automation = env
+                .automation
+                .recognises(record.principal_arn().as_deref(), &facts.user_agent_family);
+        }
+        if facts.value_read
             && let Some(secret) = facts.secrets.first()
-            && let Some(readers) = env.readers.get(secret_name(secret))
         {
-            let principal = record.principal_arn().unwrap_or_default();
-            facts.unlisted_reader = Some(!readers.contains(&principal));
+            facts.unlisted_reader = self.unlisted(record, secret);
         }
         facts
     }
 
+    /// Whether the record's principal is outside `secret`'s declared readers; `None` when the
+    /// readers are not known.
+    fn unlisted(&self, record: &Record<'_>, secret: &str) -> Option<bool> {
+        let readers = self.environment.readers.get(secret_name(secret))?;
+        let principal = record.principal_arn().unwrap_or_default();
+        Some(!readers.contains(&principal))
+    }
+
+    /// The facts each rule sees: one set per record, except for a batch read naming its
+    /// secrets, which is a read of each listed secret (one set per secret) for every per-secret
+    /// rule. (AWS documents a `GetSecretValue` record per secret of a batch as well; the
+    /// distinct and first-seen rules count a principal and secret once either way.)
+    fn views(&self, record: &Record<'_>, facts: Facts) -> Vec<View> {
+        let listed_batch = record.event_name.as_deref() == Some("BatchGetSecretValue")
+            && !facts.filter_batch
+            && facts.secrets.len() > 1;
+        if !listed_batch {
+            return vec![View {
+                facts,
+                per_secret: PerSecret::Whole,
+            }];
+        }
+        facts
+            .secrets
+            .iter()
+            .map(|secret| {
+                let mut one = facts.clone();
+                one.secrets = vec![secret.clone()];
+                one.unlisted_reader = if one.value_read {
+                    self.unlisted(record, secret)
+                } else {
+                    None
+                };
+                View {
+                    facts: one,
+                    per_secret: PerSecret::Listed,
+                }
+            })
+            .collect()
+    }
+
     /// The ids of the rules whose pattern matches a record, before thresholds and first-seen.
     pub fn matching(&self, raw: &str) -> Result<Vec<&str>, RecordError> {
-        Ok(match self.analyse(raw)? {
-            Some((_, _, matched)) => matched
-                .into_iter()
-                .map(|i| self.rules[i].id.as_str())
-                .collect(),
-            None => Vec::new(),
-        })
+        let Some(analysis) = self.analyse(raw)? else {
+            return Ok(Vec::new());
+        };
+        let mut matched: Vec<usize> = analysis
+            .views
+            .iter()
+            .flat_map(|(_, indices)| indices.iter().copied())
+            .collect();
+        matched.sort_unstable();
+        matched.dedup();
+        Ok(matched
+            .into_iter()
+            .map(|i| self.rules[i].id.as_str())
+            .collect())
     }
 
     /// Parses a record and matches it: `None` when the prefilter turns it away or no pattern
-    /// matches; else the record, its facts and the matching rules' indices (sorted, distinct).
-    fn analyse<'r>(
-        &self,
-        raw: &'r str,
-    ) -> Result<Option<(Record<'r>, Facts, Vec<usize>)>, RecordError> {
+    /// matches; else the record and, per view of it, the matching rules' indices (sorted,
+    /// distinct).
+    fn analyse<'r>(&self, raw: &'r str) -> Result<Option<Analysis<'r>>, RecordError> {
         // Most of a trail is other services' calls: skip them before parsing. (So a malformed
         // record no rule could match is passed over, not reported as rejected.)
         if self.prefilter.as_ref().is_some_and(|p| !p.may_admit(raw)) {
@@ -475,13 +620,16 @@ impl Detector {
             return Ok(None);
         }
         let facts = self.facts(&record);
-        let mut matched = self.match_indices(raw, &facts)?;
-        if matched.is_empty() {
-            return Ok(None);
+        let mut views = Vec::new();
+        for view in self.views(&record, facts) {
+            let mut matched = self.match_indices(raw, &view.facts)?;
+            if !matched.is_empty() {
+                matched.sort_unstable();
+                matched.dedup();
+                views.push((view, matched));
+            }
         }
-        matched.sort_unstable();
-        matched.dedup();
-        Ok(Some((record, facts, matched)))
+        Ok((!views.is_empty()).then_some(Analysis { record, views }))
     }
 
     fn match_indices(&self, raw: &str, facts: &Facts) -> Result<Vec<usize>, RecordError> {
@@ -508,80 +656,80 @@ impl Detector {
     /// across records and invocations (see [`crate::state`]). Records that match nothing cost
     /// one parse and one automaton walk.
     pub fn observe(&self, raw: &str) -> Result<Vec<Finding>, RecordError> {
-        let Some((record, facts, matched)) = self.analyse(raw)? else {
+        let Some(analysis) = self.analyse(raw)? else {
             return Ok(Vec::new());
         };
-        let time = record.time()?;
-        let event_id = record.event_id.as_deref().unwrap_or("").to_owned();
-        let evidence = evidence(&record, &facts, &self.redactor);
-        let mut findings = Vec::with_capacity(matched.len());
-        for index in matched {
-            let rule = &self.rules[index];
-            let value = |dimension: Dimension| -> String {
-                match dimension {
-                    Dimension::Actor => facts.actor.clone(),
-                    Dimension::Secret => facts
-                        .secrets
-                        .first()
-                        .map(|s| secret_name(s).to_owned())
-                        .unwrap_or_default(),
-                    Dimension::SourceIp => {
-                        record.source_ip_address.as_deref().unwrap_or("").to_owned()
-                    }
-                    Dimension::Region => record.aws_region.as_deref().unwrap_or("").to_owned(),
-                    Dimension::Account => record
-                        .recipient_account_id
-                        .as_deref()
-                        .or(record
-                            .user_identity
-                            .as_ref()
-                            .and_then(|i| i.account_id.as_deref()))
-                        .unwrap_or("")
-                        .to_owned(),
-                    Dimension::EventName => record.event_name.as_deref().unwrap_or("").to_owned(),
-                }
+        let time = analysis.record.time()?;
+        let mut findings = Vec::new();
+        for (view, matched) in &analysis.views {
+            let seen = Seen {
+                record: &analysis.record,
+                view,
+                time,
+                evidence: evidence(&analysis.record, &view.facts, &self.redactor),
             };
-            let alert = |alert_id: String| Alert {
-                rule: rule.id.clone(),
-                severity: rule.severity,
-                summary: rule.summary.clone(),
-                event_time: time,
-                alert_id,
-                evidence: evidence.clone(),
-            };
-            findings.push(if let Some(threshold) = &rule.threshold {
-                let window = time.timestamp().div_euclid(threshold.window_seconds);
-                let group = value(threshold.group_by);
-                let counter = format!("{}|{group}|{window}", rule.id);
-                Finding::Count {
-                    threshold: threshold.count,
-                    // Without `distinct`, every record counts once: its event id is the member,
-                    // so the same record read twice (a retry, a duplicate file) counts once.
-                    member: threshold.distinct.map(value).unwrap_or(event_id.clone()),
-                    alert: alert(counter.clone()),
-                    counter,
-                }
-            } else if let Some(first_seen) = &rule.first_seen {
-                let key = format!(
-                    "{}|{}",
-                    rule.id,
-                    first_seen
-                        .key
-                        .iter()
-                        .map(|d| value(*d))
-                        .collect::<Vec<_>>()
-                        .join("|")
-                );
-                Finding::FirstSeen {
-                    days: first_seen.days,
-                    alert: alert(format!("{key}|{event_id}")),
-                    key,
-                }
-            } else {
-                Finding::Alert(alert(format!("{}|{event_id}", rule.id)))
-            });
+            findings.extend(matched.iter().map(|&index| self.finding(&self.rules[index], &seen)));
         }
         Ok(findings)
+    }
+
+    /// What one view of a record means for one rule it matched.
+    fn finding(&self, rule: &RuleDecl, seen: &Seen<'_, '_>) -> Finding {
+        let event_id = seen.record.event_id.as_deref().unwrap_or("");
+        // A listed batch read raises one alert per secret: the secret joins the id.
+        let occurrence = match seen.view.per_secret {
+            PerSecret::Whole => event_id.to_owned(),
+            PerSecret::Listed => format!("{event_id}|{}", seen.value(Dimension::Secret)),
+        };
+        let alert = |alert_id: String| Alert {
+            rule: rule.id.clone(),
+            severity: rule.severity,
+            summary: rule.summary.clone(),
+            event_time: seen.time,
+            alert_id,
+            evidence: seen.evidence.clone(),
+            grouping: rule.group.as_ref().map(|group| Grouping {
+                id: format!(
+                    "{}|{}",
+                    seen.key(&rule.id, &group.by),
+                    seen.time.timestamp().div_euclid(group.window_seconds)
+                ),
+            }),
+            requires: rule.novel_way.as_ref().map(|novel| NoveltyCheck {
+                keys: novel
+                    .rules
+                    .iter()
+                    .filter_map(|name| self.rules.iter().find(|r| &r.id == name))
+                    .filter_map(|r| Some(seen.key(&r.id, &r.first_seen.as_ref()?.key)))
+                    .collect(),
+                within_seconds: novel.within_seconds,
+            }),
+            group: None,
+        };
+        if let Some(threshold) = &rule.threshold {
+            let window = seen.time.timestamp().div_euclid(threshold.window_seconds);
+            let counter = format!("{}|{window}", seen.key(&rule.id, &[threshold.group_by]));
+            Finding::Count {
+                threshold: threshold.count,
+                // Without `distinct`, every record counts once: its event id is the member,
+                // so the same record read twice (a retry, a duplicate file) counts once.
+                member: threshold
+                    .distinct
+                    .map(|d| seen.value(d))
+                    .unwrap_or_else(|| event_id.to_owned()),
+                alert: alert(counter.clone()),
+                counter,
+            }
+        } else if let Some(first_seen) = &rule.first_seen {
+            let key = seen.key(&rule.id, &first_seen.key);
+            Finding::FirstSeen {
+                days: first_seen.days,
+                alert: alert(format!("{key}|{event_id}")),
+                key,
+            }
+        } else {
+            Finding::Alert(alert(format!("{}|{occurrence}", rule.id)))
+        }
     }
 
     /// Evaluates one record against state held in memory (one log file, a test, a benchmark).
@@ -606,13 +754,87 @@ impl Detector {
                     }
                 }
                 Finding::FirstSeen { key, days, alert } => {
-                    if state.first_seen(&key, days) {
+                    if state.first_seen(&key, days, alert.event_time) {
                         alerts.push(alert);
                     }
                 }
             }
         }
+        // After this record's own first sightings are known.
+        alerts.retain(|alert| {
+            alert.requires.as_ref().is_none_or(|check| {
+                check.keys.iter().any(|key| {
+                    state
+                        .first_sighting(key)
+                        .is_some_and(|first| check.is_recent(first, alert.event_time))
+                })
+            })
+        });
         Ok(alerts)
+    }
+}
+
+/// Whether a view stands for the whole record or one secret a batch read listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PerSecret {
+    Whole,
+    Listed,
+}
+
+/// The facts one set of rules sees for a record.
+struct View {
+    facts: Facts,
+    per_secret: PerSecret,
+}
+
+/// A record that matched, with the rules each view of it matched.
+struct Analysis<'r> {
+    record: Record<'r>,
+    views: Vec<(View, Vec<usize>)>,
+}
+
+/// One view of a record, as findings are made from it.
+struct Seen<'a, 'r> {
+    record: &'a Record<'r>,
+    view: &'a View,
+    time: DateTime<Utc>,
+    evidence: BTreeMap<String, String>,
+}
+
+impl Seen<'_, '_> {
+    fn value(&self, dimension: Dimension) -> String {
+        let record = self.record;
+        let facts = &self.view.facts;
+        let text = |value: Option<&str>| value.unwrap_or("").to_owned();
+        match dimension {
+            Dimension::Actor => facts.actor.clone(),
+            Dimension::Secret => facts
+                .secrets
+                .first()
+                .map(|s| secret_name(s).to_owned())
+                .unwrap_or_default(),
+            Dimension::SourceIp => text(record.source_ip_address.as_deref()),
+            Dimension::Region => text(record.aws_region.as_deref()),
+            Dimension::Account => text(
+                record.recipient_account_id.as_deref().or(record
+                    .user_identity
+                    .as_ref()
+                    .and_then(|i| i.account_id.as_deref())),
+            ),
+            Dimension::EventName => text(record.event_name.as_deref()),
+            Dimension::UserAgentFamily => facts.user_agent_family.clone(),
+            Dimension::SourceNetwork => facts.source_network.clone(),
+        }
+    }
+
+    /// `<rule>|<value>|<value>…`: a counter's group, a first-seen key, a group's identity.
+    fn key(&self, rule: &str, dimensions: &[Dimension]) -> String {
+        let mut key = rule.to_owned();
+        for dimension in dimensions {
+            key.push('|');
+            key.push_str(&self.value(*dimension));
+        }
+        key
     }
 }
 

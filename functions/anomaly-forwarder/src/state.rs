@@ -58,7 +58,7 @@ struct Counter {
 }
 
 /// `(event time, event id)`: a total order over records that a retry reproduces.
-fn order(alert: &Alert) -> (DateTime<Utc>, &str) {
+pub(crate) fn order(alert: &Alert) -> (DateTime<Utc>, &str) {
     (
         alert.event_time,
         alert
@@ -116,8 +116,9 @@ impl Tally {
     }
 
     /// Resolves the stateful findings against `store` and returns every alert to raise, in
-    /// event-time order. A store failure fails the whole resolution (the invocation is retried;
-    /// what was written is reused).
+    /// event-time order: first sightings first (a `novel_way` rule reads them), then counters,
+    /// then the novelty conditions, then grouping ([`crate::group`]). A store failure fails the
+    /// whole resolution (the invocation is retried; what was written is reused).
     pub async fn resolve<S: MarkerStore>(self, store: &S) -> Result<Vec<Alert>, MarkerError> {
         let Tally {
             alerts,
@@ -126,13 +127,6 @@ impl Tally {
         } = self;
         let mut raised: Vec<Alert> = alerts.into_values().collect();
 
-        let crossed: Vec<Option<Alert>> = futures::stream::iter(counters)
-            .map(|(counter, tally)| resolve_counter(store, counter, tally))
-            .buffer_unordered(CONCURRENCY.div_ceil(4))
-            .try_collect()
-            .await?;
-        raised.extend(crossed.into_iter().flatten());
-
         let first: Vec<Option<Alert>> = futures::stream::iter(first_seen)
             .map(|(key, (days, alert))| resolve_first_seen(store, key, days, alert))
             .buffer_unordered(CONCURRENCY)
@@ -140,9 +134,49 @@ impl Tally {
             .await?;
         raised.extend(first.into_iter().flatten());
 
-        raised.sort_by(|a, b| order(a).cmp(&order(b)).then(a.rule.cmp(&b.rule)));
+        let crossed: Vec<Option<Alert>> = futures::stream::iter(counters)
+            .map(|(counter, tally)| resolve_counter(store, counter, tally))
+            .buffer_unordered(CONCURRENCY.div_ceil(4))
+            .try_collect()
+            .await?;
+        raised.extend(crossed.into_iter().flatten());
+
+        let novel: Vec<Option<Alert>> = futures::stream::iter(raised)
+            .map(|alert| keep_if_novel(store, alert))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut raised = crate::group::fold(novel.into_iter().flatten().collect(), store).await?;
+
+        raised.sort_by(|a, b| {
+            order(a)
+                .cmp(&order(b))
+                .then(a.rule.cmp(&b.rule))
+                .then(a.alert_id.cmp(&b.alert_id))
+        });
         Ok(raised)
     }
+}
+
+/// An alert of a `novel_way` rule survives only when one of its first-seen keys was first seen
+/// recently (the markers [`resolve_first_seen`] keeps).
+async fn keep_if_novel<S: MarkerStore>(
+    store: &S,
+    alert: Alert,
+) -> Result<Option<Alert>, MarkerError> {
+    let Some(check) = &alert.requires else {
+        return Ok(Some(alert));
+    };
+    for key in &check.keys {
+        let marker = format!("state/first-seen/{}/{}", rule_of(key), key_hash(key));
+        if let Some(stored) = store.get(&marker).await?
+            && let Ok(first) = serde_json::from_str::<Sighting>(&stored.body)
+            && check.is_recent(first.event_time, alert.event_time)
+        {
+            return Ok(Some(alert));
+        }
+    }
+    Ok(None)
 }
 
 async fn resolve_counter<S: MarkerStore>(

@@ -175,6 +175,7 @@ fn network_and_reader_rules_need_their_configuration() {
         )]
         .into(),
         protected: Vec::new(),
+        automation: Default::default(),
     };
     let d = detector(environment);
     assert!(fires(

@@ -176,3 +176,54 @@ fn every_panther_test_event_parses_or_is_refused_clearly_and_agreement_is_report
         "agreement {agree}/{total}"
     );
 }
+
+/// Each Secrets Manager technique, scanned as one log file through the function's own path
+/// (shared state, grouping): exactly one high alert, grouped.
+#[tokio::test]
+async fn each_stratus_secrets_manager_technique_raises_exactly_one_grouped_high_alert() {
+    use anomaly_forwarder::state::Tally;
+    use keyward_shared::events::Severity;
+    use keyward_shared::ports::InMemoryMarkerStore;
+
+    let Some(dir) = corpus() else { return };
+    let detector = detector();
+    for (name, high_rule, members) in [
+        (
+            "aws.credential-access.secretsmanager-retrieve-secrets.json",
+            "bulk-read-novel-client",
+            None,
+        ),
+        (
+            "aws.credential-access.secretsmanager-batch-retrieve-secrets.json",
+            "filtered-batch-novel-client",
+            Some(5),
+        ),
+    ] {
+        let store = InMemoryMarkerStore::default();
+        let mut tally = Tally::default();
+        for raw in stratus(&dir, name) {
+            detector
+                .observe(&raw)
+                .unwrap()
+                .into_iter()
+                .for_each(|f| tally.add(f));
+        }
+        let alerts = tally.resolve(&store).await.unwrap();
+        let summary: Vec<(String, Severity, Option<u64>)> = alerts
+            .iter()
+            .map(|a| (a.rule.clone(), a.severity, a.group.as_ref().map(|g| g.count)))
+            .collect();
+        println!("{name}: {summary:?}");
+        let high: Vec<_> = alerts
+            .iter()
+            .filter(|a| a.severity >= Severity::High)
+            .collect();
+        assert_eq!(high.len(), 1, "{name}: {summary:?}");
+        assert_eq!(high[0].rule, high_rule);
+        if let Some(members) = members {
+            assert_eq!(high[0].group.as_ref().map(|g| g.count), Some(members));
+        }
+        // Every other alert is grouped or a threshold's one crossing: no flood.
+        assert!(alerts.len() <= 5, "{name}: {summary:?}");
+    }
+}
