@@ -24,7 +24,8 @@ fn http() -> HttpClient {
     )
 }
 
-/// Alerts from a burst of reads a month ago: 20 distinct secrets (bulk read), each first seen.
+/// Alerts from a burst of reads a month ago by a principal never seen before: 20 distinct secrets
+/// (bulk read), each first seen, by a new client from a new network (ungrouped: in memory).
 fn outgoing(alerts: &[Alert]) -> Vec<Outgoing> {
     alerts.iter().cloned().map(Outgoing::new).collect()
 }
@@ -59,13 +60,17 @@ async fn alerts_reach_loki_once_through_rate_limits_and_server_errors() {
         tenant: Some("keyward".into()),
     };
     let alerts = alerts();
-    assert_eq!(alerts.len(), 21, "20 first-seen and one bulk read");
+    assert_eq!(
+        alerts.len(),
+        24,
+        "20 first-seen reads, a new client and a new network, the bulk read and its novel-client twin"
+    );
     let batch = outgoing(&alerts);
     loki.fake.throttle_next(1);
     loki.fake.fail_next(1);
     push_to_loki(&http(), &target, &refs(&batch)).await.unwrap();
     let entries = loki.fake.entries();
-    assert_eq!(entries.len(), 21, "each alert stored once");
+    assert_eq!(entries.len(), 24, "each alert stored once");
     let (requests, gzipped) = loki.fake.requests();
     assert_eq!(
         (requests, gzipped),
@@ -77,7 +82,7 @@ async fn alerts_reach_loki_once_through_rate_limits_and_server_errors() {
         .find(|e| e.labels["rule"] == "bulk-secret-read")
         .unwrap();
     assert_eq!(bulk.labels["service"], SERVICE_LABEL);
-    assert_eq!(bulk.labels["severity"], "high");
+    assert_eq!(bulk.labels["severity"], "medium");
     assert_eq!(bulk.metadata["actor"], "mallory");
     assert_eq!(bulk.tenant.as_deref(), Some("keyward"));
     // A month-old event is accepted: entries carry the processing time, the line the event's.
@@ -91,7 +96,7 @@ async fn alerts_reach_loki_once_through_rate_limits_and_server_errors() {
         .filter(|o| o.alert.rule == "bulk-secret-read")
         .collect::<Vec<_>>();
     push_to_loki(&http(), &target, &last).await.unwrap();
-    assert_eq!(loki.fake.entries().len(), 21);
+    assert_eq!(loki.fake.entries().len(), 24);
 }
 
 #[tokio::test]
@@ -142,7 +147,7 @@ async fn the_webhook_gets_one_message_through_a_rate_limit() {
     assert_eq!(messages.len(), 1);
     assert_eq!(
         messages[0]["text"],
-        "[high] bulk-secret-read: One principal read many distinct secrets in a short window"
+        "[medium] bulk-secret-read: One principal read many distinct secrets in a short window"
     );
     let wrong = format!("{}/services/T0/B0/nope", hook.server.base_url());
     let err = post_webhook(&http(), &wrong, &bulk).await.unwrap_err();
@@ -294,26 +299,27 @@ async fn a_log_file_is_streamed_from_s3_and_each_alert_reaches_each_sink_once_ac
     let messages = w.hook.fake.messages().len();
     let events = w.forwarder.publisher.published.lock().unwrap().len();
     assert!(messages >= 1);
-    // 20 first-seen reads, one bulk read, one root login.
-    assert_eq!(events, 22);
+    // 20 first-seen reads in one group, the new client and network (one group each), the bulk
+    // read and its novel-client twin, one root login (its group).
+    assert_eq!(events, 6);
 
     // The retry: only Loki is missing, and only Loki is sent to.
     w.loki.fake.fail_next(0);
     let outcome = w.forwarder.handle(&event).await.unwrap();
     assert_eq!(outcome.input, "log-file");
     assert_eq!((outcome.records, outcome.rejected), (21, 0));
-    assert_eq!(outcome.alerts, 22);
-    assert_eq!(outcome.sent, [22, 0, 0], "{outcome:?}");
-    assert_eq!(outcome.already, [0, 22, 22], "{outcome:?}");
-    assert_eq!(w.loki.fake.entries().len(), 22);
+    assert_eq!(outcome.alerts, 6);
+    assert_eq!(outcome.sent, [6, 0, 0], "{outcome:?}");
+    assert_eq!(outcome.already, [0, 6, 6], "{outcome:?}");
+    assert_eq!(w.loki.fake.entries().len(), 6);
     assert_eq!(w.hook.fake.messages().len(), messages);
     let published = w.forwarder.publisher.published.lock().unwrap().clone();
-    assert_eq!(published.len(), 22);
+    assert_eq!(published.len(), 6);
 
     // A third delivery of the same file (S3 and EventBridge deliver at least once): nothing.
     let outcome = w.forwarder.handle(&event).await.unwrap();
     assert_eq!(outcome.sent, [0, 0, 0]);
-    assert_eq!(w.loki.fake.entries().len(), 22);
+    assert_eq!(w.loki.fake.entries().len(), 6);
 
     // Exactly one bulk-read alert, and the token in a user agent reached no sink.
     let bulk = w

@@ -12,14 +12,27 @@ const MAX_FAMILY_LEN: usize = 48;
 /// Product tokens that describe the runtime, not the tool (AWS SDK user agents append them:
 /// `md/…`, `os/…`, `lang/…`, `exec-env/…`; partner prefixes `APN/1.0 HashiCorp/1.0`).
 const RUNTIME_TOKENS: &[&str] = &[
-    "apn", "hashicorp", "md", "os", "lang", "exec-env", "ua", "api", "cfg", "m", "app",
+    "apn",
+    "hashicorp",
+    "md",
+    "os",
+    "lang",
+    "exec-env",
+    "ua",
+    "api",
+    "cfg",
+    "m",
+    "app",
 ];
 
 /// The user agent's family: `aws-cli/2`, `boto3/1`, `terraform/1`, `browser`, or a bare tool
 /// name with its run id cut (`stratus-red-team_<uuid>` → `stratus-red-team`). Empty in, empty
 /// out.
 pub fn user_agent_family(user_agent: &str) -> String {
-    let user_agent = user_agent.trim().trim_start_matches('[').trim_end_matches(']');
+    let user_agent = user_agent
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let tokens: Vec<&str> = user_agent.split_whitespace().collect();
     // Terraform names itself after partner tokens, and again as its provider: one family.
     if let Some(version) = tokens
@@ -30,7 +43,8 @@ pub fn user_agent_family(user_agent: &str) -> String {
         return format!("terraform/{}", major(version));
     }
     let Some(first) = tokens.iter().copied().find(|t| {
-        product(t).is_none_or(|(name, _)| !RUNTIME_TOKENS.contains(&name.to_ascii_lowercase().as_str()))
+        product(t)
+            .is_none_or(|(name, _)| !RUNTIME_TOKENS.contains(&name.to_ascii_lowercase().as_str()))
     }) else {
         return String::new();
     };
@@ -110,8 +124,7 @@ impl KnownAutomation {
         let tool = !family.is_empty()
             && self.user_agent_families.iter().any(|known| {
                 known == family
-                    || (!known.contains('/')
-                        && family.split('/').next() == Some(known.as_str()))
+                    || (!known.contains('/') && family.split('/').next() == Some(known.as_str()))
             });
         principal || tool
     }
@@ -128,17 +141,32 @@ mod tests {
                 "aws-cli/2.15.30 Python/3.11.8 Linux/6.1 exe/x86_64.amzn.2 prompt/off command/secretsmanager.get-secret-value",
                 "aws-cli/2",
             ),
-            ("Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.1 md/arch#x86_64 lang/python#3.12.1", "boto3/1"),
-            ("aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22.5 md/GOOS#linux api/secretsmanager#1.32.3", "aws-sdk-go-v2/1"),
+            (
+                "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.1 md/arch#x86_64 lang/python#3.12.1",
+                "boto3/1",
+            ),
+            (
+                "aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22.5 md/GOOS#linux api/secretsmanager#1.32.3",
+                "aws-sdk-go-v2/1",
+            ),
             (
                 "APN/1.0 HashiCorp/1.0 Terraform/1.7.5 (+https://www.terraform.io) terraform-provider-aws/5.31.0 (+https://registry.terraform.io/providers/hashicorp/aws) aws-sdk-go-v2/1.24.0",
                 "terraform/1",
             ),
-            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36", "browser"),
-            ("stratus-red-team_0a05817a-84d2-40d7-afde-8311715b1ee6", "stratus-red-team"),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36",
+                "browser",
+            ),
+            (
+                "stratus-red-team_0a05817a-84d2-40d7-afde-8311715b1ee6",
+                "stratus-red-team",
+            ),
             ("[aws-cli/2.9.0 Python/3.9.11]", "aws-cli/2"),
             ("AWS Internal", "aws"),
-            ("secretsmanager.amazonaws.com", "secretsmanager.amazonaws.com"),
+            (
+                "secretsmanager.amazonaws.com",
+                "secretsmanager.amazonaws.com",
+            ),
             ("keyward/v3beta", "keyward/3"),
             ("", ""),
         ] {

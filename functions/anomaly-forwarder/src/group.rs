@@ -74,7 +74,10 @@ struct Head {
 }
 
 /// Folds grouped alerts into one delivery per group and input; other alerts pass unchanged.
-pub async fn fold<S: MarkerStore>(alerts: Vec<Alert>, store: &S) -> Result<Vec<Alert>, MarkerError> {
+pub async fn fold<S: MarkerStore>(
+    alerts: Vec<Alert>,
+    store: &S,
+) -> Result<Vec<Alert>, MarkerError> {
     let mut out = Vec::with_capacity(alerts.len());
     let mut groups: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
     for alert in alerts {
@@ -152,7 +155,11 @@ async fn fold_group<S: MarkerStore>(
         role,
         count,
         first: head.event_time,
-        last: members.iter().map(|m| m.event_time).max().unwrap_or(head.event_time),
+        last: members
+            .iter()
+            .map(|m| m.event_time)
+            .max()
+            .unwrap_or(head.event_time),
         members: labels,
         chat,
     });
@@ -181,7 +188,9 @@ async fn chat_notice<S: MarkerStore>(
 /// The largest of 1, 2, 5, 10, 20, 50… not above `count` (1 for 0).
 pub fn size_step(count: u64) -> u64 {
     let mut step = 1u64;
-    for next in (0..).flat_map(|power| [2u64, 5, 10].map(|m| m.saturating_mul(10u64.saturating_pow(power)))) {
+    for next in
+        (0..).flat_map(|power| [2u64, 5, 10].map(|m| m.saturating_mul(10u64.saturating_pow(power))))
+    {
         if next > count || next == u64::MAX {
             break;
         }
@@ -214,6 +223,9 @@ mod tests {
             .iter()
             .map(|n| size_step(*n))
             .collect();
-        assert_eq!(steps, [1, 1, 2, 2, 5, 5, 10, 10, 20, 20, 50, 50, 100, 200, 1_000]);
+        assert_eq!(
+            steps,
+            [1, 1, 2, 2, 5, 5, 10, 10, 20, 20, 50, 50, 100, 200, 1_000]
+        );
     }
 }

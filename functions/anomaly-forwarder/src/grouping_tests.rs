@@ -191,7 +191,11 @@ async fn racing_invocations_cannot_both_open_a_group() {
     let opened: Vec<&Alert> = x
         .iter()
         .chain(&y)
-        .filter(|a| a.group.as_ref().is_some_and(|g| g.role == GroupRole::Opened))
+        .filter(|a| {
+            a.group
+                .as_ref()
+                .is_some_and(|g| g.role == GroupRole::Opened)
+        })
         .collect();
     assert_eq!(opened.len(), 1, "{opened:?}");
 }
@@ -362,8 +366,8 @@ fn gateway_decision(n: u32, outcome: Outcome) -> String {
                 repository: "acme/payments".into(),
                 r#ref: "refs/heads/feature".into(),
                 event_name: "push".into(),
-                job_workflow_ref:
-                    "acme/payments/.github/workflows/deploy.yml@refs/heads/feature".into(),
+                job_workflow_ref: "acme/payments/.github/workflows/deploy.yml@refs/heads/feature"
+                    .into(),
                 environment: None,
                 runner_environment: "github-hosted".into(),
                 run_id: n.to_string(),
@@ -460,7 +464,9 @@ fn grouping_and_novelty_declarations_are_checked() {
             .contains("not a first_seen rule")
     );
     assert_eq!(
-        error("    novel_way: { rules: [seen], within_seconds: 60 }\n    group: { by: [actor, user_agent_family], window_seconds: 60 }\n"),
+        error(
+            "    novel_way: { rules: [seen], within_seconds: 60 }\n    group: { by: [actor, user_agent_family], window_seconds: 60 }\n"
+        ),
         ""
     );
 }

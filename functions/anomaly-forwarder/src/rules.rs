@@ -668,7 +668,11 @@ impl Detector {
                 time,
                 evidence: evidence(&analysis.record, &view.facts, &self.redactor),
             };
-            findings.extend(matched.iter().map(|&index| self.finding(&self.rules[index], &seen)));
+            findings.extend(
+                matched
+                    .iter()
+                    .map(|&index| self.finding(&self.rules[index], &seen)),
+            );
         }
         Ok(findings)
     }

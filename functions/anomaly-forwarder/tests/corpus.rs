@@ -211,7 +211,13 @@ async fn each_stratus_secrets_manager_technique_raises_exactly_one_grouped_high_
         let alerts = tally.resolve(&store).await.unwrap();
         let summary: Vec<(String, Severity, Option<u64>)> = alerts
             .iter()
-            .map(|a| (a.rule.clone(), a.severity, a.group.as_ref().map(|g| g.count)))
+            .map(|a| {
+                (
+                    a.rule.clone(),
+                    a.severity,
+                    a.group.as_ref().map(|g| g.count),
+                )
+            })
             .collect();
         println!("{name}: {summary:?}");
         let high: Vec<_> = alerts

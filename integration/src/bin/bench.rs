@@ -266,7 +266,9 @@ async fn main() -> Result<()> {
                     | "KEYWARD_LOKI_TENANT"
                     | "KEYWARD_ALERT_WEBHOOK_SECRET_ARN"
                     | "KEYWARD_ALLOWED_CIDRS"
-                    | "KEYWARD_ALLOWED_VPC_ENDPOINTS",
+                    | "KEYWARD_ALLOWED_VPC_ENDPOINTS"
+                    | "KEYWARD_AUTOMATION_PRINCIPALS"
+                    | "KEYWARD_AUTOMATION_USER_AGENTS",
                     _,
                 ) => String::new(),
                 (other, _) => anyhow::bail!("the bench does not know how to provide {other}"),

@@ -1,6 +1,7 @@
 //! Anomaly forwarding: a denied read from the CloudTrail stream, then a log file with a burst of
 //! reads streamed from the trail bucket, redelivered (EventBridge and S3 deliver at least once),
-//! and a digest file the template's rule does not route.
+//! a storm of deletions folded into one grouped alert, and a digest file the template's rule
+//! does not route.
 
 use anyhow::Result;
 
@@ -32,6 +33,26 @@ pub(super) async fn forward_anomalies(s: &mut Scenario) -> Result<()> {
         format!("{bulk_alerts} bulk-read alert(s); redelivery: {redelivery}"),
     );
 
+    // A storm: one principal schedules 20 secrets for deletion (a `terraform destroy`), in
+    // one log file delivered twice. One grouped alert, in Loki and in the chat.
+    let chat_before = s.stack.anomaly.webhook.fake.messages().len();
+    let (_, created) = s.stack.anomaly.put_log_file(&deletions(20)).await?;
+    s.stack.deliver_aws(&created, "deletion storm").await?;
+    s.stack
+        .deliver_aws(&created, "deletion storm, redelivered")
+        .await?;
+    let groups = groups_for(&s.stack, "deletion-scheduled");
+    let chat: Vec<String> = s.stack.anomaly.webhook.fake.messages()[chat_before..]
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let chat_grouped = chat.len() == 1 && chat[0].contains("20 matches");
+    s.check(
+        "anomaly: a storm of deletions is one grouped alert (Loki, webhook)",
+        groups == [(String::from("opened"), 20)] && chat_grouped,
+        format!("Loki groups {groups:?}; webhook {chat:?}"),
+    );
+
     let digest_key = "AWSLogs/123456789012/CloudTrail-Digest/eu-west-1/2026/11/20/123456789012_CloudTrail-Digest_eu-west-1_keyward_eu-west-1_20261120T110012Z.json.gz";
     let digest_event = s.stack.anomaly.object_created(digest_key, 1024);
     let routed = s.stack.deliver_aws(&digest_event, "digest file").await?;
@@ -60,6 +81,44 @@ fn alerts_for(stack: &LocalStack, rule: &str) -> usize {
         .iter()
         .filter(|e| e.labels.get("rule").map(String::as_str) == Some(rule))
         .count()
+}
+
+/// The groups of one rule's alerts in Loki: (role, member count) per entry.
+fn groups_for(stack: &LocalStack, rule: &str) -> Vec<(String, u64)> {
+    stack
+        .anomaly
+        .loki
+        .fake
+        .entries()
+        .iter()
+        .filter(|e| e.labels.get("rule").map(String::as_str) == Some(rule))
+        .filter_map(|e| {
+            let line: serde_json::Value = serde_json::from_str(&e.line).ok()?;
+            let group = line.get("group")?;
+            Some((group["role"].as_str()?.to_owned(), group["count"].as_u64()?))
+        })
+        .collect()
+}
+
+/// `n` secrets scheduled for deletion by one principal within a minute.
+fn deletions(n: usize) -> Vec<serde_json::Value> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    (0..n)
+        .map(|n| {
+            serde_json::json!({
+                "eventVersion": "1.09", "eventID": uuid::Uuid::new_v4().to_string(), "eventTime": now,
+                "eventSource": "secretsmanager.amazonaws.com", "eventName": "DeleteSecret",
+                "eventType": "AwsApiCall", "readOnly": false, "managementEvent": true,
+                "awsRegion": crate::moto::REGION, "sourceIPAddress": "10.1.2.3",
+                "userAgent": "APN/1.0 HashiCorp/1.0 Terraform/1.9.5 terraform-provider-aws/5.70.0",
+                "recipientAccountId": "123456789012",
+                "userIdentity": {"type": "IAMUser", "accountId": "123456789012",
+                    "arn": "arn:aws:iam::123456789012:user/ops-laptop", "userName": "ops-laptop"},
+                "requestParameters": {"secretId": format!("/acme/prod/legacy{n}/api-key"),
+                    "recoveryWindowInDays": 7},
+            })
+        })
+        .collect()
 }
 
 /// `n` distinct secrets read by one user within a minute.

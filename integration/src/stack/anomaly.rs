@@ -101,6 +101,9 @@ impl Part for Anomaly {
             "KEYWARD_LOKI_PUSH_URL" => self.loki.push_url(),
             "KEYWARD_LOKI_TENANT" => "keyward".into(),
             "KEYWARD_ALERT_WEBHOOK_SECRET_ARN" => self.webhook_secret_arn.clone(),
+            // The local stack's own automation: the drift detector's and syncer's SDK.
+            "KEYWARD_AUTOMATION_PRINCIPALS" => String::new(),
+            "KEYWARD_AUTOMATION_USER_AGENTS" => "aws-sdk-rust".into(),
             _ => return None,
         })
     }
