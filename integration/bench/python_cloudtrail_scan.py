@@ -52,10 +52,49 @@ def public(policy):
     return False
 
 
+RUNTIME = {"apn", "hashicorp", "md", "os", "lang", "exec-env", "ua", "api", "cfg", "m", "app"}
+
+
+def major(version):
+    digits = ""
+    for c in version.lstrip("vV"):
+        if not c.isdigit():
+            break
+        digits += c
+    return digits or "0"
+
+
+def family(agent):
+    tokens = (agent or "").strip().strip("[]").split()
+    for t in tokens:
+        name, _, version = t.partition("/")
+        if version and name.lower() == "terraform":
+            return "terraform/" + major(version)
+    for t in tokens:
+        name, _, version = t.partition("/")
+        if version and name.lower() in RUNTIME:
+            continue
+        if not version:
+            return t.split("_")[0].lower()
+        return "browser" if name.lower() == "mozilla" else name.lower() + "/" + major(version)
+    return ""
+
+
+def network(ip, endpoint):
+    if endpoint:
+        return endpoint
+    try:
+        net = ipaddress.ip_network(ip + ("/24" if ":" not in ip else "/48"), strict=False)
+        return str(net)
+    except ValueError:
+        return (ip or "").lower()
+
+
 with gzip.open(sys.argv[1], "rt") as f:
     records = json.load(f)["Records"]
 
 seen_ids, counts, distinct, first_seen = set(), {}, {}, set()
+first_way, crossed_novel = {}, set()
 duplicates = 0
 by_rule = {}
 
@@ -96,16 +135,32 @@ for r in records:
         counts[key] = counts.get(key, 0) + 1
         if counts[key] == 5:
             alert("batch-read-burst")
-    if ok and name == "GetSecretValue":
-        window = int(time.mktime(time.strptime(r["eventTime"], "%Y-%m-%dT%H:%M:%SZ"))) // 600
-        members = distinct.setdefault((who, window), set())
-        before = len(members)
-        members.add(secret)
-        if before == 19 and len(members) == 20:
-            alert("bulk-secret-read")
-        if (who, secret) not in first_seen:
-            first_seen.add((who, secret))
-            alert("first-seen-reader")
+    if ok and name in ("GetSecretValue", "BatchGetSecretValue"):
+        at = int(time.mktime(time.strptime(r["eventTime"], "%Y-%m-%dT%H:%M:%SZ")))
+        novel = False
+        for kind, way in (("client", family(r.get("userAgent"))), ("network", network(r.get("sourceIPAddress", ""), r.get("vpcEndpointId")))):
+            key = (kind, who, way)
+            if key not in first_way:
+                first_way[key] = at
+                alert("first-seen-" + kind)
+            novel = novel or first_way[key] + 3600 >= at
+        filtered = bool(req.get("filters"))
+        if filtered and novel:
+            alert("filtered-batch-novel-client")
+        secrets = [] if filtered else ([secret] if secret else []) + list(req.get("secretIdList") or [])
+        window = at // 600
+        for one in secrets:
+            members = distinct.setdefault((who, window), set())
+            before = len(members)
+            members.add(one)
+            if before == 19 and len(members) == 20:
+                alert("bulk-secret-read")
+                if novel and (who, window) not in crossed_novel:
+                    crossed_novel.add((who, window))
+                    alert("bulk-read-novel-client")
+            if (who, one) not in first_seen:
+                first_seen.add((who, one))
+                alert("first-seen-reader")
 
 print(json.dumps({
     "records": len(records) - duplicates, "duplicates": duplicates, "rejected": 0, "alerts": sum(by_rule.values()), "by_rule": by_rule,

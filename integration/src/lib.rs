@@ -9,9 +9,11 @@
 //! - [`fakes`]: home of the fake third-party HTTP servers (Vercel, GitHub, Loki, ...);
 //! - [`logs`]: capturing what code under test logs;
 //! - [`declared`]: a moto account seeded exactly as the manifest declares it;
+//! - [`detection_quality`]: the shipped anomaly rules scored on the public CloudTrail corpus;
 //! - [`support`]: small pieces tests, fakes and the harness share.
 
 pub mod declared;
+pub mod detection_quality;
 pub mod fakes;
 pub mod logs;
 pub mod moto;

@@ -61,6 +61,10 @@ pub struct RuleDecl {
     pub group: Option<GroupDecl>,
     #[serde(default)]
     pub novel_way: Option<NovelWay>,
+    /// Rules of other detection suites that cover the same behaviour (`panther:<RuleID>`), for
+    /// measuring agreement on their labelled test events.
+    #[serde(default)]
+    pub equivalents: Vec<String>,
 }
 
 /// Alerts of one rule that share these dimensions within a window become one group: the

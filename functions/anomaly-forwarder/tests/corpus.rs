@@ -119,19 +119,19 @@ fn every_panther_test_event_parses_or_is_refused_clearly_and_agreement_is_report
     let text =
         std::fs::read_to_string(dir.join("panther-analysis/cloudtrail_rule_tests.jsonl")).unwrap();
     let detector = detector();
-    // Panther rule -> the keyward rule covering the same logic (per record, before thresholds).
-    let mapping = [
-        ("AWS.SecretsManager.RetrieveSecrets", "denied-secret-access"),
-        (
-            "AWS.SecretsManager.BatchRetrieveSecrets",
-            "batch-read-burst",
-        ),
-        (
-            "AWS.SecretsManager.BatchRetrieveSecretsCatchAll",
-            "batch-catch-all",
-        ),
-        ("AWS.Root.Activity", "root-activity"),
-    ];
+    // Panther rule -> the keyward rule covering the same logic (per record, before thresholds),
+    // as the rules file declares it.
+    let mapping: Vec<(String, String)> = detector
+        .rules()
+        .iter()
+        .flat_map(|rule| {
+            rule.equivalents
+                .iter()
+                .filter_map(|e| e.strip_prefix("panther:"))
+                .map(|panther| (panther.to_owned(), rule.id.clone()))
+        })
+        .collect();
+    assert_eq!(mapping.len(), 4, "{mapping:?}");
     let (mut parsed, mut refused) = (0, 0);
     let mut agreement: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for line in text.lines() {
@@ -143,9 +143,9 @@ fn every_panther_test_event_parses_or_is_refused_clearly_and_agreement_is_report
                 let rule_id = test["rule_id"].as_str().unwrap_or("");
                 if let Some((panther, ours)) = mapping.iter().find(|(p, _)| *p == rule_id) {
                     let expected = test["expected_result"].as_bool().unwrap_or(false);
-                    let entry = agreement.entry(panther).or_default();
+                    let entry = agreement.entry(panther.as_str()).or_default();
                     entry.1 += 1;
-                    if matched.contains(ours) == expected {
+                    if matched.contains(&ours.as_str()) == expected {
                         entry.0 += 1;
                     } else {
                         println!(

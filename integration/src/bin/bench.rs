@@ -32,8 +32,8 @@ struct Args {
     /// Records in the verification benchmark.
     #[arg(long, default_value_t = 100_000)]
     records: usize,
-    /// Only the rows of one area (`vercel`, `drift` or `render`), for a quick look; the full
-    /// table by default.
+    /// Only the rows of one area (`vercel`, `drift`, `render`, `cloudtrail` or `quality`), for
+    /// a quick look; the full table by default.
     #[arg(long)]
     only: Option<String>,
     /// Secrets in the drift benchmark.
@@ -106,6 +106,9 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let root = keyward_integration::repo_root();
     let model = TemplateModel::load(&root.join("infra/template.yaml"))?;
+    if args.only.as_deref() == Some("quality") {
+        return quality_rows();
+    }
     if args.only.as_deref() == Some("render") {
         // Needs neither moto nor the template.
         println!("| metric | keyward | baseline | baseline / keyward |");
@@ -125,7 +128,14 @@ async fn main() -> Result<()> {
             println!("|---|---:|---:|---:|");
             return drift_rows(&moto, args.drift_secrets).await;
         }
-        Some(other) => anyhow::bail!("--only takes `vercel`, `drift` or `render`, not `{other}`"),
+        Some("cloudtrail") => {
+            println!("| metric | keyward | baseline | baseline / keyward |");
+            println!("|---|---:|---:|---:|");
+            return cloudtrail_rows(&args.bin_dir, args.records);
+        }
+        Some(other) => anyhow::bail!(
+            "--only takes `vercel`, `drift`, `render`, `cloudtrail` or `quality`, not `{other}`"
+        ),
     }
     let bucket = "keyward-bench";
     moto.create_bucket(bucket, BucketKind::ObjectLockCompliance { days: 1 })
@@ -403,6 +413,8 @@ async fn main() -> Result<()> {
     verify_row(args.records).await?;
     cloudtrail_rows(&args.bin_dir, args.records)?;
     writes_row(&moto, args.runs).await?;
+    println!();
+    quality_rows()?;
     println!();
     println!(
         "baselines: {} + boto3 doing the same work (integration/bench/python_handler.py: the conditional PUT; python_rotation_handler.py: the rotation templates' start and step guard); `sha256sum` over the same record bytes",
@@ -951,6 +963,23 @@ fn cloudtrail_rows(bin_dir: &std::path::Path, records: usize) -> Result<()> {
                 "| CloudTrail log file vs decompression alone ({tool}) | | not installed | |"
             ),
         }
+    }
+    Ok(())
+}
+
+/// The shipped anomaly rules on the public CloudTrail corpus, when it is present.
+fn quality_rows() -> Result<()> {
+    let dir = keyward_integration::repo_root().join("../shared/data/cloudtrail");
+    if !dir.is_dir() {
+        println!("detection quality: skipped ({} is absent)", dir.display());
+        return Ok(());
+    }
+    let report = keyward_integration::detection_quality::measure(&dir)?;
+    let rows = keyward_integration::detection_quality::rows(&report);
+    if let Some((header, rules)) = rows.split_first() {
+        println!("{header}");
+        println!("|---|---:|---:|---:|---|");
+        rules.iter().for_each(|row| println!("{row}"));
     }
     Ok(())
 }
