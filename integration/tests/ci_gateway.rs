@@ -84,6 +84,7 @@ impl World {
                 method: "POST".into(),
                 path: path.into(),
                 authorization: token.map(|t| format!("Bearer {t}")),
+                source_ip: Some("203.0.113.50".into()),
                 body: body.to_string().into_bytes(),
             })
             .await
@@ -489,6 +490,7 @@ impl TestGatewayRef<'_> {
                 method: "POST".into(),
                 path: "/v1/preflight".into(),
                 authorization: Some(format!("Bearer {token}")),
+                source_ip: Some("203.0.113.50".into()),
                 body: json!({"environment": "prod", "service": "payments"})
                     .to_string()
                     .into_bytes(),
@@ -687,6 +689,7 @@ async fn routes_bodies_and_missing_tokens_get_the_stable_error_shape() {
             method: "GET".into(),
             path: "/v1/preflight".into(),
             authorization: Some(format!("Bearer {token}")),
+            source_ip: Some("203.0.113.50".into()),
             body: Vec::new(),
         })
         .await;
@@ -714,6 +717,7 @@ async fn routes_bodies_and_missing_tokens_get_the_stable_error_shape() {
             method: "POST".into(),
             path: "/v1/preflight".into(),
             authorization: Some(format!("Bearer {token}")),
+            source_ip: Some("203.0.113.50".into()),
             body: vec![b' '; 70 * 1024],
         })
         .await;

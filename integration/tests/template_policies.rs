@@ -334,3 +334,51 @@ fn the_audit_bucket_refuses_rewrites_and_policy_changes() {
         "the audit bucket policy grants nothing: {lines:#?}"
     );
 }
+
+/// Who may invoke which function, besides the event rules SAM wires: each grant names one
+/// service (or the function URL alone) and is bound to this account or one source.
+#[test]
+fn every_invoke_permission_is_scoped_to_its_source() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().unwrap();
+    let mut grants: Vec<String> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Lambda::Permission"))
+        .map(|(id, r)| {
+            let p = &r["Properties"];
+            format!(
+                "{} {} -> {} for {} [account {}, source {}, url only {}]",
+                render(id),
+                render(&p["Action"]),
+                render(&p["FunctionName"]),
+                render(&p["Principal"]),
+                render(&p["SourceAccount"]),
+                render(&p["SourceArn"]),
+                render(&p["InvokedViaFunctionUrl"]),
+            )
+        })
+        .collect();
+    grants.sort();
+    assert_eq!(
+        grants,
+        [
+            "CiGatewayInvokeViaUrl lambda:InvokeFunction -> !Ref(CiGatewayFunction) for * [account null, source null, url only true]",
+            "CiGatewayLogsInvokeForwarder lambda:InvokeFunction -> !GetAtt(AnomalyForwarderFunction.Arn) for logs.amazonaws.com [account !Ref(AWS::AccountId), source !GetAtt(CiGatewayLogGroup.Arn), url only null]",
+            "RotationFunctionInvokePermission lambda:InvokeFunction -> !GetAtt(RotationFunction.Arn) for secretsmanager.amazonaws.com [account !Ref(AWS::AccountId), source null, url only null]",
+        ]
+    );
+    // The gateway's refusals, and only they, reach the forwarder from its log group.
+    let subscription = &template["Resources"]["CiGatewayRefusalsSubscription"]["Properties"];
+    assert_eq!(
+        render(&subscription["LogGroupName"]),
+        "!Ref(CiGatewayLogGroup)"
+    );
+    assert_eq!(
+        render(&subscription["DestinationArn"]),
+        "!GetAtt(AnomalyForwarderFunction.Arn)"
+    );
+    assert_eq!(
+        subscription["FilterPattern"].as_str(),
+        Some("{ ($.fields.status = 401) || ($.fields.status = 403) }")
+    );
+}

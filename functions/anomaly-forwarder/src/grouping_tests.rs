@@ -425,6 +425,43 @@ async fn repeated_gateway_refusals_of_one_repository_alert_once() {
     assert_eq!(principal, "acme/payments#424242");
 }
 
+#[tokio::test]
+async fn a_source_flooding_the_gateway_with_refused_requests_alerts_once() {
+    let forwarder = crate::handler::Forwarder {
+        detector: std::sync::Arc::new(detector()),
+        state: InMemoryMarkerStore::default(),
+        log_files: NoLogFiles,
+        publisher: InMemoryEventPublisher::default(),
+        http: http(),
+        loki: None,
+        webhook_url: None,
+        redactor: Redactor::new(),
+    };
+    let line = |ip: &str| {
+        format!(
+            r#"{{"level":"INFO","fields":{{"message":"request","method":"POST","path":"/v1/sync/vercel","status":401,"source_ip":"{ip}"}},"target":"ci_gateway"}}"#
+        )
+    };
+    let probe = line("198.51.100.23");
+    let other = line("203.0.113.7");
+    let ids: Vec<String> = (0..25).map(|n| format!("log-{n}")).collect();
+    let mut lines: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), probe.as_str())).collect();
+    lines.push(("log-other", other.as_str()));
+    let payload = json!({"awslogs": {"data": crate::gateway::tests::delivery(&lines)}}).to_string();
+    let outcome = forwarder.handle(&payload).await.unwrap();
+    assert_eq!((outcome.input, outcome.records), ("gateway-log", 26));
+    assert_eq!(outcome.alerts, 1);
+    // Delivered again (CloudWatch Logs retries a failed invocation): nothing new.
+    let again = forwarder.handle(&payload).await.unwrap();
+    assert_eq!(again.sent, [0, 0, 0]);
+    let published = forwarder.publisher.published.lock().unwrap().clone();
+    let EventData::AnomalyDetected { rule, evidence, .. } = &published[0].data else {
+        panic!("{published:?}");
+    };
+    assert_eq!(rule, "gateway-refusal-burst");
+    assert_eq!(evidence["source_ip"], "198.51.100.23");
+}
+
 struct NoLogFiles;
 
 impl crate::handler::LogFiles for NoLogFiles {

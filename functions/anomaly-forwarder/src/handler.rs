@@ -2,7 +2,8 @@
 //!
 //! - **Stream**: an EventBridge event `AWS API Call via CloudTrail` from `aws.secretsmanager`
 //!   (its `detail` is the CloudTrail record);
-//! - **keyward itself**: a denied `GatewayDecision` from keyward's bus ([`crate::gateway`]);
+//! - **keyward itself**: a denied `GatewayDecision` from keyward's bus, and the gateway's refused
+//!   requests from its log group's subscription filter ([`crate::gateway`]);
 //! - **Batch**: an EventBridge `Object Created` event from `aws.s3` for the trail bucket: the log
 //!   file is streamed from S3 (the body feeds the decompressor on a blocking thread, so memory
 //!   stays flat whatever the file size); digest files and other keys are skipped.
@@ -337,7 +338,7 @@ impl FailureKind for HandlerError {
 /// What one invocation did (the function's response, and its log line).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Outcome {
-    /// `record`, `log-file` or `skipped`.
+    /// `record`, `log-file`, `gateway-log` or `skipped`.
     pub input: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
@@ -365,11 +366,18 @@ impl Outcome {
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
+    /// A CloudWatch Logs subscription delivery (the gateway's refused requests).
+    awslogs: Option<AwsLogs>,
     source: Option<String>,
     #[serde(rename = "detail-type")]
     detail_type: Option<String>,
     #[serde(borrow)]
     detail: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct AwsLogs {
+    data: String,
 }
 
 #[derive(Deserialize)]
@@ -477,6 +485,11 @@ impl<S: MarkerStore, P: EventPublisher, L: LogFiles> Forwarder<S, P, L> {
                 e.column()
             ))
         })?;
+        if let Some(logs) = envelope.awslogs {
+            let records =
+                crate::gateway::log_records(&logs.data).map_err(HandlerError::InvalidEvent)?;
+            return self.records(&records, "gateway-log").await;
+        }
         let detail = envelope
             .detail
             .ok_or_else(|| HandlerError::InvalidEvent("the event has no `detail`".into()))?;
@@ -515,14 +528,23 @@ impl<S: MarkerStore, P: EventPublisher, L: LogFiles> Forwarder<S, P, L> {
     }
 
     async fn record(&self, raw: &str) -> Result<Outcome, HandlerError> {
-        let findings = self.detector.observe(raw).map_err(|e| {
-            HandlerError::InvalidEvent(format!("the CloudTrail record was rejected: {e}"))
-        })?;
+        self.records(std::slice::from_ref(&raw.to_owned()), "record")
+            .await
+    }
+
+    /// Records that arrived together (one event, or one log subscription delivery): one
+    /// tally, one resolution, one delivery.
+    async fn records(&self, raws: &[String], input: &'static str) -> Result<Outcome, HandlerError> {
         let mut tally = Tally::default();
-        findings.into_iter().for_each(|f| tally.add(f));
+        for raw in raws {
+            let findings = self.detector.observe(raw).map_err(|e| {
+                HandlerError::InvalidEvent(format!("the CloudTrail record was rejected: {e}"))
+            })?;
+            findings.into_iter().for_each(|f| tally.add(f));
+        }
         let outcome = Outcome {
-            input: "record",
-            records: 1,
+            input,
+            records: raws.len() as u64,
             ..Default::default()
         };
         self.finish(tally, outcome).await

@@ -174,6 +174,9 @@ pub fn load(config_dir: &Path) -> Result<Loaded, LoadError> {
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// The caller's address (the Function URL's `requestContext.http.sourceIp`): logged with
+    /// every request, so refusals without an identity can still be told apart by source.
+    pub source_ip: Option<String>,
     pub authorization: Option<String>,
     pub body: Vec<u8>,
 }
@@ -306,10 +309,13 @@ where
     /// Handles one request. Never fails: every outcome is a response.
     pub async fn handle(&self, request: &Request) -> Response {
         let response = self.route(request).await.unwrap_or_else(|refused| refused);
+        // The log group's subscription filter sends 401s and 403s to the anomaly forwarder,
+        // which reads `status`, `path` and `source_ip` from this line.
         tracing::info!(
             method = %request.method,
             path = %request.path,
             status = response.status,
+            source_ip = request.source_ip.as_deref().unwrap_or(""),
             "request"
         );
         response

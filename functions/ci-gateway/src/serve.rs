@@ -9,7 +9,7 @@ use keyward_shared::adapters::aws::{
 use keyward_shared::adapters::http::HttpClient;
 use keyward_shared::config::EnvSource;
 use keyward_shared::redact::Redactor;
-use lambda_http::{Body, service_fn};
+use lambda_http::{Body, RequestExt, service_fn};
 
 use crate::drift::{DeployedRemediation, RemediationConfig, remediation};
 use crate::jwks::{HttpJwksFetcher, JwksCache};
@@ -57,7 +57,8 @@ impl DeployedGateway {
     }
 }
 
-/// The request as the gateway sees it: method, path, the `Authorization` header, the body.
+/// The request as the gateway sees it: method, path, the `Authorization` header, the caller's
+/// address, the body.
 pub fn request_of(event: &lambda_http::Request) -> Request {
     Request {
         method: event.method().as_str().to_owned(),
@@ -67,6 +68,12 @@ pub fn request_of(event: &lambda_http::Request) -> Request {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        source_ip: match event.request_context_ref() {
+            Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => {
+                context.http.source_ip.clone()
+            }
+            _ => None,
+        },
         body: event.body().to_vec(),
     }
 }

@@ -647,6 +647,7 @@ async fn gateway_rps_row(issuer: &keyward_integration::fakes::oidc::RunningIssue
         method: "POST".into(),
         path: "/v1/preflight".into(),
         authorization: Some(format!("Bearer {token}")),
+        source_ip: Some("203.0.113.50".into()),
         body: br#"{"environment":"prod","service":"payments"}"#.to_vec(),
     };
     // Warm the cache.
