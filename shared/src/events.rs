@@ -277,7 +277,7 @@ pub struct WorkflowClaims {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalyGroup {
-    /// `<rule>|<dimension values>|<window index>`.
+    /// `<rule>|<hash of the dimension values>|<window index>`.
     pub id: String,
     /// `opened` or `updated`.
     pub role: String,

@@ -41,6 +41,13 @@ fn patterns() -> &'static [(Regex, &'static str)] {
             (r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", "[REDACTED-JWT]"),
             // AWS access key ids.
             (r"\b(AKIA|ASIA)[A-Z0-9]{16}\b", "[REDACTED-AKID]"),
+            // Tokens whose format announces them, wherever they appear (a user name, a user
+            // agent): GitHub (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), Slack
+            // (`xoxb-`…), Stripe (`sk_live_`…).
+            (
+                r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|xox[abeprs]-[A-Za-z0-9-]{10,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,})",
+                "[REDACTED-TOKEN]",
+            ),
         ]
         .into_iter()
         .map(|(re, replacement)| (Regex::new(re).expect("static redaction pattern compiles"), replacement))
@@ -313,6 +320,22 @@ mod tests {
                 "jwt [REDACTED-JWT]",
             ),
             ("key AKIAABCDEFGHIJKLMNOP used", "key [REDACTED-AKID] used"),
+            (
+                "user mallory ghp_0123456789abcdefABCDEF0123456789abcd here",
+                "user mallory [REDACTED-TOKEN] here",
+            ),
+            (
+                "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123",
+                "[REDACTED-TOKEN]",
+            ),
+            (
+                "hook xoxb-123456789012-abcdefABCDEF",
+                "hook [REDACTED-TOKEN]",
+            ),
+            ("key sk_live_0123456789abcdefXYZ", "key [REDACTED-TOKEN]"),
+            // Not tokens: the prefix alone, or too short to be one.
+            ("ghp_ is GitHub's prefix", "ghp_ is GitHub's prefix"),
+            ("sk_live_short", "sk_live_short"),
         ];
         for (input, expected) in cases {
             assert_eq!(r.redact(input), expected, "{input}");

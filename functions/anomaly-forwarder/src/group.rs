@@ -36,7 +36,7 @@ const MAX_COUNTED: u64 = 10_000;
 /// A group as one delivery describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSummary {
-    /// `<rule>|<by values>|<window index>`.
+    /// `<rule>|<hash of the by values>|<window index>`.
     pub id: String,
     pub role: GroupRole,
     /// Member alerts so far (every invocation's).

@@ -507,3 +507,40 @@ fn grouping_and_novelty_declarations_are_checked() {
         ""
     );
 }
+
+#[tokio::test]
+async fn a_grouped_alert_carries_no_token_to_any_sink() {
+    let planted = "ghp_0123456789abcdefABCDEF0123456789abcd";
+    let storm: Vec<String> = (0..3)
+        .map(|n| {
+            let mut record: Value = serde_json::from_str(&deletion(n)).unwrap();
+            record["userAgent"] = format!("aws-cli/2.15.0 token={planted}").into();
+            record["userIdentity"]["userName"] = format!("mallory {planted}").into();
+            record.to_string()
+        })
+        .collect();
+    let store = InMemoryMarkerStore::default();
+    let alerts = resolve(&store, &storm).await;
+    let outgoing: Vec<crate::forward::Outgoing> = alerts
+        .into_iter()
+        .map(crate::forward::Outgoing::new)
+        .collect();
+    let refs: Vec<&crate::forward::Outgoing> = outgoing.iter().collect();
+    assert!(refs.iter().any(|o| o.alert.group.is_some()));
+    let redactor = Redactor::new();
+    let everything = format!(
+        "{}{}{}",
+        crate::forward::loki_body(&refs),
+        crate::forward::webhook_body(&refs),
+        refs.iter()
+            .map(|o| crate::forward::anomaly_event(o, &redactor)
+                .to_detail_json()
+                .unwrap())
+            .collect::<String>()
+    );
+    assert!(!everything.contains(planted), "{everything}");
+    assert!(
+        !everything.contains("0123456789abcdefABCDEF"),
+        "{everything}"
+    );
+}

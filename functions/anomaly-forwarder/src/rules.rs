@@ -144,7 +144,7 @@ pub struct Alert {
     pub group: Option<crate::group::GroupSummary>,
 }
 
-/// A grouped alert's group: `<rule>|<by values>|<window index>`.
+/// A grouped alert's group: `<rule>|<hash of the by values>|<window index>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Grouping {
     pub id: String,
@@ -696,10 +696,13 @@ impl Detector {
             event_time: seen.time,
             alert_id,
             evidence: seen.evidence.clone(),
+            // The dimension values are hashed: the id travels to Loki, the chat and the audit
+            // trail, where only the redacted evidence may name who and what.
             grouping: rule.group.as_ref().map(|group| Grouping {
                 id: format!(
-                    "{}|{}",
-                    seen.key(&rule.id, &group.by),
+                    "{}|{}|{}",
+                    rule.id,
+                    crate::state::key_hash(&seen.key(&rule.id, &group.by)),
                     seen.time.timestamp().div_euclid(group.window_seconds)
                 ),
             }),
