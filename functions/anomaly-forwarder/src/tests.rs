@@ -500,6 +500,26 @@ fn attempts_against_keyward_itself_alert() {
             "PutPermission",
             serde_json::json!({"eventBusName": "keyward-acme"}),
         ),
+        (
+            "s3.amazonaws.com",
+            "DeleteBucket",
+            serde_json::json!({"bucketName": "keyward-audit-123"}),
+        ),
+        (
+            "kms.amazonaws.com",
+            "CreateGrant",
+            serde_json::json!({"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "operations": ["Sign"]}),
+        ),
+        (
+            "events.amazonaws.com",
+            "DisableRule",
+            serde_json::json!({"name": "keyward-AuditWriterFunctionAllDomainEvents", "eventBusName": "keyward-acme"}),
+        ),
+        (
+            "events.amazonaws.com",
+            "RemoveTargets",
+            serde_json::json!({"rule": "x", "eventBusName": "keyward-acme", "ids": ["1"]}),
+        ),
     ] {
         for error in [None, Some("AccessDenied")] {
             let raw = call(source, name, parameters.clone(), error);
