@@ -51,6 +51,8 @@ pub fn plan_from(environment: &str, findings: &[Finding]) -> Plan {
     for f in findings {
         let (action, change) = match f.kind {
             FindingKind::DeclaredMissing => ("create", true),
+            // The module creates containers, never values: the owner puts the first one.
+            FindingKind::NoValue => ("no value yet (put one, or rotate it)", false),
             FindingKind::GovernanceMismatch | FindingKind::TagContractBroken => {
                 ("update tags", true)
             }

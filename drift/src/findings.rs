@@ -21,6 +21,7 @@ use serde::Serialize;
 #[serde(rename_all = "kebab-case")]
 pub enum FindingKind {
     DeclaredMissing,
+    NoValue,
     Undeclared,
     TagContractBroken,
     GovernanceMismatch,
@@ -40,8 +41,9 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 17] = [
+    pub const ALL: [FindingKind; 18] = [
         Self::DeclaredMissing,
+        Self::NoValue,
         Self::Undeclared,
         Self::TagContractBroken,
         Self::GovernanceMismatch,
@@ -63,6 +65,7 @@ impl FindingKind {
     pub fn slug(self) -> &'static str {
         match self {
             Self::DeclaredMissing => "declared-missing",
+            Self::NoValue => "no-value",
             Self::Undeclared => "undeclared",
             Self::TagContractBroken => "tag-contract-broken",
             Self::GovernanceMismatch => "governance-mismatch",
@@ -90,6 +93,7 @@ impl FindingKind {
         match self {
             Self::PolicyPublic => Severity::Critical,
             Self::DeclaredMissing
+            | Self::NoValue
             | Self::RotationDisabled
             | Self::RotationIntervalOverPolicy
             | Self::RotationOverdue
@@ -372,6 +376,14 @@ pub fn evaluate(
             governance: &declared.governance,
             entry,
         };
+        // A container without a value (the Terraform module creates secrets so): a deploy
+        // that reads it would fail.
+        if entry.current_version.is_none() {
+            findings.push(
+                Finding::new(FindingKind::NoValue, &name, None)
+                    .with("detail", "no version is labelled AWSCURRENT"),
+            );
+        }
         if let Some(deleted) = entry.deleted {
             findings.push(
                 Finding::new(FindingKind::ScheduledForDeletion, &name, None)

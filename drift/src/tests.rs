@@ -179,9 +179,10 @@ fn every_finding_kind_is_raised_with_its_evidence() {
         e.governance = tags::decode(&tags);
         e.tags = tags;
     }
-    // Never rotated (created long ago), and unused.
+    // Never rotated (created long ago), unused, and holding no value.
     {
         let e = entry(&mut case, stripe);
+        e.current_version = None;
         e.last_rotated = None;
         e.created = Some(now() - Duration::days(120));
         e.last_accessed = Some(now() - Duration::days(100));

@@ -892,13 +892,14 @@ mod preflight_on_moto {
         );
 
         // Scheduled for deletion; rotation off; rotating less often than the policy; a manual
-        // secret untouched for longer than its interval.
+        // secret untouched for longer than its interval; a container without a value.
         let mut broken = entries.clone();
         for entry in &mut broken {
             match entry.name.rsplit('/').next().unwrap() {
                 "stripe-api-key" => {
                     entry.last_changed = Some(chrono::Utc::now() - chrono::Duration::days(120));
                     entry.created = entry.last_changed;
+                    entry.current_version = None;
                 }
                 "db-credentials" => entry.rotation_days = Some(120),
                 "db-admin" => entry.deleted = Some(chrono::Utc::now() + chrono::Duration::days(7)),
@@ -913,6 +914,7 @@ mod preflight_on_moto {
             "scheduled for deletion",
             "rotates every 120 days",
             "rotated by hand 120 days ago",
+            "no value: no version is labelled AWSCURRENT",
         ] {
             assert!(text.contains(expected), "{expected}: {text}");
         }

@@ -40,6 +40,15 @@ pub fn checklist(
             continue;
         };
         push("exists", true, entry.arn.clone());
+        // Metadata only: `SecretVersionsToStages` says whether a current value exists.
+        match &entry.current_version {
+            Some(version) => push("has-value", true, format!("AWSCURRENT is {version}")),
+            None => push(
+                "has-value",
+                false,
+                "no value: no version is labelled AWSCURRENT".into(),
+            ),
+        }
         match entry.deleted {
             Some(at) => push(
                 "not-scheduled-for-deletion",
