@@ -100,6 +100,7 @@ impl Credentials {
                 http: http.clone(),
                 base_url: jira.base_url.clone(),
                 project: jira.project.clone(),
+                issue_type: jira.issue_type.clone(),
                 email: email.clone(),
                 api_token: api_token.clone(),
             })),

@@ -85,6 +85,12 @@ impl FindingKind {
         }
     }
 
+    /// The `Drift Type` a fix of this kind declares: every kind keyward detects today is drift
+    /// of the infrastructure (Secrets Manager, its policies, Vercel's copies).
+    pub fn drift_type(self) -> DriftType {
+        DriftType::Infra
+    }
+
     pub fn from_slug(slug: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.slug() == slug)
     }
@@ -110,6 +116,29 @@ impl FindingKind {
             | Self::VercelStale => Severity::Medium,
             Self::Unused => Severity::Low,
         }
+    }
+}
+
+/// The platform teams' two drift types: what the cloud holds, and what the workloads run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftType {
+    Infra,
+    Workload,
+}
+
+impl DriftType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Infra => "infra",
+            Self::Workload => "workload",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Infra, Self::Workload]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(value.trim()))
     }
 }
 

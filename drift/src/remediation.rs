@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::findings::FindingKind;
+use crate::findings::{DriftType, FindingKind};
 use crate::tickets::Review;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RemediationFields {
     pub drift_issue: u64,
-    pub drift_type: String,
+    pub drift_type: DriftType,
     pub change_request_id: String,
     pub environment: String,
     pub cloud_provider: String,
@@ -125,13 +125,15 @@ pub fn parse_fields(
             }
         }
     });
-    if let Some(t) = &drift_type
-        && FindingKind::from_slug(t).is_none()
-    {
-        problems.push(format!(
-            "`Drift Type` `{t}` is not a drift kind keyward reports"
-        ));
-    }
+    let drift_type = drift_type.and_then(|t| {
+        let parsed = DriftType::parse(&t);
+        if parsed.is_none() {
+            problems.push(format!(
+                "`Drift Type` `{t}` is neither `infra` nor `workload`"
+            ));
+        }
+        parsed
+    });
     if let Some(cr) = &change_request
         && !is_change_request(cr)
     {
@@ -450,10 +452,13 @@ where
             ))),
             Some(issue) => {
                 let kind = issue.fingerprint.split(':').next().unwrap_or_default();
-                if kind != fields.drift_type {
+                let issue_type = FindingKind::from_slug(kind).map(FindingKind::drift_type);
+                if issue_type != Some(fields.drift_type) {
                     checked.reasons.push(GuardReason::unmet(format!(
-                        "`Drift Type` is {}, but drift issue #{} is {kind}",
-                        fields.drift_type, fields.drift_issue
+                        "`Drift Type` is {}, but drift issue #{} is {} drift ({kind})",
+                        fields.drift_type.as_str(),
+                        fields.drift_issue,
+                        issue_type.map_or("unknown", DriftType::as_str),
                     )));
                 }
                 let secret = Finding::secret_of(&issue.fingerprint).unwrap_or_default();

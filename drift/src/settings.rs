@@ -14,6 +14,8 @@ pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 pub struct JiraConfig {
     pub base_url: String,
     pub project: String,
+    /// `JIRA_ISSUE_TYPE` (default `Task`): the type drift issues are created with.
+    pub issue_type: String,
 }
 
 /// An https URL variable (plain http only on loopback), without its trailing `/`.
@@ -57,7 +59,8 @@ pub fn github_repo(env: &dyn EnvSource) -> Result<Option<String>, ConfigError> {
     Ok(repo)
 }
 
-/// `ENABLE_JIRA_INTEGRATION` with `KEYWARD_JIRA_URL` and `KEYWARD_JIRA_PROJECT`.
+/// `ENABLE_JIRA_INTEGRATION` with `KEYWARD_JIRA_URL`, `KEYWARD_JIRA_PROJECT` and
+/// `JIRA_ISSUE_TYPE`.
 pub fn jira(env: &dyn EnvSource) -> Result<Option<JiraConfig>, ConfigError> {
     if !flag(env, "ENABLE_JIRA_INTEGRATION", false)? {
         return Ok(None);
@@ -66,6 +69,11 @@ pub fn jira(env: &dyn EnvSource) -> Result<Option<JiraConfig>, ConfigError> {
         base_url: url_var(env, "KEYWARD_JIRA_URL", None)?
             .ok_or(ConfigError::Missing("KEYWARD_JIRA_URL"))?,
         project: required(env, "KEYWARD_JIRA_PROJECT")?,
+        issue_type: env
+            .get("JIRA_ISSUE_TYPE")
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "Task".to_owned()),
     }))
 }
 

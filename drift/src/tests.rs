@@ -333,7 +333,7 @@ fn issue_bodies_carry_their_fingerprint_and_jira_key() {
     );
     assert_eq!(fingerprint_in(&body), Some(finding.fingerprint.as_str()));
     assert_eq!(jira_key_in(&body).as_deref(), Some("SEC-7"));
-    assert!(body.contains("Drift Type: rotation-disabled"));
+    assert!(body.contains("Drift Type: infra"));
     assert_eq!(issue_text(&finding, Some("SEC-7")).1, body, "deterministic");
     assert_eq!(fingerprint_in("no marker"), None);
     assert!(marker("a:b").starts_with("<!-- keyward-drift"));
@@ -351,14 +351,14 @@ fn link_headers() {
     assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
 }
 
-const GOOD_BODY: &str = "Fixes the rotation.\n\n**Drift Issue:** #12\nDrift Type: rotation-disabled\nChange Request ID: CR-1042\nEnvironment: prod\nCloud Provider: AWS\nJira Key: SEC-7\n";
+const GOOD_BODY: &str = "Fixes the rotation.\n\n**Drift Issue:** #12\nDrift Type: infra\nChange Request ID: CR-1042\nEnvironment: prod\nCloud Provider: AWS\nJira Key: SEC-7\n";
 
 #[test]
 fn remediation_fields_accept_a_complete_description() {
     let envs = ["dev".to_owned(), "prod".to_owned()];
     let fields = parse_fields(GOOD_BODY, true, &envs).unwrap();
     assert_eq!(fields.drift_issue, 12);
-    assert_eq!(fields.drift_type, "rotation-disabled");
+    assert_eq!(fields.drift_type, DriftType::Infra);
     assert_eq!(fields.change_request_id, "CR-1042");
     assert_eq!(fields.cloud_provider, "aws");
     assert_eq!(fields.jira_key.as_deref(), Some("SEC-7"));
@@ -374,8 +374,8 @@ fn remediation_fields_report_every_problem_by_name() {
         (("**Drift Issue:** #12\n", ""), "`Drift Issue` is missing"),
         (("#12", "twelve"), "`Drift Issue` must be an issue number"),
         (
-            ("rotation-disabled", "rotation-broken"),
-            "`Drift Type` `rotation-broken`",
+            ("Drift Type: infra", "Drift Type: rotation-disabled"),
+            "`Drift Type` `rotation-disabled` is neither `infra` nor `workload`",
         ),
         (
             ("CR-1042", "see ticket"),
@@ -524,4 +524,44 @@ fn only_write_permissions_approve() {
     for p in ["triage", "read", "none", "", "WRITE"] {
         assert!(!can_write(p), "{p}");
     }
+}
+
+#[test]
+fn jira_issues_take_the_configured_type_and_close_to_done_or_closed() {
+    let env = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let base = [
+        ("ENABLE_JIRA_INTEGRATION", "true"),
+        ("KEYWARD_JIRA_URL", "https://acme.atlassian.net"),
+        ("KEYWARD_JIRA_PROJECT", "SEC"),
+    ];
+    let default = crate::settings::jira(&env(&base)).unwrap().unwrap();
+    assert_eq!(default.issue_type, "Task");
+    let mut bug = base.to_vec();
+    bug.push(("JIRA_ISSUE_TYPE", "Bug"));
+    assert_eq!(
+        crate::settings::jira(&env(&bug))
+            .unwrap()
+            .unwrap()
+            .issue_type,
+        "Bug"
+    );
+
+    // Jira's transitions response: a workflow ending in Closed, and one ending in Done.
+    let closed = serde_json::json!({"transitions": [
+        {"id": "11", "name": "Start", "to": {"name": "In Progress"}},
+        {"id": "41", "name": "Close issue", "to": {"name": "Closed"}},
+    ]});
+    assert_eq!(crate::tickets::closing_transition(&closed), Some("41"));
+    let done = serde_json::json!({"transitions": [
+        {"id": "41", "name": "Close", "to": {"name": "Closed"}},
+        {"id": "31", "name": "Done", "to": {"name": "DONE"}},
+    ]});
+    assert_eq!(crate::tickets::closing_transition(&done), Some("31"));
+    let neither = serde_json::json!({"transitions": [{"id": "11", "to": {"name": "To Do"}}]});
+    assert_eq!(crate::tickets::closing_transition(&neither), None);
 }

@@ -75,7 +75,7 @@ pub fn issue_text(finding: &Finding, jira_key: Option<&str>) -> (String, String)
     }
     body.push_str(&format!(
         "\nFix it through a reviewed pull request whose description carries:\n\n```\nDrift Issue: #<this issue>\nDrift Type: {}\nChange Request ID: <CR id>\nEnvironment: <env>\nCloud Provider: aws\n{}```\n\nThe pre-merge guard checks these fields and the approvals; after the merge, verification re-runs detection and closes this issue.\n",
-        finding.kind.slug(),
+        finding.kind.drift_type().as_str(),
         if jira_key.is_some() { "Jira Key: <key>\n" } else { "" }
     ));
     (title, body)
@@ -459,8 +459,25 @@ pub struct JiraClient {
     pub http: HttpClient,
     pub base_url: String,
     pub project: String,
+    /// The issue type drift issues are created with (`JIRA_ISSUE_TYPE`).
+    pub issue_type: String,
     pub email: String,
     pub api_token: SecretString,
+}
+
+/// The transition that ends an issue, from Jira's transitions response: to a status named
+/// Done, else one named Closed (workflows name their last status either way).
+pub fn closing_transition(transitions: &Value) -> Option<&str> {
+    let all = transitions["transitions"].as_array()?;
+    ["done", "closed"].iter().find_map(|wanted| {
+        all.iter()
+            .find(|t| {
+                t["to"]["name"]
+                    .as_str()
+                    .is_some_and(|name| name.eq_ignore_ascii_case(wanted))
+            })
+            .and_then(|t| t["id"].as_str())
+    })
 }
 
 /// A plain paragraph in Atlassian Document Format.
@@ -534,7 +551,7 @@ impl Jira for JiraClient {
             .json(&json!({"fields": {
                 "project": {"key": self.project},
                 "summary": title,
-                "issuetype": {"name": "Task"},
+                "issuetype": {"name": self.issue_type},
                 "labels": [DRIFT_LABEL, jira_label(&finding.fingerprint)],
                 "description": adf(&format!("Fingerprint: {}\n\nSeverity: {:?}\n\n{}", finding.fingerprint, finding.severity, evidence.join("\n\n"))),
             }}))
@@ -574,14 +591,8 @@ impl Jira for JiraClient {
             .await
             .map_err(|e| self.error("transitions", e))?;
         let v: Value = response.json().map_err(|e| self.error("transitions", e))?;
-        let Some(id) = v["transitions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|t| t["to"]["name"].as_str() == Some("Done"))
-            .and_then(|t| t["id"].as_str())
-        else {
-            // Already Done (no transition leads there from Done itself).
+        let Some(id) = closing_transition(&v) else {
+            // Already done or closed (no transition leads there from the status itself).
             return Ok(());
         };
         let request = self

@@ -88,6 +88,7 @@ fn jira_client(jira: &RunningJira) -> JiraClient {
         http: http(),
         base_url: jira.base_url(),
         project: "SEC".into(),
+        issue_type: "Task".into(),
         email: JIRA_EMAIL.into(),
         api_token: SecretString::from(JIRA_TOKEN.to_owned()),
     }
@@ -443,7 +444,7 @@ async fn a_bad_manifest_fails_the_run_and_opens_nothing() {
     assert!(w.events().is_empty());
 }
 
-const PR_BODY: &str = "Turns rotation back on.\n\nDrift Issue: #ISSUE\nDrift Type: rotation-disabled\nChange Request ID: CR-2041\nEnvironment: prod\nCloud Provider: aws\nJira Key: JIRA\n";
+const PR_BODY: &str = "Turns rotation back on.\n\nDrift Issue: #ISSUE\nDrift Type: infra\nChange Request ID: CR-2041\nEnvironment: prod\nCloud Provider: aws\nJira Key: JIRA\n";
 
 #[tokio::test]
 async fn remediation_guard_and_verification_through_github_and_jira() {
@@ -523,9 +524,9 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     // Each reject reason of the description.
     for (from, to, reason) in [
         (
-            "Drift Type: rotation-disabled",
-            "Drift Type: unused",
-            "but drift issue",
+            "Drift Type: infra",
+            "Drift Type: workload",
+            "`Drift Type` is workload, but drift issue",
         ),
         (
             "Environment: prod",

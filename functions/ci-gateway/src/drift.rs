@@ -42,7 +42,7 @@ pub struct RemediationConfig {
     pub manifest_bucket: String,
     pub manifest_prefix: String,
     pub state_bucket: String,
-    /// `MIN_DRIFT_PR_APPROVALS` (default 2).
+    /// `MIN_DRIFT_PR_APPROVALS` (default 1, as the platform teams' workflow sets it).
     pub min_approvals: usize,
     pub jira: Option<JiraConfig>,
     /// The detector's own settings, so verification judges as the scheduled run does.
@@ -62,7 +62,7 @@ impl RemediationConfig {
             return Ok(None);
         };
         let (manifest_bucket, manifest_prefix) = s3_location(env, "KEYWARD_MANIFEST_S3_URI")?;
-        let min_approvals: usize = parsed_or(env, "MIN_DRIFT_PR_APPROVALS", 2)?;
+        let min_approvals: usize = parsed_or(env, "MIN_DRIFT_PR_APPROVALS", 1)?;
         if min_approvals == 0 {
             return Err(ConfigError::Invalid {
                 name: "MIN_DRIFT_PR_APPROVALS",

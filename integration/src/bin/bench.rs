@@ -263,7 +263,8 @@ async fn main() -> Result<()> {
                     "KEYWARD_DRIFT_CREDENTIALS_SECRET_ARN"
                     | "KEYWARD_DRIFT_GITHUB_REPO"
                     | "KEYWARD_JIRA_URL"
-                    | "KEYWARD_JIRA_PROJECT",
+                    | "KEYWARD_JIRA_PROJECT"
+                    | "JIRA_ISSUE_TYPE",
                     _,
                 ) => String::new(),
                 ("KEYWARD_GITHUB_API_URL", _) => "https://api.github.com".into(),

@@ -43,7 +43,7 @@ pub(super) async fn remediate_drift(s: &mut Scenario) -> Result<()> {
         .next()
         .unwrap_or_default()
         .to_owned();
-    let pull = open_fix(&s.stack, &issue, &kind, &jira_key);
+    let pull = open_fix(&s.stack, &issue, &jira_key);
     guard(s, pull).await?;
     // The change itself (here: what the pull request's Terraform would apply), then the merge.
     let secret = secret_named_in(&issue.body).unwrap_or_default();
@@ -111,9 +111,9 @@ async fn detect(s: &mut Scenario) -> Result<usize> {
 }
 
 /// The fix for the issue: a pull request with the governance fields.
-fn open_fix(stack: &LocalStack, issue: &StoredIssue, kind: &str, jira_key: &str) -> u64 {
+fn open_fix(stack: &LocalStack, issue: &StoredIssue, jira_key: &str) -> u64 {
     let body = format!(
-        "Moves the secret to the customer-managed key.\n\nDrift Issue: #{}\nDrift Type: {kind}\nChange Request ID: CR-7001\nEnvironment: dev\nCloud Provider: aws\nJira Key: {jira_key}\n",
+        "Moves the secret to the customer-managed key.\n\nDrift Issue: #{}\nDrift Type: infra\nChange Request ID: CR-7001\nEnvironment: dev\nCloud Provider: aws\nJira Key: {jira_key}\n",
         issue.number
     );
     let seed = PullSeed {

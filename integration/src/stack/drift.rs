@@ -102,6 +102,7 @@ impl Part for Drift {
             "ENABLE_JIRA_INTEGRATION" => "true".into(),
             "KEYWARD_JIRA_URL" => self.jira.base_url(),
             "KEYWARD_JIRA_PROJECT" => "SEC".into(),
+            "JIRA_ISSUE_TYPE" => "Task".into(),
             "ENABLE_DRIFT_NOTIFICATIONS" => "true".into(),
             "KEYWARD_DRIFT_UNUSED_DAYS" => "90".into(),
             "MIN_DRIFT_PR_APPROVALS" => "2".into(),
