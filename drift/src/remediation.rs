@@ -368,6 +368,12 @@ pub trait DriftRemediation: Send + Sync {
         number: u64,
         authorized: &GuardOutcome,
     ) -> impl Future<Output = Result<VerifyOutcome, RemediationError>> + Send;
+    /// The pull request a merge commit merged, so post-merge verification needs no input.
+    fn merged_pull(
+        &self,
+        repo: &str,
+        merge_commit: &str,
+    ) -> impl Future<Output = Result<Option<u64>, RemediationError>> + Send;
 }
 
 /// The gateway without drift remediation: both routes answer that it is not configured.
@@ -384,6 +390,9 @@ impl DriftRemediation for Disabled {
         _: u64,
         _: &GuardOutcome,
     ) -> Result<VerifyOutcome, RemediationError> {
+        Err(RemediationError::NotConfigured)
+    }
+    async fn merged_pull(&self, _: &str, _: &str) -> Result<Option<u64>, RemediationError> {
         Err(RemediationError::NotConfigured)
     }
 }
@@ -589,6 +598,18 @@ where
     J: Jira,
     M: MarkerStore,
 {
+    async fn merged_pull(
+        &self,
+        repo: &str,
+        merge_commit: &str,
+    ) -> Result<Option<u64>, RemediationError> {
+        Ok(self
+            .github
+            .merged_by_commit(repo, merge_commit)
+            .await
+            .map_err(DriftError::from)?)
+    }
+
     async fn pre_merge(&self, repo: &str, number: u64) -> Result<GuardOutcome, RemediationError> {
         let Some(pull) = self
             .github

@@ -151,6 +151,13 @@ pub trait PullRequests: Send + Sync {
         repo: &str,
         login: &str,
     ) -> impl Future<Output = Result<String, TicketError>> + Send;
+    /// The merged pull request whose merge commit `sha` is, if any (GitHub's "list pull
+    /// requests associated with a commit").
+    fn merged_by_commit(
+        &self,
+        repo: &str,
+        sha: &str,
+    ) -> impl Future<Output = Result<Option<u64>, TicketError>> + Send;
 }
 
 /// Whether a permission lets its holder merge: only such reviewers' approvals count.
@@ -391,6 +398,26 @@ impl PullRequests for GithubClient {
             Err(e) if e.status().map(|s| s.as_u16()) == Some(404) => Ok(None),
             Err(e) => Err(self.error("get pull request", e)),
         }
+    }
+
+    async fn merged_by_commit(&self, repo: &str, sha: &str) -> Result<Option<u64>, TicketError> {
+        if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let path = format!("/repos/{repo}/commits/{sha}/pulls?per_page=100");
+        let (page, _) = self
+            .json(
+                "list pull requests of a commit",
+                self.request(Method::GET, &path),
+            )
+            .await?;
+        Ok(page.as_array().into_iter().flatten().find_map(|pull| {
+            let merged = !pull["merged_at"].is_null()
+                && pull["merge_commit_sha"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(sha));
+            merged.then(|| pull["number"].as_u64()).flatten()
+        }))
     }
 
     async fn reviews(&self, repo: &str, number: u64) -> Result<Vec<Review>, TicketError> {

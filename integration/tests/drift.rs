@@ -580,6 +580,22 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
         .github
         .fake
         .merge_pull(DRIFT_REPO.0, DRIFT_REPO.1, pr, "carol");
+    // The push of the merge commit finds its pull request; no other commit does.
+    assert_eq!(
+        remediation.merged_pull(&repo, &merge).await.unwrap(),
+        Some(pr)
+    );
+    assert_eq!(
+        remediation
+            .merged_pull(&repo, &"f".repeat(40))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        remediation.merged_pull(&repo, "not-a-sha").await.unwrap(),
+        None
+    );
     let guard = remediation.pre_merge(&repo, pr).await.unwrap();
     let verify = remediation.post_merge(&repo, pr, &guard).await.unwrap();
     assert!(!verify.verified());

@@ -128,7 +128,9 @@ pub async fn remediation(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PullBody {
-    pull_number: u64,
+    /// Optional for post-merge on a `push`: the token's merge commit names the pull request.
+    #[serde(default)]
+    pull_number: Option<u64>,
 }
 
 fn backend_unavailable(e: RemediationError) -> Response {
@@ -168,25 +170,62 @@ where
         body: &[u8],
     ) -> Result<Response, Response> {
         let body: PullBody = Self::body(body)?;
-        if let Some(own) = pull_request_number(&claims.r#ref)
-            && own != body.pull_number
+        let own = pull_request_number(&claims.r#ref);
+        if let (Some(own), Some(asked)) = (own, body.pull_number)
+            && own != asked
         {
             return Err(Response::error(
                 403,
                 "forbidden",
-                format!(
-                    "this token runs for pull request #{own}, not #{}",
-                    body.pull_number
-                ),
+                format!("this token runs for pull request #{own}, not #{asked}"),
             ));
         }
         let Some(drift) = &self.drift else {
             return Err(backend_unavailable(RemediationError::NotConfigured));
         };
         self.permitted_somewhere(claims, action).await?;
+        let pull_number = match body.pull_number.or(own) {
+            Some(number) => number,
+            None if action == Action::DriftVerify => self.merged_pull(drift, claims).await?,
+            None => {
+                return Err(Response::error(
+                    400,
+                    "invalid_request",
+                    "`pull_number` is required outside a pull request's workflow",
+                ));
+            }
+        };
         match action {
-            Action::DriftGuard => self.drift_guard(drift, claims, body.pull_number).await,
-            _ => self.drift_verify(drift, claims, body.pull_number).await,
+            Action::DriftGuard => self.drift_guard(drift, claims, pull_number).await,
+            _ => self.drift_verify(drift, claims, pull_number).await,
+        }
+    }
+
+    /// The pull request the token's own commit merged (a `push` after a merge): the number is
+    /// the signed token's, never the caller's to choose.
+    async fn merged_pull(&self, drift: &D, claims: &GithubClaims) -> Result<u64, Response> {
+        let Some(sha) = claims
+            .sha
+            .as_deref()
+            .filter(|_| claims.event_name == "push")
+        else {
+            return Err(Response::error(
+                400,
+                "invalid_request",
+                "`pull_number` is required unless the workflow runs on the push of a merge",
+            ));
+        };
+        match drift.merged_pull(&claims.repository, sha).await {
+            Ok(Some(number)) => Ok(number),
+            Ok(None) => Err(Response::error(
+                422,
+                "no_merged_pull_request",
+                format!(
+                    "commit {sha} merged no pull request of {}",
+                    claims.repository
+                ),
+            )),
+            Err(e) => Err(backend_unavailable(e)),
         }
     }
 

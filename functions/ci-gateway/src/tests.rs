@@ -149,6 +149,7 @@ fn claims() -> token::GithubClaims {
         runner_environment: "github-hosted".into(),
         run_id: "1".into(),
         environment: Some("prod".into()),
+        sha: None,
     }
 }
 

@@ -123,6 +123,9 @@ pub struct GithubClaims {
     pub runner_environment: String,
     pub run_id: String,
     pub environment: Option<String>,
+    /// The commit the workflow runs on: on a `push` to the default branch after a merge, the
+    /// merge commit (how post-merge verification finds its pull request).
+    pub sha: Option<String>,
 }
 
 impl GithubClaims {
@@ -167,6 +170,7 @@ impl GithubClaims {
             runner_environment: text("runner_environment")?,
             run_id: text("run_id")?,
             environment: optional_text("environment")?,
+            sha: optional_text("sha")?,
         })
     }
 

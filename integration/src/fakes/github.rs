@@ -34,6 +34,9 @@
 //!   merge commit, `merged_by` the merger.
 //! - `GET …/pulls/{n}/reviews`: chronological, paginated; `commit_id` is the head SHA the review
 //!   was submitted on.
+//! - `GET …/commits/{sha}/pulls` ("List pull requests associated with a commit"): the merged
+//!   pull request whose merge commit it is; for a commit not on the default branch, the open
+//!   pull requests whose head it is; an empty list otherwise (a SHA is not validated).
 //! - Rate limits: every response carries `x-ratelimit-limit: 5000`, `x-ratelimit-remaining`,
 //!   `x-ratelimit-used`, `x-ratelimit-reset` (epoch seconds, an hourly window that starts with
 //!   the first request), `x-ratelimit-resource: core` and `x-github-api-version-selected`. A
@@ -582,6 +585,7 @@ enum Route {
     Pull(u64),
     Reviews(u64),
     Permission(String),
+    CommitPulls(String),
 }
 
 /// Resolves `/repos/{owner}/{repo}/…` or the canonical `/repositories/{id}/…` to a repository
@@ -604,6 +608,7 @@ fn route(store: &Store, path: &str) -> Option<(usize, Route)> {
         ["pulls", n] => Route::Pull(number(n)?),
         ["pulls", n, "reviews"] => Route::Reviews(number(n)?),
         ["collaborators", login, "permission"] => Route::Permission((*login).to_owned()),
+        ["commits", sha, "pulls"] => Route::CommitPulls((*sha).to_owned()),
         _ => return None,
     };
     Some((repo, route))
@@ -650,6 +655,7 @@ fn respond(
         (Route::Pull(n), Method::GET, _) => get_pull(store, repo, n),
         (Route::Reviews(n), Method::GET, _) => list_reviews(store, repo, n, &page),
         (Route::Permission(login), Method::GET, _) => permission(store, repo, &login),
+        (Route::CommitPulls(sha), Method::GET, _) => commit_pulls(store, repo, &sha, &page),
         (Route::Issues, Method::POST, None)
         | (Route::Issue(_), Method::PATCH, None)
         | (Route::Comments(_), Method::POST, None) => {
@@ -992,6 +998,26 @@ fn get_pull(store: &Store, repo: usize, number: u64) -> Response {
         }
         _ => not_found(),
     }
+}
+
+/// `GET /repos/{owner}/{repo}/commits/{sha}/pulls`: the merged pull request the commit merged,
+/// else the open ones whose head it is.
+fn commit_pulls(store: &Store, repo: usize, sha: &str, paging: &Paging) -> Response {
+    let r = &store.repos[repo];
+    let pulls = || r.items.iter().filter_map(|i| Some((i, i.pull.as_ref()?)));
+    let merged: Vec<Value> = pulls()
+        .filter(|(_, p)| p.merged.as_ref().is_some_and(|m| m.sha == sha))
+        .map(|(item, _)| pull_json(store, r, item))
+        .collect();
+    let values = if merged.is_empty() {
+        pulls()
+            .filter(|(item, p)| item.state == "open" && p.head_sha == sha)
+            .map(|(item, _)| pull_json(store, r, item))
+            .collect()
+    } else {
+        merged
+    };
+    paged(store, repo, paging, values)
 }
 
 /// `GET /repos/{owner}/{repo}/collaborators/{username}/permission`: the user's permission on the

@@ -48,12 +48,13 @@ pub(super) async fn remediate_drift(s: &mut Scenario) -> Result<()> {
     // The change itself (here: what the pull request's Terraform would apply), then the merge.
     let secret = secret_named_in(&issue.body).unwrap_or_default();
     apply_fix(&s.stack, &kind, secret).await?;
-    s.stack
+    let merge_commit = s
+        .stack
         .drift
         .github
         .fake
         .merge_pull(OWNER, REPO, pull, "carol");
-    verify(s, pull, issue.number, &jira_key).await?;
+    verify(s, &merge_commit, issue.number, &jira_key).await?;
     let deliveries = s.stack.pump().await?;
     let (audited, objects) = s.audit_grew(findings + 1 + DECISIONS).await?;
     s.check(
@@ -154,13 +155,24 @@ async fn guard(s: &mut Scenario, pull: u64) -> Result<()> {
     Ok(())
 }
 
-/// After the merge, the post-merge verification closes the issue and the Jira ticket.
-async fn verify(s: &mut Scenario, pull: u64, issue: u64, jira_key: &str) -> Result<()> {
-    let token = platform_token(s, "push", "refs/heads/main", "drift-verify.yml");
-    let body = json!({"pull_number": pull});
+/// After the merge, the post-merge verification (run by the push of the merge commit, with no
+/// input: the token's commit names the pull request) closes the issue and the Jira ticket.
+async fn verify(s: &mut Scenario, merge_commit: &str, issue: u64, jira_key: &str) -> Result<()> {
+    let token = platform_token_at(
+        s,
+        "push",
+        "refs/heads/main",
+        "drift-verify.yml",
+        merge_commit,
+    );
     let (status, _) = s
         .stack
-        .call_gateway("/v1/drift/post-merge", &token, &body, "")
+        .call_gateway(
+            "/v1/drift/post-merge",
+            &token,
+            &json!({}),
+            "push of the merge",
+        )
         .await?;
     let drift = &s.stack.drift;
     let issue_closed = drift
@@ -185,12 +197,24 @@ async fn verify(s: &mut Scenario, pull: u64, issue: u64, jira_key: &str) -> Resu
 
 /// A token of acme/platform's workflow `workflow` (no environment), remembered for the log scan.
 fn platform_token(s: &mut Scenario, event: &str, r#ref: &str, workflow: &str) -> String {
+    platform_token_at(s, event, r#ref, workflow, &"0".repeat(40))
+}
+
+/// The same, running on commit `sha`.
+fn platform_token_at(
+    s: &mut Scenario,
+    event: &str,
+    r#ref: &str,
+    workflow: &str,
+    sha: &str,
+) -> String {
     let issuer: &FakeIssuer = &s.stack.gateway.oidc.fake;
     let mut claims = issuer.github_claims(GATEWAY_AUDIENCE);
     claims["repository"] = "acme/platform".into();
     claims["repository_id"] = "2000010".into();
     claims["event_name"] = event.into();
     claims["ref"] = r#ref.into();
+    claims["sha"] = sha.into();
     claims["job_workflow_ref"] =
         format!("acme/platform/.github/workflows/{workflow}@refs/heads/main").into();
     if let Some(claims) = claims.as_object_mut() {
