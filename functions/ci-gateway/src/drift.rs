@@ -23,7 +23,7 @@ use keyward_shared::config::{ConfigError, EnvSource, parsed_or, required, s3_loc
 use keyward_shared::events::{DomainEvent, EventData, Outcome, SecretRef};
 use keyward_shared::ports::{EventPublisher, MarkerStore, SecretCatalog};
 use keyward_shared::redact::Redactor;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::jwks::JwksFetcher;
@@ -314,31 +314,38 @@ where
             .await
             .map_err(backend_unavailable)?;
         // A re-run after the issue was closed records nothing new.
-        if !outcome.already_verified {
+        let receipt = if outcome.already_verified {
+            None
+        } else {
             self.record_remediation(claims, pull_number, &outcome)
-                .await?;
-        }
+                .await?
+        };
         let status = match outcome.verdict {
             Verdict::Verified => 200,
             Verdict::StillDetected => 409,
             Verdict::Refused => 422,
         };
-        Ok(Response::json(
-            status,
-            serde_json::to_value(&outcome).unwrap_or(Value::Null),
-        ))
+        let mut body = serde_json::to_value(&outcome).unwrap_or(Value::Null);
+        if let (Some(receipt), Some(object)) = (receipt, body.as_object_mut()) {
+            object.insert(
+                "audit".into(),
+                serde_json::to_value(receipt).unwrap_or(Value::Null),
+            );
+        }
+        Ok(Response::json(status, body))
     }
 
-    /// `DriftRemediated` on the bus (→ the audit trail), verified or not. An unrecorded
-    /// remediation is answered with 503 so the workflow retries.
+    /// `DriftRemediated` on the bus (→ the audit trail), verified or not; the receipt says where
+    /// the audit writer keeps it. An unrecorded remediation is answered with 503 so the
+    /// workflow retries.
     async fn record_remediation(
         &self,
         claims: &GithubClaims,
         pull_number: u64,
         outcome: &VerifyOutcome,
-    ) -> Result<(), Response> {
+    ) -> Result<Option<AuditReceipt>, Response> {
         let (Some(fields), Some(fingerprint)) = (&outcome.fields, &outcome.fingerprint) else {
-            return Ok(());
+            return Ok(None);
         };
         let (correlation, actor) = workflow_origin(claims);
         let event = DomainEvent::new(
@@ -366,12 +373,87 @@ where
                 remaining: outcome.remaining.clone(),
             },
         );
-        self.publisher.publish(&[event]).await.map_err(|e| {
-            tracing::error!(error = %e, "could not record the remediation");
+        let unavailable = || {
             Response::unavailable(
                 "audit_unavailable",
                 "the remediation could not be recorded; retry",
             )
-        })
+        };
+        let detail = event.to_detail_json().map_err(|_| unavailable())?;
+        self.publisher
+            .publish(std::slice::from_ref(&event))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not record the remediation");
+                unavailable()
+            })?;
+        let verified = Verified { outcome, fields };
+        Ok(Some(AuditReceipt::of(
+            &event,
+            &detail,
+            &verified,
+            claims,
+            pull_number,
+        )))
     }
+}
+
+/// What the post-merge workflow keeps as `.artifacts/drift-audit-pr-<N>.json`: the fields the
+/// platform teams' workflow names, and where the audit trail holds the same event (the key the
+/// audit writer uses, and the SHA-256 of the event's detail as published).
+#[derive(Debug, Clone, Serialize)]
+struct AuditReceipt {
+    pull_request: u64,
+    drift_issue: String,
+    change_request_id: String,
+    jira_key: Option<String>,
+    environment: String,
+    cloud_provider: String,
+    /// The workflow run that verified (`<job_workflow_ref>@<run_id>`).
+    actor: String,
+    merge_commit: String,
+    verification: &'static str,
+    event_id: String,
+    audit_record_key: String,
+    detail_sha256: String,
+}
+
+impl AuditReceipt {
+    fn of(
+        event: &DomainEvent,
+        detail: &str,
+        verified: &Verified<'_>,
+        claims: &GithubClaims,
+        pull_request: u64,
+    ) -> Self {
+        let fields = verified.fields;
+        Self {
+            pull_request,
+            drift_issue: format!("#{}", fields.drift_issue),
+            change_request_id: fields.change_request_id.clone(),
+            jira_key: fields.jira_key.clone(),
+            environment: fields.environment.clone(),
+            cloud_provider: fields.cloud_provider.clone(),
+            actor: format!("{}@{}", claims.job_workflow_ref, claims.run_id),
+            merge_commit: verified.outcome.merge_commit.clone().unwrap_or_default(),
+            verification: if verified.outcome.verified() {
+                "verified"
+            } else {
+                "still-detected"
+            },
+            event_id: event.event_id.to_string(),
+            audit_record_key: format!(
+                "{}{}.json",
+                keyward_shared::audit::record_partition(&event.event_id.timestamp()),
+                event.event_id
+            ),
+            detail_sha256: keyward_shared::audit::sha256_hex(detail.as_bytes()),
+        }
+    }
+}
+
+/// A verification outcome with the fields it was judged on.
+struct Verified<'a> {
+    outcome: &'a VerifyOutcome,
+    fields: &'a keyward_drift::remediation::RemediationFields,
 }

@@ -54,8 +54,9 @@ pub(super) async fn remediate_drift(s: &mut Scenario) -> Result<()> {
         .github
         .fake
         .merge_pull(OWNER, REPO, pull, "carol");
-    verify(s, &merge_commit, issue.number, &jira_key).await?;
+    let receipt = verify(s, &merge_commit, issue.number, &jira_key).await?;
     let deliveries = s.stack.pump().await?;
+    audit_artifact(s, &receipt, pull, &merge_commit).await?;
     let (audited, objects) = s.audit_grew(findings + 1 + DECISIONS).await?;
     s.check(
         "drift: detection and remediation audited",
@@ -157,7 +158,12 @@ async fn guard(s: &mut Scenario, pull: u64) -> Result<()> {
 
 /// After the merge, the post-merge verification (run by the push of the merge commit, with no
 /// input: the token's commit names the pull request) closes the issue and the Jira ticket.
-async fn verify(s: &mut Scenario, merge_commit: &str, issue: u64, jira_key: &str) -> Result<()> {
+async fn verify(
+    s: &mut Scenario,
+    merge_commit: &str,
+    issue: u64,
+    jira_key: &str,
+) -> Result<serde_json::Value> {
     let token = platform_token_at(
         s,
         "push",
@@ -165,7 +171,7 @@ async fn verify(s: &mut Scenario, merge_commit: &str, issue: u64, jira_key: &str
         "drift-verify.yml",
         merge_commit,
     );
-    let (status, _) = s
+    let (status, body) = s
         .stack
         .call_gateway(
             "/v1/drift/post-merge",
@@ -191,6 +197,61 @@ async fn verify(s: &mut Scenario, merge_commit: &str, issue: u64, jira_key: &str
         "drift: fix verified, tickets closed",
         status == 200 && issue_closed && jira_done,
         format!("post-merge {status}; issue closed {issue_closed}; Jira Done {jira_done}"),
+    );
+    Ok(body["audit"].clone())
+}
+
+/// The receipt the workflow keeps as `.artifacts/drift-audit-pr-<N>.json`: every field the
+/// platform teams' workflow names, and the audit record it points at holds the same event.
+async fn audit_artifact(
+    s: &mut Scenario,
+    receipt: &serde_json::Value,
+    pull: u64,
+    merge_commit: &str,
+) -> Result<()> {
+    let fields = [
+        "pull_request",
+        "drift_issue",
+        "change_request_id",
+        "jira_key",
+        "environment",
+        "cloud_provider",
+        "actor",
+        "merge_commit",
+        "verification",
+        "audit_record_key",
+        "detail_sha256",
+    ];
+    let missing: Vec<&str> = fields
+        .iter()
+        .copied()
+        .filter(|f| receipt.get(*f).is_none_or(|v| v.is_null() || v == ""))
+        .collect();
+    let key = receipt["audit_record_key"].as_str().unwrap_or_default();
+    let stored = s.stack.audit_object(key).await?;
+    let matches = stored.as_deref().is_some_and(|bytes| {
+        serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|record| {
+                serde_json::from_value::<keyward_shared::events::DomainEvent>(
+                    record["event"].clone(),
+                )
+                .ok()
+            })
+            .and_then(|event| event.to_detail_json().ok())
+            .is_some_and(|detail| {
+                keyward_shared::audit::sha256_hex(detail.as_bytes())
+                    == receipt["detail_sha256"].as_str().unwrap_or_default()
+            })
+    });
+    s.check(
+        "drift: audit artifact names the record",
+        missing.is_empty()
+            && receipt["pull_request"] == pull
+            && receipt["merge_commit"] == merge_commit
+            && receipt["verification"] == "verified"
+            && matches,
+        format!("missing {missing:?}; {key} holds the event: {matches}"),
     );
     Ok(())
 }

@@ -42,6 +42,23 @@ impl Part for Audit {
 
 impl LocalStack {
     /// Every object version under `audit/` (a rewrite would show as a second version).
+    /// One audit record's bytes, if the key holds one.
+    pub async fn audit_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self
+            .moto
+            .s3()
+            .get_object()
+            .bucket(&self.audit.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(object) => Ok(Some(object.body.collect().await?.into_bytes().to_vec())),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn audit_versions(&self) -> Result<Vec<(String, String)>> {
         let out = self
             .moto
