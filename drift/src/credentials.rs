@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::settings::JiraConfig;
-use crate::tickets::{GithubClient, JiraClient};
+use crate::tickets::{ChatWebhook, GithubClient, JiraClient};
 
 #[derive(Default)]
 pub struct Credentials {
@@ -87,6 +87,25 @@ impl Credentials {
     }
 
     /// The Jira client when Jira is enabled: then the credentials must hold its login.
+    /// The chat webhook for new findings and verified fixes, when `enabled`
+    /// (`ENABLE_DRIFT_NOTIFICATIONS`).
+    pub fn webhook(
+        &self,
+        http: &HttpClient,
+        enabled: bool,
+    ) -> Result<Option<ChatWebhook>, CredentialsError> {
+        match (enabled, &self.webhook_url) {
+            (true, Some(url)) => Ok(Some(ChatWebhook {
+                http: http.clone(),
+                url: url.clone(),
+            })),
+            (true, None) => Err(CredentialsError(
+                "has no webhook_url, which ENABLE_DRIFT_NOTIFICATIONS needs",
+            )),
+            (false, _) => Ok(None),
+        }
+    }
+
     pub fn jira(
         &self,
         http: &HttpClient,

@@ -404,6 +404,8 @@ pub struct Remediation<S, A, G, J, M> {
     pub github: G,
     pub jira: Option<J>,
     pub state: M,
+    /// A verified fix is announced here (`ENABLE_DRIFT_NOTIFICATIONS`).
+    pub notify: Option<crate::tickets::ChatWebhook>,
     pub min_approvals: usize,
     /// The detector's own settings, so verification judges as the scheduled run does.
     pub settings: DetectionSettings,
@@ -541,6 +543,17 @@ where
             )
             .await
             .map_err(DriftError::from)?;
+        // Before the issue closes: if the chat is down, the workflow's retry finds the issue
+        // still open and announces it then.
+        if let Some(webhook) = &self.notify {
+            webhook
+                .post(&format!(
+                    "keyward drift fixed and verified: {} (issue #{issue}) by {} (merge {}, change request {})",
+                    fix.fingerprint, fix.pull, fix.merge_commit, fix.fields.change_request_id
+                ))
+                .await
+                .map_err(DriftError::from)?;
+        }
         self.github
             .close_issue(issue)
             .await

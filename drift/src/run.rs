@@ -6,10 +6,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use keyward_shared::adapters::http::{HttpClient, HttpRequest};
 use keyward_shared::ports::{EventPublisher, MarkerStore};
 use keyward_shared::redact::Redactor;
-use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -18,7 +16,7 @@ use crate::detect::{
     Detection, DetectionRequest, DetectionSettings, DriftScope, Estate, VercelLedgers, detect,
 };
 use crate::findings::{self, Finding};
-use crate::tickets::{IssueTracker, Jira, TicketError, TrackedIssue, issue_text};
+use crate::tickets::{ChatWebhook, IssueTracker, Jira, TrackedIssue, issue_text};
 use crate::{DriftError, drift_event, jira_key_in, seen_key};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -51,8 +49,8 @@ pub struct Detector<S, A, G, J, M, P> {
     pub jira: Option<J>,
     pub state: M,
     pub publisher: P,
-    pub http: HttpClient,
-    pub webhook_url: Option<SecretString>,
+    /// New findings are posted here (`ENABLE_DRIFT_NOTIFICATIONS`).
+    pub webhook: Option<ChatWebhook>,
     pub secret_prefix: String,
     pub settings: DetectionSettings,
     pub redactor: Redactor,
@@ -177,10 +175,20 @@ where
             .publish(&events)
             .await
             .map_err(|e| DriftError::Publish(self.redactor.safe(&e.to_string())))?;
-        if let Some(url) = &self.webhook_url
+        if let Some(webhook) = &self.webhook
             && !new_findings.is_empty()
         {
-            self.notify(url, &new_findings).await?;
+            let lines: Vec<String> = new_findings
+                .iter()
+                .map(|f| format!("• {:?} {} on {}", f.severity, f.kind.slug(), f.secret))
+                .collect();
+            webhook
+                .post(&format!(
+                    "keyward drift: {} new finding(s)\n{}",
+                    new_findings.len(),
+                    lines.join("\n")
+                ))
+                .await?;
             report.notified = new_findings.len();
         }
         for (key, hash) in reported {
@@ -247,35 +255,6 @@ where
             }
             Some(_) => report.unchanged += 1,
         }
-        Ok(())
-    }
-
-    /// One webhook message listing the new findings.
-    async fn notify(
-        &self,
-        url: &SecretString,
-        new_findings: &[&Finding],
-    ) -> Result<(), DriftError> {
-        let failed = |e: &dyn std::fmt::Display| {
-            DriftError::Tickets(TicketError {
-                service: "webhook",
-                operation: "notify",
-                reason: self.redactor.safe(&e.to_string()),
-            })
-        };
-        let lines: Vec<String> = new_findings
-            .iter()
-            .map(|f| format!("• {:?} {} on {}", f.severity, f.kind.slug(), f.secret))
-            .collect();
-        let text = format!(
-            "keyward drift: {} new finding(s)\n{}",
-            new_findings.len(),
-            lines.join("\n")
-        );
-        let request = HttpRequest::new(reqwest::Method::POST, url.expose_secret())
-            .json(&serde_json::json!({"text": text}))
-            .map_err(|e| failed(&e))?;
-        self.http.send(request).await.map_err(|e| failed(&e))?;
         Ok(())
     }
 }

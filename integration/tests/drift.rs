@@ -11,11 +11,12 @@ use aws_sdk_secretsmanager::Client as Sm;
 use keyward_drift::DetectionSettings;
 use keyward_drift::account::{AwsAccount, S3Manifest};
 use keyward_drift::remediation::{DriftRemediation, Remediation};
-use keyward_drift::tickets::{GithubClient, JiraClient};
+use keyward_drift::tickets::{ChatWebhook, GithubClient, JiraClient};
 use keyward_drift::{Detector, DriftScope, RunReport};
 use keyward_integration::declared;
 use keyward_integration::fakes::github::{FakeGithub, PullSeed, RunningGithub};
 use keyward_integration::fakes::jira::{FakeJira, RunningJira};
+use keyward_integration::fakes::webhook::FakeWebhook;
 use keyward_integration::moto::{BucketKind, MotoServer};
 use keyward_shared::adapters::aws::S3MarkerStore;
 use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
@@ -127,8 +128,7 @@ impl World {
             jira: Some(jira_client(&jira)),
             state: S3MarkerStore::new(moto.s3(), &bucket),
             publisher: InMemoryEventPublisher::default(),
-            http: http(),
-            webhook_url: None,
+            webhook: None,
             secret_prefix: format!("/{org}/prod/"),
             settings: DetectionSettings::default(),
             redactor: Redactor::new(),
@@ -459,12 +459,17 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     assert_eq!(report.findings, 1);
     let issue = w.issues()[0].number;
     let jira_key = w.jira.fake.issues()[0].key.clone();
+    let chat = FakeWebhook::start().await.unwrap();
     let remediation = Remediation {
         manifests: manifests(w.moto, &w.bucket),
         account: account(w.moto),
         github: github_client(&w.github),
         jira: Some(jira_client(&w.jira)),
         state: S3MarkerStore::new(w.moto.s3(), &w.bucket),
+        notify: Some(ChatWebhook {
+            http: http(),
+            url: SecretString::from(chat.url()),
+        }),
         min_approvals: 2,
         settings: DetectionSettings::default(),
         redactor: Redactor::new(),
@@ -618,6 +623,18 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     let verify = remediation.post_merge(&repo, pr, &guard).await.unwrap();
     assert!(verify.verified() && verify.issue_closed, "{verify:?}");
     assert_eq!(verify.merge_commit.as_deref(), Some(merge.as_str()));
+    // The closure is announced once, naming the fix (nothing was announced before).
+    let announced: Vec<String> = chat
+        .fake
+        .messages()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert!(
+        announced[0].contains("fixed and verified") && announced[0].contains(&merge),
+        "{announced:?}"
+    );
     let closed = w.issues().into_iter().find(|i| i.number == issue).unwrap();
     assert_eq!(
         (closed.state.as_str(), closed.state_reason.as_deref()),
@@ -632,6 +649,7 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     let guard = remediation.pre_merge(&repo, pr).await.unwrap();
     let again = remediation.post_merge(&repo, pr, &guard).await.unwrap();
     assert!(again.verified() && again.already_verified, "{again:?}");
+    assert_eq!(chat.fake.messages().len(), 1, "announced once");
     assert_eq!(
         w.github
             .fake

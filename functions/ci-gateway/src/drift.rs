@@ -45,6 +45,8 @@ pub struct RemediationConfig {
     /// `MIN_DRIFT_PR_APPROVALS` (default 1, as the platform teams' workflow sets it).
     pub min_approvals: usize,
     pub jira: Option<JiraConfig>,
+    /// `ENABLE_DRIFT_NOTIFICATIONS`: announce verified fixes on the credentials' webhook.
+    pub notifications: bool,
     /// The detector's own settings, so verification judges as the scheduled run does.
     pub settings: DetectionSettings,
 }
@@ -78,6 +80,7 @@ impl RemediationConfig {
             state_bucket: required(env, "KEYWARD_STATE_BUCKET")?,
             min_approvals,
             jira: settings::jira(env)?,
+            notifications: keyward_shared::config::flag(env, "ENABLE_DRIFT_NOTIFICATIONS", false)?,
             settings: DetectionSettings::from_env(env)?,
         }))
     }
@@ -117,6 +120,9 @@ pub async fn remediation(
             .map_err(|e| e.to_string())?,
         jira: credentials
             .jira(&http, config.jira.as_ref())
+            .map_err(|e| e.to_string())?,
+        notify: credentials
+            .webhook(&http, config.notifications)
             .map_err(|e| e.to_string())?,
         state: S3MarkerStore::new(s3, &config.state_bucket),
         min_approvals: config.min_approvals,

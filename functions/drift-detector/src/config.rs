@@ -9,7 +9,6 @@ use keyward_shared::adapters::http::HttpClient;
 use keyward_shared::config::{
     CommonConfig, ConfigError, EnvSource, flag, required, s3_location, secret_prefix,
 };
-use secrecy::SecretString;
 
 use crate::StartError;
 
@@ -85,20 +84,5 @@ impl Config {
             .jira(http, self.jira.as_ref())
             .map_err(|e| StartError::Credentials(e.to_string()))?;
         Ok((github, jira))
-    }
-
-    /// The notification webhook when notifications are on.
-    pub(crate) fn webhook_url(
-        &self,
-        credentials: &Credentials,
-    ) -> Result<Option<SecretString>, StartError> {
-        match (self.notifications, &credentials.webhook_url) {
-            (true, Some(url)) => Ok(Some(url.clone())),
-            (true, None) => Err(StartError::Credentials(
-                "ENABLE_DRIFT_NOTIFICATIONS is on but the credentials secret has no webhook_url"
-                    .into(),
-            )),
-            (false, _) => Ok(None),
-        }
     }
 }

@@ -84,8 +84,9 @@ impl DriftFunction {
                 aws_sdk_eventbridge::Client::new(sdk),
                 &config.common.event_bus_name,
             ),
-            http,
-            webhook_url: config.webhook_url(&credentials)?,
+            webhook: credentials
+                .webhook(&http, config.notifications)
+                .map_err(|e| StartError::Credentials(e.to_string()))?,
             secret_prefix: config.secret_prefix.clone(),
             settings: config.settings.clone(),
             redactor,

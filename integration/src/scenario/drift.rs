@@ -193,10 +193,17 @@ async fn verify(
         .issues()
         .iter()
         .any(|j| j.key == jira_key && j.status == "Done");
+    let announced = drift.webhook.fake.messages().iter().any(|m| {
+        m["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("fixed and verified"))
+    });
     s.check(
-        "drift: fix verified, tickets closed",
-        status == 200 && issue_closed && jira_done,
-        format!("post-merge {status}; issue closed {issue_closed}; Jira Done {jira_done}"),
+        "drift: fix verified, tickets closed, closure announced",
+        status == 200 && issue_closed && jira_done && announced,
+        format!(
+            "post-merge {status}; issue closed {issue_closed}; Jira Done {jira_done}; webhook {announced}"
+        ),
     );
     Ok(body["audit"].clone())
 }
