@@ -283,9 +283,6 @@ async fn send<P: EventPublisher>(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use keyward_shared::adapters::http::RetryPolicy;
     use keyward_shared::events::Severity;
     use keyward_shared::ports::{InMemoryEventPublisher, InMemoryMarkerStore};
 
@@ -305,15 +302,7 @@ mod tests {
         }
     }
 
-    fn http() -> HttpClient {
-        HttpClient::new(
-            "test",
-            Duration::from_secs(1),
-            RetryPolicy::default(),
-            Redactor::new(),
-        )
-        .unwrap()
-    }
+    use crate::test_support::http;
 
     #[tokio::test]
     async fn a_crash_anywhere_in_delivery_then_a_retry_publishes_each_alert_once_with_one_id() {

@@ -2,9 +2,6 @@
 //! refusals: through the detector, the shared state and the delivery ledger, with the same
 //! crash drills as delivery.
 
-use std::time::Duration;
-
-use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
 use keyward_shared::events::{
     Actor, CorrelationId, DomainEvent, EventData, Outcome, Severity, WorkflowClaims,
 };
@@ -15,8 +12,10 @@ use serde_json::{Value, json};
 use crate::client::KnownAutomation;
 use crate::deliver::{DeliveryReport, Sinks, deliver};
 use crate::group::{ChatNotice, GroupRole};
+use crate::handler::Forwarder;
 use crate::rules::{Alert, DEFAULT_RULES, Detector, Environment};
 use crate::state::Tally;
+use crate::test_support::{http, resolve_records};
 
 fn detector() -> Detector {
     Detector::from_yaml(DEFAULT_RULES, Environment::default()).unwrap()
@@ -47,30 +46,11 @@ fn deletion(n: u32) -> String {
 }
 
 async fn resolve(store: &InMemoryMarkerStore, records: &[String]) -> Vec<Alert> {
-    let detector = detector();
-    let mut tally = Tally::default();
-    for raw in records {
-        detector
-            .observe(raw)
-            .unwrap()
-            .into_iter()
-            .for_each(|f| tally.add(f));
-    }
-    tally.resolve(store).await.unwrap()
+    resolve_records(&detector(), store, records).await.unwrap()
 }
 
 fn of_rule<'a>(alerts: &'a [Alert], rule: &str) -> Vec<&'a Alert> {
     alerts.iter().filter(|a| a.rule == rule).collect()
-}
-
-fn http() -> HttpClient {
-    HttpClient::new(
-        "test",
-        Duration::from_secs(1),
-        RetryPolicy::default(),
-        Redactor::new(),
-    )
-    .unwrap()
 }
 
 /// One invocation: resolve then deliver to the bus.
@@ -79,16 +59,9 @@ async fn invocation(
     publisher: &InMemoryEventPublisher,
     records: &[String],
 ) -> Result<DeliveryReport, String> {
-    let detector = detector();
-    let mut tally = Tally::default();
-    for raw in records {
-        detector
-            .observe(raw)
-            .unwrap()
-            .into_iter()
-            .for_each(|f| tally.add(f));
-    }
-    let alerts = tally.resolve(store).await.map_err(|e| e.to_string())?;
+    let alerts = resolve_records(&detector(), store, records)
+        .await
+        .map_err(|e| e.to_string())?;
     let http = http();
     let redactor = Redactor::new();
     let sinks = Sinks {
@@ -389,16 +362,7 @@ fn gateway_decision(n: u32, outcome: Outcome) -> String {
 
 #[tokio::test]
 async fn repeated_gateway_refusals_of_one_repository_alert_once() {
-    let forwarder = crate::handler::Forwarder {
-        detector: std::sync::Arc::new(detector()),
-        state: InMemoryMarkerStore::default(),
-        log_files: NoLogFiles,
-        publisher: InMemoryEventPublisher::default(),
-        http: http(),
-        loki: None,
-        webhook_url: None,
-        redactor: Redactor::new(),
-    };
+    let forwarder = forwarder();
     let allowed = forwarder
         .handle(&gateway_decision(0, Outcome::Allowed))
         .await
@@ -427,16 +391,7 @@ async fn repeated_gateway_refusals_of_one_repository_alert_once() {
 
 #[tokio::test]
 async fn a_source_flooding_the_gateway_with_refused_requests_alerts_once() {
-    let forwarder = crate::handler::Forwarder {
-        detector: std::sync::Arc::new(detector()),
-        state: InMemoryMarkerStore::default(),
-        log_files: NoLogFiles,
-        publisher: InMemoryEventPublisher::default(),
-        http: http(),
-        loki: None,
-        webhook_url: None,
-        redactor: Redactor::new(),
-    };
+    let forwarder = forwarder();
     let line = |ip: &str| {
         format!(
             r#"{{"level":"INFO","fields":{{"message":"request","method":"POST","path":"/v1/sync/vercel","status":401,"source_ip":"{ip}"}},"target":"ci_gateway"}}"#
@@ -460,6 +415,20 @@ async fn a_source_flooding_the_gateway_with_refused_requests_alerts_once() {
     };
     assert_eq!(rule, "gateway-refusal-burst");
     assert_eq!(evidence["source_ip"], "198.51.100.23");
+}
+
+/// The forwarder with in-memory state and bus, no Loki, no webhook, no log files.
+fn forwarder() -> Forwarder<InMemoryMarkerStore, InMemoryEventPublisher, NoLogFiles> {
+    Forwarder {
+        detector: std::sync::Arc::new(detector()),
+        state: InMemoryMarkerStore::default(),
+        log_files: NoLogFiles,
+        publisher: InMemoryEventPublisher::default(),
+        http: http(),
+        loki: None,
+        webhook_url: None,
+        redactor: Redactor::new(),
+    }
 }
 
 struct NoLogFiles;

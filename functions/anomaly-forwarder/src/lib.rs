@@ -39,4 +39,6 @@ pub mod state;
 #[cfg(test)]
 mod grouping_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

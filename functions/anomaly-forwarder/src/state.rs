@@ -289,16 +289,9 @@ rules:
     }
 
     async fn run(store: &InMemoryMarkerStore, records: &[String]) -> Vec<Alert> {
-        let detector = detector();
-        let mut tally = Tally::default();
-        for raw in records {
-            detector
-                .observe(raw)
-                .unwrap()
-                .into_iter()
-                .for_each(|f| tally.add(f));
-        }
-        tally.resolve(store).await.unwrap()
+        crate::test_support::resolve_records(&detector(), store, records)
+            .await
+            .unwrap()
     }
 
     fn rules(alerts: &[Alert]) -> Vec<&str> {
