@@ -80,7 +80,7 @@ pub fn measure(dir: &Path) -> anyhow::Result<QualityReport> {
                 for alert in alerts {
                     let group = alert
                         .grouping
-                        .map(|g| g.id)
+                        .map(|g| g.id())
                         .unwrap_or_else(|| alert.alert_id.clone());
                     groups.entry(alert.rule.clone()).or_default().insert(group);
                     if let Some(rule) = report.rules.get_mut(&alert.rule) {

@@ -295,7 +295,7 @@ mod tests {
             summary: "root used".into(),
             event_time: "2026-11-20T10:00:00Z".parse().unwrap(),
             alert_id: format!("root-activity|evt-{n}"),
-            evidence: [("event_id".to_owned(), format!("evt-{n}"))].into(),
+            evidence: std::sync::Arc::new([("event_id".to_owned(), format!("evt-{n}"))].into()),
             grouping: None,
             requires: None,
             group: None,

@@ -159,7 +159,7 @@ pub fn loki_body(outgoing: &[&Outgoing]) -> Value {
             "severity": severity_label(alert.severity),
             "summary": alert.summary,
             "event_time": alert.event_time.to_rfc3339(),
-            "evidence": alert.evidence,
+            "evidence": alert.evidence.as_ref(),
             "group": alert.group.as_ref().map(group_json),
         })
         .to_string();
@@ -379,15 +379,17 @@ mod tests {
             summary: "summary".into(),
             event_time: "2026-11-01T10:00:00Z".parse().unwrap(),
             alert_id: format!("{rule}|x"),
-            evidence: [
-                ("actor".to_owned(), "mallory".to_owned()),
-                ("region".to_owned(), region.to_owned()),
-                (
-                    "secret".to_owned(),
-                    "/acme/prod/payments/db-credentials".to_owned(),
-                ),
-            ]
-            .into(),
+            evidence: std::sync::Arc::new(
+                [
+                    ("actor".to_owned(), "mallory".to_owned()),
+                    ("region".to_owned(), region.to_owned()),
+                    (
+                        "secret".to_owned(),
+                        "/acme/prod/payments/db-credentials".to_owned(),
+                    ),
+                ]
+                .into(),
+            ),
             grouping: None,
             requires: None,
             group: None,
@@ -435,15 +437,14 @@ mod tests {
     #[tokio::test]
     async fn alerts_become_valid_anomaly_events_with_redacted_evidence() {
         let mut a = alert("unlisted-reader", Severity::High, "eu-west-1");
-        a.evidence.insert("event_id".into(), "e-1".into());
-        a.evidence
-            .insert("event_name".into(), "GetSecretValue".into());
-        a.evidence.insert(
+        let evidence = std::sync::Arc::make_mut(&mut a.evidence);
+        evidence.insert("event_id".into(), "e-1".into());
+        evidence.insert("event_name".into(), "GetSecretValue".into());
+        evidence.insert(
             "secret".into(),
             "arn:aws:secretsmanager:eu-west-1:123456789012:secret:/acme/prod/payments/db-credentials-AbCdEf".into(),
         );
-        a.evidence
-            .insert("user_agent".into(), "curl/8 token=abcdef0123456789".into());
+        evidence.insert("user_agent".into(), "curl/8 token=abcdef0123456789".into());
         let publisher = keyward_shared::ports::InMemoryEventPublisher::default();
         let out = outgoing(a, Utc::now());
         publish_alerts(&publisher, &[&out], &Redactor::new())

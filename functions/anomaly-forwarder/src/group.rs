@@ -82,7 +82,7 @@ pub async fn fold<S: MarkerStore>(
     let mut groups: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
     for alert in alerts {
         match &alert.grouping {
-            Some(grouping) => groups.entry(grouping.id.clone()).or_default().push(alert),
+            Some(grouping) => groups.entry(grouping.id()).or_default().push(alert),
             None => out.push(alert),
         }
     }

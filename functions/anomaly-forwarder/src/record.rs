@@ -175,6 +175,20 @@ impl<'a> Record<'a> {
             .map_err(|_| RecordError::BadTime)
     }
 
+    /// The user agent's family (tool and major version, [`crate::client::user_agent_family`]):
+    /// derived when a rule keys on it, not for every record.
+    pub fn user_agent_family(&self) -> String {
+        crate::client::user_agent_family(self.user_agent.as_deref().unwrap_or(""))
+    }
+
+    /// The source network ([`crate::client::source_network`]).
+    pub fn source_network(&self) -> String {
+        crate::client::source_network(
+            self.source_ip_address.as_deref().unwrap_or(""),
+            self.vpc_endpoint_id.as_deref(),
+        )
+    }
+
     pub fn is_secrets_manager(&self) -> bool {
         self.event_source.as_deref() == Some("secretsmanager.amazonaws.com")
     }
@@ -208,10 +222,6 @@ pub struct Facts {
     /// A successful read of secret values: `GetSecretValue`, or `BatchGetSecretValue` (by list
     /// or by filters).
     pub value_read: bool,
-    /// The user agent's family (tool and major version, [`crate::client::user_agent_family`]).
-    pub user_agent_family: String,
-    /// The source network ([`crate::client::source_network`]).
-    pub source_network: String,
     /// The principal or its client family is the organisation's own automation (false when no
     /// allow-list is configured).
     pub known_automation: bool,
@@ -255,13 +265,6 @@ impl Record<'_> {
                 .source_ip_address
                 .as_deref()
                 .is_some_and(|ip| ip.parse::<IpAddr>().is_ok()),
-            user_agent_family: crate::client::user_agent_family(
-                self.user_agent.as_deref().unwrap_or(""),
-            ),
-            source_network: crate::client::source_network(
-                self.source_ip_address.as_deref().unwrap_or(""),
-                self.vpc_endpoint_id.as_deref(),
-            ),
             ..Facts::default()
         };
         if self.is_secrets_manager() {

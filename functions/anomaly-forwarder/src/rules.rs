@@ -135,7 +135,8 @@ pub struct Alert {
     pub event_time: DateTime<Utc>,
     /// Stable across retries of the same input: rule, group and window (or event id).
     pub alert_id: String,
-    pub evidence: BTreeMap<String, String>,
+    /// Shared by every finding of one record: built (and redacted) once per record.
+    pub evidence: Evidence,
     /// For a rule with `group`: which group and window the alert belongs to.
     pub grouping: Option<Grouping>,
     /// For a rule with `novel_way`: the first sightings that decide whether it is raised.
@@ -144,10 +145,29 @@ pub struct Alert {
     pub group: Option<crate::group::GroupSummary>,
 }
 
-/// A grouped alert's group: `<rule>|<hash of the by values>|<window index>`.
+/// An alert's evidence: names, ids, addresses; never values.
+pub type Evidence = std::sync::Arc<BTreeMap<String, String>>;
+
+/// A grouped alert's group: its rule and dimension values, and the window.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Grouping {
-    pub id: String,
+    /// `<rule>|<by values>`.
+    pub key: String,
+    pub window: i64,
+}
+
+impl Grouping {
+    /// `<rule>|<hash of the by values>|<window index>`: the values are hashed, as the id
+    /// travels to Loki, the chat and the audit trail, where only the redacted evidence may name
+    /// who and what. Computed when an alert is grouped, not for every finding.
+    pub fn id(&self) -> String {
+        let (rule, _) = self.key.split_once('|').unwrap_or((&self.key, ""));
+        format!(
+            "{rule}|{}|{}",
+            crate::state::key_hash(&self.key),
+            self.window
+        )
+    }
 }
 
 /// First-seen keys (`<rule>|<values>`) of which one must have been first seen recently.
@@ -539,9 +559,10 @@ impl Detector {
             facts.keyward_resource = Some(guarded && names_protected(record, &env.protected));
         }
         if !env.automation.is_empty() {
-            facts.known_automation = env
-                .automation
-                .recognises(record.principal_arn().as_deref(), &facts.user_agent_family);
+            facts.known_automation = env.automation.recognises(
+                record.principal_arn().as_deref(),
+                &record.user_agent_family(),
+            );
         }
         if facts.value_read
             && let Some(secret) = facts.secrets.first()
@@ -670,7 +691,11 @@ impl Detector {
                 record: &analysis.record,
                 view,
                 time,
-                evidence: evidence(&analysis.record, &view.facts, &self.redactor),
+                evidence: std::sync::Arc::new(evidence(
+                    &analysis.record,
+                    &view.facts,
+                    &self.redactor,
+                )),
             };
             findings.extend(
                 matched
@@ -696,15 +721,9 @@ impl Detector {
             event_time: seen.time,
             alert_id,
             evidence: seen.evidence.clone(),
-            // The dimension values are hashed: the id travels to Loki, the chat and the audit
-            // trail, where only the redacted evidence may name who and what.
             grouping: rule.group.as_ref().map(|group| Grouping {
-                id: format!(
-                    "{}|{}|{}",
-                    rule.id,
-                    crate::state::key_hash(&seen.key(&rule.id, &group.by)),
-                    seen.time.timestamp().div_euclid(group.window_seconds)
-                ),
+                key: seen.key(&rule.id, &group.by),
+                window: seen.time.timestamp().div_euclid(group.window_seconds),
             }),
             requires: rule.novel_way.as_ref().map(|novel| NoveltyCheck {
                 keys: novel
@@ -809,7 +828,7 @@ struct Seen<'a, 'r> {
     record: &'a Record<'r>,
     view: &'a View,
     time: DateTime<Utc>,
-    evidence: BTreeMap<String, String>,
+    evidence: Evidence,
 }
 
 impl Seen<'_, '_> {
@@ -833,8 +852,8 @@ impl Seen<'_, '_> {
                     .and_then(|i| i.account_id.as_deref())),
             ),
             Dimension::EventName => text(record.event_name.as_deref()),
-            Dimension::UserAgentFamily => facts.user_agent_family.clone(),
-            Dimension::SourceNetwork => facts.source_network.clone(),
+            Dimension::UserAgentFamily => record.user_agent_family(),
+            Dimension::SourceNetwork => record.source_network(),
         }
     }
 
