@@ -315,9 +315,9 @@ struct Prefilter {
     identity_types: std::collections::HashSet<String>,
     /// The same values as they appear inside JSON strings: a record whose text holds none of
     /// them (and no `\u` escape that could spell one differently) cannot pass, and is not
-    /// even parsed. Searched without the quotes: `"` is the commonest byte of a record, the
-    /// values' own bytes let the search skip ahead (a superset check; the parse decides).
-    needles: Vec<memchr::memmem::Finder<'static>>,
+    /// even parsed. Searched without the quotes, all at once in one pass over the record (a
+    /// superset check; the parse decides).
+    needles: Option<aho_corasick::AhoCorasick>,
 }
 
 impl Prefilter {
@@ -352,22 +352,24 @@ impl Prefilter {
                 return None;
             }
         }
-        filter.needles = source_or_name
+        let needles: Vec<String> = source_or_name
             .iter()
             .chain(&filter.identity_types)
             .map(|value| serde_json::to_string(value).unwrap_or_default())
             .map(|quoted| quoted.trim_matches('"').to_owned())
             .chain(std::iter::once("\\u".to_owned()))
-            .map(|needle| memchr::memmem::Finder::new(needle.as_bytes()).into_owned())
             .collect();
+        // Without an automaton (it cannot fail for a few dozen short needles, but if it did)
+        // every record is parsed: slower, never wrong.
+        filter.needles = aho_corasick::AhoCorasick::new(&needles).ok();
         Some(filter)
     }
 
     /// False when the raw record cannot pass [`Self::admits`]: a cheap look at its bytes.
     fn may_admit(&self, raw: &str) -> bool {
         self.needles
-            .iter()
-            .any(|needle| needle.find(raw.as_bytes()).is_some())
+            .as_ref()
+            .is_none_or(|needles| needles.is_match(raw.as_bytes()))
     }
 
     fn admits(&self, record: &Record<'_>) -> bool {
