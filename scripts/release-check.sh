@@ -4,7 +4,8 @@
 # 1. `sam build` of infra/template.yaml (arm64, provided.al2023) with the pinned SAM CLI: one
 #    `cargo lambda build --release --arm64 --bin <Binary>` per function, run at the workspace
 #    root, so every function resolves the workspace's one feature set and the dependencies
-#    compile once into CARGO_TARGET_DIR (aarch64-unknown-linux-gnu/release).
+#    compile once into CARGO_TARGET_DIR (aarch64-unknown-linux-gnu/release), warmed by one
+#    build of all of them (below).
 # 2. Each .aws-sam/build/<Function>/bootstrap: an aarch64 ELF for Linux's arm64 loader, within
 #    the size budget, needing no glibc newer than provided.al2023's 2.34.
 # 3. The bootstraps run under qemu-aarch64-static through the local Lambda Runtime API: the
@@ -26,13 +27,6 @@ GLIBC_CEILING="2.34"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# SAM CLI sends usage telemetry unless told not to; CI has no route to it anyway.
-export SAM_CLI_TELEMETRY=0
-log "sam build ($("$KEYWARD_SAM_VENV/bin/sam" --version))"
-start=$SECONDS
-"$KEYWARD_SAM_VENV/bin/sam" build --no-cached
-log "sam build took $((SECONDS - start)) s"
-
 # Function logical id -> binary name, from the source template (the build dirs are named by id).
 python3 - "$work/functions" <<'PY'
 import sys, yaml
@@ -48,6 +42,24 @@ with open(sys.argv[1], "w") as out:
         if resource.get("Type") == "AWS::Serverless::Function":
             out.write(f"{name} {resource['Metadata']['BuildProperties']['Binary']}\n")
 PY
+
+# sam build runs one `cargo lambda build --release --arm64 --bin <Binary>` per function, one
+# after another, each ending in a single-threaded LTO link. The same build of every function in
+# one cargo invocation first lets cargo link two at a time; sam build's own invocations then
+# find every unit fresh (same command, same fingerprints) and only copy the bootstraps.
+mapfile -t binaries < <(awk '{print $2}' "$work/functions")
+bin_args=()
+for binary in "${binaries[@]}"; do bin_args+=(--bin "$binary"); done
+start=$SECONDS
+cargo lambda build --release --arm64 --locked "${bin_args[@]}"
+log "cargo lambda build of ${#binaries[@]} functions took $((SECONDS - start)) s"
+
+# SAM CLI sends usage telemetry unless told not to; CI has no route to it anyway.
+export SAM_CLI_TELEMETRY=0
+log "sam build ($("$KEYWARD_SAM_VENV/bin/sam" --version))"
+start=$SECONDS
+"$KEYWARD_SAM_VENV/bin/sam" build --no-cached
+log "sam build took $((SECONDS - start)) s"
 
 mkdir -p "$work/bin"
 failures=()
