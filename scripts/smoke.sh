@@ -21,8 +21,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-binary="$CARGO_TARGET_DIR/debug/audit-writer"
-if [[ ! -x "$binary" ]]; then
+# The host build by default; the release check passes the arm64 bootstrap sam build made (a
+# launcher that runs it under qemu) as KEYWARD_SMOKE_BINARY.
+binary="${KEYWARD_SMOKE_BINARY:-$CARGO_TARGET_DIR/debug/audit-writer}"
+if [[ -z "${KEYWARD_SMOKE_BINARY:-}" && ! -x "$binary" ]]; then
   log "building audit-writer"
   cargo build --locked -p audit-writer --bin audit-writer
 fi

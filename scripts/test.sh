@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every check keyward has, on a fresh machine too: installs what is missing (project
-# virtualenv with pinned moto/cfn-lint/cargo-lambda, PostgreSQL server binaries), then layering, format,
-# lint, build, unit + integration tests (against moto and a real PostgreSQL on loopback), the
-# local-stack scenario, the cargo-lambda smoke path and the SAM template lint.
+# Runs every check keyward has, on a fresh machine too: installs what is missing (scripts/lib.sh),
+# then layering, format, lint, build, unit + integration tests (against moto and a real
+# PostgreSQL on loopback), the local-stack scenario, the cargo-lambda smoke path, the static
+# gates (template lint, checkov, workflow lint, secret scan) and the release check (sam build of
+# the arm64 artifacts, run under qemu).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$KEYWARD_ROOT"
 ensure_all
@@ -35,5 +36,18 @@ timeout --kill-after=10 300 "$KEYWARD_ROOT/scripts/smoke.sh"
 
 log "SAM template lint"
 "$KEYWARD_ROOT/scripts/lint-template.sh"
+
+log "checkov: template and Terraform module"
+"$KEYWARD_ROOT/scripts/checkov.sh"
+
+log "workflows: actionlint and zizmor"
+"$KEYWARD_ROOT/scripts/lint-workflows.sh"
+
+log "secret scan against .secrets.baseline"
+"$KEYWARD_ROOT/scripts/secret-scan.sh"
+
+# Last: the longest step, on what ships (sam build reuses CARGO_TARGET_DIR across runs).
+log "release check: sam build, the arm64 bootstraps under qemu"
+"$KEYWARD_ROOT/scripts/release-check.sh"
 
 log "all checks passed"

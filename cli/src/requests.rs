@@ -219,6 +219,8 @@ pub fn request_document(request: &NewRequest) -> Result<String, RequestError> {
         },
         replicas: request.replicas.clone(),
         readers: request.readers.clone(),
+        // Never from a request, as allow_restricted: CI access is decided in review.
+        ci_read: false,
         vercel,
         kubernetes: request
             .k8s_namespace

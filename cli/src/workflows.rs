@@ -106,15 +106,20 @@ on:
   workflow_dispatch:
     inputs:
 {inputs}
-permissions:
-  contents: write
-  pull-requests: write
+# Nothing workflow-wide; the job's own token only reads: the branch is pushed and the pull
+# request opened with KEYWARD_REQUEST_TOKEN.
+permissions: {{}}
 
 jobs:
   request:
     runs-on: ubuntu-latest
+    permissions:
+      contents: read
     steps:
-      - uses: actions/checkout@v4
+      # No token left in .git/config while `cargo install` runs third-party build scripts.
+      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
+        with:
+          persist-credentials: false
       - name: Install keyward
         run: cargo install --locked --path cli
       - name: Write and validate the request

@@ -363,6 +363,13 @@ fn governance_diff(
                 .collect(),
         ),
     );
+    // A keyward:ci-read tag set by hand grants the CI reader role a value the manifest keeps
+    // from it: that is drift like any other.
+    cmp(
+        "ci_read",
+        declared.ci_read.to_string(),
+        actual.ci_read.to_string(),
+    );
     cmp(
         "vercel",
         format!("{:?}", declared.vercel),

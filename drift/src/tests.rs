@@ -273,6 +273,30 @@ fn every_finding_kind_is_raised_with_its_evidence() {
     );
 }
 
+/// Only the manifest grants the CI reader role a value: the tag added by hand is drift.
+#[test]
+fn a_ci_read_tag_the_manifest_does_not_declare_is_governance_drift() {
+    let m = manifest();
+    let mut case = clean_case(&m, "prod");
+    let session = "/acme/prod/web/session-key";
+    {
+        let e = entry(&mut case, session);
+        e.tags
+            .push(keyward_shared::tags::Tag::new("keyward:ci-read", "true"));
+        e.governance = tags::decode(&e.tags);
+    }
+    let findings = run(&m, "prod", &case);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let finding = &findings[0];
+    assert_eq!(
+        finding.fingerprint,
+        format!("governance-mismatch:{session}")
+    );
+    assert_eq!(finding.evidence["fields"], "ci_read");
+    assert_eq!(finding.evidence["ci_read.declared"], "false");
+    assert_eq!(finding.evidence["ci_read.actual"], "true");
+}
+
 #[test]
 fn fingerprints_are_stable_across_runs() {
     let m = manifest();

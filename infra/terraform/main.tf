@@ -76,6 +76,8 @@ resource "aws_kms_key" "this" {
   count = local.create_kms_key ? 1 : 0
 
   description = "keyward: secrets of /${var.org}/${var.environment}/"
+  # What the template's CI apply role (CiApplyRole) may create and manage keys by.
+  tags = { "keyward:environment" = "/${var.org}/${var.environment}/" }
   # Yearly automatic rotation of the key material; old material stays available, so existing
   # secret versions remain readable.
   enable_key_rotation = true
@@ -159,6 +161,8 @@ resource "aws_secretsmanager_secret" "this" {
 # get no policy; the account's IAM policies alone then decide (keyward's functions, operators).
 data "aws_iam_policy_document" "readers" {
   for_each = local.with_readers
+  # checkov:skip=CKV_AWS_356:A secret's resource policy: "*" is the secret it is attached to.
+  # checkov:skip=CKV_AWS_108:GetSecretValue for the declared readers is the policy's purpose.
 
   statement {
     sid     = "DeclaredReaders"
@@ -189,6 +193,7 @@ resource "aws_secretsmanager_secret_policy" "this" {
 # secret without it into an error instead of a secret that silently never rotates.
 resource "aws_secretsmanager_secret_rotation" "this" {
   for_each = var.rotation_lambda_arn == null ? {} : local.rotating
+  # checkov:skip=CKV_AWS_304:rotation_days comes from var.secrets, whose validation holds it to 1-90.
 
   secret_id           = aws_secretsmanager_secret.this[each.key].id
   rotation_lambda_arn = var.rotation_lambda_arn

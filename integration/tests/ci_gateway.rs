@@ -1042,14 +1042,31 @@ fn shipped_workflows_are_well_formed() {
             .and_then(|j| j.as_mapping())
             .unwrap_or_else(|| panic!("{name}: no jobs"));
         assert!(!jobs.is_empty());
-        // Every workflow that calls the gateway mints an OIDC token: it needs id-token: write.
-        if text.contains("ACTIONS_ID_TOKEN_REQUEST_URL") {
+        // Nothing is granted workflow-wide: each job names what it needs, and only a job that
+        // mints an OIDC token (itself, through AWS credentials or through a workflow it calls)
+        // gets id-token: write.
+        assert_eq!(
+            doc["permissions"].as_mapping().map(|m| m.len()),
+            Some(0),
+            "{name}: workflow-level permissions: {{}}"
+        );
+        for (job_name, job) in jobs {
+            let job_name = job_name.as_str().unwrap();
+            let job_text = serde_yaml_ng::to_string(job).unwrap();
+            let mints = job_text.contains("ACTIONS_ID_TOKEN_REQUEST_URL")
+                || job_text.contains("configure-aws-credentials")
+                || job.get("uses").is_some();
             assert_eq!(
-                doc["permissions"]["id-token"].as_str(),
-                Some("write"),
-                "{name}: id-token: write"
+                job["permissions"]["id-token"].as_str(),
+                mints.then_some("write"),
+                "{name}: job {job_name}: id-token"
             );
-            assert!(text.contains("::add-mask::"), "{name}: the token is masked");
+            if job_text.contains("ACTIONS_ID_TOKEN_REQUEST_URL") {
+                assert!(
+                    job_text.contains("::add-mask::"),
+                    "{name}: the token is masked"
+                );
+            }
         }
         // Inputs a reusable workflow reads are declared.
         if let Some(inputs) = on.get("workflow_call").and_then(|c| c.get("inputs")) {

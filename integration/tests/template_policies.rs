@@ -1,6 +1,6 @@
-//! Every IAM statement the SAM template grants, asserted: each function's role, the event bus
-//! policy, the audit bucket policy and the digest key policy. A statement added, widened or
-//! dropped fails here until this file says so too. A `*` resource must carry a comment saying
+//! Every IAM statement the SAM template grants, asserted: each function's role, and every other
+//! policy document (the CI roles' trust and policies, key, bucket, queue and bus policies). A
+//! statement added, widened or dropped fails here until this file says so too. A `*` resource must carry a comment saying
 //! why AWS requires it.
 
 use std::collections::BTreeMap;
@@ -148,6 +148,7 @@ fn expected_functions() -> BTreeMap<&'static str, Vec<String>> {
             "AnomalyForwarderFunction",
             vec![
                 "Allow s3:GetObject on !If([CreatesTrail, !Sub(${TrailBucket.Arn}/AWSLogs/*), !Sub(arn:${AWS::Partition}:s3:::${ExistingTrailBucket}/AWSLogs/*)])".into(),
+                "if CreatesTrail: Allow kms:Decrypt on !GetAtt(TrailKey.Arn) if {StringEquals={kms:ViaService=!Sub(s3.${AWS::Region}.amazonaws.com)}}".into(),
                 "Allow [s3:GetObject, s3:PutObject] on !Sub(${StateBucket.Arn}/*)".into(),
                 "Allow s3:ListBucket on !GetAtt(StateBucket.Arn)".into(),
                 "Allow events:PutEvents on !GetAtt(EventBus.Arn) if {StringEquals={events:source=keyward.anomaly-forwarder}}".into(),
@@ -380,5 +381,235 @@ fn every_invoke_permission_is_scoped_to_its_source() {
     assert_eq!(
         subscription["FilterPattern"].as_str(),
         Some("{ ($.fields.status = 401) || ($.fields.status = 403) }")
+    );
+}
+
+/// Every policy document of a resource other than a function, in template order: trust and
+/// inline policies of roles, key policies, bucket, queue and bus policies.
+fn resource_documents(template: &Value) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        let properties = &resource["Properties"];
+        let documents: Vec<(String, &Value)> = match resource["Type"].as_str().unwrap() {
+            "AWS::IAM::Role" => {
+                let mut documents =
+                    vec![("trust".to_owned(), &properties["AssumeRolePolicyDocument"])];
+                for policy in properties["Policies"].as_sequence().into_iter().flatten() {
+                    documents.push((render(&policy["PolicyName"]), &policy["PolicyDocument"]));
+                }
+                documents
+            }
+            "AWS::KMS::Key" => vec![("key policy".to_owned(), &properties["KeyPolicy"])],
+            "AWS::S3::BucketPolicy" | "AWS::SQS::QueuePolicy" => {
+                vec![("policy".to_owned(), &properties["PolicyDocument"])]
+            }
+            "AWS::Events::EventBusPolicy" => vec![("policy".to_owned(), properties)],
+            _ => continue,
+        };
+        let lines = documents
+            .into_iter()
+            .flat_map(|(label, document)| {
+                statements_of(document)
+                    .into_iter()
+                    .map(move |line| format!("{label}: {line}"))
+            })
+            .collect();
+        out.insert(name.as_str().unwrap().to_owned(), lines);
+    }
+    out
+}
+
+/// Every statement of every policy document that is not a function's, exactly: role trust and
+/// inline policies, key policies, bucket, queue and bus policies. A resource with a policy that
+/// is not listed here fails too.
+fn expected_documents() -> BTreeMap<&'static str, Vec<&'static str>> {
+    BTreeMap::from([
+        (
+            "AuditBucketPolicy",
+            vec![
+                "policy: Deny s3:* on [!GetAtt(AuditBucket.Arn), !Sub(${AuditBucket.Arn}/*)] for * if {Bool={aws:SecureTransport=false}}",
+                "policy: Deny s3:PutObject on [!Sub(${AuditBucket.Arn}/audit/*), !Sub(${AuditBucket.Arn}/digests/*)] for * if {Null={s3:if-none-match=true}}",
+                "policy: Deny [s3:PutBucketVersioning, s3:PutBucketObjectLockConfiguration] on !GetAtt(AuditBucket.Arn) for *",
+                "policy: Deny s3:DeleteObject on [!Sub(${AuditBucket.Arn}/audit/*), !Sub(${AuditBucket.Arn}/digests/*)] for *",
+                "policy: Deny [s3:PutBucketPolicy, s3:DeleteBucketPolicy, s3:PutLifecycleConfiguration] on !GetAtt(AuditBucket.Arn) for * if {ArnNotEquals={aws:PrincipalArn=!If([HasBreakGlass, !Ref(BreakGlassRoleArn), !Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:role/keyward-no-break-glass)])}}",
+                "policy: Deny [s3:PutObjectRetention, s3:PutObjectLegalHold, s3:BypassGovernanceRetention, s3:DeleteObjectVersion] on !Sub(${AuditBucket.Arn}/*) for *",
+            ],
+        ),
+        (
+            "AuditDigestKey",
+            vec![
+                "key policy: Allow not [kms:Sign, kms:Verify] on * for {AWS=!Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:root)}",
+                "key policy: Allow [kms:Sign, kms:GetPublicKey] on * for {AWS=!GetAtt(AuditDigestFunctionRole.Arn)}",
+                "key policy: Deny kms:Sign on * for * if {ArnNotEquals={aws:PrincipalArn=!GetAtt(AuditDigestFunctionRole.Arn)}}",
+                "key policy: Deny [kms:DisableKey, kms:ScheduleKeyDeletion] on * for * if {ArnNotEquals={aws:PrincipalArn=!If([HasBreakGlass, !Ref(BreakGlassRoleArn), !Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:role/keyward-no-break-glass)])}}",
+                "key policy: Allow [kms:GetPublicKey, kms:DescribeKey] on * for {AWS=!Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:root)}",
+            ],
+        ),
+        (
+            "CiApplyRole",
+            vec![
+                "trust: Allow sts:AssumeRoleWithWebIdentity on  for {Federated=!If([CreatesGithubOidcProvider, !Ref(GithubOidcProvider), !Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:oidc-provider/token.actions.githubusercontent.com)])} if {StringEquals={token.actions.githubusercontent.com:aud=sts.amazonaws.com, token.actions.githubusercontent.com:repository_id=!Ref(CiRepositoryId), token.actions.githubusercontent.com:ref=!Ref(CiApplyRef)}, StringLike={token.actions.githubusercontent.com:sub=!Sub(repo:*:ref:${CiApplyRef})}}",
+                "secret-request-apply: Allow secretsmanager:CreateSecret on !Sub(arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:/${Org}/*) if {StringEquals={aws:RequestTag/keyward:contract=1}}",
+                "secret-request-apply: Allow [secretsmanager:DescribeSecret, secretsmanager:GetResourcePolicy, secretsmanager:PutResourcePolicy, secretsmanager:DeleteResourcePolicy, secretsmanager:UpdateSecret, secretsmanager:TagResource, secretsmanager:UntagResource, secretsmanager:RotateSecret, secretsmanager:CancelRotateSecret, secretsmanager:ReplicateSecretToRegions, secretsmanager:RemoveRegionsFromReplication] on !Sub(arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:/${Org}/*) if {StringEquals={aws:ResourceTag/keyward:contract=1}}",
+                "secret-request-apply: Allow lambda:InvokeFunction on !GetAtt(RotationFunction.Arn)",
+                "secret-request-apply: Allow [kms:CreateKey, kms:TagResource] on * if {StringLike={aws:RequestTag/keyward:environment=!Sub(/${Org}/*)}}",
+                "secret-request-apply: Allow [kms:DescribeKey, kms:GetKeyPolicy, kms:GetKeyRotationStatus, kms:ListResourceTags, kms:EnableKeyRotation, kms:PutKeyPolicy, kms:UpdateKeyDescription, kms:CreateAlias, kms:UpdateAlias] on !Sub(arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*) if {StringLike={aws:ResourceTag/keyward:environment=!Sub(/${Org}/*)}}",
+                "secret-request-apply: Allow [kms:CreateAlias, kms:UpdateAlias] on !Sub(arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/keyward/${Org}/*)",
+                "secret-request-apply: Allow kms:ListAliases on *",
+                "secret-request-apply: Allow s3:ListBucket on !Sub(arn:${AWS::Partition}:s3:::${TerraformStateBucket}) if {StringLike={s3:prefix=!Sub(keyward/${Org}/*)}}",
+                "secret-request-apply: Allow [s3:GetObject, s3:PutObject, s3:DeleteObject] on !Sub(arn:${AWS::Partition}:s3:::${TerraformStateBucket}/keyward/${Org}/*)",
+                "secret-request-apply: Allow s3:ListBucket on !GetAtt(ConfigBucket.Arn) if {StringLike={s3:prefix=!Sub(${ManifestPrefix}*)}}",
+                "secret-request-apply: Allow [s3:PutObject, s3:DeleteObject] on !Sub(${ConfigBucket.Arn}/${ManifestPrefix}*)",
+            ],
+        ),
+        (
+            "CiPlanRole",
+            vec![
+                "trust: Allow sts:AssumeRoleWithWebIdentity on  for {Federated=!If([CreatesGithubOidcProvider, !Ref(GithubOidcProvider), !Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:oidc-provider/token.actions.githubusercontent.com)])} if {StringEquals={token.actions.githubusercontent.com:aud=sts.amazonaws.com, token.actions.githubusercontent.com:repository_id=!Ref(CiRepositoryId)}, StringLike={token.actions.githubusercontent.com:ref=refs/pull/*/merge, token.actions.githubusercontent.com:sub=repo:*:pull_request}}",
+                "secret-request-plan: Allow secretsmanager:ListSecrets on *",
+                "secret-request-plan: Allow [secretsmanager:DescribeSecret, secretsmanager:GetResourcePolicy] on !Sub(arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:/${Org}/*)",
+                "secret-request-plan: Allow [kms:DescribeKey, kms:GetKeyPolicy, kms:GetKeyRotationStatus, kms:ListResourceTags] on !Sub(arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*)",
+                "secret-request-plan: Allow kms:ListAliases on *",
+                "secret-request-plan: Allow s3:ListBucket on !Sub(arn:${AWS::Partition}:s3:::${TerraformStateBucket}) if {StringLike={s3:prefix=!Sub(keyward/${Org}/*)}}",
+                "secret-request-plan: Allow s3:GetObject on !Sub(arn:${AWS::Partition}:s3:::${TerraformStateBucket}/keyward/${Org}/*)",
+            ],
+        ),
+        (
+            "CiReaderRole",
+            vec![
+                "trust: Allow sts:AssumeRoleWithWebIdentity on  for {Federated=!If([CreatesGithubOidcProvider, !Ref(GithubOidcProvider), !Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:oidc-provider/token.actions.githubusercontent.com)])} if {StringEquals={token.actions.githubusercontent.com:aud=sts.amazonaws.com, token.actions.githubusercontent.com:repository_id=!Ref(CiReaderRepositoryIds), token.actions.githubusercontent.com:ref=!Ref(CiReaderRef), token.actions.githubusercontent.com:environment=!Ref(Environment)}, StringLike={token.actions.githubusercontent.com:sub=!Sub(repo:*:environment:${Environment})}}",
+                "ci-read: Allow [secretsmanager:DescribeSecret, secretsmanager:GetSecretValue] on !Sub(arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:/${Org}/${Environment}/*) if {StringEquals={aws:ResourceTag/keyward:ci-read=true}}",
+                "ci-read: Allow kms:Decrypt on * if {StringEquals={kms:ViaService=!Sub(secretsmanager.${AWS::Region}.amazonaws.com)}}",
+            ],
+        ),
+        (
+            "DeadLetterQueuePolicy",
+            vec![
+                "policy: Allow sqs:SendMessage on !GetAtt(DeadLetterQueue.Arn) for {Service=events.amazonaws.com} if {ArnEquals={aws:SourceArn=!GetAtt(AuditWriterFunctionAllDomainEvents.Arn)}}",
+                "policy: Allow sqs:SendMessage on !GetAtt(DeadLetterQueue.Arn) for {Service=events.amazonaws.com} if {ArnEquals={aws:SourceArn=[!GetAtt(AnomalyForwarderFunctionSecretsManagerApiCalls.Arn), !GetAtt(AnomalyForwarderFunctionKeywardTampering.Arn), !GetAtt(AnomalyForwarderFunctionGatewayRefusals.Arn), !GetAtt(AnomalyForwarderFunctionTrailLogFiles.Arn)]}}",
+                "policy: if DeploysVercelSync: Allow sqs:SendMessage on !GetAtt(DeadLetterQueue.Arn) for {Service=events.amazonaws.com} if {ArnEquals={aws:SourceArn=[!GetAtt(VercelSyncFunctionSecretChanges.Arn), !GetAtt(VercelSyncFunctionRotationSucceeded.Arn), !GetAtt(VercelSyncFunctionSecretRotated.Arn), !GetAtt(VercelSyncFunctionSyncRequested.Arn)]}}",
+                "policy: Deny sqs:* on !GetAtt(DeadLetterQueue.Arn) for * if {Bool={aws:SecureTransport=false}}",
+            ],
+        ),
+        (
+            "EventBusPolicy",
+            vec![
+                "policy: Deny events:PutEvents on !GetAtt(EventBus.Arn) for * if {ArnNotEquals={aws:PrincipalArn=[!GetAtt(RotationFunctionRole.Arn), !GetAtt(AnomalyForwarderFunctionRole.Arn), !GetAtt(DriftDetectorFunctionRole.Arn), !If([DeploysVercelSync, !GetAtt(VercelSyncFunctionRole.Arn), !Ref(AWS::NoValue)]), !If([DeploysGateway, !GetAtt(CiGatewayFunctionRole.Arn), !Ref(AWS::NoValue)])]}}",
+            ],
+        ),
+        (
+            "TrailBucketPolicy",
+            vec![
+                "policy: Allow s3:GetBucketAcl on !GetAtt(TrailBucket.Arn) for {Service=cloudtrail.amazonaws.com} if {StringEquals={aws:SourceArn=!Sub(arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/keyward-${Org})}}",
+                "policy: Allow s3:PutObject on !Sub(${TrailBucket.Arn}/AWSLogs/${AWS::AccountId}/*) for {Service=cloudtrail.amazonaws.com} if {StringEquals={aws:SourceArn=!Sub(arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/keyward-${Org})}}",
+                "policy: Deny s3:* on [!GetAtt(TrailBucket.Arn), !Sub(${TrailBucket.Arn}/*)] for * if {Bool={aws:SecureTransport=false}}",
+                "policy: Deny [s3:DeleteObject, s3:DeleteObjectVersion] on !Sub(${TrailBucket.Arn}/*) for *",
+                "policy: Deny s3:PutBucketVersioning on !GetAtt(TrailBucket.Arn) for *",
+            ],
+        ),
+        (
+            "TrailKey",
+            vec![
+                "key policy: Allow kms:* on * for {AWS=!Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:root)}",
+                "key policy: Allow kms:GenerateDataKey* on * for {Service=cloudtrail.amazonaws.com} if {StringEquals={aws:SourceArn=!Sub(arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/keyward-${Org})}, StringLike={kms:EncryptionContext:aws:cloudtrail:arn=!Sub(arn:${AWS::Partition}:cloudtrail:*:${AWS::AccountId}:trail/*)}}",
+                "key policy: Allow kms:DescribeKey on * for {Service=cloudtrail.amazonaws.com} if {StringEquals={aws:SourceArn=!Sub(arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/keyward-${Org})}}",
+            ],
+        ),
+    ])
+}
+
+#[test]
+fn every_other_policy_statement_is_the_one_intended() {
+    let actual = resource_documents(&template());
+    let expected = expected_documents();
+    let names: Vec<&String> = actual.keys().collect();
+    let expected_names: Vec<&&str> = expected.keys().collect();
+    assert_eq!(names, expected_names, "resources with a policy document");
+    for (resource, statements) in &actual {
+        assert_eq!(
+            statements,
+            &expected[resource.as_str()],
+            "{resource}'s statements (left: template, right: this test)"
+        );
+    }
+}
+
+/// CloudTrail may encrypt with the trail key only for keyward's own trail, and the trail uses it.
+#[test]
+fn the_trail_key_lets_cloudtrail_encrypt_this_trail_only() {
+    let template = template();
+    let lines = resource_policy(&template, "TrailKey", "KeyPolicy");
+    let trail = "aws:SourceArn=!Sub(arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/keyward-${Org})";
+    for action in ["kms:GenerateDataKey*", "kms:DescribeKey"] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!(
+                "Allow {action} on * for {{Service=cloudtrail.amazonaws.com}}"
+            )) && l.contains(trail)),
+            "{action}: {lines:#?}"
+        );
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("cloudtrail.amazonaws.com") && l.contains("kms:Decrypt")),
+        "CloudTrail never decrypts: {lines:#?}"
+    );
+    let trail_props = &template["Resources"]["Trail"]["Properties"];
+    assert_eq!(render(&trail_props["KMSKeyId"]), "!GetAtt(TrailKey.Arn)");
+    let data = render(&trail_props["EventSelectors"]);
+    for bucket in ["AuditBucket", "ConfigBucket"] {
+        assert!(
+            data.contains(&format!("!Sub(${{{bucket}.Arn}}/)")),
+            "{bucket}: {data}"
+        );
+    }
+}
+
+/// Each CI role admits only GitHub tokens for STS, from a repository named by its id, on one
+/// ref (the plan role: pull request merge refs), and the reader only in its environment.
+#[test]
+fn ci_roles_trust_bind_audience_repository_ref_and_context() {
+    let template = template();
+    let claim = |key: &str| format!("token.actions.githubusercontent.com:{key}=");
+    for (role, repository, reference, context) in [
+        (
+            "CiPlanRole",
+            "!Ref(CiRepositoryId)",
+            "refs/pull/*/merge",
+            "repo:*:pull_request",
+        ),
+        (
+            "CiApplyRole",
+            "!Ref(CiRepositoryId)",
+            "!Ref(CiApplyRef)",
+            "!Sub(repo:*:ref:${CiApplyRef})",
+        ),
+        (
+            "CiReaderRole",
+            "!Ref(CiReaderRepositoryIds)",
+            "!Ref(CiReaderRef)",
+            "!Sub(repo:*:environment:${Environment})",
+        ),
+    ] {
+        let lines = resource_policy(&template, role, "AssumeRolePolicyDocument");
+        assert_eq!(lines.len(), 1, "{role}: {lines:#?}");
+        let line = &lines[0];
+        assert!(
+            line.starts_with("Allow sts:AssumeRoleWithWebIdentity on  for {Federated="),
+            "{role}: {line}"
+        );
+        for needle in [
+            format!("{}sts.amazonaws.com", claim("aud")),
+            format!("{}{repository}", claim("repository_id")),
+            format!("{}{reference}", claim("ref")),
+            format!("{}{context}", claim("sub")),
+        ] {
+            assert!(line.contains(&needle), "{role}: no {needle} in {line}");
+        }
+    }
+    let reader = resource_policy(&template, "CiReaderRole", "AssumeRolePolicyDocument");
+    assert!(
+        reader[0].contains(&format!("{}!Ref(Environment)", claim("environment"))),
+        "{reader:#?}"
     );
 }

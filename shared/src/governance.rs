@@ -827,6 +827,8 @@ pub struct Governance {
     pub replicas: Vec<Region>,
     /// IAM principals allowed to read the value.
     pub readers: Vec<PrincipalArn>,
+    /// The environment's CI reader role (the template's `CiReaderRole`) may read the value.
+    pub ci_read: bool,
     pub vercel: Option<VercelMapping>,
 }
 
@@ -853,6 +855,15 @@ impl Governance {
                     "is listed twice",
                 ));
             }
+        }
+        // A CI job's credentials reach every step and action of the job: restricted values stay
+        // with the principals named one by one in `readers`.
+        if self.ci_read && self.classification == Classification::Restricted {
+            return Err(GovernanceError::new(
+                "ci_read",
+                "true",
+                "a restricted secret is never readable by the CI reader role",
+            ));
         }
         if let Some(vercel) = &self.vercel {
             vercel.validate()?;

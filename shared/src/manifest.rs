@@ -75,6 +75,10 @@ pub struct SecretDecl {
     /// IAM principal ARNs allowed to read the value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub readers: Vec<String>,
+    /// The environment's CI reader role may read the value (tag `keyward:ci-read`); never for
+    /// a restricted secret.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ci_read: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vercel: Option<VercelDecl>,
     /// For services on Kubernetes: the `ExternalSecret` that `keyward render` projects.
@@ -262,6 +266,9 @@ pub struct EnvOverride {
     pub replicas: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readers: Option<Vec<String>>,
+    /// Replaces the secret's `ci_read` in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_read: Option<bool>,
     /// Replaces the secret's Vercel mapping in this environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vercel: Option<VercelDecl>,
@@ -1019,6 +1026,7 @@ fn expand(ctx: &DeclContext, decl: &SecretDecl, issues: &mut Issues) -> Vec<Decl
                 rotation,
                 replicas,
                 readers,
+                ci_read,
                 vercel,
             }),
         ) = (&service, &name, &secret_type, &domain, &owner, governance)
@@ -1045,6 +1053,7 @@ fn expand(ctx: &DeclContext, decl: &SecretDecl, issues: &mut Issues) -> Vec<Decl
             rotation,
             replicas,
             readers,
+            ci_read,
             vercel,
         };
         let where_ = if overrides.is_some() {
@@ -1097,6 +1106,7 @@ struct ResolvedGovernance {
     rotation: RotationPolicy,
     replicas: Vec<Region>,
     readers: Vec<PrincipalArn>,
+    ci_read: bool,
     vercel: Option<VercelMapping>,
 }
 
@@ -1151,6 +1161,7 @@ fn resolve_governance(
         None => (&decl.readers, format!("{}.readers", paths.base)),
     };
     let readers = parse_list::<PrincipalArn>(file, &readers_path, readers_src, issues, &mut ok);
+    let ci_read = overrides.and_then(|o| o.ci_read).unwrap_or(decl.ci_read);
 
     let vercel = match overrides.and_then(|o| o.vercel.as_ref()) {
         Some(v) => resolve_vercel(file, &paths.over("vercel"), v, issues, &mut ok),
@@ -1167,6 +1178,7 @@ fn resolve_governance(
         rotation,
         replicas,
         readers,
+        ci_read,
         vercel,
     })
 }

@@ -24,6 +24,7 @@
 //! | `keyward:vercel:orphans`        | optional `keep` (default) or `delete`            |
 //! | `keyward:vercel:on-edit`        | optional `report` (default) or `overwrite`       |
 //! | `keyward:vercel:allow-restricted` | `true`: a restricted secret may go to Vercel   |
+//! | `keyward:ci-read`               | `true`: the environment's CI reader role may read the value |
 //!
 //! AWS limits: 50 tags per resource, keys up to 128 and values up to 256 characters, values
 //! drawn from letters, digits, spaces and `_ . : / = + - @`. keyward uses at most
@@ -71,6 +72,9 @@ pub mod keys {
     pub const VERCEL_ORPHANS: &str = "keyward:vercel:orphans";
     pub const VERCEL_ON_EDIT: &str = "keyward:vercel:on-edit";
     pub const VERCEL_ALLOW_RESTRICTED: &str = "keyward:vercel:allow-restricted";
+    /// The template's CI reader role reads exactly the secrets carrying this tag (an IAM
+    /// condition on `aws:ResourceTag/keyward:ci-read`).
+    pub const CI_READ: &str = "keyward:ci-read";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -213,6 +217,10 @@ pub fn encode(governance: &Governance) -> Result<Vec<Tag>, TagContractError> {
             format!("{}{}", keys::READER_PREFIX, index + 1),
             reader.as_str(),
         ));
+    }
+    // Written only when set: a secret CI may not read keeps its tag set.
+    if governance.ci_read {
+        tags.push(Tag::new(keys::CI_READ, "true"));
     }
     if let Some(vercel) = &governance.vercel {
         tags.push(Tag::new(keys::VERCEL_PROJECT, &vercel.project));
@@ -412,6 +420,18 @@ pub fn decode(tags: &[Tag]) -> Result<Option<Governance>, TagContractError> {
     indexed_readers.sort_by_key(|(index, _)| *index);
     let readers = indexed_readers.into_iter().map(|(_, r)| r).collect();
 
+    let ci_read = match ours.remove(keys::CI_READ) {
+        None => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(TagContractError::BadValue {
+                tag: keys::CI_READ.to_owned(),
+                value: other.to_owned(),
+                reason: "must be `true` or absent".into(),
+            });
+        }
+    };
+
     let vercel = decode_vercel(&mut ours)?;
 
     if let Some(unknown) = ours.keys().next() {
@@ -427,6 +447,7 @@ pub fn decode(tags: &[Tag]) -> Result<Option<Governance>, TagContractError> {
         rotation,
         replicas,
         readers,
+        ci_read,
         vercel,
     };
     governance
@@ -574,6 +595,7 @@ mod tests {
                     .parse()
                     .unwrap(),
             ],
+            ci_read: false,
             vercel: Some(VercelMapping {
                 project: "payments-web".into(),
                 team: Some("team_abc123".into()),
@@ -613,6 +635,7 @@ mod tests {
             },
             replicas: vec![],
             readers: vec![],
+            ci_read: false,
             vercel: None,
         }
     }
@@ -896,5 +919,41 @@ mod tests {
         public.vercel.as_mut().unwrap().binding =
             VercelBinding::Key("NEXT_PUBLIC_SITE_KEY".parse().unwrap());
         assert_eq!(decode(&encode(&public).unwrap()).unwrap(), Some(public));
+    }
+
+    #[test]
+    fn ci_read_is_one_tag_written_only_when_set() {
+        assert!(
+            !encode(&minimal())
+                .unwrap()
+                .iter()
+                .any(|t| t.key == keys::CI_READ)
+        );
+        let mut g = minimal();
+        g.ci_read = true;
+        let tags = encode(&g).unwrap();
+        assert!(tags.contains(&Tag::new(keys::CI_READ, "true")));
+        assert_eq!(decode(&tags).unwrap(), Some(g));
+
+        let mut odd = encode(&minimal()).unwrap();
+        odd.push(Tag::new(keys::CI_READ, "yes"));
+        let err = decode(&odd).unwrap_err().to_string();
+        assert!(
+            err.contains("keyward:ci-read") && err.contains("yes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn restricted_secrets_are_never_ci_readable() {
+        let mut g = base();
+        g.vercel = None;
+        g.ci_read = true;
+        let err = g.validate().unwrap_err().to_string();
+        assert!(err.contains("ci_read"), "{err}");
+        // A tag set by hand cannot grant it either.
+        let mut tags = encode(&base()).unwrap();
+        tags.push(Tag::new(keys::CI_READ, "true"));
+        assert!(decode(&tags).is_err());
     }
 }

@@ -232,7 +232,7 @@ fn bad_inputs_each_give_a_clear_located_error() {
                 "rotation: {strategy: random, days: 30}",
                 "rotaton: {strategy: random, days: 30}",
             ),
-            "m.yaml: secrets[0]: unknown field `rotaton`, expected one of `service`, `name`, `description`, `type`, `domain`, `owner`, `classification`, `rotation`, `replicas`, `readers`, `vercel`, `kubernetes`, `environments`",
+            "m.yaml: secrets[0]: unknown field `rotaton`, expected one of `service`, `name`, `description`, `type`, `domain`, `owner`, `classification`, `rotation`, `replicas`, `readers`, `ci_read`, `vercel`, `kubernetes`, `environments`",
         ),
         (
             GOOD.replace("classification: internal", "classification: secret"),
@@ -687,4 +687,34 @@ fn auth0_domains_follow_the_rotation_function() {
     ] {
         assert!(valid_auth0_domain(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn ci_read_is_declared_per_secret_and_overridden_per_environment() {
+    let text = GOOD.replace(
+        "environments: [dev]",
+        "environments: {dev: {}, prod: {ci_read: false}}",
+    ) + "    ci_read: true\n";
+    let manifest = one(&text).unwrap();
+    let by_env: Vec<(String, bool)> = manifest
+        .secrets
+        .iter()
+        .map(|s| (s.name.to_string(), s.governance.ci_read))
+        .collect();
+    assert_eq!(
+        by_env,
+        [
+            ("/acme/dev/api/key".to_owned(), true),
+            ("/acme/prod/api/key".to_owned(), false)
+        ]
+    );
+    // Restricted values never reach CI: refused where the declaration says so.
+    let restricted = text.replace("classification: internal", "classification: restricted");
+    let msgs = messages(one(&restricted));
+    assert!(
+        msgs.iter().any(
+            |m| m.starts_with("m.yaml: secrets[0].environments.dev: ") && m.contains("ci_read")
+        ),
+        "{msgs:#?}"
+    );
 }
