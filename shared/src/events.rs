@@ -279,8 +279,7 @@ pub struct WorkflowClaims {
 pub struct AnomalyGroup {
     /// `<rule>|<hash of the dimension values>|<window index>`.
     pub id: String,
-    /// `opened` or `updated`.
-    pub role: String,
+    pub role: GroupRole,
     /// Member alerts so far.
     pub count: u64,
     pub first: DateTime<Utc>,
@@ -288,6 +287,16 @@ pub struct AnomalyGroup {
     /// What this delivery's members concern (secret names, else call names), at most 20.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
+}
+
+/// Which delivery of a group an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRole {
+    /// The group's first delivery: a new alert.
+    Opened,
+    /// More members of a group already delivered.
+    Updated,
 }
 
 /// The payload of each event type. The variant name is the EventBridge `detail-type`.

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
 pub use secrecy::{ExposeSecret, SecretString};
@@ -24,16 +24,26 @@ const MIN_REGISTERED_LEN: usize = 6;
 /// through it, by keyward or by whoever sent it: that many characters or more are scrubbed.
 const MIN_PARTIAL_LEN: usize = 4;
 
-fn patterns() -> &'static [(Regex, &'static str)] {
-    static PATTERNS: std::sync::OnceLock<Vec<(Regex, &'static str)>> = std::sync::OnceLock::new();
+/// The secret-shaped patterns, each with what replaces a match.
+struct Patterns {
+    each: Vec<(Regex, &'static str)>,
+    /// All of them in one automaton: most texts match none, and one pass says so (instead of
+    /// one pass per pattern).
+    any: RegexSet,
+}
+
+fn patterns() -> &'static Patterns {
+    static PATTERNS: std::sync::OnceLock<Patterns> = std::sync::OnceLock::new();
     PATTERNS.get_or_init(|| {
-        [
+        let sources = [
             // scheme://user:password@host -> scheme://user:[REDACTED]@host
             (r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", "${1}[REDACTED]@"),
-            // key=value and "key": "value" for secret-ish keys.
+            // key=value and "key": "value" for secret-ish keys. Not after a colon: that is an
+            // ARN's resource type (`arn:aws:secretsmanager:…:secret:prod/db`), whose name is
+            // what an alert must show.
             (
-                r#"(?i)((?:password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|api_key|apikey|private_key|authorization|signature|sig|x-amz-signature|x-amz-security-token)["']?\s*[=:]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^"'&\s,;}]+"#,
-                "${1}[REDACTED]",
+                r#"(?i)(^|[^:])((?:password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|api_key|apikey|private_key|authorization|signature|sig|x-amz-signature|x-amz-security-token)["']?\s*[=:]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^"'&\s,;}]+"#,
+                "${1}${2}[REDACTED]",
             ),
             // Bearer/basic credentials anywhere else.
             (r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9\-._~+/]+=*", "${1} [REDACTED]"),
@@ -48,10 +58,17 @@ fn patterns() -> &'static [(Regex, &'static str)] {
                 r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|xox[abeprs]-[A-Za-z0-9-]{10,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,})",
                 "[REDACTED-TOKEN]",
             ),
-        ]
-        .into_iter()
-        .map(|(re, replacement)| (Regex::new(re).expect("static redaction pattern compiles"), replacement))
-        .collect()
+        ];
+        Patterns {
+            each: sources
+                .iter()
+                .map(|(re, replacement)| {
+                    (Regex::new(re).expect("static redaction pattern compiles"), *replacement)
+                })
+                .collect(),
+            any: RegexSet::new(sources.iter().map(|(re, _)| re))
+                .expect("static redaction patterns compile"),
+        }
     })
 }
 
@@ -204,7 +221,11 @@ impl Redactor {
                 }
             }
         }
-        for (pattern, replacement) in patterns() {
+        let patterns = patterns();
+        if !patterns.any.is_match(&out) {
+            return out;
+        }
+        for (pattern, replacement) in &patterns.each {
             if pattern.is_match(&out) {
                 out = Cow::Owned(pattern.replace_all(&out, *replacement).into_owned());
             }
@@ -311,6 +332,12 @@ mod tests {
                 r#"{"client_secret":"[REDACTED]","id":"x"}"#,
             ),
             ("password=abc&user=bob", "password=[REDACTED]&user=bob"),
+            ("db_password: hunter22", "db_password: [REDACTED]"),
+            // An ARN's resource type is not a key: the secret's name stays.
+            (
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf",
+            ),
             (
                 "https://h/x?token=abc&x=1",
                 "https://h/x?token=[REDACTED]&x=1",

@@ -302,23 +302,16 @@ mod tests {
         }
     }
 
-    use crate::test_support::http;
+    use crate::test_support::BusOnly;
 
     #[tokio::test]
     async fn a_crash_anywhere_in_delivery_then_a_retry_publishes_each_alert_once_with_one_id() {
         let alerts: Vec<Alert> = (0..3).map(alert).collect();
-        let http = http();
-        let redactor = Redactor::new();
+        let bus_only = BusOnly::new();
         for budget in 0..10 {
             let ledger = InMemoryMarkerStore::default();
             let publisher = InMemoryEventPublisher::default();
-            let sinks = Sinks {
-                http: &http,
-                loki: None,
-                webhook_url: None,
-                publisher: &publisher,
-                redactor: &redactor,
-            };
+            let sinks = bus_only.sinks(&publisher);
             *ledger.fail_after_writes.lock().unwrap() = Some(budget);
             let first = deliver(alerts.clone(), &ledger, &sinks).await;
             *ledger.fail_after_writes.lock().unwrap() = None;
@@ -352,16 +345,10 @@ mod tests {
     async fn nothing_to_deliver_touches_nothing() {
         let ledger = InMemoryMarkerStore::default();
         let publisher = InMemoryEventPublisher::default();
-        let http = http();
-        let redactor = Redactor::new();
-        let sinks = Sinks {
-            http: &http,
-            loki: None,
-            webhook_url: None,
-            publisher: &publisher,
-            redactor: &redactor,
-        };
-        let report = deliver(Vec::new(), &ledger, &sinks).await.unwrap();
+        let bus_only = BusOnly::new();
+        let report = deliver(Vec::new(), &ledger, &bus_only.sinks(&publisher))
+            .await
+            .unwrap();
         assert_eq!(report, DeliveryReport::default());
         assert!(ledger.keys().is_empty());
     }

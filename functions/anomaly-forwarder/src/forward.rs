@@ -27,8 +27,8 @@ use keyward_shared::events::{
 use keyward_shared::ports::{EventPublisher, PublishError};
 use keyward_shared::redact::Redactor;
 
-use crate::group::{GroupRole, GroupSummary};
 use crate::rules::Alert;
+use keyward_shared::events::GroupRole;
 
 pub const SERVICE_LABEL: &str = "keyward-anomaly-forwarder";
 
@@ -113,27 +113,8 @@ fn severity_label(severity: Severity) -> &'static str {
     }
 }
 
-fn role_label(role: GroupRole) -> &'static str {
-    match role {
-        GroupRole::Opened => "opened",
-        GroupRole::Updated => "updated",
-    }
-}
-
-/// A group as the Loki line and the audit event carry it.
-fn group_json(group: &GroupSummary) -> Value {
-    json!({
-        "id": group.id,
-        "role": role_label(group.role),
-        "count": group.count,
-        "first": group.first.to_rfc3339(),
-        "last": group.last.to_rfc3339(),
-        "members": group.members,
-    })
-}
-
 /// One line saying what a group is so far, for people.
-fn group_sentence(group: &GroupSummary) -> String {
+fn group_sentence(group: &AnomalyGroup) -> String {
     let span = format!(
         "{} to {}",
         group.first.format("%Y-%m-%d %H:%M:%SZ"),
@@ -160,7 +141,7 @@ pub fn loki_body(outgoing: &[&Outgoing]) -> Value {
             "summary": alert.summary,
             "event_time": alert.event_time.to_rfc3339(),
             "evidence": alert.evidence.as_ref(),
-            "group": alert.group.as_ref().map(group_json),
+            "group": alert.group.as_ref().map(|delivery| &delivery.group),
         })
         .to_string();
         let mut metadata = serde_json::Map::new();
@@ -270,17 +251,14 @@ pub fn anomaly_event(outgoing: &Outgoing, redactor: &Redactor) -> DomainEvent {
                 .cloned()
                 .unwrap_or_else(|| get("actor")),
             evidence,
-            group: alert.group.as_ref().map(|group| AnomalyGroup {
-                id: redactor.safe(&group.id).as_str().to_owned(),
-                role: role_label(group.role).to_owned(),
-                count: group.count,
-                first: group.first,
-                last: group.last,
-                members: group
+            group: alert.group.as_ref().map(|delivery| AnomalyGroup {
+                id: redactor.safe(&delivery.id).as_str().to_owned(),
+                members: delivery
                     .members
                     .iter()
                     .map(|m| redactor.safe(m).as_str().to_owned())
                     .collect(),
+                ..delivery.group.clone()
             }),
         },
     );

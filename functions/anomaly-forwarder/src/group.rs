@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
+use keyward_shared::events::{AnomalyGroup, GroupRole};
 use keyward_shared::ports::{MarkerError, MarkerStore};
 use keyward_shared::redact::SafeText;
 use serde::{Deserialize, Serialize};
@@ -33,29 +34,21 @@ pub const MEMBERS_SHOWN: usize = 20;
 /// Members counted before a group's size is reported as "at least".
 const MAX_COUNTED: u64 = 10_000;
 
-/// A group as one delivery describes it.
+/// A group as one delivery describes it (the catalogue's [`AnomalyGroup`]: count so far,
+/// the opening member's time and the latest of this delivery's, what this delivery's members
+/// concern, at most [`MEMBERS_SHOWN`]), and whether the chat hears of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupSummary {
-    /// `<rule>|<hash of the by values>|<window index>`.
-    pub id: String,
-    pub role: GroupRole,
-    /// Member alerts so far (every invocation's).
-    pub count: u64,
-    /// The opening member's time, and the latest of this delivery's members.
-    pub first: DateTime<Utc>,
-    pub last: DateTime<Utc>,
-    /// What this delivery's members concern (secret names, else event names), distinct, at
-    /// most [`MEMBERS_SHOWN`].
-    pub members: Vec<String>,
+pub struct GroupDelivery {
+    pub group: AnomalyGroup,
     pub chat: ChatNotice,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupRole {
-    /// The group's first delivery: a new alert.
-    Opened,
-    /// More members of a group already delivered.
-    Updated,
+impl std::ops::Deref for GroupDelivery {
+    type Target = AnomalyGroup;
+
+    fn deref(&self) -> &AnomalyGroup {
+        &self.group
+    }
 }
 
 /// Whether a chat webhook hears of this delivery (Loki and the audit trail hear of all).
@@ -150,17 +143,19 @@ async fn fold_group<S: MarkerStore>(
             labels.push(label);
         }
     }
-    alert.group = Some(GroupSummary {
-        id,
-        role,
-        count,
-        first: head.event_time,
-        last: members
-            .iter()
-            .map(|m| m.event_time)
-            .max()
-            .unwrap_or(head.event_time),
-        members: labels,
+    alert.group = Some(GroupDelivery {
+        group: AnomalyGroup {
+            id,
+            role,
+            count,
+            first: head.event_time,
+            last: members
+                .iter()
+                .map(|m| m.event_time)
+                .max()
+                .unwrap_or(head.event_time),
+            members: labels,
+        },
         chat,
     });
     Ok(alert)

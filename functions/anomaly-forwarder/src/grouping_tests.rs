@@ -3,19 +3,19 @@
 //! crash drills as delivery.
 
 use keyward_shared::events::{
-    Actor, CorrelationId, DomainEvent, EventData, Outcome, Severity, WorkflowClaims,
+    Actor, CorrelationId, DomainEvent, EventData, GroupRole, Outcome, Severity, WorkflowClaims,
 };
 use keyward_shared::ports::{InMemoryEventPublisher, InMemoryMarkerStore};
 use keyward_shared::redact::Redactor;
 use serde_json::{Value, json};
 
 use crate::client::KnownAutomation;
-use crate::deliver::{DeliveryReport, Sinks, deliver};
-use crate::group::{ChatNotice, GroupRole};
+use crate::deliver::{DeliveryReport, deliver};
+use crate::group::ChatNotice;
 use crate::handler::Forwarder;
 use crate::rules::{Alert, DEFAULT_RULES, Detector, Environment};
 use crate::state::Tally;
-use crate::test_support::{http, resolve_records};
+use crate::test_support::{BusOnly, http, resolve_records};
 
 fn detector() -> Detector {
     Detector::from_yaml(DEFAULT_RULES, Environment::default()).unwrap()
@@ -62,30 +62,34 @@ async fn invocation(
     let alerts = resolve_records(&detector(), store, records)
         .await
         .map_err(|e| e.to_string())?;
-    let http = http();
-    let redactor = Redactor::new();
-    let sinks = Sinks {
-        http: &http,
-        loki: None,
-        webhook_url: None,
-        publisher,
-        redactor: &redactor,
-    };
-    deliver(alerts, store, &sinks)
+    let bus_only = BusOnly::new();
+    deliver(alerts, store, &bus_only.sinks(publisher))
         .await
         .map_err(|e| e.to_string())
 }
 
-fn anomaly_groups(publisher: &InMemoryEventPublisher, rule: &str) -> Vec<(String, u64, usize)> {
+/// A group as the published `AnomalyDetected` events describe it.
+#[derive(Debug, PartialEq, Eq)]
+struct PublishedGroup {
+    role: GroupRole,
+    count: u64,
+    members_named: usize,
+}
+
+fn anomaly_groups(publisher: &InMemoryEventPublisher, rule: &str) -> Vec<PublishedGroup> {
     let events: Vec<DomainEvent> = publisher.published.lock().unwrap().clone();
-    let mut groups: Vec<(String, u64, usize)> = events
+    let mut groups: Vec<PublishedGroup> = events
         .iter()
         .filter_map(|event| match &event.data {
             EventData::AnomalyDetected {
                 rule: r,
                 group: Some(group),
                 ..
-            } if r == rule => Some((group.role.clone(), group.count, group.members.len())),
+            } if r == rule => Some(PublishedGroup {
+                role: group.role,
+                count: group.count,
+                members_named: group.members.len(),
+            }),
             _ => None,
         })
         .collect();
@@ -118,7 +122,11 @@ async fn a_storm_of_deletions_is_one_alert_with_every_member_delivered_once_acro
         assert_eq!(ids.len(), 1, "budget {budget}: one alert, one id");
         assert_eq!(
             anomaly_groups(&publisher, "deletion-scheduled"),
-            [("opened".to_owned(), 20, 20)],
+            [PublishedGroup {
+                role: GroupRole::Opened,
+                count: 20,
+                members_named: 20
+            }],
             "budget {budget} (first attempt {first:?})"
         );
     }

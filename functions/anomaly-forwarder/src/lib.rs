@@ -32,6 +32,7 @@ pub mod gateway;
 pub mod group;
 pub mod handler;
 pub mod logfile;
+mod prefilter;
 pub mod record;
 pub mod rules;
 pub mod state;

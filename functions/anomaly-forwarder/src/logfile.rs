@@ -7,7 +7,7 @@
 //! error naming how far it got, after the records before the damage were delivered.
 
 use std::collections::HashSet;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::io::{BufRead, BufReader, Read};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -91,15 +91,16 @@ pub fn scan<R: Read + Send>(
         .map(|b| b.starts_with(&GZIP_MAGIC))
         .unwrap_or(false);
     let mut stats = ScanStats::default();
-    let mut seen = HashSet::new();
+    // Keyed per scan, so no one can choose ids that collide; the set then takes the hashes
+    // as they are instead of hashing them again.
+    let keys = RandomState::new();
+    let mut seen = HashSet::<u64, BuildHasherDefault<PreHashed>>::default();
     let mut deliver = |raw: &str| {
-        if let Some(id) = event_id(raw) {
-            let mut hasher = DefaultHasher::new();
-            id.hash(&mut hasher);
-            if !seen.insert(hasher.finish()) {
-                stats.duplicates += 1;
-                return;
-            }
+        if let Some(id) = event_id(raw)
+            && !seen.insert(keys.hash_one(id))
+        {
+            stats.duplicates += 1;
+            return;
         }
         stats.records += 1;
         on_record(raw);
@@ -116,6 +117,27 @@ pub fn scan<R: Read + Send>(
             records: stats.records + stats.duplicates,
             message: describe(&e),
         }),
+    }
+}
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64`s are hashed here (`write_u64`); anything else is folded in, never lost.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
     }
 }
 
@@ -141,12 +163,15 @@ fn event_id(raw: &str) -> Option<&str> {
 }
 
 /// Splits the top-level `Records` array into its elements while tracking JSON strings and
-/// nesting, without building anything: each element's bytes go to `deliver`, which parses them.
-/// A malformed element is the record parser's to reject; a file that ends inside the array, or
-/// holds no `Records`, is an error. Memory: one element at a time.
+/// nesting, without building anything: each element's bytes are copied once, into the batch
+/// handed to the caller, which parses them. A malformed element is the record parser's to
+/// reject; a file that ends inside the array, or holds no `Records`, is an error. Memory: one
+/// batch at a time.
 struct Splitter {
-    /// Bytes of the element being read (or of the key being read, before the array).
-    current: Vec<u8>,
+    /// Complete elements back to back, then the bytes of the element being read.
+    records: Vec<u8>,
+    /// Where each complete element in `records` ends.
+    ends: Vec<usize>,
     depth: u32,
     in_string: bool,
     escaped: bool,
@@ -180,7 +205,8 @@ enum SplitError {
 impl Splitter {
     fn new() -> Self {
         Self {
-            current: Vec::with_capacity(16 * 1024),
+            records: Vec::with_capacity(BATCH_BYTES + 16 * 1024),
+            ends: Vec::new(),
             depth: 0,
             in_string: false,
             escaped: false,
@@ -190,16 +216,12 @@ impl Splitter {
         }
     }
 
-    fn feed(&mut self, chunk: &[u8], deliver: &mut dyn FnMut(&str)) -> Result<(), SplitError> {
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), SplitError> {
         let mut element_start = (self.state == SplitState::Element).then_some(0);
         let mut i = 0;
         while i < chunk.len() {
-            if !self.in_string && self.state == SplitState::Element {
-                // Inside a record, only quotes, brackets and commas change anything: step over
-                // keys' colons, numbers, literals and whitespace in a tight loop.
-                while i < chunk.len() && !STRUCTURAL[chunk[i] as usize] {
-                    i += 1;
-                }
+            if self.state == SplitState::Element {
+                i = self.step_within_element(chunk, i);
                 if i == chunk.len() {
                     break;
                 }
@@ -265,15 +287,15 @@ impl Splitter {
                     match self.state {
                         SplitState::Element if self.depth == 2 => {
                             let start = element_start.take().unwrap_or(0);
-                            self.current.extend_from_slice(&chunk[start..=i]);
-                            self.emit(deliver)?;
+                            self.records.extend_from_slice(&chunk[start..=i]);
+                            self.emit();
                             self.state = SplitState::Between;
                         }
                         SplitState::Element if self.depth == 1 => {
                             // `]` right after a scalar element.
                             let start = element_start.take().unwrap_or(0);
-                            self.current.extend_from_slice(&chunk[start..i]);
-                            self.emit(deliver)?;
+                            self.records.extend_from_slice(&chunk[start..i]);
+                            self.emit();
                             self.state = SplitState::Done;
                         }
                         SplitState::Between if self.depth == 1 => self.state = SplitState::Done,
@@ -289,8 +311,8 @@ impl Splitter {
                 b',' if self.state == SplitState::Element && self.depth == 2 => {
                     // End of a scalar element.
                     let start = element_start.take().unwrap_or(0);
-                    self.current.extend_from_slice(&chunk[start..i]);
-                    self.emit(deliver)?;
+                    self.records.extend_from_slice(&chunk[start..i]);
+                    self.emit();
                     self.state = SplitState::Between;
                 }
                 b',' | b' ' | b'\n' | b'\r' | b'\t' => {}
@@ -304,16 +326,98 @@ impl Splitter {
             i += 1;
         }
         if let Some(start) = element_start {
-            self.current.extend_from_slice(&chunk[start..]);
+            self.records.extend_from_slice(&chunk[start..]);
         }
         Ok(())
     }
 
-    fn emit(&mut self, deliver: &mut dyn FnMut(&str)) -> Result<(), SplitError> {
-        let text = std::str::from_utf8(&self.current).map_err(|_| SplitError::Utf8)?;
-        deliver(text.trim());
-        self.current.clear();
-        Ok(())
+    /// Inside an element, steps over everything that cannot end it (strings, nested brackets,
+    /// the commas and colons within) with the state in locals, and returns the index of the
+    /// byte that may end it (a bracket closing to the array's depth, or a comma at that depth),
+    /// or the chunk's length. Most of a log file's bytes pass through here.
+    fn step_within_element(&mut self, chunk: &[u8], mut i: usize) -> usize {
+        let mut depth = self.depth;
+        let mut in_string = self.in_string;
+        let mut escaped = self.escaped;
+        while i < chunk.len() {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                    i += 1;
+                    continue;
+                }
+                // Eight bytes at a time (most strings are short, so a vectorised search would
+                // spend more on its setup than on the bytes).
+                match find_quote_or_backslash(&chunk[i..]) {
+                    Some(at) => {
+                        i += at;
+                        if chunk[i] == b'\\' {
+                            escaped = true;
+                        } else {
+                            in_string = false;
+                        }
+                        i += 1;
+                    }
+                    None => i = chunk.len(),
+                }
+                continue;
+            }
+            // Only quotes, brackets and commas change anything: step over colons, numbers,
+            // literals and whitespace.
+            while i < chunk.len() && !STRUCTURAL[chunk[i] as usize] {
+                i += 1;
+            }
+            let Some(&byte) = chunk.get(i) else { break };
+            match byte {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                // Closes the element (or, after a scalar element, the array): the caller's.
+                b'}' | b']' if depth <= 3 => break,
+                b'}' | b']' => depth -= 1,
+                b',' if depth <= 2 => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        self.depth = depth;
+        self.in_string = in_string;
+        self.escaped = escaped;
+        i
+    }
+
+    /// The element being read is complete. (It starts at a non-blank byte; a scalar element
+    /// may end with blanks before its comma.)
+    fn emit(&mut self) {
+        while self.records.last().is_some_and(u8::is_ascii_whitespace) {
+            self.records.pop();
+        }
+        self.ends.push(self.records.len());
+    }
+
+    /// The complete elements read so far, as text, leaving the element being read (if any)
+    /// for the next batch. Elements are checked to be UTF-8 here, a batch at a time: on a
+    /// failure, the batch holds the elements before the first bad byte, and the error follows.
+    fn take_batch(&mut self, spare: Batch) -> (Batch, Option<SplitError>) {
+        let mut next = spare.text.into_bytes();
+        let mut next_ends = spare.ends;
+        next.clear();
+        next_ends.clear();
+        let complete = self.ends.last().copied().unwrap_or(0);
+        next.extend_from_slice(&self.records[complete..]);
+        self.records.truncate(complete);
+        let bytes = std::mem::replace(&mut self.records, next);
+        let mut ends = std::mem::replace(&mut self.ends, next_ends);
+        match String::from_utf8(bytes) {
+            Ok(text) => (Batch { text, ends }, None),
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                ends.retain(|end| *end <= valid);
+                let mut bytes = e.into_bytes();
+                bytes.truncate(ends.last().copied().unwrap_or(0));
+                let text = String::from_utf8(bytes).unwrap_or_default();
+                (Batch { text, ends }, Some(SplitError::Utf8))
+            }
+        }
     }
 }
 
@@ -362,33 +466,45 @@ fn produce<R: Read>(
     };
     let mut splitter = Splitter::new();
     let mut chunk = vec![0u8; BUFFER];
-    let mut batch = Batch::default();
+    // Hands over the complete records; false when that failed or the caller stopped
+    // listening (its own error): stop reading.
+    let hand_over = |splitter: &mut Splitter| {
+        let spare = recycled.try_recv().unwrap_or_default();
+        let (batch, bad_text) = splitter.take_batch(spare);
+        if !batch.ends.is_empty() && out.send(Handover::Records(batch)).is_err() {
+            return false;
+        }
+        match bad_text {
+            Some(e) => {
+                fail(e);
+                false
+            }
+            None => true,
+        }
+    };
     loop {
         let read = match fill(&mut reader, &mut chunk) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => return fail(SplitError::Io(e)),
-        };
-        let fed = splitter.feed(&chunk[..read], &mut |raw: &str| {
-            batch.text.push_str(raw);
-            batch.ends.push(batch.text.len());
-        });
-        if let Err(e) = fed {
-            let _ = out.send(Handover::Records(std::mem::take(&mut batch)));
-            return fail(e);
-        }
-        if batch.text.len() >= BATCH_BYTES {
-            let mut next = recycled.try_recv().unwrap_or_default();
-            next.text.clear();
-            next.ends.clear();
-            let full = std::mem::replace(&mut batch, next);
-            // The caller stopped listening (its own error): stop reading.
-            if out.send(Handover::Records(full)).is_err() {
+            Err(e) => {
+                if hand_over(&mut splitter) {
+                    fail(SplitError::Io(e));
+                }
                 return;
             }
+        };
+        if let Err(e) = splitter.feed(&chunk[..read]) {
+            // The records before the damage first (or bad text among them, found first).
+            if hand_over(&mut splitter) {
+                fail(e);
+            }
+            return;
+        }
+        if splitter.records.len() >= BATCH_BYTES && !hand_over(&mut splitter) {
+            return;
         }
     }
-    if !batch.ends.is_empty() && out.send(Handover::Records(batch)).is_err() {
+    if !hand_over(&mut splitter) {
         return;
     }
     let _ = out.send(match splitter.state {
@@ -523,6 +639,48 @@ mod tests {
                 "{raw}"
             );
         }
+    }
+
+    #[test]
+    fn records_are_the_same_wherever_the_chunks_are_cut() {
+        let file = br#"{"Records":[{"eventID":"a","s":"}{][\"\\,","n":[1,[2,{"x":"]"}]]},
+            "scalar, \"quoted\"", 12, {"eventID":"b","e":"\\","t":{"u":"\u00e9"}}]}"#;
+        let split = |size: usize| {
+            let mut splitter = Splitter::new();
+            let mut records = Vec::new();
+            for chunk in file.chunks(size) {
+                splitter.feed(chunk).unwrap();
+                // Hand over after every chunk, so elements are also cut across batches.
+                let (batch, bad_text) = splitter.take_batch(Batch::default());
+                assert!(bad_text.is_none());
+                let mut start = 0;
+                for end in batch.ends {
+                    records.push(batch.text[start..end].to_owned());
+                    start = end;
+                }
+            }
+            assert_eq!(splitter.state, SplitState::Done, "chunks of {size}");
+            records
+        };
+        let whole = split(file.len());
+        assert_eq!(whole.len(), 4);
+        for size in 1..=24 {
+            assert_eq!(split(size), whole, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_damage_after_the_records_before_it() {
+        let mut file = br#"{"Records":[{"eventID":"good"},{"eventID":"bad","x":""#.to_vec();
+        file.extend_from_slice(&[0xff, 0xfe]);
+        file.extend_from_slice(br#""},{"eventID":"after"}]}"#);
+        let mut delivered = Vec::new();
+        let err = scan(&file[..], |raw| delivered.push(raw.to_owned())).unwrap_err();
+        assert_eq!(delivered, [r#"{"eventID":"good"}"#]);
+        assert_eq!(
+            err.to_string(),
+            "the log file is damaged after 1 records: a record is not valid UTF-8"
+        );
     }
 
     #[test]

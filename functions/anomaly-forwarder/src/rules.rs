@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use keyward_shared::events::Severity;
 use serde::Deserialize;
 
+use crate::prefilter::Prefilter;
 use crate::record::{Facts, Record, RecordError};
 
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
@@ -142,7 +143,7 @@ pub struct Alert {
     /// For a rule with `novel_way`: the first sightings that decide whether it is raised.
     pub requires: Option<NoveltyCheck>,
     /// Set on delivery for a grouped alert: the group as far as it is known.
-    pub group: Option<crate::group::GroupSummary>,
+    pub group: Option<crate::group::GroupDelivery>,
 }
 
 /// An alert's evidence: names, ids, addresses; never values.
@@ -298,91 +299,14 @@ fn secret_name(id: &str) -> &str {
 pub struct Detector {
     engine: quamina::Quamina<usize>,
     rules: Vec<RuleDecl>,
+    /// Per rule (same index): the indices of the first-seen rules its `novel_way` names,
+    /// resolved once at load.
+    novel_way_rules: Vec<Vec<usize>>,
     environment: Environment,
     prefilter: Option<Prefilter>,
     /// Every evidence value passes through it: CloudTrail records no secret values, but a user
     /// agent can carry anything, and evidence goes to Loki, the webhook and the audit trail.
     redactor: keyward_shared::redact::Redactor,
-}
-
-/// What every rule requires of a record before its pattern can match: when each rule names
-/// exact `eventSource` values or exact `userIdentity.type` values, a record with neither skips
-/// the facts and the automaton. Most of a trail is other services' calls. Derived from the
-/// patterns, so it never changes what matches; a rule without such a constraint turns it off.
-#[derive(Debug, Clone, Default)]
-struct Prefilter {
-    event_sources: std::collections::HashSet<String>,
-    identity_types: std::collections::HashSet<String>,
-    /// The same values as they appear inside JSON strings: a record whose text holds none of
-    /// them (and no `\u` escape that could spell one differently) cannot pass, and is not
-    /// even parsed. Searched without the quotes, all at once in one pass over the record (a
-    /// superset check; the parse decides).
-    needles: Option<aho_corasick::AhoCorasick>,
-}
-
-impl Prefilter {
-    fn from_rules(rules: &[RuleDecl]) -> Option<Self> {
-        let exact = |values: Option<&serde_json::Value>| -> Option<Vec<String>> {
-            let values = values?.as_array()?;
-            values
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .filter(|v| !v.is_empty())
-        };
-        let mut filter = Self::default();
-        // Needles: a rule naming its event names exactly contributes those (rarer than its
-        // source: a tampering rule on S3 calls must not admit every S3 data event for parsing),
-        // any other its event sources.
-        let mut source_or_name = std::collections::BTreeSet::new();
-        for rule in rules {
-            if let Some(sources) = exact(rule.pattern.get("eventSource")) {
-                match exact(rule.pattern.get("eventName")) {
-                    Some(names) => source_or_name.extend(names),
-                    None => source_or_name.extend(sources.iter().cloned()),
-                }
-                filter.event_sources.extend(sources);
-            } else if let Some(types) = exact(
-                rule.pattern
-                    .get("userIdentity")
-                    .and_then(|identity| identity.get("type")),
-            ) {
-                filter.identity_types.extend(types);
-            } else {
-                return None;
-            }
-        }
-        let needles: Vec<String> = source_or_name
-            .iter()
-            .chain(&filter.identity_types)
-            .map(|value| serde_json::to_string(value).unwrap_or_default())
-            .map(|quoted| quoted.trim_matches('"').to_owned())
-            .chain(std::iter::once("\\u".to_owned()))
-            .collect();
-        // Without an automaton (it cannot fail for a few dozen short needles, but if it did)
-        // every record is parsed: slower, never wrong.
-        filter.needles = aho_corasick::AhoCorasick::new(&needles).ok();
-        Some(filter)
-    }
-
-    /// False when the raw record cannot pass [`Self::admits`]: a cheap look at its bytes.
-    fn may_admit(&self, raw: &str) -> bool {
-        self.needles
-            .as_ref()
-            .is_none_or(|needles| needles.is_match(raw.as_bytes()))
-    }
-
-    fn admits(&self, record: &Record<'_>) -> bool {
-        record
-            .event_source
-            .as_deref()
-            .is_some_and(|s| self.event_sources.contains(s))
-            || record
-                .user_identity
-                .as_ref()
-                .and_then(|i| i.kind.as_deref())
-                .is_some_and(|t| self.identity_types.contains(t))
-    }
 }
 
 /// Whether any string of the call's request parameters is one of `protected`, or the last
@@ -511,8 +435,21 @@ impl Detector {
                 .add_pattern(index, &rule.pattern.to_string())
                 .map_err(|e| invalid(format!("`match` is not a valid event pattern: {e:?}")))?;
         }
+        let novel_way_rules = file
+            .rules
+            .iter()
+            .map(|rule| {
+                let names = rule.novel_way.as_ref().map(|n| n.rules.as_slice());
+                names
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|name| file.rules.iter().position(|r| &r.id == name))
+                    .collect()
+            })
+            .collect();
         Ok(Self {
             engine,
+            novel_way_rules,
             prefilter: Prefilter::from_rules(&file.rules),
             rules: file.rules,
             environment,
@@ -698,18 +635,17 @@ impl Detector {
                     &view.facts,
                     &self.redactor,
                 )),
+                user_agent_family: std::cell::OnceCell::new(),
+                source_network: std::cell::OnceCell::new(),
             };
-            findings.extend(
-                matched
-                    .iter()
-                    .map(|&index| self.finding(&self.rules[index], &seen)),
-            );
+            findings.extend(matched.iter().map(|&index| self.finding(index, &seen)));
         }
         Ok(findings)
     }
 
     /// What one view of a record means for one rule it matched.
-    fn finding(&self, rule: &RuleDecl, seen: &Seen<'_, '_>) -> Finding {
+    fn finding(&self, index: usize, seen: &Seen<'_, '_>) -> Finding {
+        let rule = &self.rules[index];
         let event_id = seen.record.event_id.as_deref().unwrap_or("");
         // A listed batch read raises one alert per secret: the secret joins the id.
         let occurrence = match seen.view.per_secret {
@@ -728,10 +664,9 @@ impl Detector {
                 window: seen.time.timestamp().div_euclid(group.window_seconds),
             }),
             requires: rule.novel_way.as_ref().map(|novel| NoveltyCheck {
-                keys: novel
-                    .rules
+                keys: self.novel_way_rules[index]
                     .iter()
-                    .filter_map(|name| self.rules.iter().find(|r| &r.id == name))
+                    .map(|&named| &self.rules[named])
                     .filter_map(|r| Some(seen.key(&r.id, &r.first_seen.as_ref()?.key)))
                     .collect(),
                 within_seconds: novel.within_seconds,
@@ -831,6 +766,9 @@ struct Seen<'a, 'r> {
     view: &'a View,
     time: DateTime<Utc>,
     evidence: Evidence,
+    /// Derived on first use by a rule's key, then shared by the view's other rules.
+    user_agent_family: std::cell::OnceCell<String>,
+    source_network: std::cell::OnceCell<String>,
 }
 
 impl Seen<'_, '_> {
@@ -854,8 +792,14 @@ impl Seen<'_, '_> {
                     .and_then(|i| i.account_id.as_deref())),
             ),
             Dimension::EventName => text(record.event_name.as_deref()),
-            Dimension::UserAgentFamily => record.user_agent_family(),
-            Dimension::SourceNetwork => record.source_network(),
+            Dimension::UserAgentFamily => self
+                .user_agent_family
+                .get_or_init(|| record.user_agent_family())
+                .clone(),
+            Dimension::SourceNetwork => self
+                .source_network
+                .get_or_init(|| record.source_network())
+                .clone(),
         }
     }
 

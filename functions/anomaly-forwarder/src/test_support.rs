@@ -7,6 +7,7 @@ use keyward_shared::adapters::http::{HttpClient, RetryPolicy};
 use keyward_shared::ports::{MarkerError, MarkerStore};
 use keyward_shared::redact::Redactor;
 
+use crate::deliver::Sinks;
 use crate::rules::{Alert, Detector};
 use crate::state::Tally;
 
@@ -18,6 +19,31 @@ pub(crate) fn http() -> HttpClient {
         Redactor::new(),
     )
     .expect("a test HTTP client")
+}
+
+/// What delivery needs when the bus is its only sink (no Loki, no webhook).
+pub(crate) struct BusOnly {
+    http: HttpClient,
+    redactor: Redactor,
+}
+
+impl BusOnly {
+    pub(crate) fn new() -> Self {
+        Self {
+            http: http(),
+            redactor: Redactor::new(),
+        }
+    }
+
+    pub(crate) fn sinks<'a, P>(&'a self, publisher: &'a P) -> Sinks<'a, P> {
+        Sinks {
+            http: &self.http,
+            loki: None,
+            webhook_url: None,
+            publisher,
+            redactor: &self.redactor,
+        }
+    }
 }
 
 /// The alerts one invocation over `records` raises (a store failure fails it, as in the

@@ -32,8 +32,8 @@ struct Args {
     /// Records in the verification benchmark.
     #[arg(long, default_value_t = 100_000)]
     records: usize,
-    /// Only the rows of one area (`vercel`, `drift`, `render`, `cloudtrail` or `quality`), for
-    /// a quick look; the full table by default.
+    /// Only the rows of one area (`cold-start` (with binary sizes), `vercel`, `drift`,
+    /// `render`, `cloudtrail` or `quality`), for a quick look; the full table by default.
     #[arg(long)]
     only: Option<String>,
     /// Secrets in the drift benchmark.
@@ -101,6 +101,29 @@ async fn measure(
     })
 }
 
+/// Spawns the release binary `name` for each run, its log under `logs`.
+fn spawn_binary<'a>(
+    bin_dir: &std::path::Path,
+    name: &str,
+    env: &[(String, String)],
+    logs: &std::path::Path,
+) -> Spawn<'a> {
+    let (binary, env, logs, name) = (
+        bin_dir.join(name),
+        env.to_vec(),
+        logs.to_path_buf(),
+        name.to_owned(),
+    );
+    Box::new(move |run| {
+        let (binary, env, log) = (
+            binary.clone(),
+            env.clone(),
+            logs.join(format!("{name}-{run}.log")),
+        );
+        Box::pin(async move { LocalFunction::spawn("bench-rust", &binary, &env, &log).await })
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -117,7 +140,7 @@ async fn main() -> Result<()> {
     }
     let moto = MotoServer::start().await?;
     match args.only.as_deref() {
-        None => {}
+        None | Some("cold-start") => {}
         Some("vercel") => {
             println!("| metric | keyward | baseline | baseline / keyward |");
             println!("|---|---:|---:|---:|");
@@ -134,7 +157,7 @@ async fn main() -> Result<()> {
             return cloudtrail_rows(&args.bin_dir, args.records);
         }
         Some(other) => anyhow::bail!(
-            "--only takes `vercel`, `drift`, `render`, `cloudtrail` or `quality`, not `{other}`"
+            "--only takes `cold-start`, `vercel`, `drift`, `render`, `cloudtrail` or `quality`, not `{other}`"
         ),
     }
     let bucket = "keyward-bench";
@@ -234,6 +257,22 @@ async fn main() -> Result<()> {
         );
     }
 
+    // The yardstick, measured in the same run and the same way as every function.
+    let bare = measure(
+        args.runs,
+        spawn_binary(&args.bin_dir, "bare-reference", &moto.function_env(), &logs),
+        &rotation_event,
+    )
+    .await?;
+    println!(
+        "| bare Rust function cold start, median (lambda_runtime, aws-config, one Secrets Manager client; one `DescribeSecret`): the yardstick | {:.1} ms | | |",
+        bare.median_ms
+    );
+    println!(
+        "| bare Rust function peak RSS | {:.1} MiB | | |",
+        bare.peak_rss_mib
+    );
+
     let python = keyward_integration::venv_dir().join("bin/python");
     for function in model.functions.values() {
         let mut env = moto.function_env();
@@ -246,7 +285,7 @@ async fn main() -> Result<()> {
                 ("AUDIT_BUCKET", _) => bucket.into(),
                 ("DIGEST_KMS_KEY_ID", _) => kms_key.clone(),
                 // The system trust store; the benchmark's event never opens a database.
-                ("KEYWARD_DB_CA_BUNDLE", _) => String::new(),
+                ("KEYWARD_DB_CA_BUNDLE" | "KEYWARD_DB_SYSTEM_TRUST_SECRETS", _) => String::new(),
                 ("KEYWARD_STATE_BUCKET", _) => state_bucket.into(),
                 ("KEYWARD_OIDC_AUDIENCE", _) => GATEWAY_AUDIENCE.into(),
                 ("KEYWARD_OIDC_ISSUERS", _) => issuer.issuer(),
@@ -279,7 +318,8 @@ async fn main() -> Result<()> {
                     | "KEYWARD_ALLOWED_CIDRS"
                     | "KEYWARD_ALLOWED_VPC_ENDPOINTS"
                     | "KEYWARD_AUTOMATION_PRINCIPALS"
-                    | "KEYWARD_AUTOMATION_USER_AGENTS",
+                    | "KEYWARD_AUTOMATION_USER_AGENTS"
+                    | "KEYWARD_PROTECTED_RESOURCES",
                     _,
                 ) => String::new(),
                 (other, _) => anyhow::bail!("the bench does not know how to provide {other}"),
@@ -301,30 +341,12 @@ async fn main() -> Result<()> {
         } else {
             &domain_envelope
         };
-        let binary = args.bin_dir.join(&function.binary);
-        let rust = {
-            let (binary, env, logs, name) = (
-                binary.clone(),
-                env.clone(),
-                logs.clone(),
-                function.binary.clone(),
-            );
-            measure(
-                args.runs,
-                Box::new(move |run| {
-                    let (binary, env, log) = (
-                        binary.clone(),
-                        env.clone(),
-                        logs.join(format!("{name}-{run}.log")),
-                    );
-                    Box::pin(async move {
-                        LocalFunction::spawn("bench-rust", &binary, &env, &log).await
-                    })
-                }),
-                event,
-            )
-            .await?
-        };
+        let rust = measure(
+            args.runs,
+            spawn_binary(&args.bin_dir, &function.binary, &env, &logs),
+            event,
+        )
+        .await?;
         let python_equivalent = match function.binary.as_str() {
             "audit-writer" => Some(root.join("integration/bench/python_handler.py")),
             "rotation" => Some(root.join("integration/bench/python_rotation_handler.py")),
@@ -386,9 +408,10 @@ async fn main() -> Result<()> {
             "one audit write"
         };
         println!(
-            "| {} cold start, median (spawn → first response, {what}) | {:.1} ms | {} | {} |",
+            "| {} cold start, median (spawn → first response, {what}) | {:.1} ms ({:.2}x bare) | {} | {} |",
             function.binary,
             rust.median_ms,
+            rust.median_ms / bare.median_ms,
             cell(|c| c.median_ms, "ms"),
             ratio(|c| c.median_ms)
         );
@@ -406,6 +429,9 @@ async fn main() -> Result<()> {
             cell(|c| c.peak_rss_mib, "MiB"),
             ratio(|c| c.peak_rss_mib)
         );
+    }
+    if args.only.is_some() {
+        return Ok(());
     }
     gateway_rps_row(&issuer).await?;
     vercel_rows(&moto).await?;
