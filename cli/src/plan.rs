@@ -85,6 +85,13 @@ pub fn plan_from(environment: &str, findings: &[Finding]) -> Plan {
             FindingKind::VercelMissing | FindingKind::VercelStale => {
                 ("Vercel not in parity (vercel-sync)", false)
             }
+            // Not reached from the CLI either (it reads no Argo CD): the chart and the sync
+            // fix these, not the Terraform module.
+            FindingKind::WorkloadOutOfSync
+            | FindingKind::WorkloadDegraded
+            | FindingKind::ExternalSecretMissing
+            | FindingKind::ExternalSecretSpecDrift
+            | FindingKind::ExternalSecretNotSynced => ("workload drift (chart, Argo CD)", false),
         };
         let item = PlannedChange {
             action,

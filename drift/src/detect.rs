@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::DriftError;
 use crate::account::{Account, Calls, policies_of, replication_of};
 use crate::findings::{Finding, Observed, Thresholds, evaluate};
+use crate::workload::{self, WorkloadCheck};
 
 /// What a run looks at: the whole prefix, one service, or one secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +89,8 @@ pub struct DetectionRequest<'a, M> {
     pub scope: &'a DriftScope,
     pub settings: &'a DetectionSettings,
     pub ledgers: VercelLedgers<'a, M>,
+    /// The Argo CD application to hold against the projections (`ENABLE_ARGOCD_CHECK`).
+    pub workload: Option<&'a WorkloadCheck>,
     pub now: DateTime<Utc>,
 }
 
@@ -148,6 +151,27 @@ pub async fn detect<A: Account, M: MarkerStore>(
         VercelLedgers::Read(state) => Some(read_ledgers(state, vercel_names, redactor).await?),
         VercelLedgers::NotChecked => None,
     };
+    let workload = match request.workload {
+        Some(check) => {
+            let expected = workload::expected(request.manifest, request.estate, scope);
+            // Argo CD is read only when the scope can hold a workload finding.
+            if expected.is_empty() && !scope.covers(&prefix, &prefix) {
+                Vec::new()
+            } else {
+                let observed = workload::read(check)
+                    .await
+                    .map_err(|e| DriftError::Workload(redactor.safe(&e.to_string())))?;
+                workload::evaluate(
+                    &observed,
+                    &expected,
+                    request.estate,
+                    scope,
+                    &check.namespace,
+                )
+            }
+        }
+        None => Vec::new(),
+    };
     let observed = Observed {
         declared: declared.clone(),
         actual: &actual,
@@ -155,13 +179,16 @@ pub async fn detect<A: Account, M: MarkerStore>(
         policies: policies.as_ref(),
         ledgers: ledgers.as_ref(),
     };
+    let mut findings = evaluate(
+        &observed,
+        &prefix,
+        request.now,
+        &request.settings.thresholds,
+    );
+    findings.extend(workload);
+    findings.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
     Ok(Detection {
-        findings: evaluate(
-            &observed,
-            &prefix,
-            request.now,
-            &request.settings.thresholds,
-        ),
+        findings,
         secrets_listed: actual.len(),
         declared: declared.len(),
         calls: account.calls(),

@@ -129,6 +129,7 @@ impl World {
             state: S3MarkerStore::new(moto.s3(), &bucket),
             publisher: InMemoryEventPublisher::default(),
             webhook: None,
+            workload: None,
             secret_prefix: format!("/{org}/prod/"),
             settings: DetectionSettings::default(),
             redactor: Redactor::new(),
@@ -472,6 +473,7 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
         }),
         min_approvals: 2,
         settings: DetectionSettings::default(),
+        workload: None,
         redactor: Redactor::new(),
     };
     let repo = format!("{}/{}", DRIFT_REPO.0, DRIFT_REPO.1);

@@ -15,7 +15,7 @@ use keyward_drift::findings::Finding;
 use keyward_drift::remediation::{
     DriftRemediation, Remediation, RemediationError, Verdict, VerifyOutcome,
 };
-use keyward_drift::settings::{self, JiraConfig};
+use keyward_drift::settings::{self, ArgoCdConfig, JiraConfig};
 use keyward_drift::tickets::{GithubClient, JiraClient};
 use keyward_shared::adapters::aws::{S3MarkerStore, SdkConfig, config_secret_string, s3_client};
 use keyward_shared::adapters::http::HttpClient;
@@ -49,6 +49,8 @@ pub struct RemediationConfig {
     pub notifications: bool,
     /// The detector's own settings, so verification judges as the scheduled run does.
     pub settings: DetectionSettings,
+    /// `ENABLE_ARGOCD_CHECK` and the application: verifies `Drift Type: workload` fixes.
+    pub argocd: Option<ArgoCdConfig>,
 }
 
 impl RemediationConfig {
@@ -82,6 +84,7 @@ impl RemediationConfig {
             jira: settings::jira(env)?,
             notifications: keyward_shared::config::flag(env, "ENABLE_DRIFT_NOTIFICATIONS", false)?,
             settings: DetectionSettings::from_env(env)?,
+            argocd: settings::argocd(env)?,
         }))
     }
 }
@@ -127,6 +130,9 @@ pub async fn remediation(
         state: S3MarkerStore::new(s3, &config.state_bucket),
         min_approvals: config.min_approvals,
         settings: config.settings.clone(),
+        workload: credentials
+            .argocd(&http, config.argocd.as_ref())
+            .map_err(|e| e.to_string())?,
         redactor,
     })
 }

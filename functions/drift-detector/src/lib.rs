@@ -3,7 +3,8 @@
 //! - **Trigger**: an EventBridge schedule (the whole prefix) or a direct invoke
 //!   `{"scope": {"service"?, "secret"?}}`.
 //! - **Input**: the manifest CI publishes to the config bucket, the account (`ListSecrets`,
-//!   `DescribeSecret` for replicas, `GetResourcePolicy`), the Vercel sync ledgers.
+//!   `DescribeSecret` for replicas, `GetResourcePolicy`), the Vercel sync ledgers, and with
+//!   `ENABLE_ARGOCD_CHECK` the Argo CD application that runs the workloads.
 //! - **Events out**: `DriftDetected` for each finding that is new or changed.
 //! - **State**: `drift/seen/<sha256(fingerprint)>` markers in the state bucket; GitHub issues
 //!   (one per fingerprint), Jira issues, webhook notifications.
@@ -86,6 +87,9 @@ impl DriftFunction {
             ),
             webhook: credentials
                 .webhook(&http, config.notifications)
+                .map_err(|e| StartError::Credentials(e.to_string()))?,
+            workload: credentials
+                .argocd(&http, config.argocd.as_ref())
                 .map_err(|e| StartError::Credentials(e.to_string()))?,
             secret_prefix: config.secret_prefix.clone(),
             settings: config.settings.clone(),

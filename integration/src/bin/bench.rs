@@ -1083,6 +1083,7 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
                     ..Default::default()
                 },
                 ledgers: keyward_drift::detect::VercelLedgers::Read(&state),
+                workload: None,
                 now: chrono::Utc::now(),
             },
             &redactor,
