@@ -264,9 +264,13 @@ async fn main() -> Result<()> {
                     | "KEYWARD_DRIFT_GITHUB_REPO"
                     | "KEYWARD_JIRA_URL"
                     | "KEYWARD_JIRA_PROJECT"
-                    | "JIRA_ISSUE_TYPE",
+                    | "JIRA_ISSUE_TYPE"
+                    | "ARGOCD_SERVER"
+                    | "ARGOCD_APP_NAME",
                     _,
                 ) => String::new(),
+                ("ENABLE_ARGOCD_CHECK", _) => "false".into(),
+                ("WORKLOAD_NAMESPACE", _) => "default".into(),
                 ("KEYWARD_GITHUB_API_URL", _) => "https://api.github.com".into(),
                 ("ENABLE_JIRA_INTEGRATION" | "ENABLE_DRIFT_NOTIFICATIONS", _) => "false".into(),
                 ("KEYWARD_DRIFT_UNUSED_DAYS", _) => "90".into(),
