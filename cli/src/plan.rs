@@ -92,6 +92,8 @@ pub fn plan_from(environment: &str, findings: &[Finding]) -> Plan {
             | FindingKind::ExternalSecretMissing
             | FindingKind::ExternalSecretSpecDrift
             | FindingKind::ExternalSecretNotSynced => ("workload drift (chart, Argo CD)", false),
+            // Not reached from the CLI (it reads no AWS Config); Config's verdict is a note.
+            FindingKind::NativeNonCompliant => ("AWS Config rule non-compliant", false),
         };
         let item = PlannedChange {
             action,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::DriftError;
 use crate::account::{Account, Calls, policies_of, replication_of};
 use crate::findings::{Finding, Observed, Thresholds, evaluate};
+use crate::native::{self, NativeChecks};
 use crate::workload::{self, WorkloadCheck};
 
 /// What a run looks at: the whole prefix, one service, or one secret.
@@ -91,6 +92,8 @@ pub struct DetectionRequest<'a, M> {
     pub ledgers: VercelLedgers<'a, M>,
     /// The Argo CD application to hold against the projections (`ENABLE_ARGOCD_CHECK`).
     pub workload: Option<&'a WorkloadCheck>,
+    /// AWS Config's managed-rule verdicts (`ENABLE_NATIVE_CHECKS`).
+    pub native: Option<&'a NativeChecks>,
     pub now: DateTime<Utc>,
 }
 
@@ -172,6 +175,13 @@ pub async fn detect<A: Account, M: MarkerStore>(
         }
         None => Vec::new(),
     };
+    let native = match request.native {
+        Some(native) => {
+            let live: Vec<_> = actual.iter().filter(|e| e.deleted.is_none()).collect();
+            native::findings(native, &live).await?
+        }
+        None => Vec::new(),
+    };
     let observed = Observed {
         declared: declared.clone(),
         actual: &actual,
@@ -186,6 +196,7 @@ pub async fn detect<A: Account, M: MarkerStore>(
         &request.settings.thresholds,
     );
     findings.extend(workload);
+    findings.extend(native);
     findings.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
     Ok(Detection {
         findings,

@@ -43,10 +43,11 @@ pub enum FindingKind {
     ExternalSecretMissing,
     ExternalSecretSpecDrift,
     ExternalSecretNotSynced,
+    NativeNonCompliant,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 23] = [
+    pub const ALL: [FindingKind; 24] = [
         Self::DeclaredMissing,
         Self::NoValue,
         Self::Undeclared,
@@ -70,6 +71,7 @@ impl FindingKind {
         Self::ExternalSecretMissing,
         Self::ExternalSecretSpecDrift,
         Self::ExternalSecretNotSynced,
+        Self::NativeNonCompliant,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -97,6 +99,7 @@ impl FindingKind {
             Self::ExternalSecretMissing => "external-secret-missing",
             Self::ExternalSecretSpecDrift => "external-secret-spec-drift",
             Self::ExternalSecretNotSynced => "external-secret-not-synced",
+            Self::NativeNonCompliant => "native-non-compliant",
         }
     }
 
@@ -141,7 +144,8 @@ impl FindingKind {
             | Self::AwsManagedKey
             | Self::VercelMissing
             | Self::VercelStale
-            | Self::ExternalSecretSpecDrift => Severity::Medium,
+            | Self::ExternalSecretSpecDrift
+            | Self::NativeNonCompliant => Severity::Medium,
             Self::Unused => Severity::Low,
         }
     }

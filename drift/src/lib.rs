@@ -8,6 +8,7 @@
 //!   fingerprint, Jira, a webhook, `DriftDetected` events for new or changed findings).
 //! - [`workload`]: the Argo CD application and the `ExternalSecret`s it runs, against keyward's
 //!   projections ([`argocd`]: the REST adapter).
+//! - [`native`]: AWS Config's compliance verdicts on the Secrets Manager managed rules.
 //! - [`remediation`]: the pre-merge guard and post-merge verification of a drift fix, as the CI
 //!   gateway enforces them.
 //! - [`account`]: the ports detection reads through (the account, the manifest) and their AWS
@@ -22,12 +23,15 @@ pub mod argocd;
 pub mod credentials;
 pub mod detect;
 pub mod findings;
+pub mod native;
 pub mod remediation;
 pub mod run;
 pub mod settings;
 pub mod tickets;
 pub mod workload;
 
+#[cfg(test)]
+mod native_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -73,6 +77,8 @@ pub enum DriftError {
     /// Argo CD could not be read: workload detection, like the rest, is all or nothing.
     #[error("{0}")]
     Workload(SafeText),
+    #[error(transparent)]
+    Native(#[from] crate::native::NativeError),
 }
 
 impl From<keyward_shared::ports::ManifestReadError> for DriftError {
@@ -91,6 +97,7 @@ impl DriftError {
             Self::State(_) => "StateError",
             Self::Publish(_) => "PublishError",
             Self::Workload(_) => "ArgoCdError",
+            Self::Native(_) => "ConfigComplianceError",
         }
     }
 }

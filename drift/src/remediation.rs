@@ -239,6 +239,7 @@ use crate::detect::{
     DetectionRequest, DetectionSettings, DriftScope, Estate, VercelLedgers, detect,
 };
 use crate::findings::Finding;
+use crate::native::NativeChecks;
 use crate::tickets::{IssueTracker, Jira, PullRequests, can_write};
 use crate::workload::WorkloadCheck;
 use crate::{DriftError, jira_key_in, seen_key};
@@ -428,6 +429,8 @@ pub struct Remediation<S, A, G, J, M> {
     pub settings: DetectionSettings,
     /// Argo CD, for workload fixes (`ENABLE_ARGOCD_CHECK`).
     pub workload: Option<WorkloadCheck>,
+    /// AWS Config's verdicts, as the detector reads them (`ENABLE_NATIVE_CHECKS`).
+    pub native: Option<NativeChecks>,
     pub redactor: Redactor,
 }
 
@@ -549,6 +552,7 @@ where
                 settings: &self.settings,
                 ledgers: VercelLedgers::Read(&self.state),
                 workload: self.workload.as_ref(),
+                native: self.native.as_ref(),
                 now: Utc::now(),
             },
             &self.redactor,

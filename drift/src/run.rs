@@ -16,6 +16,7 @@ use crate::detect::{
     Detection, DetectionRequest, DetectionSettings, DriftScope, Estate, VercelLedgers, detect,
 };
 use crate::findings::{self, Finding};
+use crate::native::NativeChecks;
 use crate::tickets::{ChatWebhook, IssueTracker, Jira, TrackedIssue, issue_labels, issue_text};
 use crate::workload::WorkloadCheck;
 use crate::{DriftError, drift_event, jira_key_in, seen_key};
@@ -54,6 +55,8 @@ pub struct Detector<S, A, G, J, M, P> {
     pub webhook: Option<ChatWebhook>,
     /// Workload drift through Argo CD (`ENABLE_ARGOCD_CHECK`).
     pub workload: Option<WorkloadCheck>,
+    /// AWS Config's verdicts as findings (`ENABLE_NATIVE_CHECKS`).
+    pub native: Option<NativeChecks>,
     pub secret_prefix: String,
     pub settings: DetectionSettings,
     pub redactor: Redactor,
@@ -107,6 +110,7 @@ where
                 settings: &self.settings,
                 ledgers: VercelLedgers::Read(&self.state),
                 workload: self.workload.as_ref(),
+                native: self.native.as_ref(),
                 now,
             },
             &self.redactor,

@@ -51,6 +51,8 @@ pub struct RemediationConfig {
     pub settings: DetectionSettings,
     /// `ENABLE_ARGOCD_CHECK` and the application: verifies `Drift Type: workload` fixes.
     pub argocd: Option<ArgoCdConfig>,
+    /// `ENABLE_NATIVE_CHECKS`: verification re-reads AWS Config's verdicts as detection does.
+    pub native_rules: Option<Vec<String>>,
 }
 
 impl RemediationConfig {
@@ -85,6 +87,7 @@ impl RemediationConfig {
             notifications: keyward_shared::config::flag(env, "ENABLE_DRIFT_NOTIFICATIONS", false)?,
             settings: DetectionSettings::from_env(env)?,
             argocd: settings::argocd(env)?,
+            native_rules: keyward_drift::native::native_rules(env)?,
         }))
     }
 }
@@ -133,6 +136,10 @@ pub async fn remediation(
         workload: credentials
             .argocd(&http, config.argocd.as_ref())
             .map_err(|e| e.to_string())?,
+        native: config
+            .native_rules
+            .clone()
+            .map(|rules| keyward_drift::native::aws_native_checks(sdk, rules)),
         redactor,
     })
 }

@@ -40,6 +40,9 @@ pub struct Config {
     /// `ENABLE_ARGOCD_CHECK` with `ARGOCD_SERVER`, `ARGOCD_APP_NAME`, `WORKLOAD_NAMESPACE`:
     /// workload drift (the token is the credentials' `argocd_auth_token`).
     pub argocd: Option<ArgoCdConfig>,
+    /// `ENABLE_NATIVE_CHECKS`, `CLOUD_PROVIDER`, `NATIVE_CHECKS_AWS_COMMAND`: the AWS Config
+    /// rules whose verdicts are findings.
+    pub native_rules: Option<Vec<String>>,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
             notifications: flag(env, "ENABLE_DRIFT_NOTIFICATIONS", false)?,
             settings: DetectionSettings::from_env(env)?,
             argocd: settings::argocd(env)?,
+            native_rules: keyward_drift::native::native_rules(env)?,
         })
     }
 

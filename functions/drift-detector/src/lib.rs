@@ -21,6 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use keyward_drift::account::{AwsAccount, S3Manifest};
 use keyward_drift::credentials::{Credentials, credentials_from_secret};
+use keyward_drift::native::aws_native_checks;
 use keyward_drift::tickets::{GithubClient, JiraClient};
 use keyward_drift::{Detector, DriftError, DriftScope, RunReport};
 use keyward_shared::adapters::aws::{
@@ -91,6 +92,10 @@ impl DriftFunction {
             workload: credentials
                 .argocd(&http, config.argocd.as_ref())
                 .map_err(|e| StartError::Credentials(e.to_string()))?,
+            native: config
+                .native_rules
+                .clone()
+                .map(|rules| aws_native_checks(sdk, rules)),
             secret_prefix: config.secret_prefix.clone(),
             settings: config.settings.clone(),
             redactor,

@@ -266,10 +266,11 @@ async fn main() -> Result<()> {
                     | "KEYWARD_JIRA_PROJECT"
                     | "JIRA_ISSUE_TYPE"
                     | "ARGOCD_SERVER"
-                    | "ARGOCD_APP_NAME",
+                    | "ARGOCD_APP_NAME"
+                    | "NATIVE_CHECKS_AWS_COMMAND",
                     _,
                 ) => String::new(),
-                ("ENABLE_ARGOCD_CHECK", _) => "false".into(),
+                ("ENABLE_ARGOCD_CHECK" | "ENABLE_NATIVE_CHECKS", _) => "false".into(),
                 ("WORKLOAD_NAMESPACE", _) => "default".into(),
                 ("KEYWARD_GITHUB_API_URL", _) => "https://api.github.com".into(),
                 ("ENABLE_JIRA_INTEGRATION" | "ENABLE_DRIFT_NOTIFICATIONS", _) => "false".into(),
@@ -1088,6 +1089,7 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
                 },
                 ledgers: keyward_drift::detect::VercelLedgers::Read(&state),
                 workload: None,
+                native: None,
                 now: chrono::Utc::now(),
             },
             &redactor,

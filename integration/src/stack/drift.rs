@@ -178,6 +178,9 @@ impl Part for Drift {
             "ARGOCD_SERVER" => self.argocd.base_url(),
             "ARGOCD_APP_NAME" => ARGOCD_APP.into(),
             "WORKLOAD_NAMESPACE" => "default".into(),
+            // moto implements no AWS Config compliance API: the adapter is tested with mocks.
+            "ENABLE_NATIVE_CHECKS" => "false".into(),
+            "NATIVE_CHECKS_AWS_COMMAND" => String::new(),
             _ => return None,
         })
     }
