@@ -15,9 +15,11 @@ const OWNER: &str = "acme";
 const REPO: &str = "platform";
 const WORKLOAD_LABEL: &str = "workload-drift";
 /// GatewayDecision events the drift routes record: per fix a passed guard and a verification,
-/// and the infra fix's one-approval refusal (the workload fix refused for its fields names no
-/// environment to authorise, so it records no decision).
-const DECISIONS: usize = 5;
+/// the infra fix's one-approval refusal and the workload fix's verification before its sync
+/// (the workload fix refused for its fields names no environment to authorise: no decision).
+const DECISIONS: usize = 6;
+/// DriftRemediated events: each fix verified, and the workload fix still detected before its sync.
+const REMEDIATIONS: usize = 3;
 
 pub(super) async fn remediate_drift(s: &mut Scenario) -> Result<()> {
     let findings = detect(s).await?;
@@ -34,12 +36,12 @@ pub(super) async fn remediate_drift(s: &mut Scenario) -> Result<()> {
         .context("the drift run opened no workload issue")?;
     remediate_infra(s, &infra).await?;
     remediate_workload(s, &workload).await?;
-    let (audited, objects) = s.audit_grew(findings + 2 + DECISIONS).await?;
+    let (audited, objects) = s.audit_grew(findings + REMEDIATIONS + DECISIONS).await?;
     s.check(
         "drift: detection and remediation audited",
         audited,
         format!(
-            "{findings} DriftDetected, 2 DriftRemediated, {DECISIONS} GatewayDecision; {objects} audit objects"
+            "{findings} DriftDetected, {REMEDIATIONS} DriftRemediated, {DECISIONS} GatewayDecision; {objects} audit objects"
         ),
     );
     Ok(())
@@ -122,15 +124,33 @@ async fn remediate_workload(s: &mut Scenario, issue: &StoredIssue) -> Result<()>
         drift.projection.clone(),
     );
     let merge_commit = drift.github.fake.merge_pull(OWNER, REPO, pull, "carol");
-    let before_sync = drift.argocd.fake.sync_status(ARGOCD_APP);
-    drift.argocd.fake.sync(ARGOCD_APP);
+    // Merged, not yet synced: the application is OutOfSync, so the fix is not verified.
+    let token = platform_token_at(
+        s,
+        "push",
+        "refs/heads/main",
+        "drift-verify.yml",
+        &merge_commit,
+    );
+    let (unsynced, answer) = s
+        .stack
+        .call_gateway(
+            "/v1/drift/post-merge",
+            &token,
+            &json!({}),
+            "before the sync",
+        )
+        .await?;
+    let waiting = answer["remaining"].to_string();
+    s.stack.drift.argocd.fake.sync(ARGOCD_APP);
     s.check(
-        "drift: workload drift ticketed with both labels, ArgoCD App guarded",
+        "drift: workload drift ticketed with both labels, ArgoCD App guarded, verified only once synced",
         both_labels
             && refused.contains("ArgoCD App")
-            && before_sync == "OutOfSync",
+            && unsynced == 409
+            && waiting.contains("OutOfSync"),
         format!(
-            "issue #{} labels {:?}; without ArgoCD App: {refused}; chart merged: {before_sync}, then synced",
+            "issue #{} labels {:?}; without ArgoCD App: {refused}; merged, before the sync: {unsynced} {waiting}",
             issue.number, issue.labels
         ),
     );
