@@ -128,6 +128,12 @@ fn each_rule_has_a_stable_fingerprint_of_workload_type() {
     assert_eq!(drift.evidence["external_secret"], "web/web-api-key");
     assert_eq!(findings[0].evidence["ready_reason"], "SecretSyncedError");
     assert_eq!(app_of(&findings[3].fingerprint), Some("apps"));
+    // The application's drift names no secret in its event; an ExternalSecret's names its own.
+    assert!(crate::drift_event(&findings[3]).secret.is_none());
+    assert_eq!(
+        crate::drift_event(&findings[0]).secret.map(|s| s.name),
+        Some("/acme/prod/web/api-key".to_owned())
+    );
     assert_eq!(app_of(&findings[0].fingerprint), Some("apps"));
     // Evaluated again: the same fingerprints (the same tickets).
     assert_eq!(slugs(&o, &DriftScope::default()), prints);

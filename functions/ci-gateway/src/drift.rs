@@ -370,10 +370,14 @@ where
         let event = DomainEvent::new(
             correlation,
             actor,
-            Finding::secret_of(fingerprint).map(|name| SecretRef {
-                name: name.to_owned(),
-                arn: None,
-            }),
+            // An Argo CD application's own drift is about the estate (`/<org>/<env>/`), not a
+            // secret: the record names none.
+            Finding::secret_of(fingerprint)
+                .filter(|name| !name.ends_with('/'))
+                .map(|name| SecretRef {
+                    name: name.to_owned(),
+                    arn: None,
+                }),
             if outcome.verified() {
                 Outcome::Success
             } else {

@@ -74,15 +74,26 @@ impl App {
     }
 }
 
-/// Whether `live` holds every field of `target` (the `status` the cluster writes aside).
+/// Whether `live` holds every field of `target`, the object's `status` (the cluster's to write)
+/// aside.
 fn holds(live: &Value, target: &Value) -> bool {
     match (target, live) {
         (Value::Object(want), Value::Object(have)) => want
             .iter()
             .filter(|(k, _)| k.as_str() != "status")
-            .all(|(k, v)| have.get(k).is_some_and(|h| holds(h, v))),
+            .all(|(k, v)| have.get(k).is_some_and(|h| fields_hold(h, v))),
+        _ => fields_hold(live, target),
+    }
+}
+
+/// Below the top level every field counts, one named `status` too.
+fn fields_hold(live: &Value, target: &Value) -> bool {
+    match (target, live) {
+        (Value::Object(want), Value::Object(have)) => want
+            .iter()
+            .all(|(k, v)| have.get(k).is_some_and(|h| fields_hold(h, v))),
         (Value::Array(want), Value::Array(have)) => {
-            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| holds(h, w))
+            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| fields_hold(h, w))
         }
         (want, have) => want == have,
     }
