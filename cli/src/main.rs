@@ -151,6 +151,9 @@ async fn plan(args: keyward_cli::PlanArgs, drift: bool) -> Result<u8, String> {
             settings: &keyward_drift::DetectionSettings::default(),
             // Vercel parity needs the deployed sync's ledgers: the deployed detector checks it.
             ledgers: keyward_drift::detect::VercelLedgers::<InMemoryMarkerStore>::NotChecked,
+            // The workloads are the deployed detector's to read (it holds the Argo CD token).
+            workload: None,
+            native: None,
             now: chrono::Utc::now(),
         },
         &keyward_shared::redact::Redactor::new(),

@@ -85,6 +85,15 @@ pub fn plan_from(environment: &str, findings: &[Finding]) -> Plan {
             FindingKind::VercelMissing | FindingKind::VercelStale => {
                 ("Vercel not in parity (vercel-sync)", false)
             }
+            // Not reached from the CLI either (it reads no Argo CD): the chart and the sync
+            // fix these, not the Terraform module.
+            FindingKind::WorkloadOutOfSync
+            | FindingKind::WorkloadDegraded
+            | FindingKind::ExternalSecretMissing
+            | FindingKind::ExternalSecretSpecDrift
+            | FindingKind::ExternalSecretNotSynced => ("workload drift (chart, Argo CD)", false),
+            // Not reached from the CLI (it reads no AWS Config); Config's verdict is a note.
+            FindingKind::NativeNonCompliant => ("AWS Config rule non-compliant", false),
         };
         let item = PlannedChange {
             action,

@@ -1,5 +1,5 @@
 //! The drift credentials secret (`{"github_token", "jira_email", "jira_api_token",
-//! "webhook_url"}`, each optional) and the ticketing clients built from it. Every credential
+//! "webhook_url", "argocd_auth_token"}`, each optional) and the ticketing clients built from it. Every credential
 //! is registered with the redactor as it is read.
 
 use keyward_shared::adapters::http::HttpClient;
@@ -8,8 +8,12 @@ use keyward_shared::redact::Redactor;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::settings::JiraConfig;
+use std::sync::Arc;
+
+use crate::argocd::ArgoCdClient;
+use crate::settings::{ArgoCdConfig, JiraConfig};
 use crate::tickets::{ChatWebhook, GithubClient, JiraClient};
+use crate::workload::WorkloadCheck;
 
 #[derive(Default)]
 pub struct Credentials {
@@ -17,6 +21,7 @@ pub struct Credentials {
     pub jira_email: Option<String>,
     pub jira_api_token: Option<SecretString>,
     pub webhook_url: Option<SecretString>,
+    pub argocd_auth_token: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +39,12 @@ pub fn credentials_from_secret(
         jira_email: Option<String>,
         jira_api_token: Option<String>,
         webhook_url: Option<String>,
+        argocd_auth_token: Option<String>,
     }
     // serde quotes input in its messages, and the input is a secret.
     let raw: Raw = serde_json::from_str(text).map_err(|_| {
         CredentialsError(
-            "is not JSON with only github_token, jira_email, jira_api_token and webhook_url",
+            "is not JSON with only github_token, jira_email, jira_api_token, webhook_url and argocd_auth_token",
         )
     })?;
     let secret = |v: Option<String>| {
@@ -53,6 +59,7 @@ pub fn credentials_from_secret(
         jira_email: raw.jira_email,
         jira_api_token: secret(raw.jira_api_token),
         webhook_url: secret(raw.webhook_url),
+        argocd_auth_token: secret(raw.argocd_auth_token),
     };
     if creds
         .webhook_url
@@ -86,7 +93,30 @@ impl Credentials {
         })
     }
 
-    /// The Jira client when Jira is enabled: then the credentials must hold its login.
+    /// Workload detection when `ENABLE_ARGOCD_CHECK` is on: then the credentials must hold
+    /// `argocd_auth_token`.
+    pub fn argocd(
+        &self,
+        http: &HttpClient,
+        config: Option<&ArgoCdConfig>,
+    ) -> Result<Option<WorkloadCheck>, CredentialsError> {
+        let Some(config) = config else {
+            return Ok(None);
+        };
+        let token = self.argocd_auth_token.clone().ok_or(CredentialsError(
+            "has no argocd_auth_token, which ENABLE_ARGOCD_CHECK needs",
+        ))?;
+        Ok(Some(WorkloadCheck {
+            argocd: Arc::new(ArgoCdClient {
+                http: http.clone(),
+                server: config.server.clone(),
+                token,
+            }),
+            app: config.app.clone(),
+            namespace: config.namespace.clone(),
+        }))
+    }
+
     /// The chat webhook for new findings and verified fixes, when `enabled`
     /// (`ENABLE_DRIFT_NOTIFICATIONS`).
     pub fn webhook(
@@ -106,6 +136,7 @@ impl Credentials {
         }
     }
 
+    /// The Jira client when Jira is enabled: then the credentials must hold its login.
     pub fn jira(
         &self,
         http: &HttpClient,

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::DriftError;
 use crate::account::{Account, Calls, policies_of, replication_of};
 use crate::findings::{Finding, Observed, Thresholds, evaluate};
+use crate::native::{self, NativeChecks};
+use crate::workload::{self, WorkloadCheck};
 
 /// What a run looks at: the whole prefix, one service, or one secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +90,10 @@ pub struct DetectionRequest<'a, M> {
     pub scope: &'a DriftScope,
     pub settings: &'a DetectionSettings,
     pub ledgers: VercelLedgers<'a, M>,
+    /// The Argo CD application to hold against the projections (`ENABLE_ARGOCD_CHECK`).
+    pub workload: Option<&'a WorkloadCheck>,
+    /// AWS Config's managed-rule verdicts (`ENABLE_NATIVE_CHECKS`).
+    pub native: Option<&'a NativeChecks>,
     pub now: DateTime<Utc>,
 }
 
@@ -148,6 +154,34 @@ pub async fn detect<A: Account, M: MarkerStore>(
         VercelLedgers::Read(state) => Some(read_ledgers(state, vercel_names, redactor).await?),
         VercelLedgers::NotChecked => None,
     };
+    let workload = match request.workload {
+        Some(check) => {
+            let expected = workload::expected(request.manifest, request.estate, scope);
+            // Argo CD is read only when the scope can hold a workload finding.
+            if expected.is_empty() && !scope.covers(&prefix, &prefix) {
+                Vec::new()
+            } else {
+                let observed = workload::read(check)
+                    .await
+                    .map_err(|e| DriftError::Workload(redactor.safe(&e.to_string())))?;
+                workload::evaluate(
+                    &observed,
+                    &expected,
+                    request.estate,
+                    scope,
+                    &check.namespace,
+                )
+            }
+        }
+        None => Vec::new(),
+    };
+    let native = match request.native {
+        Some(native) => {
+            let live: Vec<_> = actual.iter().filter(|e| e.deleted.is_none()).collect();
+            native::findings(native, &live).await?
+        }
+        None => Vec::new(),
+    };
     let observed = Observed {
         declared: declared.clone(),
         actual: &actual,
@@ -155,13 +189,17 @@ pub async fn detect<A: Account, M: MarkerStore>(
         policies: policies.as_ref(),
         ledgers: ledgers.as_ref(),
     };
+    let mut findings = evaluate(
+        &observed,
+        &prefix,
+        request.now,
+        &request.settings.thresholds,
+    );
+    findings.extend(workload);
+    findings.extend(native);
+    findings.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
     Ok(Detection {
-        findings: evaluate(
-            &observed,
-            &prefix,
-            request.now,
-            &request.settings.thresholds,
-        ),
+        findings,
         secrets_listed: actual.len(),
         declared: declared.len(),
         calls: account.calls(),

@@ -38,10 +38,16 @@ pub enum FindingKind {
     Unused,
     VercelMissing,
     VercelStale,
+    WorkloadOutOfSync,
+    WorkloadDegraded,
+    ExternalSecretMissing,
+    ExternalSecretSpecDrift,
+    ExternalSecretNotSynced,
+    NativeNonCompliant,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 18] = [
+    pub const ALL: [FindingKind; 24] = [
         Self::DeclaredMissing,
         Self::NoValue,
         Self::Undeclared,
@@ -60,6 +66,12 @@ impl FindingKind {
         Self::Unused,
         Self::VercelMissing,
         Self::VercelStale,
+        Self::WorkloadOutOfSync,
+        Self::WorkloadDegraded,
+        Self::ExternalSecretMissing,
+        Self::ExternalSecretSpecDrift,
+        Self::ExternalSecretNotSynced,
+        Self::NativeNonCompliant,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -82,13 +94,27 @@ impl FindingKind {
             Self::Unused => "unused",
             Self::VercelMissing => "vercel-missing",
             Self::VercelStale => "vercel-stale",
+            Self::WorkloadOutOfSync => "workload-out-of-sync",
+            Self::WorkloadDegraded => "workload-degraded",
+            Self::ExternalSecretMissing => "external-secret-missing",
+            Self::ExternalSecretSpecDrift => "external-secret-spec-drift",
+            Self::ExternalSecretNotSynced => "external-secret-not-synced",
+            Self::NativeNonCompliant => "native-non-compliant",
         }
     }
 
-    /// The `Drift Type` a fix of this kind declares: every kind keyward detects today is drift
-    /// of the infrastructure (Secrets Manager, its policies, Vercel's copies).
+    /// The `Drift Type` a fix of this kind declares: what the workloads run (Argo CD's
+    /// applications and the `ExternalSecret`s in them), or the infrastructure (Secrets Manager,
+    /// its policies, Vercel's copies,).
     pub fn drift_type(self) -> DriftType {
-        DriftType::Infra
+        match self {
+            Self::WorkloadOutOfSync
+            | Self::WorkloadDegraded
+            | Self::ExternalSecretMissing
+            | Self::ExternalSecretSpecDrift
+            | Self::ExternalSecretNotSynced => DriftType::Workload,
+            _ => DriftType::Infra,
+        }
     }
 
     pub fn from_slug(slug: &str) -> Option<Self> {
@@ -106,14 +132,20 @@ impl FindingKind {
             | Self::ScheduledForDeletion
             | Self::ReplicaMissing
             | Self::ReplicaFailing
-            | Self::PolicyUndeclaredReader => Severity::High,
+            | Self::PolicyUndeclaredReader
+            | Self::WorkloadOutOfSync
+            | Self::WorkloadDegraded
+            | Self::ExternalSecretMissing
+            | Self::ExternalSecretNotSynced => Severity::High,
             Self::Undeclared
             | Self::TagContractBroken
             | Self::GovernanceMismatch
             | Self::NeverRotated
             | Self::AwsManagedKey
             | Self::VercelMissing
-            | Self::VercelStale => Severity::Medium,
+            | Self::VercelStale
+            | Self::ExternalSecretSpecDrift
+            | Self::NativeNonCompliant => Severity::Medium,
             Self::Unused => Severity::Low,
         }
     }
@@ -153,7 +185,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(kind: FindingKind, secret: &str, detail: Option<&str>) -> Self {
+    pub(crate) fn new(kind: FindingKind, secret: &str, detail: Option<&str>) -> Self {
         let fingerprint = match detail {
             Some(d) => format!("{}:{secret}:{d}", kind.slug()),
             None => format!("{}:{secret}", kind.slug()),
@@ -167,7 +199,7 @@ impl Finding {
         }
     }
 
-    fn with(mut self, key: &str, value: impl ToString) -> Self {
+    pub(crate) fn with(mut self, key: &str, value: impl ToString) -> Self {
         self.evidence.insert(key.to_owned(), value.to_string());
         self
     }

@@ -6,6 +6,9 @@
 //!   detection: nothing downstream acts on a half-read state.
 //! - [`run`]: one detector run, detection then ticketing ([`tickets`]: a GitHub issue per
 //!   fingerprint, Jira, a webhook, `DriftDetected` events for new or changed findings).
+//! - [`workload`]: the Argo CD application and the `ExternalSecret`s it runs, against keyward's
+//!   projections ([`argocd`]: the REST adapter).
+//! - [`native`]: AWS Config's compliance verdicts on the Secrets Manager managed rules.
 //! - [`remediation`]: the pre-merge guard and post-merge verification of a drift fix, as the CI
 //!   gateway enforces them.
 //! - [`account`]: the ports detection reads through (the account, the manifest) and their AWS
@@ -16,16 +19,23 @@
 //! drift`).
 
 pub mod account;
+pub mod argocd;
 pub mod credentials;
 pub mod detect;
 pub mod findings;
+pub mod native;
 pub mod remediation;
 pub mod run;
 pub mod settings;
 pub mod tickets;
+pub mod workload;
 
 #[cfg(test)]
+mod native_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod workload_tests;
 
 use keyward_shared::events::{
     Actor, ActorKind, CorrelationId, DomainEvent, EventData, Outcome, SecretRef,
@@ -64,6 +74,11 @@ pub enum DriftError {
     State(SafeText),
     #[error("publishing drift events: {0}")]
     Publish(SafeText),
+    /// Argo CD could not be read: workload detection, like the rest, is all or nothing.
+    #[error("{0}")]
+    Workload(SafeText),
+    #[error(transparent)]
+    Native(#[from] crate::native::NativeError),
 }
 
 impl From<keyward_shared::ports::ManifestReadError> for DriftError {
@@ -81,6 +96,8 @@ impl DriftError {
             Self::Tickets(_) => "TicketingError",
             Self::State(_) => "StateError",
             Self::Publish(_) => "PublishError",
+            Self::Workload(_) => "ArgoCdError",
+            Self::Native(_) => "ConfigComplianceError",
         }
     }
 }
@@ -104,7 +121,8 @@ pub fn drift_event(finding: &Finding) -> DomainEvent {
             kind: ActorKind::Schedule,
             id: "keyward.drift-detector".into(),
         },
-        Some(SecretRef {
+        // An application's own state is about the estate (`/<org>/<env>/`), not one secret.
+        (!finding.secret.ends_with('/')).then(|| SecretRef {
             name: finding.secret.clone(),
             arn: None,
         }),

@@ -20,16 +20,45 @@ pub struct RemediationFields {
     pub environment: String,
     pub cloud_provider: String,
     pub jira_key: Option<String>,
+    /// `ArgoCD App`: required for workload drift, the application the fix syncs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argocd_app: Option<String>,
 }
 
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "Drift Issue",
     "Drift Type",
     "Change Request ID",
     "Environment",
     "Cloud Provider",
     "Jira Key",
+    "ArgoCD App",
 ];
+
+/// The one value of a required field, or the problem with it.
+fn single(
+    values: &BTreeMap<&'static str, Vec<String>>,
+    field: &'static str,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    match values.get(field).map(Vec::as_slice) {
+        None | Some([]) => {
+            problems.push(format!(
+                "`{field}` is missing from the pull request description"
+            ));
+            None
+        }
+        Some([v]) if v.is_empty() => {
+            problems.push(format!("`{field}` is empty"));
+            None
+        }
+        Some([v]) => Some(v.clone()),
+        Some(_) => {
+            problems.push(format!("`{field}` is given more than once"));
+            None
+        }
+    }
+}
 
 fn field_values(body: &str) -> BTreeMap<&'static str, Vec<String>> {
     let mut out: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
@@ -83,32 +112,13 @@ pub fn parse_fields(
 ) -> Result<RemediationFields, Vec<String>> {
     let values = field_values(body);
     let mut problems = Vec::new();
-    let mut one = |field: &'static str| -> Option<String> {
-        match values.get(field).map(Vec::as_slice) {
-            None | Some([]) => {
-                problems.push(format!(
-                    "`{field}` is missing from the pull request description"
-                ));
-                None
-            }
-            Some([v]) if v.is_empty() => {
-                problems.push(format!("`{field}` is empty"));
-                None
-            }
-            Some([v]) => Some(v.clone()),
-            Some(_) => {
-                problems.push(format!("`{field}` is given more than once"));
-                None
-            }
-        }
-    };
-    let issue = one("Drift Issue");
-    let drift_type = one("Drift Type");
-    let change_request = one("Change Request ID");
-    let environment = one("Environment");
-    let provider = one("Cloud Provider");
+    let issue = single(&values, "Drift Issue", &mut problems);
+    let drift_type = single(&values, "Drift Type", &mut problems);
+    let change_request = single(&values, "Change Request ID", &mut problems);
+    let environment = single(&values, "Environment", &mut problems);
+    let provider = single(&values, "Cloud Provider", &mut problems);
     let jira = if jira_enabled {
-        one("Jira Key")
+        single(&values, "Jira Key", &mut problems)
     } else {
         values.get("Jira Key").and_then(|v| v.first().cloned())
     };
@@ -134,6 +144,11 @@ pub fn parse_fields(
         }
         parsed
     });
+    // Workload fixes name the Argo CD application they sync; infra fixes have none to name.
+    let argocd_app = match drift_type {
+        Some(DriftType::Workload) => single(&values, "ArgoCD App", &mut problems),
+        _ => None,
+    };
     if let Some(cr) = &change_request
         && !is_change_request(cr)
     {
@@ -175,6 +190,7 @@ pub fn parse_fields(
             environment,
             cloud_provider: cloud_provider.to_ascii_lowercase(),
             jira_key: jira,
+            argocd_app,
         }),
         _ => Err(problems),
     }
@@ -223,7 +239,9 @@ use crate::detect::{
     DetectionRequest, DetectionSettings, DriftScope, Estate, VercelLedgers, detect,
 };
 use crate::findings::Finding;
+use crate::native::NativeChecks;
 use crate::tickets::{IssueTracker, Jira, PullRequests, can_write};
+use crate::workload::WorkloadCheck;
 use crate::{DriftError, jira_key_in, seen_key};
 
 /// Why a guard did not pass. Reads as its text; the kind tells a closed drift issue (which a
@@ -409,6 +427,10 @@ pub struct Remediation<S, A, G, J, M> {
     pub min_approvals: usize,
     /// The detector's own settings, so verification judges as the scheduled run does.
     pub settings: DetectionSettings,
+    /// Argo CD, for workload fixes (`ENABLE_ARGOCD_CHECK`).
+    pub workload: Option<WorkloadCheck>,
+    /// AWS Config's verdicts, as the detector reads them (`ENABLE_NATIVE_CHECKS`).
+    pub native: Option<NativeChecks>,
     pub redactor: Redactor,
 }
 
@@ -479,6 +501,18 @@ where
                         fields.environment, fields.drift_issue
                     )));
                 }
+                let issue_app = crate::workload::app_of(&issue.fingerprint);
+                if fields.drift_type == DriftType::Workload
+                    && issue_type == Some(DriftType::Workload)
+                    && fields.argocd_app.as_deref() != issue_app
+                {
+                    checked.reasons.push(GuardReason::unmet(format!(
+                        "`ArgoCD App` is {}, but drift issue #{} is about application {}",
+                        fields.argocd_app.as_deref().unwrap_or_default(),
+                        fields.drift_issue,
+                        issue_app.unwrap_or("unknown"),
+                    )));
+                }
                 if let (Some(given), Some(recorded)) = (&fields.jira_key, jira_key_in(&issue.body))
                     && *given != recorded
                 {
@@ -517,6 +551,8 @@ where
                 },
                 settings: &self.settings,
                 ledgers: VercelLedgers::Read(&self.state),
+                workload: self.workload.as_ref(),
+                native: self.native.as_ref(),
                 now: Utc::now(),
             },
             &self.redactor,
@@ -742,12 +778,26 @@ where
                 ..VerifyOutcome::refused(reason_texts)
             });
         }
+        let workload = match (fields.drift_type, &self.workload) {
+            (DriftType::Workload, None) => {
+                return Ok(VerifyOutcome {
+                    fields: Some(fields),
+                    fingerprint: Some(fingerprint),
+                    merge_commit: pull.merge_commit,
+                    ..VerifyOutcome::refused(vec![
+                        "workload drift cannot be verified here: ENABLE_ARGOCD_CHECK is off".into(),
+                    ])
+                });
+            }
+            (DriftType::Workload, Some(check)) => Some(check),
+            (DriftType::Infra, _) => None,
+        };
         let manifest = self.manifests.manifest().await.map_err(DriftError::from)?;
         let estate = Estate {
             org: manifest.org.as_str(),
             environment: &fields.environment,
         };
-        let remaining: Vec<String> = self
+        let mut remaining: Vec<String> = self
             .remaining(&fingerprint, estate, &manifest)
             .await?
             .iter()
@@ -757,6 +807,20 @@ where
                 format!("{} ({})", f.fingerprint, evidence.join(", "))
             })
             .collect();
+        // A workload fix is done when Argo CD has synced it and the application is healthy.
+        if let Some(check) = workload {
+            let app = check
+                .argocd
+                .application(&check.app)
+                .await
+                .map_err(|e| DriftError::Workload(self.redactor.safe(&e.to_string())))?;
+            if !app.synced_and_healthy() {
+                remaining.push(format!(
+                    "application {} is {} and {} (Synced and Healthy required)",
+                    app.name, app.sync_status, app.health_status
+                ));
+            }
+        }
         let verified = remaining.is_empty();
         // A re-run after the issue was closed verifies again but repeats no side effect.
         let already_verified = verified && !checked.issue_open;

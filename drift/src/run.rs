@@ -16,7 +16,9 @@ use crate::detect::{
     Detection, DetectionRequest, DetectionSettings, DriftScope, Estate, VercelLedgers, detect,
 };
 use crate::findings::{self, Finding};
-use crate::tickets::{ChatWebhook, IssueTracker, Jira, TrackedIssue, issue_text};
+use crate::native::NativeChecks;
+use crate::tickets::{ChatWebhook, IssueTracker, Jira, TrackedIssue, issue_labels, issue_text};
+use crate::workload::WorkloadCheck;
 use crate::{DriftError, drift_event, jira_key_in, seen_key};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -51,6 +53,10 @@ pub struct Detector<S, A, G, J, M, P> {
     pub publisher: P,
     /// New findings are posted here (`ENABLE_DRIFT_NOTIFICATIONS`).
     pub webhook: Option<ChatWebhook>,
+    /// Workload drift through Argo CD (`ENABLE_ARGOCD_CHECK`).
+    pub workload: Option<WorkloadCheck>,
+    /// AWS Config's verdicts as findings (`ENABLE_NATIVE_CHECKS`).
+    pub native: Option<NativeChecks>,
     pub secret_prefix: String,
     pub settings: DetectionSettings,
     pub redactor: Redactor,
@@ -103,6 +109,8 @@ where
                 scope,
                 settings: &self.settings,
                 ledgers: VercelLedgers::Read(&self.state),
+                workload: self.workload.as_ref(),
+                native: self.native.as_ref(),
                 now,
             },
             &self.redactor,
@@ -238,7 +246,11 @@ where
     ) -> Result<(), DriftError> {
         let (title, body) = issue_text(finding, jira_key);
         match tracked {
-            None => report.opened.push(github.open_issue(&title, &body).await?),
+            None => report.opened.push(
+                github
+                    .open_issue(&title, &body, &issue_labels(finding))
+                    .await?,
+            ),
             Some(t) if !t.open => {
                 github.update_issue(t.number, &body, true).await?;
                 github

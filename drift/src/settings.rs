@@ -77,6 +77,58 @@ pub fn jira(env: &dyn EnvSource) -> Result<Option<JiraConfig>, ConfigError> {
     }))
 }
 
+/// Workload drift through Argo CD (`ENABLE_ARGOCD_CHECK`); the token is the credentials
+/// secret's `argocd_auth_token`, never a variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgoCdConfig {
+    /// `ARGOCD_SERVER`: the API's base URL.
+    pub server: String,
+    /// `ARGOCD_APP_NAME`: the application that deploys the workloads.
+    pub app: String,
+    /// `WORKLOAD_NAMESPACE` (default `default`): where a resource without a namespace lives.
+    pub namespace: String,
+}
+
+pub const DEFAULT_WORKLOAD_NAMESPACE: &str = "default";
+
+/// `ENABLE_ARGOCD_CHECK` (default false) with `ARGOCD_SERVER`, `ARGOCD_APP_NAME` and
+/// `WORKLOAD_NAMESPACE`.
+pub fn argocd(env: &dyn EnvSource) -> Result<Option<ArgoCdConfig>, ConfigError> {
+    if !flag(env, "ENABLE_ARGOCD_CHECK", false)? {
+        return Ok(None);
+    }
+    let app = required(env, "ARGOCD_APP_NAME")?;
+    let dns_name = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 253
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    if !dns_name(&app) {
+        return Err(ConfigError::Invalid {
+            name: "ARGOCD_APP_NAME",
+            reason: format!("`{app}` is not a Kubernetes resource name"),
+        });
+    }
+    let namespace = env
+        .get("WORKLOAD_NAMESPACE")
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_WORKLOAD_NAMESPACE.to_owned());
+    if !dns_name(&namespace) {
+        return Err(ConfigError::Invalid {
+            name: "WORKLOAD_NAMESPACE",
+            reason: format!("`{namespace}` is not a Kubernetes namespace"),
+        });
+    }
+    Ok(Some(ArgoCdConfig {
+        server: url_var(env, "ARGOCD_SERVER", None)?
+            .ok_or(ConfigError::Missing("ARGOCD_SERVER"))?,
+        app,
+        namespace,
+    }))
+}
+
 /// `KEYWARD_DRIFT_UNUSED_DAYS` (default 90, at least 1).
 pub fn unused_days(env: &dyn EnvSource) -> Result<i64, ConfigError> {
     let days: i64 = parsed_or(env, "KEYWARD_DRIFT_UNUSED_DAYS", 90)?;

@@ -22,9 +22,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::findings::Finding;
+use crate::findings::{DriftType, Finding};
 
 pub const DRIFT_LABEL: &str = "drift";
+/// The second label of a workload finding's issue, as the platform teams' flow names it.
+pub const WORKLOAD_DRIFT_LABEL: &str = "workload-drift";
 const MARKER_PREFIX: &str = "<!-- keyward-drift fingerprint=\"";
 const MARKER_SUFFIX: &str = "\" -->";
 
@@ -56,6 +58,14 @@ pub fn jira_label(fingerprint: &str) -> String {
     )
 }
 
+/// The labels a finding's issue opens with: `drift`, and `workload-drift` for workload drift.
+pub fn issue_labels(finding: &Finding) -> Vec<&'static str> {
+    match finding.kind.drift_type() {
+        DriftType::Infra => vec![DRIFT_LABEL],
+        DriftType::Workload => vec![DRIFT_LABEL, WORKLOAD_DRIFT_LABEL],
+    }
+}
+
 /// The issue title and body for a finding: deterministic, so an unchanged finding needs no
 /// update.
 pub fn issue_text(finding: &Finding, jira_key: Option<&str>) -> (String, String) {
@@ -74,8 +84,12 @@ pub fn issue_text(finding: &Finding, jira_key: Option<&str>) -> (String, String)
         body.push_str(&format!("\nJira: {key}\n"));
     }
     body.push_str(&format!(
-        "\nFix it through a reviewed pull request whose description carries:\n\n```\nDrift Issue: #<this issue>\nDrift Type: {}\nChange Request ID: <CR id>\nEnvironment: <env>\nCloud Provider: aws\n{}```\n\nThe pre-merge guard checks these fields and the approvals; after the merge, verification re-runs detection and closes this issue.\n",
+        "\nFix it through a reviewed pull request whose description carries:\n\n```\nDrift Issue: #<this issue>\nDrift Type: {}\nChange Request ID: <CR id>\nEnvironment: <env>\nCloud Provider: aws\n{}{}```\n\nThe pre-merge guard checks these fields and the approvals; after the merge, verification re-runs detection and closes this issue.\n",
         finding.kind.drift_type().as_str(),
+        crate::workload::app_of(&finding.fingerprint)
+            .filter(|_| finding.kind.drift_type() == DriftType::Workload)
+            .map(|app| format!("ArgoCD App: {app}\n"))
+            .unwrap_or_default(),
         if jira_key.is_some() { "Jira Key: <key>\n" } else { "" }
     ));
     (title, body)
@@ -113,6 +127,7 @@ pub trait IssueTracker: Send + Sync {
         &self,
         title: &str,
         body: &str,
+        labels: &[&str],
     ) -> impl Future<Output = Result<u64, TicketError>> + Send;
     /// Replaces the body; `reopen` also sets the state back to open.
     fn update_issue(
@@ -305,10 +320,15 @@ impl IssueTracker for GithubClient {
         })
     }
 
-    async fn open_issue(&self, title: &str, body: &str) -> Result<u64, TicketError> {
+    async fn open_issue(
+        &self,
+        title: &str,
+        body: &str,
+        labels: &[&str],
+    ) -> Result<u64, TicketError> {
         let request = self
             .request(Method::POST, &format!("/repos/{}/issues", self.repo))
-            .json(&json!({"title": title, "body": body, "labels": [DRIFT_LABEL]}))
+            .json(&json!({"title": title, "body": body, "labels": labels}))
             .map_err(|e| self.error("open issue", e))?;
         let (value, _) = self.json("open issue", request).await?;
         value["number"].as_u64().ok_or_else(|| TicketError {

@@ -1,10 +1,11 @@
 //! Fake third-party HTTP servers, built from the providers' public API documentation (paths,
 //! fields, status codes, error bodies, rate-limit headers) and served on loopback.
 //!
-//! Each later function adds its own here (Vercel, Auth0, Loki, GitHub, Jira, the GitHub OIDC
-//! issuer), built on [`kit`]: the state, request log, fault switches and server every fake
+//! Each later function adds its own here (Vercel, Auth0, Loki, GitHub, Jira, Argo CD, the GitHub
+//! OIDC issuer), built on [`kit`]: the state, request log, fault switches and server every fake
 //! shares.
 
+pub mod argocd;
 pub mod auth0;
 pub mod github;
 pub mod jira;

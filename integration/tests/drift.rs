@@ -129,6 +129,8 @@ impl World {
             state: S3MarkerStore::new(moto.s3(), &bucket),
             publisher: InMemoryEventPublisher::default(),
             webhook: None,
+            workload: None,
+            native: None,
             secret_prefix: format!("/{org}/prod/"),
             settings: DetectionSettings::default(),
             redactor: Redactor::new(),
@@ -472,6 +474,8 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
         }),
         min_approvals: 2,
         settings: DetectionSettings::default(),
+        workload: None,
+        native: None,
         redactor: Redactor::new(),
     };
     let repo = format!("{}/{}", DRIFT_REPO.0, DRIFT_REPO.1);
@@ -530,7 +534,8 @@ async fn remediation_guard_and_verification_through_github_and_jira() {
     for (from, to, reason) in [
         (
             "Drift Type: infra",
-            "Drift Type: workload",
+            // A workload fix names its application; the type still disagrees with the issue.
+            "Drift Type: workload\nArgoCD App: keyward-prod",
             "`Drift Type` is workload, but drift issue",
         ),
         (

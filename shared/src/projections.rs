@@ -141,6 +141,53 @@ pub fn external_secret(declared: &DeclaredSecret, k8s: &KubernetesDecl) -> Strin
     out
 }
 
+/// The `ExternalSecret` of one declared secret as an object, the same document
+/// [`external_secret`] writes as YAML: what workload drift compares a cluster's live state with.
+pub fn external_secret_object(
+    declared: &DeclaredSecret,
+    k8s: &KubernetesDecl,
+) -> serde_json::Value {
+    use serde_json::json;
+    let resource = external_secret_name(declared);
+    let key = declared.name.to_string();
+    let data: Vec<serde_json::Value> = if k8s.properties.is_empty() {
+        vec![json!({"secretKey": "value", "remoteRef": {"key": key}})]
+    } else {
+        k8s.properties
+            .iter()
+            .map(|p| json!({"secretKey": p, "remoteRef": {"key": key, "property": p}}))
+            .collect()
+    };
+    json!({
+        "apiVersion": EXTERNAL_SECRETS_API,
+        "kind": "ExternalSecret",
+        "metadata": {
+            "name": resource,
+            "namespace": k8s.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "keyward",
+                "keyward.io/service": declared.name.service().as_str(),
+                "keyward.io/environment": declared.name.env().as_str(),
+            },
+        },
+        "spec": {
+            "refreshInterval": k8s.refresh_interval.as_deref().unwrap_or(DEFAULT_REFRESH),
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": SECRET_STORE},
+            "target": {
+                "name": k8s.secret_name.clone().unwrap_or_else(|| resource.clone()),
+                "creationPolicy": "Owner",
+                "deletionPolicy": "Retain",
+            },
+            "data": data,
+        },
+    })
+}
+
+/// The `ExternalSecret`'s name: `<service>-<name>`.
+pub fn external_secret_name(declared: &DeclaredSecret) -> String {
+    format!("{}-{}", declared.name.service(), declared.name.name())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error(transparent)]
@@ -219,6 +266,29 @@ mod tests {
         format!(
             "  - service: {service}\n    name: {name}\n    type: api-key\n    domain: web\n    owner: team-web\n    classification: internal\n    rotation: {{strategy: random, days: 30}}\n    kubernetes: {k8s}\n    environments: [prod]\n"
         )
+    }
+
+    #[test]
+    fn the_object_is_the_document_the_yaml_writes() {
+        let m = manifest(
+            &(decl("web", "a", "{namespace: web}")
+                + &decl(
+                    "web",
+                    "b",
+                    "{namespace: api, secret_name: bee, refresh_interval: 15m, properties: [user, pass]}",
+                )),
+        );
+        for declared in &m.secrets {
+            let k8s = declared.kubernetes.as_ref().unwrap();
+            let yaml: serde_json::Value =
+                serde_yaml_ng::from_str(&external_secret(declared, k8s)).unwrap();
+            assert_eq!(
+                yaml,
+                external_secret_object(declared, k8s),
+                "{}",
+                declared.name
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use keyward_drift::findings::Finding;
 use keyward_drift::remediation::{
     DriftRemediation, Remediation, RemediationError, Verdict, VerifyOutcome,
 };
-use keyward_drift::settings::{self, JiraConfig};
+use keyward_drift::settings::{self, ArgoCdConfig, JiraConfig};
 use keyward_drift::tickets::{GithubClient, JiraClient};
 use keyward_shared::adapters::aws::{S3MarkerStore, SdkConfig, config_secret_string, s3_client};
 use keyward_shared::adapters::http::HttpClient;
@@ -49,6 +49,10 @@ pub struct RemediationConfig {
     pub notifications: bool,
     /// The detector's own settings, so verification judges as the scheduled run does.
     pub settings: DetectionSettings,
+    /// `ENABLE_ARGOCD_CHECK` and the application: verifies `Drift Type: workload` fixes.
+    pub argocd: Option<ArgoCdConfig>,
+    /// `ENABLE_NATIVE_CHECKS`: verification re-reads AWS Config's verdicts as detection does.
+    pub native_rules: Option<Vec<String>>,
 }
 
 impl RemediationConfig {
@@ -82,6 +86,8 @@ impl RemediationConfig {
             jira: settings::jira(env)?,
             notifications: keyward_shared::config::flag(env, "ENABLE_DRIFT_NOTIFICATIONS", false)?,
             settings: DetectionSettings::from_env(env)?,
+            argocd: settings::argocd(env)?,
+            native_rules: keyward_drift::native::native_rules(env)?,
         }))
     }
 }
@@ -127,6 +133,13 @@ pub async fn remediation(
         state: S3MarkerStore::new(s3, &config.state_bucket),
         min_approvals: config.min_approvals,
         settings: config.settings.clone(),
+        workload: credentials
+            .argocd(&http, config.argocd.as_ref())
+            .map_err(|e| e.to_string())?,
+        native: config
+            .native_rules
+            .clone()
+            .map(|rules| keyward_drift::native::aws_native_checks(sdk, rules)),
         redactor,
     })
 }
@@ -357,10 +370,14 @@ where
         let event = DomainEvent::new(
             correlation,
             actor,
-            Finding::secret_of(fingerprint).map(|name| SecretRef {
-                name: name.to_owned(),
-                arn: None,
-            }),
+            // An Argo CD application's own drift is about the estate (`/<org>/<env>/`), not a
+            // secret: the record names none.
+            Finding::secret_of(fingerprint)
+                .filter(|name| !name.ends_with('/'))
+                .map(|name| SecretRef {
+                    name: name.to_owned(),
+                    arn: None,
+                }),
             if outcome.verified() {
                 Outcome::Success
             } else {

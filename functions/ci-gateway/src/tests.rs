@@ -407,3 +407,42 @@ async fn a_hanging_issuer_costs_a_request_at_most_the_keys_deadline() {
     assert!(again.elapsed() < std::time::Duration::from_millis(10));
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[test]
+fn drift_settings_default_to_one_approval_and_argocd_off() {
+    use crate::drift::RemediationConfig;
+    let drift = [
+        ("KEYWARD_STATE_BUCKET", "state"),
+        (
+            "KEYWARD_DRIFT_CREDENTIALS_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:d",
+        ),
+        ("KEYWARD_DRIFT_GITHUB_REPO", "acme/platform"),
+        ("KEYWARD_MANIFEST_S3_URI", "s3://config/manifest/"),
+    ];
+    assert!(RemediationConfig::from_env(&env(&[])).unwrap().is_none());
+    let config = RemediationConfig::from_env(&env(&drift)).unwrap().unwrap();
+    assert_eq!(config.min_approvals, 1);
+    assert!(config.argocd.is_none());
+    // Workload fixes are verified through Argo CD only when it is switched on and named.
+    let mut on = drift.to_vec();
+    on.push(("ENABLE_ARGOCD_CHECK", "true"));
+    let err = RemediationConfig::from_env(&env(&on))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ARGOCD_APP_NAME"), "{err}");
+    on.extend([
+        ("ARGOCD_APP_NAME", "keyward-prod"),
+        ("ARGOCD_SERVER", "https://argocd.acme.example"),
+        ("WORKLOAD_NAMESPACE", "apps"),
+    ]);
+    let argocd = RemediationConfig::from_env(&env(&on))
+        .unwrap()
+        .unwrap()
+        .argocd
+        .unwrap();
+    assert_eq!(
+        (argocd.app.as_str(), argocd.namespace.as_str()),
+        ("keyward-prod", "apps")
+    );
+}

@@ -3,7 +3,7 @@
 
 use keyward_drift::DetectionSettings;
 use keyward_drift::credentials::Credentials;
-use keyward_drift::settings::{self, JiraConfig};
+use keyward_drift::settings::{self, ArgoCdConfig, JiraConfig};
 use keyward_drift::tickets::{GithubClient, JiraClient};
 use keyward_shared::adapters::http::HttpClient;
 use keyward_shared::config::{
@@ -24,7 +24,8 @@ pub struct Config {
     /// `KEYWARD_STATE_BUCKET`: Vercel sync ledgers (read) and the reported-finding markers.
     pub state_bucket: String,
     /// `KEYWARD_DRIFT_CREDENTIALS_SECRET_ARN`: `{"github_token", "jira_email",
-    /// "jira_api_token", "webhook_url"}` (each optional). Without it: events only.
+    /// "jira_api_token", "webhook_url", "argocd_auth_token"}` (each optional). Without it:
+    /// events only.
     pub credentials_secret_arn: Option<String>,
     /// `KEYWARD_DRIFT_GITHUB_REPO`: `owner/repo` of the drift issues.
     pub github_repo: Option<String>,
@@ -36,6 +37,12 @@ pub struct Config {
     pub notifications: bool,
     /// `KEYWARD_DRIFT_CHECK_POLICIES` (default true), `KEYWARD_DRIFT_UNUSED_DAYS` (default 90).
     pub settings: DetectionSettings,
+    /// `ENABLE_ARGOCD_CHECK` with `ARGOCD_SERVER`, `ARGOCD_APP_NAME`, `WORKLOAD_NAMESPACE`:
+    /// workload drift (the token is the credentials' `argocd_auth_token`).
+    pub argocd: Option<ArgoCdConfig>,
+    /// `ENABLE_NATIVE_CHECKS`, `CLOUD_PROVIDER`, `NATIVE_CHECKS_AWS_COMMAND`: the AWS Config
+    /// rules whose verdicts are findings.
+    pub native_rules: Option<Vec<String>>,
 }
 
 impl Config {
@@ -57,6 +64,8 @@ impl Config {
             jira,
             notifications: flag(env, "ENABLE_DRIFT_NOTIFICATIONS", false)?,
             settings: DetectionSettings::from_env(env)?,
+            argocd: settings::argocd(env)?,
+            native_rules: keyward_drift::native::native_rules(env)?,
         })
     }
 

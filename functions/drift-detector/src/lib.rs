@@ -3,7 +3,8 @@
 //! - **Trigger**: an EventBridge schedule (the whole prefix) or a direct invoke
 //!   `{"scope": {"service"?, "secret"?}}`.
 //! - **Input**: the manifest CI publishes to the config bucket, the account (`ListSecrets`,
-//!   `DescribeSecret` for replicas, `GetResourcePolicy`), the Vercel sync ledgers.
+//!   `DescribeSecret` for replicas, `GetResourcePolicy`), the Vercel sync ledgers, and with
+//!   `ENABLE_ARGOCD_CHECK` the Argo CD application that runs the workloads.
 //! - **Events out**: `DriftDetected` for each finding that is new or changed.
 //! - **State**: `drift/seen/<sha256(fingerprint)>` markers in the state bucket; GitHub issues
 //!   (one per fingerprint), Jira issues, webhook notifications.
@@ -20,6 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use keyward_drift::account::{AwsAccount, S3Manifest};
 use keyward_drift::credentials::{Credentials, credentials_from_secret};
+use keyward_drift::native::aws_native_checks;
 use keyward_drift::tickets::{GithubClient, JiraClient};
 use keyward_drift::{Detector, DriftError, DriftScope, RunReport};
 use keyward_shared::adapters::aws::{
@@ -87,6 +89,13 @@ impl DriftFunction {
             webhook: credentials
                 .webhook(&http, config.notifications)
                 .map_err(|e| StartError::Credentials(e.to_string()))?,
+            workload: credentials
+                .argocd(&http, config.argocd.as_ref())
+                .map_err(|e| StartError::Credentials(e.to_string()))?,
+            native: config
+                .native_rules
+                .clone()
+                .map(|rules| aws_native_checks(sdk, rules)),
             secret_prefix: config.secret_prefix.clone(),
             settings: config.settings.clone(),
             redactor,

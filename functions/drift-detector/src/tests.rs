@@ -106,3 +106,24 @@ fn mutated_inputs_never_panic() {
         let _ = input_scope(&String::from_utf8_lossy(&bytes));
     }
 }
+
+#[test]
+fn argocd_check_is_read_with_the_rest() {
+    let base = [
+        ("KEYWARD_EVENT_BUS", "keyward-acme"),
+        ("KEYWARD_STATE_BUCKET", "state"),
+        ("KEYWARD_SECRET_PREFIX", "/acme/prod/"),
+        ("KEYWARD_MANIFEST_S3_URI", "s3://config-bucket/manifest/"),
+    ];
+    assert!(Config::from_env(&env(&base)).unwrap().argocd.is_none());
+    let mut on = base.to_vec();
+    on.extend([
+        ("ENABLE_ARGOCD_CHECK", "true"),
+        ("ARGOCD_APP_NAME", "keyward-prod"),
+    ]);
+    let err = Config::from_env(&env(&on)).unwrap_err().to_string();
+    assert!(err.contains("ARGOCD_SERVER"), "{err}");
+    on.push(("ARGOCD_SERVER", "https://argocd.acme.example"));
+    let argocd = Config::from_env(&env(&on)).unwrap().argocd.unwrap();
+    assert_eq!(argocd.namespace, "default");
+}

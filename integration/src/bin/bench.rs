@@ -303,9 +303,14 @@ async fn main() -> Result<()> {
                     | "KEYWARD_DRIFT_GITHUB_REPO"
                     | "KEYWARD_JIRA_URL"
                     | "KEYWARD_JIRA_PROJECT"
-                    | "JIRA_ISSUE_TYPE",
+                    | "JIRA_ISSUE_TYPE"
+                    | "ARGOCD_SERVER"
+                    | "ARGOCD_APP_NAME"
+                    | "NATIVE_CHECKS_AWS_COMMAND",
                     _,
                 ) => String::new(),
+                ("ENABLE_ARGOCD_CHECK" | "ENABLE_NATIVE_CHECKS", _) => "false".into(),
+                ("WORKLOAD_NAMESPACE", _) => "default".into(),
                 ("KEYWARD_GITHUB_API_URL", _) => "https://api.github.com".into(),
                 ("ENABLE_JIRA_INTEGRATION" | "ENABLE_DRIFT_NOTIFICATIONS", _) => "false".into(),
                 ("KEYWARD_DRIFT_UNUSED_DAYS", _) => "90".into(),
@@ -1109,6 +1114,8 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
                     ..Default::default()
                 },
                 ledgers: keyward_drift::detect::VercelLedgers::Read(&state),
+                workload: None,
+                native: None,
                 now: chrono::Utc::now(),
             },
             &redactor,

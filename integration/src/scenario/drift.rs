@@ -1,6 +1,7 @@
 //! Drift: the schedule finds what differs from the manifest (the dev secret has no
-//! customer-managed key) and tickets it once; a governed fix passes the pre-merge guard, and
-//! after the merge the verification finds it gone, closes the tickets and audits it.
+//! customer-managed key; the web workload's `ExternalSecret` is not what keyward projects) and
+//! tickets each finding once; a governed fix of each passes the pre-merge guard, and after the
+//! merge the verification finds it gone, closes the tickets and audits it.
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -8,34 +9,60 @@ use serde_json::json;
 use super::Scenario;
 use crate::fakes::github::{PullSeed, StoredIssue};
 use crate::fakes::oidc::FakeIssuer;
-use crate::stack::{GATEWAY_AUDIENCE, LocalStack};
+use crate::stack::{ARGOCD_APP, GATEWAY_AUDIENCE, LocalStack};
 
 const OWNER: &str = "acme";
 const REPO: &str = "platform";
-/// GatewayDecision events the drift routes record (one refused and one passed guard, one
-/// verification).
-const DECISIONS: usize = 3;
+const WORKLOAD_LABEL: &str = "workload-drift";
+/// GatewayDecision events the drift routes record: per fix a passed guard and a verification,
+/// the infra fix's one-approval refusal and the workload fix's verification before its sync
+/// (the workload fix refused for its fields names no environment to authorise: no decision).
+const DECISIONS: usize = 6;
+/// DriftRemediated events: each fix verified, and the workload fix still detected before its sync.
+const REMEDIATIONS: usize = 3;
 
 pub(super) async fn remediate_drift(s: &mut Scenario) -> Result<()> {
     let findings = detect(s).await?;
-    let issue = s
-        .stack
-        .drift
-        .github
-        .fake
-        .issues(OWNER, REPO)
-        .into_iter()
-        .next()
-        .context("the drift run opened no issue")?;
-    let jira_key = s
-        .stack
+    let issues = s.stack.drift.github.fake.issues(OWNER, REPO);
+    let infra = issues
+        .iter()
+        .find(|i| !i.labels.iter().any(|l| l == WORKLOAD_LABEL))
+        .cloned()
+        .context("the drift run opened no infra issue")?;
+    let workload = issues
+        .iter()
+        .find(|i| i.labels.iter().any(|l| l == WORKLOAD_LABEL))
+        .cloned()
+        .context("the drift run opened no workload issue")?;
+    remediate_infra(s, &infra).await?;
+    remediate_workload(s, &workload).await?;
+    let (audited, objects) = s.audit_grew(findings + REMEDIATIONS + DECISIONS).await?;
+    s.check(
+        "drift: detection and remediation audited",
+        audited,
+        format!(
+            "{findings} DriftDetected, {REMEDIATIONS} DriftRemediated, {DECISIONS} GatewayDecision; {objects} audit objects"
+        ),
+    );
+    Ok(())
+}
+
+/// The Jira issue opened beside a GitHub issue (same title).
+fn jira_key_of(s: &Scenario, issue: &StoredIssue) -> String {
+    s.stack
         .drift
         .jira
         .fake
         .issues()
-        .first()
-        .map(|j| j.key.clone())
-        .unwrap_or_default();
+        .into_iter()
+        .find(|j| j.summary == issue.title)
+        .map(|j| j.key)
+        .unwrap_or_default()
+}
+
+/// Infra drift: the account is changed (what the pull request's Terraform would apply).
+async fn remediate_infra(s: &mut Scenario, issue: &StoredIssue) -> Result<()> {
+    let jira_key = jira_key_of(s, issue);
     let kind = issue
         .title
         .trim_start_matches("Drift: ")
@@ -43,9 +70,12 @@ pub(super) async fn remediate_drift(s: &mut Scenario) -> Result<()> {
         .next()
         .unwrap_or_default()
         .to_owned();
-    let pull = open_fix(&s.stack, &issue, &jira_key);
-    guard(s, pull).await?;
-    // The change itself (here: what the pull request's Terraform would apply), then the merge.
+    let fields = format!(
+        "Drift Issue: #{}\nDrift Type: infra\nChange Request ID: CR-7001\nEnvironment: dev\nCloud Provider: aws\nJira Key: {jira_key}\n",
+        issue.number
+    );
+    let pull = open_fix(&s.stack, &fields, "c");
+    guard(s, pull, "", "infra").await?;
     let secret = secret_named_in(&issue.body).unwrap_or_default();
     apply_fix(&s.stack, &kind, secret).await?;
     let merge_commit = s
@@ -54,18 +84,79 @@ pub(super) async fn remediate_drift(s: &mut Scenario) -> Result<()> {
         .github
         .fake
         .merge_pull(OWNER, REPO, pull, "carol");
-    let receipt = verify(s, &merge_commit, issue.number, &jira_key).await?;
-    let deliveries = s.stack.pump().await?;
-    audit_artifact(s, &receipt, pull, &merge_commit).await?;
-    let (audited, objects) = s.audit_grew(findings + 1 + DECISIONS).await?;
+    let receipt = verify(s, &merge_commit, issue.number, &jira_key, "infra").await?;
+    s.stack.pump().await?;
+    audit_artifact(s, &receipt, pull, &merge_commit, "infra").await
+}
+
+/// Workload drift: the chart renders keyward's projection, and Argo CD syncs it after the merge.
+async fn remediate_workload(s: &mut Scenario, issue: &StoredIssue) -> Result<()> {
+    let jira_key = jira_key_of(s, issue);
+    let both_labels = issue.labels.iter().any(|l| l == "drift")
+        && issue.labels.iter().any(|l| l == WORKLOAD_LABEL);
+    let fields = format!(
+        "Drift Issue: #{}\nDrift Type: workload\nChange Request ID: CR-7002\nEnvironment: dev\nCloud Provider: aws\nJira Key: {jira_key}\n",
+        issue.number
+    );
+    // Without the application it syncs, a workload fix is refused.
+    let unnamed = open_fix(&s.stack, &fields, "d");
+    let refused = guard(s, unnamed, "", "workload").await?;
+    let pull = open_fix(
+        &s.stack,
+        &format!("{fields}ArgoCD App: {ARGOCD_APP}\n"),
+        "e",
+    );
+    guard(s, pull, "with both approvals", "workload").await?;
+    let drift = &s.stack.drift;
+    let name = drift.projection["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let namespace = drift.projection["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    drift.argocd.fake.set_target(
+        ARGOCD_APP,
+        "ExternalSecret",
+        &namespace,
+        &name,
+        drift.projection.clone(),
+    );
+    let merge_commit = drift.github.fake.merge_pull(OWNER, REPO, pull, "carol");
+    // Merged, not yet synced: the application is OutOfSync, so the fix is not verified.
+    let token = platform_token_at(
+        s,
+        "push",
+        "refs/heads/main",
+        "drift-verify.yml",
+        &merge_commit,
+    );
+    let (unsynced, answer) = s
+        .stack
+        .call_gateway(
+            "/v1/drift/post-merge",
+            &token,
+            &json!({}),
+            "before the sync",
+        )
+        .await?;
+    let waiting = answer["remaining"].to_string();
+    s.stack.drift.argocd.fake.sync(ARGOCD_APP);
     s.check(
-        "drift: detection and remediation audited",
-        audited,
+        "drift: workload drift ticketed with both labels, ArgoCD App guarded, verified only once synced",
+        both_labels
+            && refused.contains("ArgoCD App")
+            && unsynced == 409
+            && waiting.contains("OutOfSync"),
         format!(
-            "{deliveries} deliveries: {findings} DriftDetected, 1 DriftRemediated, {DECISIONS} GatewayDecision; {objects} audit objects"
+            "issue #{} labels {:?}; without ArgoCD App: {refused}; merged, before the sync: {unsynced} {waiting}",
+            issue.number, issue.labels
         ),
     );
-    Ok(())
+    let receipt = verify(s, &merge_commit, issue.number, &jira_key, "workload").await?;
+    s.stack.pump().await?;
+    audit_artifact(s, &receipt, pull, &merge_commit, "workload").await
 }
 
 /// Two detection runs: the first tickets every finding (GitHub, Jira, webhook), the second
@@ -112,33 +203,56 @@ async fn detect(s: &mut Scenario) -> Result<usize> {
     Ok(findings)
 }
 
-/// The fix for the issue: a pull request with the governance fields.
-fn open_fix(stack: &LocalStack, issue: &StoredIssue, jira_key: &str) -> u64 {
-    let body = format!(
-        "Moves the secret to the customer-managed key.\n\nDrift Issue: #{}\nDrift Type: infra\nChange Request ID: CR-7001\nEnvironment: dev\nCloud Provider: aws\nJira Key: {jira_key}\n",
-        issue.number
-    );
+/// The fix for the issue: a pull request with the governance fields, at head `<head>…`.
+fn open_fix(stack: &LocalStack, fields: &str, head: &str) -> u64 {
     let seed = PullSeed {
         title: "Fix drift".into(),
-        body,
+        body: format!("Brings the estate back to the manifest.\n\n{fields}"),
         author: "alice".into(),
-        head_sha: "c".repeat(40),
+        head_sha: head.repeat(40),
         base_ref: "main".into(),
     };
     stack.drift.github.fake.open_pull(OWNER, REPO, seed)
 }
 
-/// The pre-merge guard refuses the fix with one approval and passes it with two.
-async fn guard(s: &mut Scenario, pull: u64) -> Result<()> {
+/// The pre-merge guard refuses the fix with one approval and passes it with two; returns the
+/// refusal's first reason. With `both` set, both approvals are given before the one call.
+async fn guard(s: &mut Scenario, pull: u64, both: &str, drift_type: &str) -> Result<String> {
     let pr_ref = format!("refs/pull/{pull}/merge");
     let body = json!({"pull_number": pull});
     let github = s.stack.drift.github.fake.clone();
     github.review(OWNER, REPO, pull, "bob", "APPROVED");
+    if !both.is_empty() {
+        github.review(OWNER, REPO, pull, "carol", "APPROVED");
+        let token = platform_token(s, "pull_request", &pr_ref, "drift-guard.yml");
+        let (passed, answer) = s
+            .stack
+            .call_gateway("/v1/drift/pre-merge", &token, &body, both)
+            .await?;
+        s.check(
+            &format!("drift: guard passes a governed {drift_type} fix"),
+            passed == 200,
+            format!("{passed} with 2 approvals {}", answer["reasons"]),
+        );
+        return Ok(String::new());
+    }
     let token = platform_token(s, "pull_request", &pr_ref, "drift-guard.yml");
     let (refused, refusal) = s
         .stack
         .call_gateway("/v1/drift/pre-merge", &token, &body, "one approval")
         .await?;
+    let reason = refusal["reasons"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if drift_type == "workload" {
+        // The incomplete workload fix: refused for its fields whatever the approvals.
+        return Ok(if refused == 422 {
+            reason
+        } else {
+            String::new()
+        });
+    }
     github.review(OWNER, REPO, pull, "carol", "APPROVED");
     let token = platform_token(s, "pull_request", &pr_ref, "drift-guard.yml");
     let (passed, _) = s
@@ -146,14 +260,11 @@ async fn guard(s: &mut Scenario, pull: u64) -> Result<()> {
         .call_gateway("/v1/drift/pre-merge", &token, &body, "")
         .await?;
     s.check(
-        "drift: guard passes a governed fix",
+        &format!("drift: guard passes a governed {drift_type} fix"),
         passed == 200 && refused == 422,
-        format!(
-            "{passed} with 2 approvals; {refused} with 1 ({})",
-            refusal["reasons"][0].as_str().unwrap_or_default()
-        ),
+        format!("{passed} with 2 approvals; {refused} with 1 ({reason})"),
     );
-    Ok(())
+    Ok(reason)
 }
 
 /// After the merge, the post-merge verification (run by the push of the merge commit, with no
@@ -163,6 +274,7 @@ async fn verify(
     merge_commit: &str,
     issue: u64,
     jira_key: &str,
+    drift_type: &str,
 ) -> Result<serde_json::Value> {
     let token = platform_token_at(
         s,
@@ -196,10 +308,10 @@ async fn verify(
     let announced = drift.webhook.fake.messages().iter().any(|m| {
         m["text"]
             .as_str()
-            .is_some_and(|t| t.contains("fixed and verified"))
+            .is_some_and(|t| t.contains("fixed and verified") && t.contains(&format!("#{issue}")))
     });
     s.check(
-        "drift: fix verified, tickets closed, closure announced",
+        &format!("drift: {drift_type} fix verified, tickets closed, closure announced"),
         status == 200 && issue_closed && jira_done && announced,
         format!(
             "post-merge {status}; issue closed {issue_closed}; Jira Done {jira_done}; webhook {announced}"
@@ -215,6 +327,7 @@ async fn audit_artifact(
     receipt: &serde_json::Value,
     pull: u64,
     merge_commit: &str,
+    drift_type: &str,
 ) -> Result<()> {
     let fields = [
         "pull_request",
@@ -252,7 +365,7 @@ async fn audit_artifact(
             })
     });
     s.check(
-        "drift: audit artifact names the record",
+        &format!("drift: {drift_type} audit artifact names the record"),
         missing.is_empty()
             && receipt["pull_request"] == pull
             && receipt["merge_commit"] == merge_commit

@@ -37,7 +37,9 @@ use crate::runtime_api::LocalFunction;
 pub use anomaly::Anomaly;
 pub use audit::Audit;
 pub use bus::{BUS_LOGICAL_ID, Bus};
-pub use drift::{Drift, GITHUB_TOKEN, JIRA_EMAIL, JIRA_TOKEN};
+pub use drift::{
+    ARGOCD_APP, ARGOCD_TOKEN, Drift, GITHUB_TOKEN, JIRA_EMAIL, JIRA_TOKEN, WORKLOAD_SECRET,
+};
 pub use gateway::{GATEWAY_AUDIENCE, Gateway};
 pub use rotation::{APP_DATABASE, AUTH0_API_AUDIENCE, Rotation};
 pub use vercel::{VERCEL_TOKEN, Vercel};
@@ -132,6 +134,7 @@ impl LocalStack {
         let drift = Drift::create(
             &moto,
             &options.manifest,
+            &manifest,
             &|text| rotation.localise_manifest(text),
             suffix,
         )
