@@ -312,17 +312,7 @@ async fn main() -> Result<()> {
                 ("ENABLE_ARGOCD_CHECK" | "ENABLE_NATIVE_CHECKS", _) => "false".into(),
                 ("WORKLOAD_NAMESPACE", _) => "default".into(),
                 ("KEYWARD_GITHUB_API_URL", _) => "https://api.github.com".into(),
-                (
-                    "ENABLE_JIRA_INTEGRATION"
-                    | "ENABLE_DRIFT_NOTIFICATIONS"
-                    | "ENABLE_ARGOCD_CHECK"
-                    | "ENABLE_NATIVE_CHECKS",
-                    _,
-                ) => "false".into(),
-                ("ARGOCD_SERVER" | "ARGOCD_APP_NAME" | "NATIVE_CHECKS_AWS_COMMAND", _) => {
-                    String::new()
-                }
-                ("WORKLOAD_NAMESPACE", _) => "default".into(),
+                ("ENABLE_JIRA_INTEGRATION" | "ENABLE_DRIFT_NOTIFICATIONS", _) => "false".into(),
                 ("KEYWARD_DRIFT_UNUSED_DAYS", _) => "90".into(),
                 ("MIN_DRIFT_PR_APPROVALS", _) => "2".into(),
                 // No Loki, no webhook, no network rules: the alert goes to the bus only.
