@@ -111,14 +111,7 @@ async fn the_fake_answers_as_argo_cd_does() {
     let target = projection();
     argo.fake.put_resource(
         APP,
-        ResourceSeed {
-            group: "external-secrets.io".into(),
-            kind: "ExternalSecret".into(),
-            namespace: "web".into(),
-            name: "web-api-key".into(),
-            live: None,
-            target: Some(target.clone()),
-        },
+        ResourceSeed::external_secret("web", "web-api-key", None, Some(target.clone())),
     );
     let (status, body) = get(&format!("{app_url}/managed-resources"), Some(&bearer)).await;
     assert_eq!(status, 200);
@@ -164,14 +157,7 @@ async fn workload_detection_through_the_adapter() {
     stale["spec"]["refreshInterval"] = json!("24h");
     argo.fake.put_resource(
         APP,
-        ResourceSeed {
-            group: "external-secrets.io".into(),
-            kind: "ExternalSecret".into(),
-            namespace: "web".into(),
-            name: "web-api-key".into(),
-            live: Some(as_applied(&stale)),
-            target: Some(stale),
-        },
+        ResourceSeed::external_secret("web", "web-api-key", Some(as_applied(&stale)), Some(stale)),
     );
     let redactor = Redactor::new();
     let check = WorkloadCheck {

@@ -52,6 +52,25 @@ pub struct ResourceSeed {
     pub target: Option<Value>,
 }
 
+impl ResourceSeed {
+    /// An External Secrets Operator `ExternalSecret`.
+    pub fn external_secret(
+        namespace: &str,
+        name: &str,
+        live: Option<Value>,
+        target: Option<Value>,
+    ) -> Self {
+        Self {
+            group: "external-secrets.io".into(),
+            kind: "ExternalSecret".into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            live,
+            target,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct App {
     name: String,

@@ -76,17 +76,12 @@ impl Drift {
         stale["spec"]["refreshInterval"] = "24h".into();
         argocd.fake.put_resource(
             ARGOCD_APP,
-            ResourceSeed {
-                group: "external-secrets.io".into(),
-                kind: "ExternalSecret".into(),
-                namespace: WORKLOAD_NAMESPACE.into(),
-                name: projection["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                live: Some(as_applied(&stale)),
-                target: Some(stale),
-            },
+            ResourceSeed::external_secret(
+                WORKLOAD_NAMESPACE,
+                projection["metadata"]["name"].as_str().unwrap_or_default(),
+                Some(as_applied(&stale)),
+                Some(stale),
+            ),
         );
         let credentials = serde_json::json!({
             "github_token": GITHUB_TOKEN,
