@@ -14,6 +14,7 @@ use reqwest::Method;
 use reqwest::header::{ACCEPT, HeaderValue};
 use secrecy::SecretString;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::workload::{Application, ArgoCd, ArgoCdError, ManagedResource};
@@ -129,15 +130,24 @@ impl ArgoCdClient {
         }
     }
 
-    async fn get_application(&self, name: &str) -> Result<Application, ArgoCdError> {
-        const OP: &str = "get application";
-        self.checked(OP, name)?;
+    /// `GET /api/v1/applications/{name}{suffix}`, its body as `T`; the name checked first.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        name: &str,
+        suffix: &str,
+    ) -> Result<T, ArgoCdError> {
+        self.checked(operation, name)?;
         let response = self
             .http
-            .send(self.request(&format!("/api/v1/applications/{name}")))
+            .send(self.request(&format!("/api/v1/applications/{name}{suffix}")))
             .await
-            .map_err(|e| self.error(OP, e))?;
-        let app: AppJson = response.json().map_err(|e| self.error(OP, e))?;
+            .map_err(|e| self.error(operation, e))?;
+        response.json().map_err(|e| self.error(operation, e))
+    }
+
+    async fn get_application(&self, name: &str) -> Result<Application, ArgoCdError> {
+        let app: AppJson = self.get_json("get application", name, "").await?;
         Ok(Application {
             name: if app.metadata.name.is_empty() {
                 name.to_owned()
@@ -151,13 +161,7 @@ impl ArgoCdClient {
 
     async fn get_resources(&self, name: &str) -> Result<Vec<ManagedResource>, ArgoCdError> {
         const OP: &str = "list managed resources";
-        self.checked(OP, name)?;
-        let response = self
-            .http
-            .send(self.request(&format!("/api/v1/applications/{name}/managed-resources")))
-            .await
-            .map_err(|e| self.error(OP, e))?;
-        let list: ResourcesJson = response.json().map_err(|e| self.error(OP, e))?;
+        let list: ResourcesJson = self.get_json(OP, name, "/managed-resources").await?;
         list.items
             .into_iter()
             .map(|r| {
