@@ -39,6 +39,9 @@ pub enum Command {
     /// A local drift check: every finding the drift detector would report for an environment,
     /// against the manifest on disk (exit 0 none, 2 findings, 1 error). Opens no ticket.
     Drift(PlanArgs),
+    /// The estate's posture: rotation against policy, Vercel parity, drift, alerts, readers,
+    /// the audit chain (exit 0, or 1 when a source could not be read; it says which).
+    Posture(posture::PostureArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -94,6 +97,7 @@ pub enum RequestCommand {
 }
 
 pub mod plan;
+pub mod posture;
 pub mod requests;
 pub mod workflows;
 

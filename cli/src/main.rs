@@ -32,6 +32,7 @@ async fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify(args)) => (2, audit_verify(args).await),
         Command::Plan(args) => (1, plan(args, false).await),
         Command::Drift(args) => (1, plan(args, true).await),
+        Command::Posture(args) => (1, keyward_cli::posture::run(args).await),
         other => (1, local(other)),
     };
     match result {
@@ -118,7 +119,7 @@ fn local(command: Command) -> Result<u8, String> {
                 Ok(0)
             }
         }
-        Command::Audit(_) | Command::Plan(_) | Command::Drift(_) => {
+        Command::Audit(_) | Command::Plan(_) | Command::Drift(_) | Command::Posture(_) => {
             unreachable!("handled with AWS access")
         }
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use keyward_shared::adapters::aws::{SecretsManagerCatalog, sdk_error_text};
-use keyward_shared::ports::{CatalogEntry, SecretCatalog};
+use keyward_shared::ports::{CatalogEntry, ResourcePolicies, SecretCatalog};
 use keyward_shared::redact::SafeText;
 use serde::Serialize;
 
@@ -156,17 +156,13 @@ impl Account for AwsAccount {
 
     async fn policy(&self, arn: &str) -> Result<Option<String>, AccountError> {
         self.counter.get_policy.fetch_add(1, Ordering::Relaxed);
-        let out = self
-            .secrets
-            .get_resource_policy()
-            .secret_id(arn)
-            .send()
+        SecretsManagerCatalog::new(self.secrets.clone())
+            .policy(arn)
             .await
             .map_err(|e| AccountError::Aws {
                 operation: "GetResourcePolicy",
-                reason: sdk_error_text(&e),
-            })?;
-        Ok(out.resource_policy().map(str::to_owned))
+                reason: e.0,
+            })
     }
 
     fn calls(&self) -> Calls {

@@ -221,62 +221,7 @@ pub struct ReplicaStatus {
     pub message: Option<String>,
 }
 
-/// What a resource policy grants (parsed from `GetResourcePolicy`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PolicyGrants {
-    /// An `Allow` to `*` without any condition.
-    pub public: bool,
-    /// AWS principals an `Allow` statement names.
-    pub principals: BTreeSet<String>,
-}
-
-impl PolicyGrants {
-    /// Parses a resource policy document; `Err` names what is malformed.
-    pub fn parse(document: &str) -> Result<Self, String> {
-        let doc: serde_json::Value =
-            serde_json::from_str(document).map_err(|e| format!("not JSON ({e})"))?;
-        let statements = match &doc["Statement"] {
-            serde_json::Value::Array(list) => list.clone(),
-            serde_json::Value::Object(_) => vec![doc["Statement"].clone()],
-            _ => return Err("no Statement".into()),
-        };
-        let mut grants = Self::default();
-        for st in statements {
-            if st["Effect"].as_str() != Some("Allow") {
-                continue;
-            }
-            let conditioned = st.get("Condition").is_some_and(|c| !c.is_null());
-            // `Allow` with `NotPrincipal` grants everyone but the named principals.
-            if st.get("NotPrincipal").is_some_and(|p| !p.is_null()) {
-                grants.public |= !conditioned;
-                continue;
-            }
-            let mut principals = Vec::new();
-            match &st["Principal"] {
-                serde_json::Value::String(p) => principals.push(p.clone()),
-                serde_json::Value::Object(map) => {
-                    for value in map.values() {
-                        match value {
-                            serde_json::Value::String(p) => principals.push(p.clone()),
-                            serde_json::Value::Array(list) => principals
-                                .extend(list.iter().filter_map(|p| p.as_str().map(str::to_owned))),
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
-            for p in principals {
-                if p == "*" {
-                    grants.public |= !conditioned;
-                } else {
-                    grants.principals.insert(p);
-                }
-            }
-        }
-        Ok(grants)
-    }
-}
+pub use keyward_shared::policy::PolicyGrants;
 
 /// Everything gathered for one run.
 pub struct Observed<'a> {

@@ -588,7 +588,7 @@ where
                     fix.fingerprint, fix.pull, fix.merge_commit, fix.fields.change_request_id
                 ))
                 .await
-                .map_err(DriftError::from)?;
+                .map_err(|e| DriftError::from(crate::tickets::webhook_error(e, &self.redactor)))?;
         }
         self.github
             .close_issue(issue)

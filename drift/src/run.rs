@@ -196,7 +196,8 @@ where
                     new_findings.len(),
                     lines.join("\n")
                 ))
-                .await?;
+                .await
+                .map_err(|e| crate::tickets::webhook_error(e, &self.redactor))?;
             report.notified = new_findings.len();
         }
         for (key, hash) in reported {

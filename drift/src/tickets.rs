@@ -502,26 +502,14 @@ pub trait Jira: Send + Sync {
     fn resolve(&self, key: &str) -> impl Future<Output = Result<(), TicketError>> + Send;
 }
 
-/// A Slack-compatible incoming webhook (`{"text"}`): the URL is a credential, registered with
-/// the redactor by whoever read it.
-#[derive(Clone)]
-pub struct ChatWebhook {
-    pub http: HttpClient,
-    pub url: SecretString,
-}
+pub use keyward_shared::adapters::http::ChatWebhook;
 
-impl ChatWebhook {
-    pub async fn post(&self, text: &str) -> Result<(), TicketError> {
-        let failed = |e: &dyn std::fmt::Display| TicketError {
-            service: "webhook",
-            operation: "notify",
-            reason: self.http.redactor().safe(&e.to_string()),
-        };
-        let request = HttpRequest::new(Method::POST, self.url.expose_secret())
-            .json(&json!({ "text": text }))
-            .map_err(|e| failed(&e))?;
-        self.http.send(request).await.map_err(|e| failed(&e))?;
-        Ok(())
+/// A webhook failure as drift reports it (the client built the text from redacted parts).
+pub fn webhook_error(error: HttpError, redactor: &keyward_shared::redact::Redactor) -> TicketError {
+    TicketError {
+        service: "webhook",
+        operation: "notify",
+        reason: redactor.safe(&error.to_string()),
     }
 }
 

@@ -22,6 +22,8 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub mod record;
+
 pub const RECORD_PREFIX: &str = "audit/v1/";
 pub const DIGEST_PREFIX: &str = "digests/v1/";
 pub const DIGEST_VERSION: u32 = 1;

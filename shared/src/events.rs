@@ -178,7 +178,9 @@ pub enum Outcome {
     Detected,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -299,6 +301,33 @@ pub enum GroupRole {
     Updated,
 }
 
+/// The estate's figures at one moment: counts only, never a name or a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostureFigures {
+    /// Declared in the manifest and present in Secrets Manager.
+    pub secrets_governed: u64,
+    pub secrets_declared: u64,
+    /// Under the organisation's prefix in Secrets Manager, declared or not.
+    pub secrets_existing: u64,
+    /// Governed secrets whose current value is younger than their rotation interval.
+    pub within_policy: u64,
+    pub overdue: u64,
+    pub never_rotated: u64,
+    pub no_value: u64,
+    /// Declared, absent from Secrets Manager.
+    pub missing: u64,
+    /// Present under the prefix, not declared.
+    pub undeclared: u64,
+    pub vercel_targets: u64,
+    pub vercel_targets_in_parity: u64,
+    pub open_drift: u64,
+    pub alerts_in_window: u64,
+    /// Principals seen reading a secret that neither the manifest nor its policy names.
+    pub ghost_readers: u64,
+    pub chain: crate::posture::ChainVerdict,
+}
+
 /// The payload of each event type. The variant name is the EventBridge `detail-type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "fields", deny_unknown_fields)]
@@ -378,6 +407,13 @@ pub enum EventData {
         claims: WorkflowClaims,
         reasons: Vec<String>,
     },
+    /// keyward.posture: the daily posture report was written; its figures, and where the
+    /// report lies with its SHA-256 so the sealed trail vouches for it.
+    PostureSnapshot {
+        figures: PostureFigures,
+        report_key: String,
+        report_sha256: String,
+    },
 }
 
 impl EventData {
@@ -392,6 +428,7 @@ impl EventData {
         ("keyward.drift-detector", "DriftDetected"),
         ("keyward.ci-gateway", "DriftRemediated"),
         ("keyward.ci-gateway", "GatewayDecision"),
+        ("keyward.posture", "PostureSnapshot"),
     ];
 
     pub fn detail_type(&self) -> &'static str {
@@ -405,6 +442,7 @@ impl EventData {
             Self::DriftDetected { .. } => "DriftDetected",
             Self::DriftRemediated { .. } => "DriftRemediated",
             Self::GatewayDecision { .. } => "GatewayDecision",
+            Self::PostureSnapshot { .. } => "PostureSnapshot",
         }
     }
 
@@ -418,6 +456,7 @@ impl EventData {
             Self::AnomalyDetected { .. } => "keyward.anomaly-forwarder",
             Self::DriftDetected { .. } => "keyward.drift-detector",
             Self::DriftRemediated { .. } => "keyward.ci-gateway",
+            Self::PostureSnapshot { .. } => "keyward.posture",
         }
     }
 }

@@ -96,6 +96,15 @@ pub trait SecretCatalog: Send + Sync {
     ) -> impl Future<Output = Result<Vec<CatalogEntry>, CatalogError>> + Send;
 }
 
+/// Reads a secret's resource policy (`GetResourcePolicy`: metadata, never the value).
+pub trait ResourcePolicies: Send + Sync {
+    /// `Ok(None)`: the secret has no resource policy.
+    fn policy(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Option<String>, CatalogError>> + Send;
+}
+
 /// Records published events; for handler unit tests.
 #[derive(Debug, Default)]
 pub struct InMemoryEventPublisher {
@@ -119,6 +128,25 @@ impl EventPublisher for InMemoryEventPublisher {
 #[derive(Debug, Default)]
 pub struct InMemorySecretCatalog {
     pub entries: Vec<CatalogEntry>,
+}
+
+/// Secrets listed in memory have no resource policy.
+impl ResourcePolicies for InMemorySecretCatalog {
+    async fn policy(&self, _arn: &str) -> Result<Option<String>, CatalogError> {
+        Ok(None)
+    }
+}
+
+/// Resource policy documents by secret ARN; for unit tests.
+#[derive(Debug, Default)]
+pub struct InMemoryResourcePolicies {
+    pub by_arn: std::collections::BTreeMap<String, String>,
+}
+
+impl ResourcePolicies for InMemoryResourcePolicies {
+    async fn policy(&self, arn: &str) -> Result<Option<String>, CatalogError> {
+        Ok(self.by_arn.get(arn).cloned())
+    }
 }
 
 impl SecretCatalog for InMemorySecretCatalog {
@@ -275,5 +303,37 @@ impl MarkerStore for InMemoryMarkerStore {
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(at_least as usize)
             .count() as u64)
+    }
+}
+
+/// Where reports go (the posture page and its JSON): whole objects, replaced by each write of
+/// the same key.
+pub trait ReportStore: Send + Sync {
+    fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &'static str,
+    ) -> impl Future<Output = Result<(), MarkerError>> + Send;
+}
+
+/// Reports kept in memory; for handler unit tests.
+#[derive(Debug, Default)]
+pub struct InMemoryReportStore {
+    pub objects: Mutex<std::collections::BTreeMap<String, (Vec<u8>, &'static str)>>,
+}
+
+impl ReportStore for InMemoryReportStore {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &'static str,
+    ) -> Result<(), MarkerError> {
+        self.objects
+            .lock()
+            .map_err(|_| MarkerError(SafeText::fixed("in-memory report store poisoned")))?
+            .insert(key.to_owned(), (bytes, content_type));
+        Ok(())
     }
 }

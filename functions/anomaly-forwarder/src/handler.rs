@@ -235,20 +235,9 @@ pub fn load_readers(
 /// Reads the webhook URL from its secret's value and registers it with the redactor: the URL
 /// (and its path alone: Slack's token lives there) is a credential and must never be printed.
 pub fn webhook_url_from_secret(value: &str, redactor: &Redactor) -> Result<String, StartError> {
-    let url = value.trim().to_owned();
-    if !https_or_loopback(&url) {
-        return Err(StartError::Webhook(
-            "the webhook secret's value must be an https:// URL",
-        ));
-    }
-    redactor.register(&secrecy::SecretString::from(url.clone()));
-    if let Some((_, path)) = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('/'))
-    {
-        redactor.register(&secrecy::SecretString::from(format!("/{path}")));
-    }
-    Ok(url)
+    keyward_shared::adapters::http::webhook_url_from_secret(value, redactor)
+        .map(|url| secrecy::ExposeSecret::expose_secret(&url).to_owned())
+        .map_err(StartError::Webhook)
 }
 
 /// Builds the detector the function runs: rules (built-in + operator's), networks, readers.

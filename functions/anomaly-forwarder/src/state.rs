@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use keyward_shared::ports::{MarkerError, MarkerStore};
-use serde::{Deserialize, Serialize};
+use keyward_shared::posture::Sighting;
 use sha2::Digest;
 
 use crate::rules::{Alert, Finding};
@@ -71,12 +71,6 @@ pub(crate) fn order(alert: &Alert) -> (DateTime<Utc>, &str) {
 
 fn event_id(alert: &Alert) -> &str {
     order(alert).1
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Sighting {
-    event_id: String,
-    event_time: DateTime<Utc>,
 }
 
 impl Tally {
@@ -218,6 +212,8 @@ async fn resolve_first_seen<S: MarkerStore>(
     let ours = Sighting {
         event_id: event_id(&alert).to_owned(),
         event_time: alert.event_time,
+        principal_arn: alert.evidence.get("principal_arn").cloned(),
+        secret: alert.evidence.get("secret").cloned(),
     };
     let body = serde_json::to_string(&ours)
         .map_err(|_| MarkerError(keyward_shared::redact::SafeText::fixed("encoding failed")))?;
@@ -453,6 +449,54 @@ rules:
         );
         // A retry of that invocation still sees itself as the first sighting.
         assert!(rules(&run(&store, &[day9]).await).contains(&"new-reader"));
+    }
+
+    /// Posture lists readers from these sightings: each names its principal and secret.
+    #[tokio::test]
+    async fn a_sighting_names_the_reader_and_the_secret_for_posture() {
+        let store = InMemoryMarkerStore::default();
+        let record = read(
+            "s1",
+            "2026-11-01T10:00:00Z",
+            "carol",
+            "/acme/prod/a/s1",
+            false,
+        );
+        assert!(rules(&run(&store, &[record]).await).contains(&"new-reader"));
+        let keys = store.list("state/first-seen/new-reader/").await.unwrap();
+        assert_eq!(keys.len(), 1);
+        let marker = store.get(&keys[0]).await.unwrap().unwrap();
+        let sighting: Sighting = serde_json::from_str(&marker.body).unwrap();
+        assert_eq!(
+            sighting.principal_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:user/carol")
+        );
+        assert_eq!(sighting.secret.as_deref(), Some("/acme/prod/a/s1"));
+    }
+
+    /// Posture reads the shipped reader rule's sightings by its id: the rule must exist with
+    /// the key posture expects.
+    #[test]
+    fn the_shipped_reader_rule_is_the_one_posture_reads() {
+        let detector =
+            Detector::from_yaml(crate::rules::DEFAULT_RULES, Environment::default()).unwrap();
+        let rule = detector
+            .rules()
+            .iter()
+            .find(|r| r.id == keyward_shared::posture::READER_RULE)
+            .expect("the reader rule is shipped");
+        let key = &rule.first_seen.as_ref().expect("a first-seen rule").key;
+        assert_eq!(
+            key,
+            &[
+                crate::rules::Dimension::Actor,
+                crate::rules::Dimension::Secret
+            ]
+        );
+        assert_eq!(
+            keyward_shared::posture::READER_SIGHTINGS_PREFIX,
+            format!("state/first-seen/{}/", rule.id)
+        );
     }
 
     #[tokio::test]

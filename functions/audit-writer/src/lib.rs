@@ -23,9 +23,8 @@ use std::future::Future;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use keyward_shared::audit::record_partition;
+pub use keyward_shared::audit::record::{AuditRecord, MAX_ID_SKEW, RECORD_VERSION};
 use keyward_shared::config::{self, ConfigError, EnvSource};
-use keyward_shared::events::DomainEvent;
 use keyward_shared::redact::SafeText;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -33,15 +32,8 @@ use tracing::Instrument as _;
 
 pub mod s3;
 
-/// Version of the audit record layout (also the `v1` in the key).
-pub const RECORD_VERSION: u32 = 1;
 /// S3 answers a concurrent conditional write with 409 `ConditionalRequestConflict`: retry it.
 const CONFLICT_RETRIES: u32 = 3;
-/// How far an event id's own time may be from the time EventBridge received the event. The id
-/// fixes the record's hour partition (so a re-put of the same event lands on the same key), and
-/// the digest job seals partitions near receipt: an id dated elsewhere would never be sealed.
-pub const MAX_ID_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub bucket: String,
@@ -54,65 +46,6 @@ impl Config {
             bucket: config::required(env, "AUDIT_BUCKET")?,
             s3_force_path_style: config::flag(env, "KEYWARD_S3_FORCE_PATH_STYLE", false)?,
         })
-    }
-}
-
-/// What is stored: the validated domain event and the envelope fields that do not change when
-/// EventBridge redelivers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditRecord {
-    pub record_version: u32,
-    pub source: String,
-    pub detail_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    pub event: DomainEvent,
-}
-
-impl AuditRecord {
-    pub fn from_envelope(
-        envelope: &EventBridgeEvent<serde_json::Value>,
-    ) -> Result<Self, AuditError> {
-        let event =
-            DomainEvent::from_envelope(&envelope.source, &envelope.detail_type, &envelope.detail)
-                .map_err(|e| AuditError::InvalidEvent(e.to_string()))?;
-        let received = envelope.time.ok_or_else(|| {
-            AuditError::InvalidEvent("the envelope has no time (EventBridge always sets it)".into())
-        })?;
-        let minted = event.event_id.timestamp();
-        if (minted - received).abs() > MAX_ID_SKEW {
-            return Err(AuditError::InvalidEvent(format!(
-                "event id {} is dated {minted}, more than {} min from its receipt at {received}",
-                event.event_id,
-                MAX_ID_SKEW.num_minutes()
-            )));
-        }
-        Ok(Self {
-            record_version: RECORD_VERSION,
-            source: envelope.source.clone(),
-            detail_type: envelope.detail_type.clone(),
-            account: envelope.account.clone(),
-            region: envelope.region.clone(),
-            event,
-        })
-    }
-
-    /// `audit/v1/YYYY/MM/DD/HH/<event-id>.json`: lists by time, and fixed by the id alone.
-    pub fn key(&self) -> String {
-        let id = &self.event.event_id;
-        format!("{}{id}.json", record_partition(&id.timestamp()))
-    }
-
-    /// The stored bytes: compact JSON in the struct's fixed field order, so the same event always
-    /// serialises to the same bytes (and the same SHA-256).
-    pub fn to_bytes(&self) -> Result<Vec<u8>, AuditError> {
-        let mut bytes =
-            serde_json::to_vec(self).map_err(|e| AuditError::InvalidEvent(e.to_string()))?;
-        bytes.push(b'\n');
-        Ok(bytes)
     }
 }
 
@@ -179,6 +112,12 @@ pub enum AuditError {
     },
     #[error("audit store error: {0}")]
     Store(SafeText),
+}
+
+impl From<keyward_shared::audit::record::RecordError> for AuditError {
+    fn from(error: keyward_shared::audit::record::RecordError) -> Self {
+        Self::InvalidEvent(error.0)
+    }
 }
 
 impl keyward_shared::lambda::FailureKind for AuditError {

@@ -16,7 +16,7 @@ use crate::events::DomainEvent;
 use crate::manifest::Manifest;
 use crate::ports::{
     CatalogEntry, CatalogError, EventPublisher, ManifestReadError, ManifestSource, Marker,
-    MarkerError, MarkerStore, PublishError, SecretCatalog,
+    MarkerError, MarkerStore, PublishError, ReportStore, ResourcePolicies, SecretCatalog,
 };
 use crate::redact::Redactor;
 use crate::tags::{self, Tag};
@@ -265,6 +265,40 @@ impl SecretCatalog for SecretsManagerCatalog {
             }
         }
         Ok(out)
+    }
+}
+
+impl ResourcePolicies for SecretsManagerCatalog {
+    async fn policy(&self, arn: &str) -> Result<Option<String>, CatalogError> {
+        let out = self
+            .client
+            .get_resource_policy()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| CatalogError(sdk_error_text(&e)))?;
+        Ok(out.resource_policy().map(str::to_owned))
+    }
+}
+
+/// Reports live in the state bucket beside the markers, under their own prefix.
+impl ReportStore for S3MarkerStore {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &'static str,
+    ) -> Result<(), MarkerError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| Self::error(&e))
     }
 }
 

@@ -354,3 +354,40 @@ pub fn server_requested_wait(headers: &HeaderMap, now: SystemTime) -> Option<Dur
 
 #[cfg(test)]
 mod tests;
+
+/// A Slack-compatible incoming webhook (`{"text"}`): the URL is a credential, registered with
+/// the redactor by whoever read it, so an error names it only redacted.
+#[derive(Clone)]
+pub struct ChatWebhook {
+    pub http: HttpClient,
+    pub url: secrecy::SecretString,
+}
+
+impl ChatWebhook {
+    pub async fn post(&self, text: &str) -> Result<(), HttpError> {
+        use secrecy::ExposeSecret as _;
+        let request = HttpRequest::new(Method::POST, self.url.expose_secret())
+            .json(&serde_json::json!({ "text": text }))?;
+        self.http.send(request).await.map(|_| ())
+    }
+}
+
+/// Reads a webhook URL from its secret's value and registers it (and its path, which is the
+/// credential in a Slack URL) with the redactor, so no log or error ever shows it.
+pub fn webhook_url_from_secret(
+    value: &str,
+    redactor: &Redactor,
+) -> Result<secrecy::SecretString, &'static str> {
+    let url = value.trim().to_owned();
+    if !crate::config::https_or_loopback(&url) {
+        return Err("the webhook secret's value must be an https:// URL");
+    }
+    redactor.register(&secrecy::SecretString::from(url.clone()));
+    if let Some((_, path)) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+    {
+        redactor.register(&secrecy::SecretString::from(format!("/{path}")));
+    }
+    Ok(secrecy::SecretString::from(url))
+}

@@ -421,6 +421,7 @@ fn published_schemas_match_the_types() {
     for (file, schema) in [
         ("manifest.schema.json", manifest_schema()),
         ("enums.schema.json", enums_schema()),
+        ("posture.schema.json", crate::posture::posture_schema()),
     ] {
         let path = root.join(file);
         let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";

@@ -1,0 +1,14 @@
+//! Lambda entry point: configuration read once, the handler built once; the report lives in
+//! the library.
+
+use keyward_shared::adapters::aws::load_sdk_config;
+use keyward_shared::config::ProcessEnv;
+use posture_report::{Config, PostureReport};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    keyward_shared::telemetry::init();
+    let config = Config::from_env(&ProcessEnv)?;
+    let handler = PostureReport::from_config(&config, &load_sdk_config().await).await?;
+    keyward_shared::lambda::serve(handler).await
+}

@@ -1,0 +1,79 @@
+//! One audit record: the domain event as the audit writer stores it, and as every reader of the
+//! trail (the verifier's callers, posture, evidence bundles) parses it back.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use serde::{Deserialize, Serialize};
+
+use super::record_partition;
+use crate::events::DomainEvent;
+
+/// Version of the audit record layout (also the `v1` in the key).
+pub const RECORD_VERSION: u32 = 1;
+
+/// How far an event id's own time may be from the time EventBridge received the event. The id
+/// fixes the record's hour partition (so a re-put of the same event lands on the same key), and
+/// the digest job seals partitions near receipt: an id dated elsewhere would never be sealed.
+pub const MAX_ID_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Why an envelope cannot become a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RecordError(pub String);
+
+/// What is stored: the validated domain event and the envelope fields that do not change when
+/// EventBridge redelivers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecord {
+    pub record_version: u32,
+    pub source: String,
+    pub detail_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub event: DomainEvent,
+}
+
+impl AuditRecord {
+    pub fn from_envelope(
+        envelope: &EventBridgeEvent<serde_json::Value>,
+    ) -> Result<Self, RecordError> {
+        let event =
+            DomainEvent::from_envelope(&envelope.source, &envelope.detail_type, &envelope.detail)
+                .map_err(|e| RecordError(e.to_string()))?;
+        let received = envelope.time.ok_or_else(|| {
+            RecordError("the envelope has no time (EventBridge always sets it)".into())
+        })?;
+        let minted = event.event_id.timestamp();
+        if (minted - received).abs() > MAX_ID_SKEW {
+            return Err(RecordError(format!(
+                "event id {} is dated {minted}, more than {} min from its receipt at {received}",
+                event.event_id,
+                MAX_ID_SKEW.num_minutes()
+            )));
+        }
+        Ok(Self {
+            record_version: RECORD_VERSION,
+            source: envelope.source.clone(),
+            detail_type: envelope.detail_type.clone(),
+            account: envelope.account.clone(),
+            region: envelope.region.clone(),
+            event,
+        })
+    }
+
+    /// `audit/v1/YYYY/MM/DD/HH/<event-id>.json`: lists by time, and fixed by the id alone.
+    pub fn key(&self) -> String {
+        let id = &self.event.event_id;
+        format!("{}{id}.json", record_partition(&id.timestamp()))
+    }
+
+    /// The stored bytes: compact JSON in the struct's fixed field order, so the same event always
+    /// serialises to the same bytes (and the same SHA-256).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, RecordError> {
+        let mut bytes = serde_json::to_vec(self).map_err(|e| RecordError(e.to_string()))?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+}
