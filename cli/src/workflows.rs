@@ -98,8 +98,9 @@ pub fn request_workflow(manifest: &Manifest) -> String {
 # no workflows, so a pull request it opened would never get its plan.
 #
 # Fills a request for a new governed secret, validates it against the manifest, writes it on a
-# branch and opens a pull request; the pull-request workflow renders it and posts the targeted
-# terraform plan, the merge workflow applies it.
+# branch and opens a pull request (infra/github/scripts/open-request-pr.sh) against the branch
+# it was run on; the pull-request workflow puts the targeted terraform plan in its description
+# and a comment, the merge workflow applies it.
 name: Request app secret
 
 on:
@@ -153,18 +154,7 @@ jobs:
           GH_TOKEN: ${{{{ secrets.KEYWARD_REQUEST_TOKEN }}}}
           SERVICE: ${{{{ inputs.service }}}}
           NAME: ${{{{ inputs.name }}}}
-        run: |
-          set -euo pipefail
-          branch="secret-request/${{SERVICE}}-${{NAME}}"
-          git config user.name "keyward"
-          git config user.email "keyward@users.noreply.github.com"
-          git checkout -b "$branch"
-          git add infra/config/manifest infra/generated
-          git commit -m "Request secret ${{SERVICE}}/${{NAME}}"
-          test -n "$GH_TOKEN" || {{ echo "::error::set the KEYWARD_REQUEST_TOKEN secret (see this file's header)"; exit 1; }}
-          git push "https://x-access-token:${{GH_TOKEN}}@github.com/${{GITHUB_REPOSITORY}}.git" "$branch"
-          gh pr create --title "Request secret ${{SERVICE}}/${{NAME}}" \
-            --body "Requested by @${{GITHUB_ACTOR}} through the Request app secret workflow. The plan is posted below."
+        run: bash infra/github/scripts/open-request-pr.sh
 "#
     )
 }

@@ -27,7 +27,20 @@
 //!   without one records `completed`, reopening records `reopened`; `labels` replaces the set;
 //!   `body: null` clears the body.
 //! - Comments: `POST …/issues/{n}/comments` 201 `{id, body, user, created_at, html_url, …}`;
-//!   `GET` oldest first, paginated like the issue list.
+//!   `GET` oldest first, paginated like the issue list; `GET`/`PATCH …/issues/comments/{id}`
+//!   ("Update an issue comment": `body` required, 200 with the comment, `updated_at` moves;
+//!   an id of another repository's comment is 404).
+//! - `POST …/pulls` ("Create a pull request"): `title`, `head`, `base` required (422
+//!   `missing_field`), `head` as `branch` or `owner:branch`; 201 with the pull request and
+//!   `Location`. A second open pull request for the same head and base is 422 with
+//!   `{"resource":"PullRequest","code":"custom","message":"A pull request already exists for
+//!   owner:branch."}`, and a head equal to the base 422 "No commits between …".
+//! - `PATCH …/pulls/{n}` ("Update a pull request"): `title`, `body`, `state` (`open` |
+//!   `closed`, else 422 `invalid`), `base`; absent fields are left as they are; 404 for a plain
+//!   issue.
+//! - Text limits: an issue, pull-request or comment `body` over 65,536 characters is 422
+//!   `{"resource", "code":"custom", "field":"body", "message":"body is too long (maximum is
+//!   65536 characters)"}`.
 //! - `GET …/pulls/{n}`: "Before merging a pull request, the `merge_commit_sha` attribute holds
 //!   the SHA of the test merge commit", so an open pull request already has one (with
 //!   `mergeable: true`) and only `merged` / `merged_at` say it was merged; after merging it is the
@@ -74,6 +87,12 @@ const RATE_DOCS: &str = "https://docs.github.com/rest/overview/rate-limits-for-t
 const CREATE_DOCS: &str = "https://docs.github.com/rest/issues/issues#create-an-issue";
 const UPDATE_DOCS: &str = "https://docs.github.com/rest/issues/issues#update-an-issue";
 const COMMENT_DOCS: &str = "https://docs.github.com/rest/issues/comments#create-an-issue-comment";
+const COMMENT_UPDATE_DOCS: &str =
+    "https://docs.github.com/rest/issues/comments#update-an-issue-comment";
+const PULL_CREATE_DOCS: &str = "https://docs.github.com/rest/pulls/pulls#create-a-pull-request";
+const PULL_UPDATE_DOCS: &str = "https://docs.github.com/rest/pulls/pulls#update-a-pull-request";
+/// GitHub's limit on an issue, pull-request or comment body, in characters.
+const MAX_BODY_CHARS: usize = 65_536;
 const API_VERSION: &str = "2022-11-28";
 const DEFAULT_PER_PAGE: usize = 30;
 const MAX_PER_PAGE: usize = 100;
@@ -119,6 +138,8 @@ struct Comment {
     body: String,
     login: String,
     at: DateTime<Utc>,
+    /// When it was last edited, if ever.
+    updated: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -489,6 +510,37 @@ impl FakeGithub {
             .unwrap_or_default()
     }
 
+    /// A pull request's description ("" when GitHub would show `null`); `None` if there is no
+    /// such pull request.
+    pub fn pull_body(&self, owner: &str, repo: &str, number: u64) -> Option<String> {
+        let store = &self.lock().state;
+        let index = store.expect_repo(owner, repo);
+        store.repos[index]
+            .item(number)
+            .filter(|i| i.pull.is_some())
+            .map(|i| i.body.clone().unwrap_or_default())
+    }
+
+    /// Every pull request as `(number, title, head ref, base ref, state)`, by number.
+    pub fn pulls(&self, owner: &str, repo: &str) -> Vec<(u64, String, String, String, String)> {
+        let store = &self.lock().state;
+        let index = store.expect_repo(owner, repo);
+        store.repos[index]
+            .items
+            .iter()
+            .filter_map(|i| {
+                let pull = i.pull.as_ref()?;
+                Some((
+                    i.number,
+                    i.title.clone(),
+                    pull.head_ref.clone(),
+                    pull.base_ref.clone(),
+                    i.state.clone(),
+                ))
+            })
+            .collect()
+    }
+
     /// The next `n` requests get a primary rate-limit 403 (`x-ratelimit-remaining: 0`,
     /// `x-ratelimit-reset` now + `retry_after_secs`), or with `secondary` a 429 with
     /// `retry-after: retry_after_secs`. Throttled requests change nothing.
@@ -582,6 +634,8 @@ enum Route {
     Issues,
     Issue(u64),
     Comments(u64),
+    Comment(u64),
+    Pulls,
     Pull(u64),
     Reviews(u64),
     Permission(String),
@@ -605,6 +659,8 @@ fn route(store: &Store, path: &str) -> Option<(usize, Route)> {
         ["issues"] => Route::Issues,
         ["issues", n] => Route::Issue(number(n)?),
         ["issues", n, "comments"] => Route::Comments(number(n)?),
+        ["issues", "comments", id] => Route::Comment(number(id)?),
+        ["pulls"] => Route::Pulls,
         ["pulls", n] => Route::Pull(number(n)?),
         ["pulls", n, "reviews"] => Route::Reviews(number(n)?),
         ["collaborators", login, "permission"] => Route::Permission((*login).to_owned()),
@@ -652,13 +708,20 @@ fn respond(
         (Route::Issue(n), Method::PATCH, Some(b)) => update_issue(store, repo, n, b),
         (Route::Comments(n), Method::GET, _) => list_comments(store, repo, n, &page),
         (Route::Comments(n), Method::POST, Some(b)) => create_comment(store, repo, n, b),
+        (Route::Comment(id), Method::GET, _) => get_comment(store, repo, id),
+        (Route::Comment(id), Method::PATCH, Some(b)) => update_comment(store, repo, id, b),
+        (Route::Pulls, Method::POST, Some(b)) => create_pull(store, repo, b),
         (Route::Pull(n), Method::GET, _) => get_pull(store, repo, n),
+        (Route::Pull(n), Method::PATCH, Some(b)) => update_pull(store, repo, n, b),
         (Route::Reviews(n), Method::GET, _) => list_reviews(store, repo, n, &page),
         (Route::Permission(login), Method::GET, _) => permission(store, repo, &login),
         (Route::CommitPulls(sha), Method::GET, _) => commit_pulls(store, repo, &sha, &page),
         (Route::Issues, Method::POST, None)
         | (Route::Issue(_), Method::PATCH, None)
-        | (Route::Comments(_), Method::POST, None) => {
+        | (Route::Comments(_), Method::POST, None)
+        | (Route::Comment(_), Method::PATCH, None)
+        | (Route::Pulls, Method::POST, None)
+        | (Route::Pull(_), Method::PATCH, None) => {
             error(StatusCode::BAD_REQUEST, "Problems parsing JSON", DOCS)
         }
         _ => not_found(),
@@ -973,6 +1036,9 @@ fn create_comment(
         }
         Some(_) => return validation("IssueComment", "invalid", "body", COMMENT_DOCS),
     };
+    if too_long(&text) {
+        return body_too_long("IssueComment", COMMENT_DOCS);
+    }
     let id = store.next_id();
     let now = Utc::now();
     let item = store.repos[repo].item_mut(number).expect("checked above");
@@ -981,6 +1047,7 @@ fn create_comment(
         body: text,
         login: TOKEN_USER.to_owned(),
         at: now,
+        updated: None,
     });
     item.updated_at = now;
     let r = &store.repos[repo];
@@ -988,6 +1055,230 @@ fn create_comment(
     let comment = item.comments.last().expect("just pushed");
     let json = comment_json(store, r, item, comment);
     (StatusCode::CREATED, axum::Json(json)).into_response()
+}
+
+fn too_long(text: &str) -> bool {
+    text.chars().count() > MAX_BODY_CHARS
+}
+
+fn body_too_long(resource: &str, docs: &str) -> Response {
+    custom_validation(
+        resource,
+        Some("body"),
+        &format!("body is too long (maximum is {MAX_BODY_CHARS} characters)"),
+        docs,
+    )
+}
+
+/// GitHub's 422 for a rule of its own rather than a field's shape: `code: custom` and a
+/// `message` (and the field, when the rule is about one).
+fn custom_validation(resource: &str, field: Option<&str>, message: &str, docs: &str) -> Response {
+    let mut error = json!({"resource": resource, "code": "custom", "message": message});
+    if let Some(field) = field {
+        error["field"] = json!(field);
+    }
+    let body = json!({
+        "message": "Validation Failed",
+        "errors": [error],
+        "documentation_url": docs,
+        "status": "422",
+    });
+    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+}
+
+/// The issue or pull request holding comment `id` in this repository, and the comment's index.
+fn find_comment(store: &Store, repo: usize, id: u64) -> Option<(u64, usize)> {
+    store.repos[repo].items.iter().find_map(|item| {
+        let index = item.comments.iter().position(|c| c.id == id)?;
+        Some((item.number, index))
+    })
+}
+
+fn get_comment(store: &Store, repo: usize, id: u64) -> Response {
+    let Some((number, index)) = find_comment(store, repo, id) else {
+        return not_found();
+    };
+    let r = &store.repos[repo];
+    let item = r.item(number).expect("found above");
+    let json = comment_json(store, r, item, &item.comments[index]);
+    (StatusCode::OK, axum::Json(json)).into_response()
+}
+
+/// `PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}`: `body` is required.
+fn update_comment(store: &mut Store, repo: usize, id: u64, body: &Map<String, Value>) -> Response {
+    let Some((number, index)) = find_comment(store, repo, id) else {
+        return not_found();
+    };
+    let text = match body.get("body") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        None | Some(Value::Null) | Some(Value::String(_)) => {
+            return validation("IssueComment", "missing_field", "body", COMMENT_UPDATE_DOCS);
+        }
+        Some(_) => return validation("IssueComment", "invalid", "body", COMMENT_UPDATE_DOCS),
+    };
+    if too_long(&text) {
+        return body_too_long("IssueComment", COMMENT_UPDATE_DOCS);
+    }
+    let now = Utc::now();
+    let item = store.repos[repo].item_mut(number).expect("found above");
+    let comment = &mut item.comments[index];
+    comment.body = text;
+    comment.updated = Some(now);
+    item.updated_at = now;
+    let r = &store.repos[repo];
+    let item = r.item(number).expect("found above");
+    let json = comment_json(store, r, item, &item.comments[index]);
+    (StatusCode::OK, axum::Json(json)).into_response()
+}
+
+/// A required string field of a pull request: absent, null or blank is `missing_field`.
+fn required_text(body: &Map<String, Value>, field: &'static str) -> Result<String, &'static str> {
+    match body.get(field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        None | Some(Value::Null) | Some(Value::String(_)) => Err("missing_field"),
+        Some(_) => Err("invalid"),
+    }
+}
+
+/// `POST /repos/{owner}/{repo}/pulls`, authored by the token's user. The fake holds no git
+/// data, so any head branch is taken to exist.
+fn create_pull(store: &mut Store, repo: usize, body: &Map<String, Value>) -> Response {
+    let mut fields = Vec::new();
+    for field in ["title", "head", "base"] {
+        match required_text(body, field) {
+            Ok(value) => fields.push(value),
+            Err(code) => return validation("PullRequest", code, field, PULL_CREATE_DOCS),
+        }
+    }
+    let [title, head, base] = <[String; 3]>::try_from(fields).expect("three fields");
+    let text = match parse_text(body.get("body"), "body") {
+        Ok(text) => text.filter(|t| !t.is_empty()),
+        Err(_) => return validation("PullRequest", "invalid", "body", PULL_CREATE_DOCS),
+    };
+    if text.as_deref().is_some_and(too_long) {
+        return body_too_long("PullRequest", PULL_CREATE_DOCS);
+    }
+    // `head` is `branch` or `owner:branch` (a fork's); this fake serves one owner per repo.
+    let owner = store.repos[repo].owner.clone();
+    let head_ref = head
+        .split_once(':')
+        .map_or(head.as_str(), |(_, branch)| branch)
+        .to_owned();
+    if head_ref == base {
+        return custom_validation(
+            "PullRequest",
+            None,
+            &format!("No commits between {base} and {head_ref}"),
+            PULL_CREATE_DOCS,
+        );
+    }
+    let duplicate = store.repos[repo].items.iter().any(|i| {
+        i.state == "open"
+            && i.pull
+                .as_ref()
+                .is_some_and(|p| p.head_ref == head_ref && p.base_ref == base)
+    });
+    if duplicate {
+        return custom_validation(
+            "PullRequest",
+            None,
+            &format!("A pull request already exists for {owner}:{head_ref}."),
+            PULL_CREATE_DOCS,
+        );
+    }
+    let pull = Pull {
+        head_sha: random_sha(),
+        head_ref,
+        base_ref: base,
+        base_sha: random_sha(),
+        test_merge_sha: random_sha(),
+        merged: None,
+        reviews: Vec::new(),
+    };
+    let number = push_item(
+        store,
+        repo,
+        TOKEN_USER,
+        &title,
+        text,
+        Vec::new(),
+        Some(pull),
+    );
+    let r = &store.repos[repo];
+    let item = r.item(number).expect("just pushed");
+    let mut response = (StatusCode::CREATED, axum::Json(pull_json(store, r, item))).into_response();
+    let location = format!("{}/repos/{}/pulls/{number}", store.api_url, r.slug());
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert("location", value);
+    }
+    response
+}
+
+/// `PATCH /repos/{owner}/{repo}/pulls/{pull_number}`: only the fields sent change.
+fn update_pull(store: &mut Store, repo: usize, number: u64, body: &Map<String, Value>) -> Response {
+    if store.repos[repo]
+        .item(number)
+        .is_none_or(|i| i.pull.is_none())
+    {
+        return not_found();
+    }
+    let title = match parse_title(body.get("title")) {
+        Ok(title) => title,
+        Err(_) => return validation("PullRequest", "invalid", "title", PULL_UPDATE_DOCS),
+    };
+    let text = match body.get("body") {
+        None => None,
+        Some(value) => match parse_text(Some(value), "body") {
+            Ok(text) => Some(text.filter(|t| !t.is_empty())),
+            Err(_) => return validation("PullRequest", "invalid", "body", PULL_UPDATE_DOCS),
+        },
+    };
+    if text
+        .as_ref()
+        .and_then(Option::as_deref)
+        .is_some_and(too_long)
+    {
+        return body_too_long("PullRequest", PULL_UPDATE_DOCS);
+    }
+    let state = match body.get("state") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == "open" || s == "closed" => Some(s.clone()),
+        Some(_) => return validation("PullRequest", "invalid", "state", PULL_UPDATE_DOCS),
+    };
+    let base = match body.get("base") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(_) => return validation("PullRequest", "invalid", "base", PULL_UPDATE_DOCS),
+    };
+    let now = Utc::now();
+    let item = store.repos[repo].item_mut(number).expect("checked above");
+    if item.pull.as_ref().is_some_and(|p| p.merged.is_some()) && state.as_deref() == Some("open") {
+        return custom_validation(
+            "PullRequest",
+            Some("state"),
+            "state cannot be changed. The pull request has been merged.",
+            PULL_UPDATE_DOCS,
+        );
+    }
+    if let Some(title) = title {
+        item.title = title;
+    }
+    if let Some(text) = text {
+        item.body = text;
+    }
+    if let (Some(base), Some(pull)) = (base, item.pull.as_mut()) {
+        pull.base_ref = base;
+    }
+    if let Some(state) = state
+        && state != item.state
+    {
+        item.closed_at = (state == "closed").then_some(now);
+        item.state = state;
+    }
+    item.updated_at = now;
+    let r = &store.repos[repo];
+    let item = r.item(number).expect("checked above");
+    (StatusCode::OK, axum::Json(pull_json(store, r, item))).into_response()
 }
 
 fn get_pull(store: &Store, repo: usize, number: u64) -> Response {
@@ -1234,7 +1525,7 @@ fn comment_json(store: &Store, repo: &Repo, item: &Item, comment: &Comment) -> V
         "user": store.user_json(&comment.login),
         "author_association": "CONTRIBUTOR",
         "created_at": timestamp(comment.at),
-        "updated_at": timestamp(comment.at),
+        "updated_at": timestamp(comment.updated.unwrap_or(comment.at)),
     })
 }
 
