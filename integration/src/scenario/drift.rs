@@ -22,7 +22,11 @@ const DECISIONS: usize = 6;
 const REMEDIATIONS: usize = 3;
 
 pub(super) async fn remediate_drift(s: &mut Scenario) -> Result<()> {
+    let before = super::posture::open_drift(s).await?;
     let findings = detect(s).await?;
+    // Deliver the findings to the audit writer now: posture reads drift from the trail.
+    s.stack.pump().await?;
+    super::posture::drift_is_open(s, &before).await?;
     let issues = s.stack.drift.github.fake.issues(OWNER, REPO);
     let infra = issues
         .iter()

@@ -7,6 +7,7 @@ mod audit;
 mod drift;
 mod gateway;
 mod governance;
+mod posture;
 mod rotation;
 mod vercel;
 
@@ -42,6 +43,8 @@ struct Scenario {
     audited: usize,
     /// Every OIDC token sent, for the log scan.
     tokens: Vec<String>,
+    /// Drift fingerprints the posture showed open before their fix.
+    open_drift: Vec<String>,
 }
 
 impl Scenario {
@@ -74,6 +77,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
         verbose,
         audited: 0,
         tokens: Vec::new(),
+        open_drift: Vec::new(),
     };
     let s = &mut scenario;
     governance::round_trip(s).await?;
@@ -85,6 +89,7 @@ pub async fn run(options: &StackOptions, verbose: bool) -> Result<(LocalStack, S
     gateway::call_the_gateway(s).await?;
     drift::remediate_drift(s).await?;
     audit::seal_and_verify(s).await?;
+    posture::daily_report(s).await?;
     no_secret_in_logs(s);
     Ok((scenario.stack, scenario.report))
 }

@@ -41,14 +41,24 @@ impl Part for Audit {
 }
 
 impl LocalStack {
-    /// Every object version under `audit/` (a rewrite would show as a second version).
     /// One audit record's bytes, if the key holds one.
     pub async fn audit_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.object(&self.audit.bucket, key).await
+    }
+
+    /// An object of the state bucket (the posture reports live there); absent is an error.
+    pub async fn state_object(&self, key: &str) -> Result<Vec<u8>> {
+        self.object(&self.anomaly.state_bucket, key)
+            .await?
+            .with_context(|| format!("s3://{}/{key} is missing", self.anomaly.state_bucket))
+    }
+
+    async fn object(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
         match self
             .moto
             .s3()
             .get_object()
-            .bucket(&self.audit.bucket)
+            .bucket(bucket)
             .key(key)
             .send()
             .await
@@ -59,6 +69,7 @@ impl LocalStack {
         }
     }
 
+    /// Every object version under `audit/` (a rewrite would show as a second version).
     pub async fn audit_versions(&self) -> Result<Vec<(String, String)>> {
         let out = self
             .moto

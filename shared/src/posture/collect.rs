@@ -323,14 +323,13 @@ async fn records_between<A: AuditReader>(
     };
     for (key, bytes) in fetched {
         match bytes.map(|b| serde_json::from_slice::<AuditRecord>(&b)) {
-            Some(Ok(record)) => {
-                if record.event.time >= from && record.event.time <= to {
-                    read.events.push(record.event);
-                }
+            Some(Ok(record)) if record.event.time >= from && record.event.time <= to => {
+                read.events.push(record.event);
             }
             Some(Err(_)) => read.unreadable.push(key),
-            // Deleted between the listing and the read: the verifier reports it.
-            None => {}
+            // Outside the period (a partition's edge), or deleted between the listing and the
+            // read (the verifier reports that).
+            Some(Ok(_)) | None => {}
         }
     }
     read.unreadable.sort();

@@ -344,24 +344,23 @@ impl History {
                         history.failed_syncs.insert(name, failed);
                     }
                 }
+                // Detected again while open: the same finding, still open since first seen.
                 EventData::DriftDetected {
                     fingerprint,
                     finding,
                     severity,
                     ..
-                } => {
-                    if !open.contains_key(fingerprint) {
-                        open.insert(fingerprint.clone(), history.drift.len());
-                        history.drift.push(DriftItem {
-                            fingerprint: fingerprint.clone(),
-                            finding: finding.clone(),
-                            severity: *severity,
-                            secret,
-                            detected: event.time,
-                            closed: None,
-                            age_hours: 0.0,
-                        });
-                    }
+                } if !open.contains_key(fingerprint) => {
+                    open.insert(fingerprint.clone(), history.drift.len());
+                    history.drift.push(DriftItem {
+                        fingerprint: fingerprint.clone(),
+                        finding: finding.clone(),
+                        severity: *severity,
+                        secret,
+                        detected: event.time,
+                        closed: None,
+                        age_hours: 0.0,
+                    });
                 }
                 EventData::DriftRemediated {
                     fingerprint,

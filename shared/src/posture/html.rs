@@ -42,7 +42,7 @@ pub fn render(p: &Posture) -> String {
     readers_table(&mut page, p);
     keys_grid(&mut page, p);
     chain(&mut page, p);
-    let _ = write!(page, "<script>{SCRIPT}</script></body></html>\n");
+    let _ = writeln!(page, "<script>{SCRIPT}</script></body></html>");
     page
 }
 

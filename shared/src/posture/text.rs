@@ -51,8 +51,8 @@ pub fn render(p: &Posture) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "{:<5} {:<52} {:<22} {:<14} {:>7} {:<16} {}",
-        "", "secret", "rotation", "strategy", "age(d)", "owner", "notes"
+        "{:<5} {:<52} {:<22} {:<14} {:>7} {:<16} notes",
+        "", "secret", "rotation", "strategy", "age(d)", "owner"
     );
     let mut healthy_hidden = 0usize;
     let mut healthy_shown = 0usize;
