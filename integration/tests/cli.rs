@@ -356,3 +356,116 @@ async fn plan_against_moto_exits_like_terraform_plan_detailed_exitcode() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(text(&bad).contains("`qa` is not one of the manifest's environments"));
 }
+
+/// `keyward posture` against moto: the summary, the document and the page from one run; a
+/// source it cannot read is named on stderr and in the page, and the exit code is 1.
+#[tokio::test]
+async fn posture_reads_the_account_and_names_what_it_could_not_read() {
+    use keyward_integration::moto::BucketKind;
+    let moto = MotoServer::shared().await;
+    let org = format!("q{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let dir = manifest_dir(&org);
+    let files = declared::manifest_files(&org);
+    let manifest = declared::manifest_from(&files).unwrap();
+    declared::seed(moto, &manifest, "prod").await.unwrap();
+    let state = format!("{org}-state");
+    let audit = format!("{org}-audit");
+    moto.create_bucket(&state, BucketKind::Versioned)
+        .await
+        .unwrap();
+    moto.create_bucket(&audit, BucketKind::ObjectLockCompliance { days: 1 })
+        .await
+        .unwrap();
+    let key = moto.create_signing_key().await.unwrap();
+    let env = moto.function_env();
+    let out_dir = tempfile::tempdir().unwrap();
+    let page = out_dir.path().join("posture.html");
+    let posture = |audit_bucket: &str, extra: &[&str]| {
+        let mut args = vec![
+            "posture",
+            "--manifest",
+            path(dir.path()),
+            "--state-bucket",
+            &state,
+            "--audit-bucket",
+            audit_bucket,
+            "--kms-key-id",
+            &key,
+        ];
+        args.extend(extra);
+        run(&args, &env)
+    };
+
+    let out = posture(&audit, &["--json", "--html", page.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let declared_in_prod = manifest
+        .secrets
+        .iter()
+        .filter(|s| s.name.env().as_str() == "prod")
+        .count() as u64;
+    assert_eq!(
+        document["headline"]["secrets_governed"].as_u64(),
+        Some(declared_in_prod),
+        "{document:#}"
+    );
+    assert_eq!(document["schema_version"], 1);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("id=\"headline\"") && html.contains(&format!("/{org}/prod/")));
+
+    // The terminal summary, worst first: the declared staging secrets are missing.
+    let out = posture(&audit, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        summary.starts_with(&format!("keyward posture of {org}")),
+        "{summary}"
+    );
+    let first_row = summary
+        .lines()
+        .find(|l| l.starts_with("BAD") || l.starts_with("warn") || l.starts_with("ok"))
+        .unwrap_or_default();
+    assert!(first_row.starts_with("BAD"), "{summary}");
+
+    // An audit bucket that does not exist: still a document, the source named, exit 1.
+    let out = posture(&format!("{org}-nowhere"), &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unread: Vec<&str> = document["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["read"] == false)
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(unread, ["audit_bucket", "audit_chain"], "{document:#}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("could not read audit bucket"),
+        "{}",
+        text(&out)
+    );
+
+    // A manifest that does not load, and no --org: nothing to scope by, a clear error.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("secrets.yaml"), "version: 1\nsecrets: [").unwrap();
+    let out = run(
+        &[
+            "posture",
+            "--manifest",
+            path(broken.path()),
+            "--state-bucket",
+            &state,
+            "--audit-bucket",
+            &audit,
+            "--kms-key-id",
+            &key,
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("the manifest could not be loaded and no --org was given"),
+        "{}",
+        text(&out)
+    );
+}

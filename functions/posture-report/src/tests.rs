@@ -344,3 +344,18 @@ fn configuration_defaults_and_bounds() {
         assert!(err.contains(name) && err.contains(message), "{err}");
     }
 }
+
+/// The sample in `events/posture-report/` is the schedule's event: its time names the report.
+#[tokio::test]
+async fn the_sample_event_names_the_report_by_its_time() {
+    let sample = include_str!("../../../events/posture-report/scheduled.json");
+    let outcome = report(None).handle(sample).await.unwrap();
+    assert_eq!(
+        outcome.report_key,
+        "reports/posture/2026/11/23/posture-20261123T060000Z.json"
+    );
+    assert_eq!(
+        outcome.page_key,
+        "reports/posture/2026/11/23/posture-20261123T060000Z.html"
+    );
+}

@@ -151,13 +151,18 @@ async fn main() -> Result<()> {
             println!("|---|---:|---:|---:|");
             return drift_rows(&moto, args.drift_secrets).await;
         }
+        Some("posture") => {
+            println!("| metric | keyward | baseline | baseline / keyward |");
+            println!("|---|---:|---:|---:|");
+            return posture_row(&args.bin_dir, &moto, args.drift_secrets).await;
+        }
         Some("cloudtrail") => {
             println!("| metric | keyward | baseline | baseline / keyward |");
             println!("|---|---:|---:|---:|");
             return cloudtrail_rows(&args.bin_dir, args.records);
         }
         Some(other) => anyhow::bail!(
-            "--only takes `cold-start`, `vercel`, `drift`, `render`, `cloudtrail` or `quality`, not `{other}`"
+            "--only takes `cold-start`, `vercel`, `drift`, `posture`, `render`, `cloudtrail` or `quality`, not `{other}`"
         ),
     }
     let bucket = "keyward-bench";
@@ -441,6 +446,7 @@ async fn main() -> Result<()> {
     gateway_rps_row(&issuer).await?;
     vercel_rows(&moto).await?;
     drift_rows(&moto, args.drift_secrets).await?;
+    posture_row(&args.bin_dir, &moto, args.drift_secrets).await?;
     render_row(&args.bin_dir, args.render_secrets)?;
     verify_row(args.records).await?;
     cloudtrail_rows(&args.bin_dir, args.records)?;
@@ -1029,12 +1035,22 @@ fn which(tool: &str) -> Option<PathBuf> {
 /// Drift detection over `count` declared secrets in moto: keyward's ListSecrets-first walk
 /// (the rules that need only `ListSecrets`, then with resource policies) against a naive
 /// detector that calls `DescribeSecret` for every secret.
-async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
-    use keyward_drift::account::{AwsAccount, ManifestSource, S3Manifest};
+/// An estate of `count` declared secrets in one environment of a fresh organisation: the
+/// manifest published to a fresh bucket, every secret created in moto with its tags. Every
+/// `vercel_every`-th secret (0: none) has a Vercel mapping.
+struct BenchEstate {
+    org: String,
+    bucket: String,
+    files: Vec<(&'static str, String)>,
+    manifest: keyward_shared::manifest::Manifest,
+}
+
+async fn bench_estate(moto: &MotoServer, count: usize, vercel_every: usize) -> Result<BenchEstate> {
+    use keyward_drift::account::{ManifestSource, S3Manifest};
     use keyward_shared::adapters::aws::tags_to_sdk;
     let org = format!("bd{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let bucket = format!(
-        "keyward-bench-drift-{}",
+        "keyward-bench-estate-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     moto.create_bucket(&bucket, BucketKind::Versioned).await?;
@@ -1045,8 +1061,13 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
             "  - service: svc{}\n    name: key-{n:05}\n    type: api-key\n    domain: platform\n    owner: team-platform\n    classification: confidential\n    rotation: {{strategy: manual, days: 90}}\n    environments: [prod]\n",
             n % 50
         ));
+        if vercel_every > 0 && n % vercel_every == 0 {
+            secrets_yaml.push_str(&format!(
+                "    vercel: {{project: bench-web, targets: [production], key: KEY_{n:05}}}\n"
+            ));
+        }
     }
-    let files = [
+    let files = vec![
         (
             "org.yaml",
             format!("version: 1\norg: {org}\nenvironments: [prod]\n"),
@@ -1091,6 +1112,23 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
         "(creating {count} secrets in moto took {:.1} s; not part of the runs)",
         created.elapsed().as_secs_f64()
     );
+    Ok(BenchEstate {
+        org,
+        bucket,
+        files,
+        manifest,
+    })
+}
+
+async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
+    use keyward_drift::account::AwsAccount;
+    let BenchEstate {
+        org,
+        bucket,
+        manifest,
+        ..
+    } = bench_estate(moto, count, 0).await?;
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
     let prefix = format!("/{org}/prod/");
     let state = keyward_shared::adapters::aws::S3MarkerStore::new(moto.s3(), &bucket);
     let redactor = keyward_shared::redact::Redactor::new();
@@ -1183,12 +1221,154 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
     Ok(())
 }
 
+/// `keyward posture --json` over an estate of `count` secrets: every tenth mapped to Vercel
+/// with its ledger, a day of audit records (one `SecretRotated` per secret, spread over the
+/// last 24 hours), one resource policy read per secret. Wall time and peak RSS of the CLI
+/// process, best of three.
+async fn posture_row(bin_dir: &std::path::Path, moto: &MotoServer, count: usize) -> Result<()> {
+    use keyward_shared::audit::record::{AuditRecord, RECORD_VERSION};
+    use keyward_shared::events::{
+        Actor, CorrelationId, DomainEvent, EventData, Outcome, SecretRef,
+    };
+    let estate = bench_estate(moto, count, 10).await?;
+    let s3 = moto.s3();
+    let audit = format!("{}-audit", estate.bucket);
+    moto.create_bucket(&audit, BucketKind::Versioned).await?;
+    let now = chrono::Utc::now();
+    let mut objects: Vec<(String, String, Vec<u8>)> = Vec::new();
+    for (i, declared) in estate.manifest.secrets.iter().enumerate() {
+        let name = declared.name.to_string();
+        if let Some(mapping) = &declared.governance.vercel {
+            let mut ledger = keyward_shared::vercel_ledger::Ledger {
+                secret: name.clone(),
+                ..Default::default()
+            };
+            ledger.entries = keyward_shared::vercel_ledger::mapped_slots(mapping)
+                .into_iter()
+                .map(|m| keyward_shared::vercel_ledger::LedgerEntry {
+                    slot: m.slot,
+                    record_id: format!("env_{i}"),
+                    version_id: "bench-v1".into(),
+                    updated_at: 1,
+                    written_by: None,
+                    env_type: "sensitive".into(),
+                })
+                .collect();
+            objects.push((
+                estate.bucket.clone(),
+                keyward_shared::vercel_ledger::ledger_key(&name),
+                serde_json::to_vec(&ledger)?,
+            ));
+        }
+        let mut event = DomainEvent::new(
+            CorrelationId::generate(),
+            Actor::service("rotation"),
+            Some(SecretRef {
+                name: name.clone(),
+                arn: None,
+            }),
+            Outcome::Success,
+            EventData::SecretRotated {
+                strategy: keyward_shared::governance::RotationStrategy::Random,
+                version_id: format!("v{i}"),
+                previous_version_id: None,
+            },
+        );
+        event.time = now - chrono::Duration::seconds((i * 86_400 / count.max(1)) as i64);
+        let key = format!(
+            "{}{}.json",
+            keyward_shared::audit::record_partition(&event.time),
+            event.event_id
+        );
+        let record = AuditRecord {
+            record_version: RECORD_VERSION,
+            source: event.source().into(),
+            detail_type: event.detail_type().into(),
+            account: None,
+            region: None,
+            event,
+        };
+        objects.push((audit.clone(), key, record.to_bytes()?));
+    }
+    let written = Instant::now();
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for (bucket, key, body) in objects {
+        pending.push(
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.into())
+                .send(),
+        );
+        if pending.len() >= 16 {
+            futures::StreamExt::next(&mut pending).await.transpose()?;
+        }
+    }
+    while futures::StreamExt::next(&mut pending)
+        .await
+        .transpose()?
+        .is_some()
+    {}
+    eprintln!(
+        "(writing ledgers and {count} audit records took {:.1} s; not part of the runs)",
+        written.elapsed().as_secs_f64()
+    );
+    let dir = tempfile::tempdir()?;
+    for (name, text) in &estate.files {
+        std::fs::write(dir.path().join(name), text)?;
+    }
+    let public_key = dir.path().join("digest.pub.der");
+    std::fs::write(
+        &public_key,
+        keyward_shared::audit::LocalKeySigner::generate()
+            .and_then(|k| k.public_key_spki())
+            .map_err(|e| anyhow!("{e}"))?,
+    )?;
+    let manifest_dir = dir.path().display().to_string();
+    let key_path = public_key.display().to_string();
+    let args = [
+        "posture",
+        "--manifest",
+        &manifest_dir,
+        "--org",
+        &estate.org,
+        "--state-bucket",
+        &estate.bucket,
+        "--audit-bucket",
+        &audit,
+        "--public-key",
+        &key_path,
+        "--json",
+    ];
+    let env = moto.function_env();
+    let mut best: Option<(f64, i64)> = None;
+    for _ in 0..3 {
+        let run = timed_run(&bin_dir.join("keyward"), &args, &env)?;
+        best = Some(match best {
+            Some(b) if b.0 <= run.0 => b,
+            _ => run,
+        });
+    }
+    let (secs, rss_kib) = best.unwrap_or_default();
+    println!(
+        "| `keyward posture --json`, {count} secrets against moto ({} Vercel ledgers, {count} audit records over 24 h, one resource policy each), best of 3 | {secs:.2} s, peak RSS {:.1} MiB | | |",
+        count.div_ceil(10),
+        rss_kib as f64 / 1024.0
+    );
+    Ok(())
+}
+
 /// Runs `program` to completion; returns (wall seconds, peak RSS in KiB) from `wait4`'s rusage,
 /// which the kernel keeps for the child after it exits (reading /proc races a short run).
-fn timed_run(program: &std::path::Path, args: &[&str]) -> Result<(f64, i64)> {
+fn timed_run(
+    program: &std::path::Path,
+    args: &[&str],
+    env: &[(String, String)],
+) -> Result<(f64, i64)> {
     let started = Instant::now();
     let child = std::process::Command::new(program)
         .args(args)
+        .envs(env.iter().cloned())
         .stdout(std::process::Stdio::null())
         .spawn()
         .with_context(|| format!("{} missing: run scripts/bench.sh", program.display()))?;
@@ -1243,6 +1423,7 @@ fn render_row(bin_dir: &std::path::Path, count: usize) -> Result<()> {
                 "--out",
                 out.path().to_str().unwrap_or_default(),
             ],
+            &[],
         )?;
         if run.0 < best.0 {
             best = run;
