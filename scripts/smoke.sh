@@ -32,7 +32,8 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 moto_port="$(free_port)"
-moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+# moto as the harness starts it (integration/moto/serve.py: one divergence from AWS corrected).
+python "$KEYWARD_ROOT/integration/moto/serve.py" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$moto_port/moto-api/" >/dev/null 2>&1 && break

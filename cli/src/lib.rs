@@ -42,6 +42,9 @@ pub enum Command {
     /// The estate's posture: rotation against policy, Vercel parity, drift, alerts, readers,
     /// the audit chain (exit 0, or 1 when a source could not be read; it says which).
     Posture(posture::PostureArgs),
+    /// An auditor's evidence bundle for a period, signed with the digest key (exit 0 written,
+    /// 1 written but the trail failed verification); `evidence verify DIR` checks one.
+    Evidence(Box<evidence::EvidenceArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -96,6 +99,7 @@ pub enum RequestCommand {
     New(requests::NewRequest),
 }
 
+pub mod evidence;
 pub mod plan;
 pub mod posture;
 pub mod requests;
@@ -141,7 +145,7 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("`{value}` is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z): {e}"))

@@ -8,7 +8,9 @@ use keyward_shared::config::{ProcessEnv, flag};
 use keyward_shared::manifest::Manifest;
 use keyward_shared::ports::InMemoryMarkerStore;
 
-/// Exit codes per command: `audit verify` 0 valid, 1 failed verification, 2 could not run;
+/// Exit codes per command: `audit verify` and `evidence verify` 0 valid, 1 failed
+/// verification, 2 could not run; `evidence` 0 written, 1 written over a trail that failed
+/// verification, 2 could not run; `posture` 0, or 1 when a source could not be read;
 /// `plan` 0 no changes, 2 changes, 1 error (as `terraform plan -detailed-exitcode`); the others
 /// 0 success, 1 problems found or an error.
 #[tokio::main]
@@ -18,7 +20,10 @@ async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let audit = std::env::args().nth(1).as_deref() == Some("audit");
+            let audit = matches!(
+                std::env::args().nth(1).as_deref(),
+                Some("audit" | "evidence")
+            );
             let code = match (e.use_stderr(), audit) {
                 (false, _) => 0,
                 (true, true) => 2,
@@ -33,6 +38,12 @@ async fn main() -> ExitCode {
         Command::Plan(args) => (1, plan(args, false).await),
         Command::Drift(args) => (1, plan(args, true).await),
         Command::Posture(args) => (1, keyward_cli::posture::run(args).await),
+        Command::Evidence(args) => match args.command {
+            Some(keyward_cli::evidence::EvidenceCommand::Verify(verify)) => {
+                (2, keyward_cli::evidence::verify_dir(verify))
+            }
+            None => (2, keyward_cli::evidence::build(args.build).await),
+        },
         other => (1, local(other)),
     };
     match result {
@@ -119,7 +130,11 @@ fn local(command: Command) -> Result<u8, String> {
                 Ok(0)
             }
         }
-        Command::Audit(_) | Command::Plan(_) | Command::Drift(_) | Command::Posture(_) => {
+        Command::Audit(_)
+        | Command::Plan(_)
+        | Command::Drift(_)
+        | Command::Posture(_)
+        | Command::Evidence(_) => {
             unreachable!("handled with AWS access")
         }
     }

@@ -45,6 +45,10 @@ impl MotoServer {
         if !binary.exists() {
             return Err(MotoError::NotInstalled(binary));
         }
+        // moto's server through a wrapper that corrects its RSASSA-PSS salt length to KMS's
+        // (integration/moto/serve.py says why).
+        let python = venv_dir().join("bin/python");
+        let wrapper = crate::repo_root().join("integration/moto/serve.py");
         let log_dir = crate::target_dir().join("keyward-logs");
         std::fs::create_dir_all(&log_dir)?;
         let mut last_error = None;
@@ -54,8 +58,9 @@ impl MotoServer {
             let endpoint = format!("http://127.0.0.1:{port}");
             let log_path = log_dir.join(format!("moto-{port}.log"));
             let log = std::fs::File::create(&log_path)?;
-            let mut command = Command::new(&binary);
+            let mut command = Command::new(&python);
             command
+                .arg(&wrapper)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)

@@ -469,3 +469,121 @@ async fn posture_reads_the_account_and_names_what_it_could_not_read() {
         text(&out)
     );
 }
+
+/// `keyward evidence` against moto signs a bundle with the digest key (RSASSA-PSS through
+/// KMS); `keyward evidence verify` checks it offline with the public key and names a file
+/// changed after signing.
+#[tokio::test]
+async fn an_evidence_bundle_is_signed_by_kms_and_verified_offline() {
+    use keyward_integration::moto::BucketKind;
+    use keyward_shared::audit::record::{AuditRecord, RECORD_VERSION};
+    use keyward_shared::events::{
+        Actor, CorrelationId, DomainEvent, EventData, Outcome, SecretRef,
+    };
+    let moto = MotoServer::shared().await;
+    let org = format!("e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let dir = manifest_dir(&org);
+    let audit = format!("{org}-audit");
+    moto.create_bucket(&audit, BucketKind::ObjectLockCompliance { days: 1 })
+        .await
+        .unwrap();
+    let key = moto.create_signing_key().await.unwrap();
+    let event = DomainEvent::new(
+        CorrelationId::generate(),
+        Actor::service("rotation"),
+        Some(SecretRef {
+            name: format!("/{org}/prod/web/session-key"),
+            arn: None,
+        }),
+        Outcome::Success,
+        EventData::SecretRotated {
+            strategy: keyward_shared::governance::RotationStrategy::Random,
+            version_id: "v2".into(),
+            previous_version_id: None,
+        },
+    );
+    let from = (event.time - chrono::Duration::hours(1)).to_rfc3339();
+    let to = (event.time + chrono::Duration::hours(1)).to_rfc3339();
+    let record = AuditRecord {
+        record_version: RECORD_VERSION,
+        source: event.source().into(),
+        detail_type: event.detail_type().into(),
+        account: None,
+        region: None,
+        event,
+    };
+    moto.s3()
+        .put_object()
+        .bucket(&audit)
+        .key(record.key())
+        .body(record.to_bytes().unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let env = moto.function_env();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("bundle");
+    let out = run(
+        &[
+            "evidence",
+            "--manifest",
+            path(dir.path()),
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--out",
+            bundle.to_str().unwrap(),
+            "--audit-bucket",
+            &audit,
+            "--kms-key-id",
+            &key,
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rotations: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(bundle.join("rotation-evidence.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rotations[0]["record_key"], record.key());
+
+    let public_key = aws_sdk_kms::Client::new(&moto.sdk_config())
+        .get_public_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .public_key
+        .unwrap()
+        .into_inner();
+    let key_file = work.path().join("digest.pub.der");
+    std::fs::write(&key_file, public_key).unwrap();
+    let verify = |bundle: &Path| {
+        run(
+            &[
+                "evidence",
+                "verify",
+                bundle.to_str().unwrap(),
+                "--public-key",
+                key_file.to_str().unwrap(),
+            ],
+            &env,
+        )
+    };
+    let out = verify(&bundle);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).starts_with("VALID: 5 file(s)"), "{}", text(&out));
+
+    std::fs::write(bundle.join("asset-register.csv"), "name\r\n").unwrap();
+    let out = verify(&bundle);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("changed asset-register.csv"),
+        "{}",
+        text(&out)
+    );
+
+    let out = verify(&work.path().join("nowhere"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

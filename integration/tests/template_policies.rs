@@ -460,7 +460,9 @@ fn expected_documents() -> BTreeMap<&'static str, Vec<&'static str>> {
             vec![
                 "key policy: Allow not [kms:Sign, kms:Verify] on * for {AWS=!Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:root)}",
                 "key policy: Allow [kms:Sign, kms:GetPublicKey] on * for {AWS=!GetAtt(AuditDigestFunctionRole.Arn)}",
-                "key policy: Deny kms:Sign on * for * if {ArnNotEquals={aws:PrincipalArn=!GetAtt(AuditDigestFunctionRole.Arn)}}",
+                "key policy: if HasEvidenceSigner: Allow kms:Sign on * for {AWS=!Ref(EvidenceSignerArn)} if {StringEquals={kms:SigningAlgorithm=RSASSA_PSS_SHA_256}}",
+                "key policy: Deny kms:Sign on * for * if {ArnNotEquals={aws:PrincipalArn=!GetAtt(AuditDigestFunctionRole.Arn)}, StringNotEquals={kms:SigningAlgorithm=RSASSA_PSS_SHA_256}}",
+                "key policy: Deny kms:Sign on * for * if {StringNotEquals={kms:SigningAlgorithm=RSASSA_PKCS1_V1_5_SHA_256}, ArnEquals={aws:PrincipalArn=!GetAtt(AuditDigestFunctionRole.Arn)}}",
                 "key policy: Deny [kms:DisableKey, kms:ScheduleKeyDeletion] on * for * if {ArnNotEquals={aws:PrincipalArn=!If([HasBreakGlass, !Ref(BreakGlassRoleArn), !Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:role/keyward-no-break-glass)])}}",
                 "key policy: Allow [kms:GetPublicKey, kms:DescribeKey] on * for {AWS=!Sub(arn:${AWS::Partition}:iam::${AWS::AccountId}:root)}",
             ],

@@ -246,23 +246,29 @@ impl LocalKeySigner {
     }
 }
 
+impl LocalKeySigner {
+    /// Signs `message` with the given RSA padding (PKCS#1 v1.5 for digests, PSS for evidence).
+    pub fn sign_with(
+        &self,
+        padding: &'static dyn aws_lc_rs::signature::RsaEncoding,
+        message: &[u8],
+    ) -> Result<Vec<u8>, SignError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(padding, &rng, message, &mut signature)
+            .map_err(|e| SignError(e.to_string()))?;
+        Ok(signature)
+    }
+}
+
 impl DigestSigner for LocalKeySigner {
     async fn public_key_der(&self) -> Result<Vec<u8>, SignError> {
         self.public_key_spki()
     }
 
     async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let mut signature = vec![0; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                &rng,
-                message,
-                &mut signature,
-            )
-            .map_err(|e| SignError(e.to_string()))?;
-        Ok(signature)
+        self.sign_with(&aws_lc_rs::signature::RSA_PKCS1_SHA256, message)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod adapters;
 pub mod audit;
 pub mod config;
 pub mod events;
+pub mod evidence;
 pub mod governance;
 pub mod lambda;
 pub mod manifest;

@@ -2,10 +2,15 @@
 //! trail (the verifier's callers, posture, evidence bundles) parses it back.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 
-use super::record_partition;
+use super::{AuditReader, RECORD_PREFIX, ReadError, record_partition, sha256_hex};
 use crate::events::DomainEvent;
+
+/// Records fetched at once.
+const READ_CONCURRENCY: usize = 16;
 
 /// Version of the audit record layout (also the `v1` in the key).
 pub const RECORD_VERSION: u32 = 1;
@@ -76,4 +81,75 @@ impl AuditRecord {
         bytes.push(b'\n');
         Ok(bytes)
     }
+}
+
+/// One record as stored: where, its bytes' SHA-256 (what a digest lists), and what it says.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub key: String,
+    pub sha256: String,
+    pub record: AuditRecord,
+}
+
+/// The records of a period, and the keys whose bytes are not a keyward audit record (the
+/// chain's verdict says whether they were tampered with).
+#[derive(Debug, Clone, Default)]
+pub struct RecordsRead {
+    /// Oldest first (event time, then key).
+    pub records: Vec<StoredRecord>,
+    pub unreadable: Vec<String>,
+}
+
+/// The current version of every record whose event falls between `from` and `to`, read from
+/// the day partitions that can hold them.
+pub async fn records_between<A: AuditReader>(
+    audit: &A,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<RecordsRead, ReadError> {
+    let mut keys = Vec::new();
+    let mut day = Some(from.date_naive());
+    while let Some(d) = day.filter(|d| *d <= to.date_naive()) {
+        let prefix = format!("{RECORD_PREFIX}{}/", d.format("%Y/%m/%d"));
+        keys.extend(
+            audit
+                .list_versions(&prefix)
+                .await?
+                .into_iter()
+                .filter(|v| v.is_latest && !v.is_delete_marker)
+                .map(|v| v.key),
+        );
+        day = d.succ_opt();
+    }
+    let fetched: Vec<(String, Option<Vec<u8>>)> = futures::stream::iter(keys)
+        .map(|key| async move {
+            let object = audit.get(&key).await?;
+            Ok::<_, ReadError>((key, object.map(|o| o.bytes)))
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut read = RecordsRead::default();
+    for (key, bytes) in fetched {
+        let Some(bytes) = bytes else {
+            // Deleted between the listing and the read: the verifier reports it.
+            continue;
+        };
+        match serde_json::from_slice::<AuditRecord>(&bytes) {
+            Ok(record) if record.event.time >= from && record.event.time <= to => {
+                read.records.push(StoredRecord {
+                    key,
+                    sha256: sha256_hex(&bytes),
+                    record,
+                });
+            }
+            // At a partition's edge, outside the period.
+            Ok(_) => {}
+            Err(_) => read.unreadable.push(key),
+        }
+    }
+    read.records
+        .sort_by(|a, b| (a.record.event.time, &a.key).cmp(&(b.record.event.time, &b.key)));
+    read.unreadable.sort();
+    Ok(read)
 }

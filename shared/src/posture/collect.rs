@@ -9,11 +9,8 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use super::compute::Gathered;
 use super::model::*;
 use super::readers::{READER_SIGHTINGS_PREFIX, Sighting};
-use crate::audit::record::AuditRecord;
-use crate::audit::{
-    AuditReader, Freshness, ObjectKind, RECORD_PREFIX, Status, VerifyOptions, verify,
-};
-use crate::events::DomainEvent;
+use crate::audit::record::records_between;
+use crate::audit::{AuditReader, Freshness, ObjectKind, Status, VerifyOptions, verify};
 use crate::manifest::Manifest;
 use crate::naming::SecretName;
 use crate::policy::PolicyGrants;
@@ -132,7 +129,9 @@ where
         Err(_) => (None, None),
     };
 
-    let events = records_between(sources.audit, history_from, now).await;
+    let events = records_between(sources.audit, history_from, now)
+        .await
+        .map_err(|e| e.to_string());
     match &events {
         // Read, with records that are not keyward's named: the chain verdict says whether they
         // were tampered with.
@@ -151,7 +150,9 @@ where
             other.as_ref().map(|_| ()).map_err(Clone::clone),
         ),
     }
-    let events = events.ok().map(|read| read.events);
+    let events = events
+        .ok()
+        .map(|read| read.records.into_iter().map(|r| r.record.event).collect());
 
     let options = VerifyOptions {
         from: Some(history_from),
@@ -278,62 +279,6 @@ async fn state_of<M: MarkerStore>(
         ledgers: ledgers.into_iter().flatten().collect(),
         readers,
     })
-}
-
-struct RecordsRead {
-    events: Vec<DomainEvent>,
-    /// Keys whose bytes are not an audit record (the chain verdict says whether they were
-    /// tampered with).
-    unreadable: Vec<String>,
-}
-
-/// The current version of every record in the day partitions from `from` to `to`.
-async fn records_between<A: AuditReader>(
-    audit: &A,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<RecordsRead, String> {
-    let mut keys = Vec::new();
-    let mut day = Some(from.date_naive());
-    while let Some(d) = day.filter(|d| *d <= to.date_naive()) {
-        let prefix = format!("{RECORD_PREFIX}{}/", d.format("%Y/%m/%d"));
-        let versions = audit
-            .list_versions(&prefix)
-            .await
-            .map_err(|e| e.to_string())?;
-        keys.extend(
-            versions
-                .into_iter()
-                .filter(|v| v.is_latest && !v.is_delete_marker)
-                .map(|v| v.key),
-        );
-        day = d.succ_opt();
-    }
-    let fetched: Vec<(String, Option<Vec<u8>>)> = futures::stream::iter(keys)
-        .map(|key| async move {
-            let object = audit.get(&key).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((key, object.map(|o| o.bytes)))
-        })
-        .buffer_unordered(S3_CONCURRENCY)
-        .try_collect()
-        .await?;
-    let mut read = RecordsRead {
-        events: Vec::with_capacity(fetched.len()),
-        unreadable: Vec::new(),
-    };
-    for (key, bytes) in fetched {
-        match bytes.map(|b| serde_json::from_slice::<AuditRecord>(&b)) {
-            Some(Ok(record)) if record.event.time >= from && record.event.time <= to => {
-                read.events.push(record.event);
-            }
-            Some(Err(_)) => read.unreadable.push(key),
-            // Outside the period (a partition's edge), or deleted between the listing and the
-            // read (the verifier reports that).
-            Some(Ok(_)) | None => {}
-        }
-    }
-    read.unreadable.sort();
-    Ok(read)
 }
 
 async fn chain_state<A: AuditReader>(
