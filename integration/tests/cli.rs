@@ -476,7 +476,7 @@ async fn posture_reads_the_account_and_names_what_it_could_not_read() {
 #[tokio::test]
 async fn an_evidence_bundle_is_signed_by_kms_and_verified_offline() {
     use keyward_integration::moto::BucketKind;
-    use keyward_shared::audit::record::{AuditRecord, RECORD_VERSION};
+    use keyward_shared::audit::record::AuditRecord;
     use keyward_shared::events::{
         Actor, CorrelationId, DomainEvent, EventData, Outcome, SecretRef,
     };
@@ -504,14 +504,7 @@ async fn an_evidence_bundle_is_signed_by_kms_and_verified_offline() {
     );
     let from = (event.time - chrono::Duration::hours(1)).to_rfc3339();
     let to = (event.time + chrono::Duration::hours(1)).to_rfc3339();
-    let record = AuditRecord {
-        record_version: RECORD_VERSION,
-        source: event.source().into(),
-        detail_type: event.detail_type().into(),
-        account: None,
-        region: None,
-        event,
-    };
+    let record = AuditRecord::of(event);
     moto.s3()
         .put_object()
         .bucket(&audit)

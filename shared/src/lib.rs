@@ -22,3 +22,6 @@ pub mod redact;
 pub mod tags;
 pub mod telemetry;
 pub mod vercel_ledger;
+
+#[cfg(test)]
+mod test_fixtures;

@@ -1035,6 +1035,20 @@ fn which(tool: &str) -> Option<PathBuf> {
 /// Drift detection over `count` declared secrets in moto: keyward's ListSecrets-first walk
 /// (the rules that need only `ListSecrets`, then with resource policies) against a naive
 /// detector that calls `DescribeSecret` for every secret.
+/// Runs the calls `limit` at a time; the first error stops it. Returns how many succeeded.
+async fn in_flight<T, E, F>(calls: impl Iterator<Item = F>, limit: usize) -> Result<usize>
+where
+    F: std::future::Future<Output = std::result::Result<T, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use futures::{StreamExt as _, TryStreamExt as _};
+    let done: Vec<T> = futures::stream::iter(calls)
+        .buffer_unordered(limit)
+        .try_collect()
+        .await?;
+    Ok(done.len())
+}
+
 /// An estate of `count` declared secrets in one environment of a fresh organisation: the
 /// manifest published to a fresh bucket, every secret created in moto with its tags. Every
 /// `vercel_every`-th secret (0: none) has a Vercel mapping.
@@ -1089,25 +1103,20 @@ async fn bench_estate(moto: &MotoServer, count: usize, vercel_every: usize) -> R
     .map_err(|e| anyhow!("{e}"))?;
     let created = Instant::now();
     let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
-    let mut pending = futures::stream::FuturesUnordered::new();
-    for d in &manifest.secrets {
-        let tags = keyward_shared::tags::encode(&d.governance)?;
-        let request = sm
-            .create_secret()
-            .name(d.name.to_string())
-            .secret_string("bench")
-            .kms_key_id("arn:aws:kms:eu-west-1:123456789012:key/bench")
-            .set_tags(Some(tags_to_sdk(&tags)));
-        pending.push(request.send());
-        if pending.len() >= 8 {
-            futures::StreamExt::next(&mut pending).await.transpose()?;
-        }
-    }
-    while futures::StreamExt::next(&mut pending)
-        .await
-        .transpose()?
-        .is_some()
-    {}
+    let requests = manifest
+        .secrets
+        .iter()
+        .map(|d| {
+            let tags = keyward_shared::tags::encode(&d.governance)?;
+            Ok(sm
+                .create_secret()
+                .name(d.name.to_string())
+                .secret_string("bench")
+                .kms_key_id("arn:aws:kms:eu-west-1:123456789012:key/bench")
+                .set_tags(Some(tags_to_sdk(&tags))))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    in_flight(requests.into_iter().map(|r| r.send()), 8).await?;
     eprintln!(
         "(creating {count} secrets in moto took {:.1} s; not part of the runs)",
         created.elapsed().as_secs_f64()
@@ -1197,22 +1206,13 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
                 .filter_map(|s| s.name().map(str::to_owned)),
         );
     }
-    let mut pending = futures::stream::FuturesUnordered::new();
-    let mut described = 0;
-    for name in &names {
-        pending.push(sm.describe_secret().secret_id(name).send());
-        if pending.len() >= 8 {
-            futures::StreamExt::next(&mut pending).await.transpose()?;
-            described += 1;
-        }
-    }
-    while futures::StreamExt::next(&mut pending)
-        .await
-        .transpose()?
-        .is_some()
-    {
-        described += 1;
-    }
+    let described = in_flight(
+        names
+            .iter()
+            .map(|name| sm.describe_secret().secret_id(name).send()),
+        8,
+    )
+    .await?;
     let naive = started.elapsed().as_secs_f64();
     println!(
         "| naive drift detection (ListSecrets + DescribeSecret per secret, 8 in flight), {count} secrets | {naive:.2} s, {} Secrets Manager calls | | |",
@@ -1226,7 +1226,7 @@ async fn drift_rows(moto: &MotoServer, count: usize) -> Result<()> {
 /// last 24 hours), one resource policy read per secret. Wall time and peak RSS of the CLI
 /// process, best of three.
 async fn posture_row(bin_dir: &std::path::Path, moto: &MotoServer, count: usize) -> Result<()> {
-    use keyward_shared::audit::record::{AuditRecord, RECORD_VERSION};
+    use keyward_shared::audit::record::AuditRecord;
     use keyward_shared::events::{
         Actor, CorrelationId, DomainEvent, EventData, Outcome, SecretRef,
     };
@@ -1280,35 +1280,21 @@ async fn posture_row(bin_dir: &std::path::Path, moto: &MotoServer, count: usize)
             keyward_shared::audit::record_partition(&event.time),
             event.event_id
         );
-        let record = AuditRecord {
-            record_version: RECORD_VERSION,
-            source: event.source().into(),
-            detail_type: event.detail_type().into(),
-            account: None,
-            region: None,
-            event,
-        };
+        let record = AuditRecord::of(event);
         objects.push((audit.clone(), key, record.to_bytes()?));
     }
     let written = Instant::now();
-    let mut pending = futures::stream::FuturesUnordered::new();
-    for (bucket, key, body) in objects {
-        pending.push(
+    in_flight(
+        objects.into_iter().map(|(bucket, key, body)| {
             s3.put_object()
                 .bucket(bucket)
                 .key(key)
                 .body(body.into())
-                .send(),
-        );
-        if pending.len() >= 16 {
-            futures::StreamExt::next(&mut pending).await.transpose()?;
-        }
-    }
-    while futures::StreamExt::next(&mut pending)
-        .await
-        .transpose()?
-        .is_some()
-    {}
+                .send()
+        }),
+        16,
+    )
+    .await?;
     eprintln!(
         "(writing ledgers and {count} audit records took {:.1} s; not part of the runs)",
         written.elapsed().as_secs_f64()

@@ -2,7 +2,7 @@
 //! trail (the verifier's callers, posture, evidence bundles) parses it back.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, DurationRound as _, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +68,19 @@ impl AuditRecord {
         })
     }
 
+    /// The record of an event that reached the writer without an envelope's account and
+    /// region (tools and tests that write records themselves).
+    pub fn of(event: DomainEvent) -> Self {
+        Self {
+            record_version: RECORD_VERSION,
+            source: event.source().into(),
+            detail_type: event.detail_type().into(),
+            account: None,
+            region: None,
+            event,
+        }
+    }
+
     /// `audit/v1/YYYY/MM/DD/HH/<event-id>.json`: lists by time, and fixed by the id alone.
     pub fn key(&self) -> String {
         let id = &self.event.event_id;
@@ -101,25 +114,35 @@ pub struct RecordsRead {
 }
 
 /// The current version of every record whose event falls between `from` and `to`, read from
-/// the day partitions that can hold them.
+/// the month partitions that can hold them (one listing per month, not per day or hour: each
+/// listing is a round trip), keeping the hours of the period.
 pub async fn records_between<A: AuditReader>(
     audit: &A,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<RecordsRead, ReadError> {
+    // A key's hour is its event id's, which may be up to MAX_ID_SKEW from the event's time:
+    // an hour's slack each side, then the event time decides.
+    let first_hour = from
+        .duration_trunc(chrono::TimeDelta::hours(1))
+        .unwrap_or(from)
+        - chrono::TimeDelta::hours(1);
+    let last_hour = to + chrono::TimeDelta::hours(1);
+    let in_period =
+        |key: &str| super::record_hour(key).is_some_and(|h| h >= first_hour && h <= last_hour);
     let mut keys = Vec::new();
-    let mut day = Some(from.date_naive());
-    while let Some(d) = day.filter(|d| *d <= to.date_naive()) {
-        let prefix = format!("{RECORD_PREFIX}{}/", d.format("%Y/%m/%d"));
+    let mut month = first_hour.date_naive().with_day(1);
+    while let Some(m) = month.filter(|m| *m <= last_hour.date_naive()) {
+        let prefix = format!("{RECORD_PREFIX}{}/", m.format("%Y/%m"));
         keys.extend(
             audit
                 .list_versions(&prefix)
                 .await?
                 .into_iter()
-                .filter(|v| v.is_latest && !v.is_delete_marker)
+                .filter(|v| v.is_latest && !v.is_delete_marker && in_period(&v.key))
                 .map(|v| v.key),
         );
-        day = d.succ_opt();
+        month = m.checked_add_months(chrono::Months::new(1));
     }
     let fetched: Vec<(String, Option<Vec<u8>>)> = futures::stream::iter(keys)
         .map(|key| async move {

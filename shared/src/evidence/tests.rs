@@ -1,44 +1,11 @@
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
-use crate::audit::record::{AuditRecord, RECORD_VERSION};
+use crate::audit::record::AuditRecord;
 use crate::audit::{DigestSigner, LocalKeySigner, verify_signature};
 use crate::events::{Actor, CorrelationId, DomainEvent, Outcome, SecretRef};
 use crate::governance::RotationStrategy;
 use crate::posture::ChainVerdict;
-
-const ENUMS: &str = "version: 1
-secret_types:
-  api-key: {rotation: [random, manual]}
-domains: [web]
-owners: [team-web]
-rotation: [random, manual]
-";
-
-const SECRETS: &str = "version: 1
-org: acme
-environments: [prod]
-secrets:
-  - service: web
-    name: session-key
-    description: 'Signs \"sessions\", cookies'
-    type: api-key
-    domain: web
-    owner: team-web
-    classification: confidential
-    rotation: {strategy: random, days: 30}
-    readers: [arn:aws:iam::123456789012:role/web-app]
-    vercel: {project: acme-web, targets: [production, preview], key: SESSION_KEY}
-    environments: [prod]
-  - service: web
-    name: stripe-key
-    type: api-key
-    domain: web
-    owner: team-web
-    classification: restricted
-    rotation: {strategy: manual, days: 90}
-    environments: [prod]
-";
 
 fn at(hour: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, hour, 0, 0).unwrap()
@@ -56,14 +23,7 @@ fn stored(hour: u32, secret: Option<&str>, data: EventData) -> StoredRecord {
         data,
     );
     event.time = at(hour);
-    let record = AuditRecord {
-        record_version: RECORD_VERSION,
-        source: event.source().into(),
-        detail_type: event.detail_type().into(),
-        account: None,
-        region: None,
-        event,
-    };
+    let record = AuditRecord::of(event);
     let bytes = record.to_bytes().unwrap();
     StoredRecord {
         key: record.key(),
@@ -139,7 +99,7 @@ struct Written {
 }
 
 async fn written() -> Written {
-    let manifest = Manifest::from_sources(&[("web.yaml", SECRETS)], ("enums.yaml", ENUMS)).unwrap();
+    let manifest = crate::test_fixtures::web_manifest();
     let records = records();
     let verification = VerifyReport::default();
     let signer = LocalKeySigner::generate().unwrap();
@@ -183,14 +143,18 @@ async fn a_bundle_holds_the_register_the_rotations_and_the_snapshots_and_verifie
     assert_eq!(verdict.files_checked, 5);
 
     let register: serde_json::Value = serde_json::from_str(&w.read("asset-register.json")).unwrap();
-    assert_eq!(register.as_array().unwrap().len(), 2);
+    assert_eq!(register.as_array().unwrap().len(), 4);
     assert_eq!(register[0]["name"], "/acme/prod/web/session-key");
     assert_eq!(
         register[0]["vercel_targets"],
-        serde_json::json!(["production", "preview"])
+        serde_json::json!(["production"])
+    );
+    assert_eq!(
+        register[0]["readers"],
+        serde_json::json!(["arn:aws:iam::123456789012:role/web-app"])
     );
     let csv = w.read("asset-register.csv");
-    assert_eq!(csv.lines().count(), 3);
+    assert_eq!(csv.lines().count(), 5);
     assert!(csv.contains("\"/acme/prod/web/stripe-key\",\"prod\",\"web\",\"api-key\""));
 
     let rotations: serde_json::Value =
@@ -268,7 +232,7 @@ async fn evidence_and_digest_signatures_do_not_stand_in_for_each_other() {
 #[tokio::test]
 async fn evidence_is_never_written_over_an_existing_directory() {
     let w = written().await;
-    let manifest = Manifest::from_sources(&[("web.yaml", SECRETS)], ("enums.yaml", ENUMS)).unwrap();
+    let manifest = crate::test_fixtures::web_manifest();
     let verification = VerifyReport::default();
     let input = BundleInput {
         org: "acme",
@@ -285,4 +249,34 @@ async fn evidence_is_never_written_over_an_existing_directory() {
         .unwrap_err();
     assert!(matches!(err, EvidenceError::NotEmpty(_)), "{err}");
     assert_eq!(w.read(BUNDLE_FILE), before);
+}
+
+/// A bundle is outside input: whatever its index and signature files hold, verification answers
+/// with a verdict or an error, never a panic, and never "intact".
+#[tokio::test]
+async fn mangled_index_and_signature_never_pass_or_panic() {
+    let w = written().await;
+    let index = w.read(BUNDLE_FILE);
+    let mut rng = fastrand::Rng::with_seed(7);
+    for round in 0..300 {
+        let mut bytes = index.clone().into_bytes();
+        for _ in 0..rng.usize(1..8) {
+            let at = rng.usize(0..bytes.len());
+            match rng.u8(0..3) {
+                0 => bytes[at] = rng.u8(..),
+                1 => {
+                    bytes.remove(at);
+                }
+                _ => bytes.insert(at, rng.u8(..)),
+            }
+        }
+        std::fs::write(w.path().join(BUNDLE_FILE), &bytes).unwrap();
+        if round % 3 == 0 {
+            let sig: Vec<u8> = (0..rng.usize(0..600)).map(|_| rng.u8(..)).collect();
+            std::fs::write(w.path().join(SIGNATURE_FILE), sig).unwrap();
+        }
+        if let Ok(verdict) = verify_bundle(&w.path(), &w.public_key) {
+            assert!(!verdict.ok() || bytes == index.as_bytes(), "round {round}");
+        }
+    }
 }

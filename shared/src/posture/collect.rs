@@ -10,7 +10,10 @@ use super::compute::Gathered;
 use super::model::*;
 use super::readers::{READER_SIGHTINGS_PREFIX, Sighting};
 use crate::audit::record::records_between;
-use crate::audit::{AuditReader, Freshness, ObjectKind, Status, VerifyOptions, verify};
+use crate::audit::{
+    AuditReader, FetchedObject, Freshness, ObjectKind, ObjectVersion, ReadError, Status,
+    VerifyOptions, verify,
+};
 use crate::manifest::Manifest;
 use crate::naming::SecretName;
 use crate::policy::PolicyGrants;
@@ -129,7 +132,9 @@ where
         Err(_) => (None, None),
     };
 
-    let events = records_between(sources.audit, history_from, now)
+    // The verifier reads every record again: it gets them from this cache, not the bucket.
+    let audit = ReadOnce::new(sources.audit);
+    let events = records_between(&audit, history_from, now)
         .await
         .map_err(|e| e.to_string());
     match &events {
@@ -192,6 +197,46 @@ where
         events,
         chain,
         sources: states,
+    }
+}
+
+/// An audit reader that fetches each object once per posture: the records read for the
+/// history are the ones the verifier hashes, so it is handed the same bytes.
+struct ReadOnce<'a, A> {
+    inner: &'a A,
+    fetched: std::sync::Mutex<BTreeMap<String, Option<FetchedObject>>>,
+}
+
+impl<'a, A> ReadOnce<'a, A> {
+    fn new(inner: &'a A) -> Self {
+        Self {
+            inner,
+            fetched: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl<A: AuditReader> AuditReader for ReadOnce<'_, A> {
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>, ReadError> {
+        self.inner.list_versions(prefix).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<FetchedObject>, ReadError> {
+        let cached = self
+            .fetched
+            .lock()
+            .map_err(|_| ReadError("the read cache was poisoned".into()))?
+            .get(key)
+            .cloned();
+        if let Some(object) = cached {
+            return Ok(object);
+        }
+        let object = self.inner.get(key).await?;
+        self.fetched
+            .lock()
+            .map_err(|_| ReadError("the read cache was poisoned".into()))?
+            .insert(key.to_owned(), object.clone());
+        Ok(object)
     }
 }
 

@@ -17,40 +17,8 @@ use crate::ports::{
 };
 use crate::vercel_ledger::{Ledger, LedgerEntry, ProjectRef, Slot, ledger_key};
 
-const ENUMS: &str = "version: 1
-secret_types:
-  api-key: {rotation: [random, manual]}
-domains: [web]
-owners: [team-web]
-rotation: [random, manual]
-";
-
-const SECRETS: &str = "version: 1
-org: acme
-environments: [staging, prod]
-secrets:
-  - service: web
-    name: session-key
-    type: api-key
-    domain: web
-    owner: team-web
-    classification: confidential
-    rotation: {strategy: random, days: 30}
-    readers: [arn:aws:iam::123456789012:role/web-app]
-    vercel: {project: acme-web, targets: [production], key: SESSION_KEY}
-    environments: [staging, prod]
-  - service: web
-    name: stripe-key
-    type: api-key
-    domain: web
-    owner: team-web
-    classification: restricted
-    rotation: {strategy: manual, days: 90}
-    environments: [staging, prod]
-";
-
 fn manifest() -> Manifest {
-    Manifest::from_sources(&[("web.yaml", SECRETS)], ("enums.yaml", ENUMS)).unwrap()
+    crate::test_fixtures::web_manifest()
 }
 
 fn now() -> DateTime<Utc> {
@@ -566,14 +534,7 @@ fn request() -> PostureRequest {
 }
 
 fn audit_record(event: DomainEvent) -> (String, Vec<u8>) {
-    let record = AuditRecord {
-        record_version: crate::audit::record::RECORD_VERSION,
-        source: event.source().into(),
-        detail_type: event.detail_type().into(),
-        account: None,
-        region: None,
-        event,
-    };
+    let record = AuditRecord::of(event);
     (record.key(), record.to_bytes().unwrap())
 }
 
@@ -757,4 +718,70 @@ fn the_document_round_trips_through_its_json() {
     assert_eq!(back, p);
     assert!(json.contains("\"schema_version\":1"));
     assert!(json.contains("\"secrets_governed\":1"));
+}
+
+/// Counts reads per key.
+struct Counting {
+    bucket: InMemoryAuditBucket,
+    gets: std::sync::Mutex<BTreeMap<String, usize>>,
+}
+
+impl crate::audit::AuditReader for Counting {
+    async fn list_versions(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<crate::audit::ObjectVersion>, crate::audit::ReadError> {
+        self.bucket.list_versions(prefix).await
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::audit::FetchedObject>, crate::audit::ReadError> {
+        *self.gets.lock().unwrap().entry(key.to_owned()).or_default() += 1;
+        self.bucket.get(key).await
+    }
+}
+
+/// The verifier hashes the records the history read: each is fetched from the bucket once.
+#[tokio::test]
+async fn each_audit_record_is_read_from_the_bucket_once() {
+    let now = Utc::now();
+    let audit = Counting {
+        bucket: InMemoryAuditBucket::default(),
+        gets: Default::default(),
+    };
+    for hours in [1, 2, 30] {
+        let (_, bytes) = audit_record(event(
+            now - Duration::hours(hours),
+            Some("/acme/prod/web/session-key"),
+            EventData::SecretRotated {
+                strategy: RotationStrategy::Random,
+                version_id: format!("v{hours}"),
+                previous_version_id: None,
+            },
+        ));
+        let key = format!(
+            "{}r{hours}.json",
+            crate::audit::record_partition(&(now - Duration::hours(hours)))
+        );
+        audit.bucket.put(&key, bytes, BTreeMap::new(), now);
+    }
+    let signer = LocalKeySigner::generate().unwrap();
+    let g = gather(
+        &request(),
+        PostureSources {
+            manifest: Ok(manifest()),
+            secrets: &InMemorySecretCatalog::default(),
+            state: &InMemoryMarkerStore::default(),
+            audit: &audit,
+            audit_bucket: "audit",
+            public_key: signer.public_key_spki().map_err(|e| e.to_string()),
+        },
+    )
+    .await;
+    assert_eq!(g.events.as_ref().map(Vec::len), Some(3));
+    let gets = audit.gets.lock().unwrap().clone();
+    assert_eq!(gets.len(), 3, "{gets:?}");
+    assert!(gets.values().all(|n| *n == 1), "{gets:?}");
 }
