@@ -8,6 +8,7 @@
 //! - bearer tokens travel as sensitive headers, are registered with the [`Redactor`], and every
 //!   URL and body excerpt in an error passes through it.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -166,7 +167,12 @@ impl HttpError {
 
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    /// Built on the first request, once for every clone: building it loads the system trust
+    /// store, a cold-start cost an invocation that never calls out (a CloudTrail event with no
+    /// alert, a drift run with no finding) should not pay.
+    client: Arc<OnceLock<reqwest::Client>>,
+    user_agent: HeaderValue,
+    timeout: Duration,
     policy: RetryPolicy,
     redactor: Redactor,
 }
@@ -196,17 +202,30 @@ impl HttpClient {
         policy: RetryPolicy,
         redactor: Redactor,
     ) -> Result<Self, HttpError> {
-        let client = reqwest::Client::builder()
-            .user_agent(user_agent)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout)
-            .build()
-            .map_err(|e| HttpError::InvalidRequest(format!("cannot build the HTTP client: {e}")))?;
+        let user_agent = HeaderValue::from_str(user_agent).map_err(|_| {
+            HttpError::InvalidRequest(format!("`{user_agent}` is not a valid user agent"))
+        })?;
         Ok(Self {
-            client,
+            client: Arc::new(OnceLock::new()),
+            user_agent,
+            timeout,
             policy,
             redactor,
         })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, HttpError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let built = reqwest::Client::builder()
+            .user_agent(self.user_agent.clone())
+            .connect_timeout(self.timeout.min(Duration::from_secs(5)))
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| HttpError::InvalidRequest(format!("cannot build the HTTP client: {e}")))?;
+        // A racing first request may have built one too: either serves.
+        Ok(self.client.get_or_init(|| built))
     }
 
     pub fn redactor(&self) -> &Redactor {
@@ -231,7 +250,7 @@ impl HttpClient {
         loop {
             attempt += 1;
             let mut builder = self
-                .client
+                .client()?
                 .request(request.method.clone(), &request.url)
                 .headers(headers.clone());
             if let Some(body) = &request.body {

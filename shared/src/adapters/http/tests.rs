@@ -226,3 +226,28 @@ fn parses_every_form_of_server_wait() {
     headers.insert("x-ratelimit-reset", HeaderValue::from_static("soon"));
     assert_eq!(server_requested_wait(&headers, now), None);
 }
+
+/// The client (and the trust store behind it) is built on the first request, once for every
+/// clone; a user agent that is not a header value is refused when the client is made.
+#[tokio::test]
+async fn the_client_is_built_on_first_use_and_shared_by_clones() {
+    let (base, script) = serve(vec![(200, vec![], "{}")]).await;
+    let http = client();
+    let clone = http.clone();
+    assert!(http.client.get().is_none() && clone.client.get().is_none());
+    clone
+        .send(HttpRequest::new(Method::GET, format!("{base}/x")))
+        .await
+        .unwrap();
+    assert_eq!(script.calls.load(Ordering::SeqCst), 1);
+    assert!(http.client.get().is_some(), "built once, for both");
+
+    let err = HttpClient::new(
+        "keyward\nsmuggled: header",
+        Duration::from_secs(1),
+        RetryPolicy::default(),
+        Redactor::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not a valid user agent"), "{err}");
+}
