@@ -114,12 +114,12 @@ pub async fn build(args: BuildArgs) -> Result<u8, String> {
     let index = write_bundle(&out, &input, &signer)
         .await
         .map_err(|e| e.to_string())?;
+    let rotations = keyward_shared::evidence::rotation_evidence(&records.records).len();
     println!(
-        "wrote {} ({} files; {} rotation and {} other records in the period; trail: {})",
+        "wrote {} ({} files; {rotations} rotation and {} other records in the period; trail: {})",
         out.display(),
         index.files.len() + 2,
-        keyward_shared::evidence::rotation_evidence(&records.records).len(),
-        records.records.len() - keyward_shared::evidence::rotation_evidence(&records.records).len(),
+        records.records.len() - rotations,
         verification.summary()
     );
     if !records.unreadable.is_empty() {

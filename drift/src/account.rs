@@ -199,13 +199,7 @@ pub async fn policies_of<A: Account>(
         .await;
     let mut out = BTreeMap::new();
     for (name, result) in results {
-        // A policy that does not parse is reported as public: it cannot be shown not to be.
-        let grants = result?.map(|text| {
-            PolicyGrants::parse(&text).unwrap_or(PolicyGrants {
-                public: true,
-                principals: Default::default(),
-            })
-        });
+        let grants = result?.as_deref().map(PolicyGrants::parse_or_public);
         out.insert(name, grants);
     }
     Ok(out)

@@ -65,14 +65,25 @@ fn hour_path(t: &DateTime<Utc>) -> String {
     )
 }
 
+/// How a digest key names its period's end.
+const DIGEST_END_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
 /// `digests/v1/YYYY/MM/DD/HH/YYYYMMDDTHHMMSSZ.json` for a period ending at `end`: keys sort by
 /// time, so the newest digest is the last key.
 pub fn digest_key(end: &DateTime<Utc>) -> String {
     format!(
         "{DIGEST_PREFIX}{}/{}.json",
         hour_path(end),
-        end.format("%Y%m%dT%H%M%SZ")
+        end.format(DIGEST_END_FORMAT)
     )
+}
+
+/// The period end a digest key names (the inverse of [`digest_key`]).
+pub fn digest_end(key: &str) -> Option<DateTime<Utc>> {
+    let stem = key.rsplit('/').next()?.strip_suffix(".json")?;
+    chrono::NaiveDateTime::parse_from_str(stem, DIGEST_END_FORMAT)
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 /// The hour partition prefix of records for the hour containing `t`: the one place the record

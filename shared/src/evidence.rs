@@ -243,6 +243,13 @@ pub enum EvidenceError {
     NotEmpty(String),
 }
 
+fn io_error(path: &Path, error: std::io::Error) -> EvidenceError {
+    EvidenceError::Io {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    }
+}
+
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
     bytes.push(b'\n');
@@ -284,24 +291,20 @@ pub async fn write_bundle<S: EvidenceSigner>(
     input: &BundleInput<'_>,
     signer: &S,
 ) -> Result<BundleIndex, EvidenceError> {
-    let io = |path: &Path, e: std::io::Error| EvidenceError::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
     if dir.exists()
         && std::fs::read_dir(dir)
-            .map_err(|e| io(dir, e))?
+            .map_err(|e| io_error(dir, e))?
             .next()
             .is_some()
     {
         return Err(EvidenceError::NotEmpty(dir.display().to_string()));
     }
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     let public_key = signer.public_key_der().await?;
     let files = bundle_files(input);
     for (path, bytes) in &files {
         let target = dir.join(path);
-        std::fs::write(&target, bytes).map_err(|e| io(&target, e))?;
+        std::fs::write(&target, bytes).map_err(|e| io_error(&target, e))?;
     }
     let index = BundleIndex {
         bundle_version: BUNDLE_VERSION,
@@ -323,9 +326,10 @@ pub async fn write_bundle<S: EvidenceSigner>(
     let index_bytes = json(&index);
     let signature = signer.sign_pss(&signing_string(&index_bytes)).await?;
     let sig_path = dir.join(SIGNATURE_FILE);
-    std::fs::write(&sig_path, BASE64.encode(signature) + "\n").map_err(|e| io(&sig_path, e))?;
+    std::fs::write(&sig_path, BASE64.encode(signature) + "\n")
+        .map_err(|e| io_error(&sig_path, e))?;
     let index_path = dir.join(BUNDLE_FILE);
-    std::fs::write(&index_path, &index_bytes).map_err(|e| io(&index_path, e))?;
+    std::fs::write(&index_path, &index_bytes).map_err(|e| io_error(&index_path, e))?;
     Ok(index)
 }
 
@@ -354,13 +358,9 @@ impl BundleVerdict {
 /// Verifies a bundle offline with the public key (DER SubjectPublicKeyInfo) the auditor holds,
 /// never one the bundle carries: the signature over the index, then every file against it.
 pub fn verify_bundle(dir: &Path, public_key_der: &[u8]) -> Result<BundleVerdict, EvidenceError> {
-    let io = |path: &Path, e: std::io::Error| EvidenceError::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
     let mut verdict = BundleVerdict::default();
     let index_path = dir.join(BUNDLE_FILE);
-    let index_bytes = std::fs::read(&index_path).map_err(|e| io(&index_path, e))?;
+    let index_bytes = std::fs::read(&index_path).map_err(|e| io_error(&index_path, e))?;
     let sig_path = dir.join(SIGNATURE_FILE);
     let signature = std::fs::read_to_string(&sig_path)
         .ok()
@@ -406,8 +406,8 @@ pub fn verify_bundle(dir: &Path, public_key_der: &[u8]) -> Result<BundleVerdict,
             Err(_) => verdict.removed.push(file.path.clone()),
         }
     }
-    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
-        let entry = entry.map_err(|e| io(dir, e))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name != BUNDLE_FILE && name != SIGNATURE_FILE && !listed.contains(name.as_str()) {
             verdict.added.push(name);

@@ -13,6 +13,15 @@ pub struct PolicyGrants {
 }
 
 impl PolicyGrants {
+    /// The grants of a policy as read from an account: one that does not parse is taken as
+    /// public, since it cannot be shown not to be.
+    pub fn parse_or_public(document: &str) -> Self {
+        Self::parse(document).unwrap_or(Self {
+            public: true,
+            principals: Default::default(),
+        })
+    }
+
     /// Parses a resource policy document; `Err` names what is malformed.
     pub fn parse(document: &str) -> Result<Self, String> {
         let doc: serde_json::Value =

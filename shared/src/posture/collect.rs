@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 
-use super::compute::Gathered;
+use super::compute::{Gathered, secret_name_of};
 use super::model::*;
 use super::readers::{READER_SIGHTINGS_PREFIX, Sighting};
 use crate::audit::record::records_between;
@@ -15,7 +15,6 @@ use crate::audit::{
     VerifyOptions, verify,
 };
 use crate::manifest::Manifest;
-use crate::naming::SecretName;
 use crate::policy::PolicyGrants;
 use crate::ports::{CatalogEntry, MarkerStore, ResourcePolicies, SecretCatalog};
 use crate::vercel_ledger::{Ledger, ledger_key};
@@ -252,13 +251,7 @@ async fn policies_of<P: ResourcePolicies>(
                 .policy(&entry.arn)
                 .await
                 .map_err(|e| e.to_string())?;
-            // A policy that does not parse is shown as public: it cannot be shown not to be.
-            let grants = text.map(|t| {
-                PolicyGrants::parse(&t).unwrap_or(PolicyGrants {
-                    public: true,
-                    principals: Default::default(),
-                })
-            });
+            let grants = text.as_deref().map(PolicyGrants::parse_or_public);
             Ok::<_, String>((entry.name.clone(), grants))
         })
         .buffer_unordered(POLICY_CONCURRENCY)
@@ -312,9 +305,7 @@ async fn state_of<M: MarkerStore>(
         let (Some(principal), Some(secret)) = (sighting.principal_arn, sighting.secret) else {
             continue;
         };
-        let secret = SecretName::name_from_arn(&secret)
-            .unwrap_or(&secret)
-            .to_owned();
+        let secret = secret_name_of(&secret);
         readers.entry(secret).or_default().push(SeenReader {
             principal,
             first_seen: sighting.event_time,
@@ -358,7 +349,7 @@ async fn chain_state<A: AuditReader>(
         .max();
     let last_digest_age_hours = last_digest
         .as_deref()
-        .and_then(digest_end)
+        .and_then(crate::audit::digest_end)
         .map(|end| ((now - end).num_minutes() as f64 / 6.0).round() / 10.0);
     ChainState {
         verdict: if report.ok() {
@@ -377,12 +368,4 @@ async fn chain_state<A: AuditReader>(
             .map(|o| format!("{:?} {:?} {}", o.kind, o.status, o.key).to_lowercase())
             .collect(),
     }
-}
-
-/// The period end a digest key names (`.../YYYYMMDDTHHMMSSZ.json`).
-fn digest_end(key: &str) -> Option<DateTime<Utc>> {
-    let stem = key.rsplit('/').next()?.strip_suffix(".json")?;
-    chrono::NaiveDateTime::parse_from_str(stem, "%Y%m%dT%H%M%SZ")
-        .ok()
-        .map(|t| t.and_utc())
 }

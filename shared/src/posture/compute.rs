@@ -408,8 +408,8 @@ impl History {
     }
 }
 
-/// A secret as an event names it: its name, or the name inside its ARN.
-fn secret_name_of(text: &str) -> String {
+/// A secret as an event or a sighting names it: its name, or the name inside its ARN.
+pub(super) fn secret_name_of(text: &str) -> String {
     SecretName::name_from_arn(text).unwrap_or(text).to_owned()
 }
 
@@ -442,11 +442,7 @@ fn alert_summary(events: &[DomainEvent], window: &Window) -> AlertSummary {
         }
         summary.total += 1;
         *summary.by_rule.entry(rule.clone()).or_default() += 1;
-        let severity = serde_json::to_value(severity)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        *summary.by_severity.entry(severity).or_default() += 1;
+        *summary.by_severity.entry(wire_name(severity)).or_default() += 1;
         *principals.entry(principal.as_str()).or_default() += 1;
         *days.entry(event.time.date_naive().to_string()).or_default() += 1;
     }

@@ -85,19 +85,12 @@ fn sources(page: &mut String, p: &Posture) {
         let _ = write!(
             page,
             "<li data-source=\"{}\"><b>{}</b>: {}</li>",
-            source_id(s.source),
+            wire_name(&s.source),
             esc(s.source.as_str()),
             esc(s.error.as_deref().unwrap_or("not read"))
         );
     }
     page.push_str("</ul></section>");
-}
-
-fn source_id(kind: SourceKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn headline(page: &mut String, p: &Posture) {
@@ -294,7 +287,7 @@ fn secrets_table(page: &mut String, p: &Posture) {
             health_class(s.health),
             esc(&s.name),
             esc(&s.name),
-            rotation_id(s.rotation),
+            wire_name(&s.rotation),
             esc(s.rotation.as_str()),
             s.strategy.map(|st| st.as_str()).unwrap_or("-"),
             s.age_days
@@ -320,13 +313,6 @@ fn secrets_table(page: &mut String, p: &Posture) {
         );
     }
     page.push_str("</tbody></table></section>");
-}
-
-fn rotation_id(state: RotationState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn readers_cell(r: &Readers) -> String {

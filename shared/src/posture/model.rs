@@ -397,6 +397,14 @@ impl KeyCell {
     }
 }
 
+/// A unit enum's name as the document writes it (its serde name).
+pub(crate) fn wire_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// The published JSON Schema of [`Posture`].
 pub fn posture_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Posture)).unwrap_or_default()
