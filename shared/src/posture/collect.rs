@@ -365,7 +365,7 @@ async fn chain_state<A: AuditReader>(
         failures: report
             .failures()
             .take(CHAIN_FAILURES_SHOWN)
-            .map(|o| format!("{:?} {:?} {}", o.kind, o.status, o.key).to_lowercase())
+            .map(|o| format!("{} {} {}", wire_name(&o.kind), wire_name(&o.status), o.key))
             .collect(),
     }
 }

@@ -625,6 +625,14 @@ async fn gathering_reads_every_source_and_names_the_ones_it_could_not() {
     );
     // Nothing sealed records written hours ago: the verifier says so.
     assert_eq!(p.chain.verdict, ChainVerdict::Broken);
+    assert!(
+        p.chain
+            .failures
+            .iter()
+            .any(|f| f.starts_with("digest stale ")),
+        "{:?}",
+        p.chain.failures
+    );
 
     // Secrets Manager unreachable, no public key: both named, nothing guessed.
     let g = gather(
