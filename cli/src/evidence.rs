@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
+use crate::load_sdk_config;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket, load_sdk_config, s3_client};
+use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket, s3_client};
 use keyward_shared::audit::record::records_between;
 use keyward_shared::audit::{DigestSigner, VerifyOptions, verify};
 use keyward_shared::config::{ProcessEnv, flag};

@@ -100,6 +100,14 @@ pub enum RequestCommand {
 }
 
 pub mod evidence;
+
+/// The SDK configuration from the default chain (environment, profile and SSO, container or
+/// instance role): the CLI runs on laptops and CI runners, where those sources are real. The
+/// functions build theirs from Lambda's environment instead.
+pub async fn load_sdk_config() -> keyward_shared::adapters::aws::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
 pub mod plan;
 pub mod posture;
 pub mod requests;

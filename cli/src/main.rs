@@ -1,8 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use keyward_cli::load_sdk_config;
 use keyward_cli::{AuditCommand, Cli, Command, RequestCommand, read_public_key};
-use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket, load_sdk_config, s3_client};
+use keyward_shared::adapters::aws::{KmsDigestSigner, S3AuditBucket, s3_client};
 use keyward_shared::audit::{DigestSigner, Freshness, VerifyOptions, verify};
 use keyward_shared::config::{ProcessEnv, flag};
 use keyward_shared::manifest::Manifest;

@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
+use crate::load_sdk_config;
 use chrono::{Duration, Utc};
 use clap::Args;
 use keyward_shared::adapters::aws::{
-    KmsDigestSigner, S3AuditBucket, S3MarkerStore, SecretsManagerCatalog, load_sdk_config,
-    s3_client,
+    KmsDigestSigner, S3AuditBucket, S3MarkerStore, SecretsManagerCatalog, s3_client,
 };
 use keyward_shared::audit::DigestSigner;
 use keyward_shared::config::{ProcessEnv, flag};

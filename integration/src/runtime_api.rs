@@ -54,9 +54,13 @@ struct ApiState {
     queue: Mutex<mpsc::Receiver<Pending>>,
     inflight: Mutex<HashMap<String, Reply>>,
     init_error: Mutex<Option<InvokeError>>,
+    /// When the process first asked for an event: the end of its init phase, what Lambda
+    /// reports as `Init Duration`.
+    first_poll: std::sync::OnceLock<Instant>,
 }
 
 async fn next(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+    state.first_poll.get_or_init(Instant::now);
     let pending = state.queue.lock().await.recv().await;
     let Some(p) = pending else {
         return (StatusCode::GONE, HeaderMap::new(), Vec::new());
@@ -185,6 +189,7 @@ impl LocalFunction {
             queue: Mutex::new(queue),
             inflight: Mutex::default(),
             init_error: Mutex::default(),
+            first_poll: std::sync::OnceLock::new(),
         });
         let router = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -283,6 +288,14 @@ impl LocalFunction {
                 }
             }
         }
+    }
+
+    /// Spawn to the first poll for an event (Lambda's `Init Duration`), once it has polled.
+    pub fn init_duration(&self) -> Option<Duration> {
+        self.state
+            .first_poll
+            .get()
+            .map(|polled| polled.duration_since(self.started_at))
     }
 
     /// Peak resident memory of the function process so far, in KiB.

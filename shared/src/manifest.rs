@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -33,9 +32,13 @@ pub const ENUMS_FILE: &str = "enums.yaml";
 
 /// One manifest file. In a directory, `org` and `environments` may be given in any one file
 /// (or repeated identically); `secrets` from all files are combined.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "keyward declared-secrets manifest")]
+#[cfg_attr(
+    feature = "schema",
+    schemars(title = "keyward declared-secrets manifest")
+)]
 pub struct ManifestDocument {
     /// Manifest format version. Must be 1.
     pub version: u32,
@@ -50,7 +53,8 @@ pub struct ManifestDocument {
 }
 
 /// A secret declared for one service, in one or more environments.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretDecl {
     /// The service segment of the name.
@@ -89,7 +93,8 @@ pub struct SecretDecl {
 }
 
 /// How a secret reaches a Kubernetes workload through the External Secrets Operator.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesDecl {
     /// The namespace the `ExternalSecret` (and the Kubernetes Secret it creates) lives in.
@@ -159,7 +164,8 @@ impl KubernetesDecl {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RotationDecl {
     /// A rotation choice from enums.yaml.
@@ -191,7 +197,8 @@ pub struct RotationDecl {
 
 /// Where a `postgres-*` rotation connects: declared here, never taken from the secret's value
 /// (anyone who may write the value could otherwise send the master password elsewhere).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseTargetDecl {
     /// Host name or IP address of the PostgreSQL server (no scheme, no port).
@@ -210,7 +217,8 @@ pub struct DatabaseTargetDecl {
 }
 
 /// Where an `auth0-client-secret` rotation calls.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Auth0TargetDecl {
     /// The tenant's domain: a host name (`acme.eu.auth0.com`, a custom domain) or an
@@ -222,7 +230,8 @@ pub struct Auth0TargetDecl {
     pub management_secret: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VercelDecl {
     /// Project id (prj_...) or name.
@@ -254,7 +263,8 @@ pub struct VercelDecl {
 }
 
 /// Per-environment overrides of a secret declaration.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnvOverride {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -275,7 +285,8 @@ pub struct EnvOverride {
 }
 
 /// `environments: [dev, prod]` or `environments: {dev: {}, prod: {rotation: {days: 30}}}`.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum EnvironmentsDecl {
     List(Vec<String>),
@@ -317,9 +328,10 @@ impl<'de> Deserialize<'de> for EnvironmentsDecl {
 }
 
 /// `enums.yaml`: the allowed values validation enforces.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "keyward manifest enums")]
+#[cfg_attr(feature = "schema", schemars(title = "keyward manifest enums"))]
 pub struct EnumsDocument {
     /// Must be 1.
     pub version: u32,
@@ -331,7 +343,8 @@ pub struct EnumsDocument {
     pub rotation: Vec<RotationStrategy>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretTypeDecl {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -341,10 +354,12 @@ pub struct SecretTypeDecl {
     pub rotation: Option<Vec<RotationStrategy>>,
 }
 
+#[cfg(feature = "schema")]
 pub fn manifest_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ManifestDocument)).unwrap_or_default()
 }
 
+#[cfg(feature = "schema")]
 pub fn enums_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(EnumsDocument)).unwrap_or_default()
 }

@@ -9,7 +9,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
 pub use secrecy::{ExposeSecret, SecretString};
@@ -24,52 +23,129 @@ const MIN_REGISTERED_LEN: usize = 6;
 /// through it, by keyward or by whoever sent it: that many characters or more are scrubbed.
 const MIN_PARTIAL_LEN: usize = 4;
 
-/// The secret-shaped patterns, each with what replaces a match.
-struct Patterns {
-    each: Vec<(Regex, &'static str)>,
-    /// All of them in one automaton: most texts match none, and one pass says so (instead of
-    /// one pass per pattern).
-    any: RegexSet,
+/// One secret-shaped pattern and what replaces a match, compiled the first time a text holds
+/// one of its needles (most functions never meet one, so they never compile it).
+///
+/// The engine is `regex-lite`, which the AWS SDK's endpoint resolver links into every function
+/// already: no second regex engine, no Unicode tables. Its classes (`\s`, `\b`) and `(?i)` are
+/// ASCII-only; for these patterns that only ever widens a match (a non-ASCII character ends no
+/// token), so it scrubs more, never less.
+struct Pattern {
+    source: &'static str,
+    replacement: &'static str,
+    /// Every match contains one of these, so a text holding none is skipped without running the
+    /// pattern. Lower-case when `ascii_case_insensitive`.
+    needles: &'static [&'static str],
+    ascii_case_insensitive: bool,
+    compiled: std::sync::OnceLock<regex_lite::Regex>,
 }
 
-fn patterns() -> &'static Patterns {
-    static PATTERNS: std::sync::OnceLock<Patterns> = std::sync::OnceLock::new();
-    PATTERNS.get_or_init(|| {
-        let sources = [
-            // scheme://user:password@host -> scheme://user:[REDACTED]@host
-            (r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", "${1}[REDACTED]@"),
-            // key=value and "key": "value" for secret-ish keys. Not after a colon: that is an
-            // ARN's resource type (`arn:aws:secretsmanager:…:secret:prod/db`), whose name is
-            // what an alert must show.
-            (
-                r#"(?i)(^|[^:])((?:password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|api_key|apikey|private_key|authorization|signature|sig|x-amz-signature|x-amz-security-token)["']?\s*[=:]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^"'&\s,;}]+"#,
-                "${1}${2}[REDACTED]",
-            ),
-            // Bearer/basic credentials anywhere else.
-            (r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9\-._~+/]+=*", "${1} [REDACTED]"),
-            // JWTs (three base64url segments starting with a JSON header).
-            (r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", "[REDACTED-JWT]"),
-            // AWS access key ids.
-            (r"\b(AKIA|ASIA)[A-Z0-9]{16}\b", "[REDACTED-AKID]"),
-            // Tokens whose format announces them, wherever they appear (a user name, a user
-            // agent): GitHub (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), Slack
-            // (`xoxb-`…), Stripe (`sk_live_`…).
-            (
-                r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|xox[abeprs]-[A-Za-z0-9-]{10,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,})",
-                "[REDACTED-TOKEN]",
-            ),
-        ];
-        Patterns {
-            each: sources
-                .iter()
-                .map(|(re, replacement)| {
-                    (Regex::new(re).expect("static redaction pattern compiles"), *replacement)
-                })
-                .collect(),
-            any: RegexSet::new(sources.iter().map(|(re, _)| re))
-                .expect("static redaction patterns compile"),
+impl Pattern {
+    const fn new(
+        source: &'static str,
+        replacement: &'static str,
+        needles: &'static [&'static str],
+        ascii_case_insensitive: bool,
+    ) -> Self {
+        Self {
+            source,
+            replacement,
+            needles,
+            ascii_case_insensitive,
+            compiled: std::sync::OnceLock::new(),
         }
-    })
+    }
+
+    fn regex(&self) -> &regex_lite::Regex {
+        self.compiled.get_or_init(|| {
+            regex_lite::Regex::new(self.source).expect("static redaction pattern compiles")
+        })
+    }
+}
+
+static PATTERNS: [Pattern; 6] = [
+    // scheme://user:password@host -> scheme://user:[REDACTED]@host
+    Pattern::new(
+        r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@",
+        "${1}[REDACTED]@",
+        &["://"],
+        false,
+    ),
+    // key=value and "key": "value" for secret-ish keys. Not after a colon: that is an ARN's
+    // resource type (`arn:aws:secretsmanager:…:secret:prod/db`), whose name is what an alert
+    // must show. Each key contains one of the needles.
+    Pattern::new(
+        r#"(?i)(^|[^:])((?:password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|api_key|apikey|private_key|authorization|signature|sig|x-amz-signature|x-amz-security-token)["']?\s*[=:]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^"'&\s,;}]+"#,
+        "${1}${2}[REDACTED]",
+        &[
+            "pass",
+            "pwd",
+            "secret",
+            "token",
+            "api",
+            "private_key",
+            "authorization",
+            "sig",
+        ],
+        true,
+    ),
+    // Bearer/basic credentials anywhere else.
+    Pattern::new(
+        r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9\-._~+/]+=*",
+        "${1} [REDACTED]",
+        &["bearer", "basic", "token"],
+        true,
+    ),
+    // JWTs (three base64url segments starting with a JSON header).
+    Pattern::new(
+        r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+        "[REDACTED-JWT]",
+        &["eyJ"],
+        false,
+    ),
+    // AWS access key ids.
+    Pattern::new(
+        r"\b(AKIA|ASIA)[A-Z0-9]{16}\b",
+        "[REDACTED-AKID]",
+        &["AKIA", "ASIA"],
+        false,
+    ),
+    // Tokens whose format announces them, wherever they appear (a user name, a user agent):
+    // GitHub (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), Slack (`xoxb-`…), Stripe
+    // (`sk_live_`…).
+    Pattern::new(
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|xox[abeprs]-[A-Za-z0-9-]{10,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,})",
+        "[REDACTED-TOKEN]",
+        &["gh", "xox", "k_live_", "k_test_"],
+        false,
+    ),
+];
+
+/// Applies every pattern whose needles the text holds.
+fn scrub_patterns<'a>(mut out: Cow<'a, str>) -> Cow<'a, str> {
+    let mut lower: Option<String> = None;
+    for pattern in &PATTERNS {
+        let haystack: &str = if pattern.ascii_case_insensitive {
+            lower.get_or_insert_with(|| out.to_ascii_lowercase())
+        } else {
+            &out
+        };
+        if !pattern
+            .needles
+            .iter()
+            .any(|needle| haystack.contains(needle))
+        {
+            continue;
+        }
+        let replaced = match pattern.regex().replace_all(&out, pattern.replacement) {
+            Cow::Owned(replaced) => replaced,
+            Cow::Borrowed(_) => continue,
+        };
+        out = Cow::Owned(replaced);
+        // The text changed: fold it again for the next pattern.
+        lower = None;
+    }
+    out
 }
 
 /// The text of an error and its causes, `a: b: c`, each cause once: a cause whose text the
@@ -221,16 +297,7 @@ impl Redactor {
                 }
             }
         }
-        let patterns = patterns();
-        if !patterns.any.is_match(&out) {
-            return out;
-        }
-        for (pattern, replacement) in &patterns.each {
-            if pattern.is_match(&out) {
-                out = Cow::Owned(pattern.replace_all(&out, *replacement).into_owned());
-            }
-        }
-        out
+        scrub_patterns(out)
     }
 
     pub fn safe(&self, text: &str) -> SafeText {
@@ -312,6 +379,22 @@ mod tests {
             out,
             "login failed for app with [REDACTED] (twice: [REDACTED])"
         );
+    }
+
+    /// The pattern engine's classes are ASCII: a non-ASCII character next to a secret never
+    /// shields it, it only widens what is scrubbed.
+    #[test]
+    fn non_ascii_neighbours_never_shield_a_secret() {
+        let r = Redactor::new();
+        assert_eq!(
+            r.redact("key AKIAABCDEFGHIJKLMNOPé"),
+            "key [REDACTED-AKID]é"
+        );
+        assert_eq!(
+            r.redact("password=hunter2\u{a0}then more"),
+            "password=[REDACTED] more"
+        );
+        assert_eq!(r.redact("PASSWORD: Bearer zzz"), "PASSWORD: [REDACTED]");
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! library.
 
 use audit_writer::{AuditWriter, Config};
-use keyward_shared::adapters::aws::load_sdk_config;
+use keyward_shared::adapters::aws::lambda_sdk_config;
 use keyward_shared::config::ProcessEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     keyward_shared::telemetry::init();
     let config = Config::from_env(&ProcessEnv)?;
-    let handler = AuditWriter::from_config(&config, &load_sdk_config().await);
+    let handler = AuditWriter::from_config(&config, &lambda_sdk_config(&ProcessEnv)?);
     keyward_shared::lambda::serve(handler).await
 }

@@ -3,7 +3,7 @@
 
 use ci_gateway::Config;
 use ci_gateway::serve::{DeployedGateway, serve};
-use keyward_shared::adapters::aws::load_sdk_config;
+use keyward_shared::adapters::aws::lambda_sdk_config;
 use keyward_shared::config::ProcessEnv;
 
 #[tokio::main]
@@ -11,6 +11,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     keyward_shared::telemetry::init();
     let config = Config::from_env(&ProcessEnv)?;
     let gateway =
-        DeployedGateway::from_config(&config, &ProcessEnv, &load_sdk_config().await).await?;
+        DeployedGateway::from_config(&config, &ProcessEnv, &lambda_sdk_config(&ProcessEnv)?)
+            .await?;
     serve(gateway).await
 }

@@ -1,7 +1,7 @@
 //! Lambda entry point: configuration read once, the handler built once; the sync lives in the
 //! library.
 
-use keyward_shared::adapters::aws::load_sdk_config;
+use keyward_shared::adapters::aws::lambda_sdk_config;
 use keyward_shared::config::ProcessEnv;
 use vercel_sync::{Config, DeployedSyncer};
 
@@ -9,6 +9,6 @@ use vercel_sync::{Config, DeployedSyncer};
 async fn main() -> Result<(), lambda_runtime::Error> {
     keyward_shared::telemetry::init();
     let config = Config::from_env(&ProcessEnv)?;
-    let handler = DeployedSyncer::from_config(&config, &load_sdk_config().await).await?;
+    let handler = DeployedSyncer::from_config(&config, &lambda_sdk_config(&ProcessEnv)?).await?;
     keyward_shared::lambda::serve(handler).await
 }

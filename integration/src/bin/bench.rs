@@ -57,9 +57,22 @@ fn scheduled_envelope() -> serde_json::Value {
 }
 
 struct ColdStart {
+    /// Spawn to first response.
     median_ms: f64,
     p90_ms: f64,
+    /// Spawn to the first poll for an event (Lambda's `Init Duration`).
+    init_ms: f64,
+    /// The same event again in the same process: the job without the start.
+    warm_ms: f64,
+    /// Cold start less the warm invocation: what starting costs beyond the job (init, first
+    /// connections, anything built lazily on first use).
+    startup_ms: f64,
     peak_rss_mib: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
 }
 
 type Spawn<'a> = Box<
@@ -75,28 +88,53 @@ async fn measure(
     spawn: Spawn<'_>,
     event: &dyn Fn() -> serde_json::Value,
 ) -> Result<ColdStart> {
-    let mut times = Vec::with_capacity(runs);
+    let (mut times, mut inits, mut warms, mut startups) = (
+        Vec::with_capacity(runs),
+        Vec::with_capacity(runs),
+        Vec::with_capacity(runs),
+        Vec::with_capacity(runs),
+    );
     let mut peak = 0u64;
     for run in 0..runs {
         let function = spawn(run).await?;
+        let failed = |function: &LocalFunction| {
+            format!(
+                "{} failed; see {}",
+                function.name,
+                function.log_path.display()
+            )
+        };
         function
             .invoke(&event(), Duration::from_secs(60))
             .await
-            .with_context(|| {
-                format!(
-                    "{} failed; see {}",
-                    function.name,
-                    function.log_path.display()
-                )
-            })?;
-        times.push(function.started_at.elapsed().as_secs_f64() * 1000.0);
+            .with_context(|| failed(&function))?;
+        let cold = function.started_at.elapsed().as_secs_f64() * 1000.0;
+        let init = function
+            .init_duration()
+            .ok_or_else(|| anyhow!("{} answered without polling for an event", function.name))?
+            .as_secs_f64()
+            * 1000.0;
+        let warm_started = Instant::now();
+        function
+            .invoke(&event(), Duration::from_secs(60))
+            .await
+            .with_context(|| failed(&function))?;
+        let warm = warm_started.elapsed().as_secs_f64() * 1000.0;
+        times.push(cold);
+        inits.push(init);
+        warms.push(warm);
+        startups.push(cold - warm);
         peak = peak.max(function.peak_rss_kib().unwrap_or(0));
         function.stop();
     }
-    times.sort_by(|a, b| a.total_cmp(b));
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
     Ok(ColdStart {
-        median_ms: times[times.len() / 2],
-        p90_ms: times[(times.len() * 9 / 10).min(times.len() - 1)],
+        median_ms: median(times),
+        p90_ms: sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)],
+        init_ms: median(inits),
+        warm_ms: median(warms),
+        startup_ms: median(startups),
         peak_rss_mib: peak as f64 / 1024.0,
     })
 }
@@ -274,6 +312,14 @@ async fn main() -> Result<()> {
         bare.median_ms
     );
     println!(
+        "| bare Rust function init, median (spawn → first poll for an event: Lambda's Init Duration) | {:.1} ms | | |",
+        bare.init_ms
+    );
+    println!(
+        "| bare Rust function start-up cost, median (cold start less a warm invocation of the same event) | {:.1} ms | | |",
+        bare.startup_ms
+    );
+    println!(
         "| bare Rust function peak RSS | {:.1} MiB | | |",
         bare.peak_rss_mib
     );
@@ -424,6 +470,29 @@ async fn main() -> Result<()> {
             rust.median_ms / bare.median_ms,
             cell(|c| c.median_ms, "ms"),
             ratio(|c| c.median_ms)
+        );
+        println!(
+            "| {} init, median (spawn → first poll for an event) | {:.1} ms ({:.2}x bare) | {} | {} |",
+            function.binary,
+            rust.init_ms,
+            rust.init_ms / bare.init_ms,
+            cell(|c| c.init_ms, "ms"),
+            ratio(|c| c.init_ms)
+        );
+        println!(
+            "| {} start-up cost, median (cold start less a warm invocation of the same event) | {:.1} ms ({:.2}x bare) | {} | {} |",
+            function.binary,
+            rust.startup_ms,
+            rust.startup_ms / bare.startup_ms,
+            cell(|c| c.startup_ms, "ms"),
+            ratio(|c| c.startup_ms)
+        );
+        println!(
+            "| {} warm invocation of the same event, median (the job alone) | {:.1} ms | {} | {} |",
+            function.binary,
+            rust.warm_ms,
+            cell(|c| c.warm_ms, "ms"),
+            ratio(|c| c.warm_ms)
         );
         println!(
             "| {} cold start, p90 | {:.1} ms | {} | {} |",

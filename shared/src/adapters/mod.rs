@@ -1,8 +1,9 @@
 //! Adapters: the ports implemented over the AWS SDK, and the HTTP client for third-party APIs.
 //!
-//! SDK clients are built from `aws-config`'s default chain, which honours `AWS_ENDPOINT_URL`
-//! (and `AWS_ENDPOINT_URL_<SERVICE>`), so the same code runs against AWS and a local endpoint
-//! with no test hooks.
+//! Functions build their SDK clients from Lambda's environment
+//! ([`aws::lambda_sdk_config`]), which honours `AWS_ENDPOINT_URL`, so the same code runs against
+//! AWS and a local endpoint with no test hooks.
 
 pub mod aws;
+#[cfg(feature = "http")]
 pub mod http;
