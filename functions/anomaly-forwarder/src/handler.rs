@@ -33,7 +33,7 @@ use crate::deliver::{DeliveryError, DeliveryReport, Sinks, deliver};
 use crate::forward::LokiTarget;
 use crate::gateway::{DecisionRecord, decision_record};
 use crate::logfile::{self, LogFileError, ScanStats};
-use crate::rules::{Cidr, DEFAULT_RULES, Detector, Environment, RuleError};
+use crate::rules::{Cidr, DEFAULT_RULES, DEFAULT_RULES_JSON, Detector, Environment, RuleError};
 use crate::state::Tally;
 
 /// The rules file an operator adds beside the manifest (`KEYWARD_CONFIG_DIR`).
@@ -147,21 +147,25 @@ pub enum StartError {
 
 /// The built-in rules plus the operator's file, if any: a rule whose id the operator reuses is
 /// replaced by theirs.
-pub fn load_rules(config_dir: Option<&Path>) -> Result<String, StartError> {
+/// The built-in rules merged with the operator's (YAML), or `None` when the operator deployed
+/// none and the built-in rules apply as they are.
+pub fn load_operator_rules(config_dir: Option<&Path>) -> Result<Option<String>, StartError> {
     let Some(path) = config_dir
         .map(|d| d.join(OPERATOR_RULES_FILE))
         .filter(|p| p.exists())
     else {
-        return Ok(DEFAULT_RULES.to_owned());
+        return Ok(None);
     };
     let text = std::fs::read_to_string(&path).map_err(|e| StartError::File {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    merge_rules(DEFAULT_RULES, &text).map_err(|message| StartError::File {
-        path: path.display().to_string(),
-        message,
-    })
+    merge_rules(DEFAULT_RULES, &text)
+        .map(Some)
+        .map_err(|message| StartError::File {
+            path: path.display().to_string(),
+            message,
+        })
 }
 
 /// Merges two rules files (YAML), the second's rules replacing the first's of the same id.
@@ -250,7 +254,10 @@ pub fn detector(config: &Config) -> Result<Detector, StartError> {
         protected: config.protected_resources.clone(),
         automation: config.automation.clone(),
     };
-    Ok(Detector::from_yaml(&load_rules(dir)?, environment)?)
+    Ok(match load_operator_rules(dir)? {
+        Some(merged) => Detector::from_yaml(&merged, environment)?,
+        None => Detector::from_json(DEFAULT_RULES_JSON, environment)?,
+    })
 }
 
 /// Where log files are read from.

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::rules::{Cidr, DEFAULT_RULES, Detector, Environment, MemoryState};
+use crate::rules::{Cidr, DEFAULT_RULES, DEFAULT_RULES_JSON, Detector, Environment, MemoryState};
 
 fn base(event_name: &str) -> Value {
     json!({
@@ -544,4 +544,14 @@ fn attempts_against_keyward_itself_alert() {
         None,
     );
     assert!(!fires(&unknown, &raw, "keyward-tampering"));
+}
+
+/// A cold start reads the built-in rules from the JSON `build.rs` writes: they must be the YAML
+/// rules, field for field.
+#[test]
+fn the_built_in_rules_as_json_are_the_yaml_rules() {
+    let yaml = Detector::from_yaml(DEFAULT_RULES, Environment::default()).unwrap();
+    let json = Detector::from_json(DEFAULT_RULES_JSON, Environment::default()).unwrap();
+    assert!(yaml.rules().len() > 10);
+    assert_eq!(format!("{:?}", json.rules()), format!("{:?}", yaml.rules()));
 }
