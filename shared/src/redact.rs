@@ -29,15 +29,75 @@ const MIN_PARTIAL_LEN: usize = 4;
 /// The engine is `regex-lite`, which the AWS SDK's endpoint resolver links into every function
 /// already: no second regex engine, no Unicode tables. Its classes (`\s`, `\b`) and `(?i)` are
 /// ASCII-only; for these patterns that only ever widens a match (a non-ASCII character ends no
-/// token), so it scrubs more, never less.
+/// token), so it scrubs more, never less. `regex-lite` is slow on long inputs, and the forwarder
+/// redacts every field of every matching CloudTrail record, so each pattern carries a necessary
+/// condition checked first: a literal every match contains, and what must follow it.
 struct Pattern {
     source: &'static str,
     replacement: &'static str,
-    /// Every match contains one of these, so a text holding none is skipped without running the
-    /// pattern. Lower-case when `ascii_case_insensitive`.
+    /// Every match contains one of these, followed as `follow` says. Lower-case when
+    /// `ascii_case_insensitive`.
     needles: &'static [&'static str],
+    /// The bytes a needle starts with, so most positions are passed over with one lookup.
+    needle_starts: [bool; 256],
+    follow: Follow,
     ascii_case_insensitive: bool,
     compiled: std::sync::OnceLock<regex_lite::Regex>,
+}
+
+/// What the pattern needs right after its needle.
+#[derive(Clone, Copy)]
+enum Follow {
+    Anything,
+    /// `[^/\s:@]*:[^@\s/]+@`: the needle (`://`) starts a URL's user information with a
+    /// password.
+    UrlPassword,
+    /// `["']?\s*[=:]`: the needle ends a key that is being assigned, and is not right after a
+    /// colon (the pattern's `(^|[^:])`; a longer key ending in the needle has `_` or `-` there).
+    Assignment,
+    /// `\s`: the needle is a word followed by a space.
+    Space,
+}
+
+/// `regex-lite`'s `\s`: ASCII whitespace, vertical tab included.
+fn is_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
+}
+
+impl Follow {
+    fn admits(self, before: Option<u8>, rest: &[u8]) -> bool {
+        match self {
+            Self::Anything => true,
+            Self::UrlPassword => {
+                let ends_user = |&byte: &u8| matches!(byte, b'/' | b':' | b'@') || is_space(byte);
+                let Some(colon) = rest.iter().position(ends_user) else {
+                    return false;
+                };
+                if rest[colon] != b':' {
+                    return false;
+                }
+                let password = &rest[colon + 1..];
+                let ends_password = |&byte: &u8| matches!(byte, b'/' | b'@') || is_space(byte);
+                password
+                    .iter()
+                    .position(ends_password)
+                    .is_some_and(|end| end > 0 && password[end] == b'@')
+            }
+            Self::Space => rest.first().copied().is_some_and(is_space),
+            Self::Assignment => {
+                if before == Some(b':') {
+                    return false;
+                }
+                let rest = match rest.first() {
+                    Some(b'"' | b'\'') => &rest[1..],
+                    _ => rest,
+                };
+                rest.iter()
+                    .find(|&&byte| !is_space(byte))
+                    .is_some_and(|byte| matches!(byte, b'=' | b':'))
+            }
+        }
+    }
 }
 
 impl Pattern {
@@ -45,12 +105,21 @@ impl Pattern {
         source: &'static str,
         replacement: &'static str,
         needles: &'static [&'static str],
+        follow: Follow,
         ascii_case_insensitive: bool,
     ) -> Self {
+        let mut needle_starts = [false; 256];
+        let mut index = 0;
+        while index < needles.len() {
+            needle_starts[needles[index].as_bytes()[0] as usize] = true;
+            index += 1;
+        }
         Self {
             source,
             replacement,
             needles,
+            needle_starts,
+            follow,
             ascii_case_insensitive,
             compiled: std::sync::OnceLock::new(),
         }
@@ -61,6 +130,36 @@ impl Pattern {
             regex_lite::Regex::new(self.source).expect("static redaction pattern compiles")
         })
     }
+
+    /// Whether a match is possible at all (never false for a text the pattern matches).
+    /// One pass over the bytes, ASCII case folded on the fly for a case-insensitive pattern:
+    /// texts are short (fields, error messages), and building a substring searcher per needle,
+    /// or a lower-case copy, per text costs more than the search.
+    fn may_match(&self, haystack: &str) -> bool {
+        let bytes = haystack.as_bytes();
+        let fold = |byte: u8| {
+            if self.ascii_case_insensitive {
+                byte.to_ascii_lowercase()
+            } else {
+                byte
+            }
+        };
+        bytes.iter().enumerate().any(|(at, &byte)| {
+            self.needle_starts[usize::from(fold(byte))]
+                && self.needles.iter().any(|needle| {
+                    let candidate = &bytes[at..];
+                    candidate.len() >= needle.len()
+                        && candidate[..needle.len()]
+                            .iter()
+                            .zip(needle.as_bytes())
+                            .all(|(&got, &want)| fold(got) == want)
+                        && self.follow.admits(
+                            at.checked_sub(1).map(|before| bytes[before]),
+                            &candidate[needle.len()..],
+                        )
+                })
+        })
+    }
 }
 
 static PATTERNS: [Pattern; 6] = [
@@ -69,24 +168,29 @@ static PATTERNS: [Pattern; 6] = [
         r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@",
         "${1}[REDACTED]@",
         &["://"],
+        Follow::UrlPassword,
         false,
     ),
     // key=value and "key": "value" for secret-ish keys. Not after a colon: that is an ARN's
     // resource type (`arn:aws:secretsmanager:…:secret:prod/db`), whose name is what an alert
-    // must show. Each key contains one of the needles.
+    // must show. The needles are the words every key ends with.
     Pattern::new(
         r#"(?i)(^|[^:])((?:password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|api_key|apikey|private_key|authorization|signature|sig|x-amz-signature|x-amz-security-token)["']?\s*[=:]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^"'&\s,;}]+"#,
         "${1}${2}[REDACTED]",
         &[
-            "pass",
+            "password",
+            "passwd",
             "pwd",
             "secret",
             "token",
-            "api",
+            "api_key",
+            "apikey",
             "private_key",
             "authorization",
+            "signature",
             "sig",
         ],
+        Follow::Assignment,
         true,
     ),
     // Bearer/basic credentials anywhere else.
@@ -94,6 +198,7 @@ static PATTERNS: [Pattern; 6] = [
         r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9\-._~+/]+=*",
         "${1} [REDACTED]",
         &["bearer", "basic", "token"],
+        Follow::Space,
         true,
     ),
     // JWTs (three base64url segments starting with a JSON header).
@@ -101,6 +206,7 @@ static PATTERNS: [Pattern; 6] = [
         r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
         "[REDACTED-JWT]",
         &["eyJ"],
+        Follow::Anything,
         false,
     ),
     // AWS access key ids.
@@ -108,6 +214,7 @@ static PATTERNS: [Pattern; 6] = [
         r"\b(AKIA|ASIA)[A-Z0-9]{16}\b",
         "[REDACTED-AKID]",
         &["AKIA", "ASIA"],
+        Follow::Anything,
         false,
     ),
     // Tokens whose format announces them, wherever they appear (a user name, a user agent):
@@ -116,34 +223,31 @@ static PATTERNS: [Pattern; 6] = [
     Pattern::new(
         r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}|xox[abeprs]-[A-Za-z0-9-]{10,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,})",
         "[REDACTED-TOKEN]",
-        &["gh", "xox", "k_live_", "k_test_"],
+        &[
+            "ghp_",
+            "gho_",
+            "ghu_",
+            "ghs_",
+            "ghr_",
+            "github_pat_",
+            "xox",
+            "k_live_",
+            "k_test_",
+        ],
+        Follow::Anything,
         false,
     ),
 ];
 
-/// Applies every pattern whose needles the text holds.
+/// Applies every pattern that may match the text.
 fn scrub_patterns<'a>(mut out: Cow<'a, str>) -> Cow<'a, str> {
-    let mut lower: Option<String> = None;
     for pattern in &PATTERNS {
-        let haystack: &str = if pattern.ascii_case_insensitive {
-            lower.get_or_insert_with(|| out.to_ascii_lowercase())
-        } else {
-            &out
-        };
-        if !pattern
-            .needles
-            .iter()
-            .any(|needle| haystack.contains(needle))
-        {
+        if !pattern.may_match(&out) {
             continue;
         }
-        let replaced = match pattern.regex().replace_all(&out, pattern.replacement) {
-            Cow::Owned(replaced) => replaced,
-            Cow::Borrowed(_) => continue,
-        };
-        out = Cow::Owned(replaced);
-        // The text changed: fold it again for the next pattern.
-        lower = None;
+        if let Cow::Owned(replaced) = pattern.regex().replace_all(&out, pattern.replacement) {
+            out = Cow::Owned(replaced);
+        }
     }
     out
 }
@@ -378,6 +482,75 @@ mod tests {
         assert_eq!(
             out,
             "login failed for app with [REDACTED] (twice: [REDACTED])"
+        );
+    }
+
+    /// The checks before each pattern are necessary conditions: whenever one says no, the
+    /// pattern indeed finds nothing.
+    #[test]
+    fn the_checks_before_a_pattern_never_skip_a_match() {
+        let pieces = [
+            "password",
+            "PassWd",
+            "pwd",
+            "client_secret",
+            "TOKEN",
+            "api_key",
+            "apikey",
+            "private_key",
+            "Authorization",
+            "x-amz-signature",
+            "sig",
+            "bearer",
+            "Basic",
+            "\"",
+            "'",
+            " ",
+            "\t",
+            "\u{b}",
+            "=",
+            ":",
+            "://",
+            "@",
+            "/",
+            "u",
+            "abc123XYZ",
+            "eyJhbGciOi",
+            ".",
+            "-",
+            "_",
+            "AKIA",
+            "ASIA",
+            "ABCDEFGHIJKLMNOP",
+            "ghp_",
+            "github_pat_",
+            "xoxb-",
+            "sk_live_",
+            "rk_test_",
+            "0123456789abcdef0123456789abcdef",
+            "é",
+            "\u{a0}",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut skipped = 0;
+        for _ in 0..20_000 {
+            let text: String = (0..rng.usize(1..12))
+                .map(|_| pieces[rng.usize(0..pieces.len())])
+                .collect();
+            for pattern in &PATTERNS {
+                if !pattern.may_match(&text) {
+                    skipped += 1;
+                    assert!(
+                        !pattern.regex().is_match(&text),
+                        "{} skipped on {text:?}, which it matches",
+                        pattern.source
+                    );
+                }
+            }
+        }
+        assert!(
+            skipped > 10_000,
+            "the checks must skip most random texts: {skipped}"
         );
     }
 

@@ -463,51 +463,50 @@ async fn main() -> Result<()> {
         } else {
             "one audit write"
         };
-        println!(
-            "| {} cold start, median (spawn → first response, {what}) | {:.1} ms ({:.2}x bare) | {} | {} |",
-            function.binary,
-            rust.median_ms,
-            rust.median_ms / bare.median_ms,
-            cell(|c| c.median_ms, "ms"),
-            ratio(|c| c.median_ms)
-        );
-        println!(
-            "| {} init, median (spawn → first poll for an event) | {:.1} ms ({:.2}x bare) | {} | {} |",
-            function.binary,
-            rust.init_ms,
-            rust.init_ms / bare.init_ms,
-            cell(|c| c.init_ms, "ms"),
-            ratio(|c| c.init_ms)
-        );
-        println!(
-            "| {} start-up cost, median (cold start less a warm invocation of the same event) | {:.1} ms ({:.2}x bare) | {} | {} |",
-            function.binary,
-            rust.startup_ms,
-            rust.startup_ms / bare.startup_ms,
-            cell(|c| c.startup_ms, "ms"),
-            ratio(|c| c.startup_ms)
-        );
-        println!(
-            "| {} warm invocation of the same event, median (the job alone) | {:.1} ms | {} | {} |",
-            function.binary,
-            rust.warm_ms,
-            cell(|c| c.warm_ms, "ms"),
-            ratio(|c| c.warm_ms)
-        );
-        println!(
-            "| {} cold start, p90 | {:.1} ms | {} | {} |",
-            function.binary,
-            rust.p90_ms,
-            cell(|c| c.p90_ms, "ms"),
-            ratio(|c| c.p90_ms)
-        );
-        println!(
-            "| {} peak RSS | {:.1} MiB | {} | {} |",
-            function.binary,
-            rust.peak_rss_mib,
-            cell(|c| c.peak_rss_mib, "MiB"),
-            ratio(|c| c.peak_rss_mib)
-        );
+        // (label, figure, unit, whether it is judged against the bare function's same figure)
+        let rows: [(String, fn(&ColdStart) -> f64, &str, bool); 6] = [
+            (
+                format!("cold start, median (spawn → first response, {what})"),
+                |c| c.median_ms,
+                "ms",
+                true,
+            ),
+            (
+                "init, median (spawn → first poll for an event)".into(),
+                |c| c.init_ms,
+                "ms",
+                true,
+            ),
+            (
+                "start-up cost, median (cold start less a warm invocation of the same event)"
+                    .into(),
+                |c| c.startup_ms,
+                "ms",
+                true,
+            ),
+            (
+                "warm invocation of the same event, median (the job alone)".into(),
+                |c| c.warm_ms,
+                "ms",
+                false,
+            ),
+            ("cold start, p90".into(), |c| c.p90_ms, "ms", false),
+            ("peak RSS".into(), |c| c.peak_rss_mib, "MiB", false),
+        ];
+        for (label, figure, unit, against_bare) in rows {
+            let against = if against_bare {
+                format!(" ({:.2}x bare)", figure(&rust) / figure(&bare))
+            } else {
+                String::new()
+            };
+            println!(
+                "| {} {label} | {:.1} {unit}{against} | {} | {} |",
+                function.binary,
+                figure(&rust),
+                cell(figure, unit),
+                ratio(figure)
+            );
+        }
     }
     if args.only.is_some() {
         return Ok(());
