@@ -17,6 +17,13 @@ cargo fmt --all -- --check
 log "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The workspace build unifies the domain crate's features across crates: a function using an
+# adapter it did not turn on would compile there and fail when built alone.
+log "each function crate alone, with only the domain-crate features it declares"
+for manifest in functions/*/Cargo.toml; do
+  cargo check --locked --quiet -p "$(basename "$(dirname "$manifest")")"
+done
+
 log "building the function binaries (the local stack and its test run them)"
 cargo build --workspace --bins --locked
 
