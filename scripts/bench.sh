@@ -6,6 +6,8 @@ cd "$KEYWARD_ROOT"
 ensure_python_tools
 ensure_bench_tools
 log "building release binaries"
-cargo build --release --workspace --bins --locked
-cargo build --release -p keyward-integration --bin keyward-bench --locked
+# The bare reference is built alone: it turns on the SDK's default HTTPS client, and built with
+# the functions that feature would be unified into their SDK crates, and their binaries.
+cargo build --release --workspace --exclude bare-reference --bins --locked
+cargo build --release -p bare-reference --locked
 exec "$CARGO_TARGET_DIR/release/keyward-bench" "$@"

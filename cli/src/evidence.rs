@@ -82,7 +82,7 @@ pub async fn build(args: BuildArgs) -> Result<u8, String> {
         return Err("--from must be before --to".into());
     }
     let manifest = Manifest::load(&args.manifest.manifest).map_err(|e| e.to_string())?;
-    let sdk = load_sdk_config().await;
+    let sdk = load_sdk_config().await?;
     let path_style =
         flag(&ProcessEnv, "KEYWARD_S3_FORCE_PATH_STYLE", false).map_err(|e| e.to_string())?;
     let audit = S3AuditBucket::new(s3_client(&sdk, path_style), &bucket);

@@ -104,8 +104,15 @@ pub mod evidence;
 /// The SDK configuration from the default chain (environment, profile and SSO, container or
 /// instance role): the CLI runs on laptops and CI runners, where those sources are real. The
 /// functions build theirs from Lambda's environment instead.
-pub async fn load_sdk_config() -> keyward_shared::adapters::aws::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+/// Calls go over keyward's transport, trusting `SSL_CERT_FILE` or the built-in roots, as the
+/// functions' do.
+pub async fn load_sdk_config() -> Result<keyward_shared::adapters::aws::SdkConfig, String> {
+    let http_client =
+        keyward_shared::adapters::aws::sdk_http_client().map_err(|e| e.to_string())?;
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client)
+        .load()
+        .await)
 }
 
 pub mod plan;

@@ -150,7 +150,7 @@ async fn plan(args: keyward_cli::PlanArgs, drift: bool) -> Result<u8, String> {
             args.env
         ));
     }
-    let sdk = load_sdk_config().await;
+    let sdk = load_sdk_config().await?;
     let account =
         keyward_drift::account::AwsAccount::new(aws_sdk_secretsmanager::Client::new(&sdk));
     let detection = keyward_drift::detect(
@@ -209,7 +209,7 @@ async fn plan(args: keyward_cli::PlanArgs, drift: bool) -> Result<u8, String> {
 }
 
 async fn audit_verify(args: keyward_cli::VerifyArgs) -> Result<u8, String> {
-    let sdk = load_sdk_config().await;
+    let sdk = load_sdk_config().await?;
     let path_style =
         flag(&ProcessEnv, "KEYWARD_S3_FORCE_PATH_STYLE", false).map_err(|e| e.to_string())?;
     let public_key = match (&args.public_key, &args.kms_key_id) {

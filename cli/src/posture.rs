@@ -71,7 +71,7 @@ pub async fn run(args: PostureArgs) -> Result<u8, String> {
             ));
         }
     };
-    let sdk = load_sdk_config().await;
+    let sdk = load_sdk_config().await?;
     let path_style =
         flag(&ProcessEnv, "KEYWARD_S3_FORCE_PATH_STYLE", false).map_err(|e| e.to_string())?;
     let s3 = s3_client(&sdk, path_style);

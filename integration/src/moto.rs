@@ -124,6 +124,10 @@ impl MotoServer {
             .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
                 aws_sdk_s3::config::Credentials::for_tests(),
             ))
+            .http_client(
+                keyward_shared::adapters::aws::sdk_http_client()
+                    .expect("the built-in trust roots always load"),
+            )
             .build()
     }
 

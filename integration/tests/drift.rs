@@ -69,7 +69,7 @@ fn account(moto: &MotoServer) -> AwsAccount {
 
 fn manifests(moto: &MotoServer, bucket: &str) -> S3Manifest {
     S3Manifest {
-        s3: moto.s3(),
+        s3: moto.s3().into(),
         bucket: bucket.into(),
         prefix: "manifest/".into(),
     }

@@ -21,6 +21,7 @@ pub mod projections;
 pub mod redact;
 pub mod tags;
 pub mod telemetry;
+pub mod tls;
 pub mod vercel_ledger;
 
 #[cfg(test)]

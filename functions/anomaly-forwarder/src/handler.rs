@@ -429,10 +429,7 @@ impl DeployedForwarder {
             detector,
             state: S3MarkerStore::new(s3.clone(), &config.state_bucket),
             log_files: S3LogFiles { client: s3 },
-            publisher: EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                &config.common.event_bus_name,
-            ),
+            publisher: EventBridgePublisher::for_sdk(sdk, &config.common.event_bus_name),
             http: HttpClient::for_function(
                 "anomaly-forwarder",
                 std::time::Duration::from_secs(10),

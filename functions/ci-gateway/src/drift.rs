@@ -116,7 +116,7 @@ pub async fn remediation(
     let s3 = s3_client(sdk, force_path_style);
     Ok(Remediation {
         manifests: S3Manifest {
-            s3: s3.clone(),
+            s3: s3.clone().into(),
             bucket: config.manifest_bucket.clone(),
             prefix: config.manifest_prefix.clone(),
         },

@@ -48,10 +48,7 @@ impl DeployedGateway {
                 s3_client(sdk, config.common.s3_force_path_style),
                 &config.state_bucket,
             ),
-            publisher: EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                &config.common.event_bus_name,
-            ),
+            publisher: EventBridgePublisher::for_sdk(sdk, &config.common.event_bus_name),
             drift,
         })
     }

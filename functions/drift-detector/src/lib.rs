@@ -74,7 +74,7 @@ impl DriftFunction {
         let (github, jira) = config.ticket_clients(&credentials, &http)?;
         let detector = Detector {
             manifests: S3Manifest {
-                s3: s3.clone(),
+                s3: s3.clone().into(),
                 bucket: config.manifest_bucket.clone(),
                 prefix: config.manifest_prefix.clone(),
             },
@@ -82,10 +82,7 @@ impl DriftFunction {
             github,
             jira,
             state: S3MarkerStore::new(s3, &config.state_bucket),
-            publisher: EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                &config.common.event_bus_name,
-            ),
+            publisher: EventBridgePublisher::for_sdk(sdk, &config.common.event_bus_name),
             webhook: credentials
                 .webhook(&http, config.notifications)
                 .map_err(|e| StartError::Credentials(e.to_string()))?,

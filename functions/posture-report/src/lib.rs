@@ -93,7 +93,7 @@ impl DeployedReport {
         };
         Ok(Self {
             manifests: S3Manifest {
-                s3: s3.clone(),
+                s3: s3.clone().into(),
                 bucket: config.manifest_bucket.clone(),
                 prefix: config.manifest_prefix.clone(),
             },
@@ -104,10 +104,7 @@ impl DeployedReport {
                 aws_sdk_kms::Client::new(sdk),
                 &config.digest_kms_key_id,
             ),
-            bus: EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                &config.common.event_bus_name,
-            ),
+            bus: EventBridgePublisher::for_sdk(sdk, &config.common.event_bus_name),
             webhook,
             config: config.clone(),
         })

@@ -309,8 +309,9 @@ pub type DeployedRotator = Rotator<
 >;
 
 impl DeployedRotator {
-    /// One registry of values to scrub, shared by every adapter. The Auth0 HTTP client is built
-    /// on first use: no trust store is loaded at cold start for a database rotation.
+    /// One registry of values to scrub, shared by every adapter. The Auth0 HTTP client, the bus
+    /// client and the manifest's S3 client are built on first use: a step that does not call
+    /// them does not build them.
     pub fn from_config(config: &Config, sdk: &keyward_shared::adapters::aws::SdkConfig) -> Self {
         let redactor = Redactor::new();
         let http_redactor = redactor.clone();
@@ -327,12 +328,12 @@ impl DeployedRotator {
                     http_redactor.clone(),
                 )
             }),
-            publisher: keyward_shared::adapters::aws::EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(sdk),
+            publisher: keyward_shared::adapters::aws::EventBridgePublisher::for_sdk(
+                sdk,
                 &config.common.event_bus_name,
             ),
             manifests: keyward_shared::adapters::aws::S3Manifest {
-                s3: keyward_shared::adapters::aws::s3_client(
+                s3: keyward_shared::adapters::aws::lazy_s3_client(
                     sdk,
                     config.common.s3_force_path_style,
                 ),

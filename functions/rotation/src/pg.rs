@@ -2,7 +2,7 @@
 //!
 //! - TLS is `verify-full` unless a secret says `sslmode: disable` *and* the function allows
 //!   plaintext; a server without TLS is an error, never a silent downgrade. Roots come from the
-//!   configured CA bundle (the RDS bundle on AWS); the system store only for a login the
+//!   configured CA bundle (the RDS bundle on AWS); the process's public roots only for a login the
 //!   rotation marked [`Roots::System`] (a secret the operator opted out by name).
 //! - Connections are built from typed fields, never a connection string, so no password
 //!   character can break one; passwords reach the server only as SCRAM verifiers.
@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use keyward_shared::redact::{Redactor, SafeText};
+use keyward_shared::tls::{TlsError, TrustRoots};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
@@ -42,8 +43,9 @@ pub struct PgLogin {
 pub enum Roots {
     /// The pinned CA bundle (`KEYWARD_DB_CA_BUNDLE`); an error when none is configured.
     Pinned,
-    /// The system trust store: any publicly trusted certificate for the host passes. Only for
-    /// secrets named in `KEYWARD_DB_SYSTEM_TRUST_SECRETS`.
+    /// The public roots every connection of the process trusts (`keyward_shared::tls`: the
+    /// built-in Mozilla anchors, or `SSL_CERT_FILE`): any publicly trusted certificate for the
+    /// host passes. Only for secrets named in `KEYWARD_DB_SYSTEM_TRUST_SECRETS`.
     System,
 }
 
@@ -127,9 +129,8 @@ pub struct PostgresConfig {
 
 pub struct Postgres {
     config: PostgresConfig,
-    /// Loaded on first use: functions that never rotate a database never read a CA store.
-    pinned: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
-    system: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+    /// Loaded on first use: functions that never rotate a database never read the bundle.
+    pinned: OnceLock<Result<Arc<rustls::ClientConfig>, TlsError>>,
     redactor: Redactor,
 }
 
@@ -138,7 +139,6 @@ impl Postgres {
         Self {
             config,
             pinned: OnceLock::new(),
-            system: OnceLock::new(),
             redactor,
         }
     }
@@ -152,12 +152,15 @@ impl Postgres {
             }
             (Roots::Pinned, Some(bundle)) => self
                 .pinned
-                .get_or_init(|| load_tls(Some(bundle)).map(Arc::new)),
-            (Roots::System, _) => self.system.get_or_init(|| load_tls(None).map(Arc::new)),
+                .get_or_init(|| {
+                    TrustRoots::Bundle(bundle.clone())
+                        .client_config()
+                        .map(Arc::new)
+                })
+                .clone(),
+            (Roots::System, _) => keyward_shared::tls::process_client_config(),
         };
-        loaded
-            .clone()
-            .map_err(|e| DbError::Setup(self.redactor.safe(&e)))
+        loaded.map_err(|e| DbError::Setup(self.redactor.safe(&e.to_string())))
     }
 
     async fn connect(&self, login: &PgLogin) -> Result<tokio_postgres::Client, DbError> {
@@ -246,43 +249,6 @@ impl Postgres {
     fn sql_error(&self, login: &PgLogin, err: &tokio_postgres::Error) -> DbError {
         self.classify(&login.endpoint(), &login.username, err)
     }
-}
-
-fn load_tls(ca_bundle: Option<&PathBuf>) -> Result<rustls::ClientConfig, String> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_bundle {
-        Some(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read the CA bundle {}: {e}", path.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("the CA bundle {} is not valid PEM: {e}", path.display()))?;
-            let (added, _ignored) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!(
-                    "the CA bundle {} holds no usable certificate",
-                    path.display()
-                ));
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err(
-                    "no system CA certificates found; set KEYWARD_DB_CA_BUNDLE to a PEM bundle (the RDS global bundle on AWS)"
-                        .into(),
-                );
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// `"name"` with embedded quotes doubled (PostgreSQL's quote_ident).
@@ -672,9 +638,17 @@ mod tests {
         assert!(err.contains("KEYWARD_DB_CA_BUNDLE"), "{err}");
     }
 
-    #[test]
-    fn a_missing_ca_bundle_is_named() {
-        let err = load_tls(Some(&PathBuf::from("/nonexistent/rds-bundle.pem"))).unwrap_err();
+    #[tokio::test]
+    async fn a_missing_ca_bundle_is_named() {
+        let pg = Postgres::new(
+            PostgresConfig {
+                ca_bundle: Some(PathBuf::from("/nonexistent/rds-bundle.pem")),
+                ..PostgresConfig::default()
+            },
+            Redactor::new(),
+        );
+        let login = unreachable_login(TlsMode::VerifyFull);
+        let err = pg.check_login(&login).await.unwrap_err().to_string();
         assert!(err.contains("/nonexistent/rds-bundle.pem"), "{err}");
     }
 }

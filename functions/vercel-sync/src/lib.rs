@@ -186,17 +186,14 @@ impl DeployedSyncer {
         let s3 = s3_client(sdk, config.common.s3_force_path_style);
         Ok(Syncer {
             manifests: S3Manifest {
-                s3: s3.clone(),
+                s3: s3.clone().into(),
                 bucket: config.manifest_bucket.clone(),
                 prefix: config.manifest_prefix.clone(),
             },
             source: SecretsManagerSource::new(secrets, redactor.clone()),
             vercel: HttpVercel::new(http, &config.api_url, credentials.token),
             state: S3MarkerStore::new(s3, &config.state_bucket),
-            publisher: EventBridgePublisher::new(
-                aws_sdk_eventbridge::Client::new(sdk),
-                &config.common.event_bus_name,
-            ),
+            publisher: EventBridgePublisher::for_sdk(sdk, &config.common.event_bus_name),
             redeploy: config
                 .redeploy_queue_url
                 .clone()

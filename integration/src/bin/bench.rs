@@ -36,7 +36,8 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     records: usize,
     /// Only the rows of one area (`cold-start` (with binary sizes), `vercel`, `drift`,
-    /// `render`, `cloudtrail` or `quality`), for a quick look; the full table by default.
+    /// `posture`, `render`, `verify`, `cloudtrail` or `quality`), for a quick look; the full
+    /// table by default.
     #[arg(long)]
     only: Option<String>,
     /// Secrets in the drift benchmark.
@@ -187,11 +188,19 @@ async fn main() -> Result<()> {
     if args.only.as_deref() == Some("quality") {
         return quality_rows();
     }
-    if args.only.as_deref() == Some("render") {
-        // Needs neither moto nor the template.
-        println!("| metric | keyward | baseline | baseline / keyward |");
-        println!("|---|---:|---:|---:|");
-        return render_row(&args.bin_dir, args.render_secrets);
+    match args.only.as_deref() {
+        // These need neither moto nor the template.
+        Some("render") => {
+            println!("| metric | keyward | baseline | baseline / keyward |");
+            println!("|---|---:|---:|---:|");
+            return render_row(&args.bin_dir, args.render_secrets);
+        }
+        Some("verify") => {
+            println!("| metric | keyward | baseline | baseline / keyward |");
+            println!("|---|---:|---:|---:|");
+            return verify_row(args.records).await;
+        }
+        _ => {}
     }
     let moto = MotoServer::start().await?;
     match args.only.as_deref() {
@@ -217,7 +226,7 @@ async fn main() -> Result<()> {
             return cloudtrail_rows(&args.bin_dir, args.records);
         }
         Some(other) => anyhow::bail!(
-            "--only takes `cold-start`, `vercel`, `drift`, `posture`, `render`, `cloudtrail` or `quality`, not `{other}`"
+            "--only takes `cold-start`, `vercel`, `drift`, `posture`, `render`, `verify`, `cloudtrail` or `quality`, not `{other}`"
         ),
     }
     let bucket = "keyward-bench";
@@ -1191,7 +1200,7 @@ async fn bench_estate(moto: &MotoServer, count: usize, vercel_every: usize) -> R
     ];
     moto.put_manifest(&bucket, &files).await?;
     let manifest = S3Manifest {
-        s3: moto.s3(),
+        s3: moto.s3().into(),
         bucket: bucket.clone(),
         prefix: "manifest/".into(),
     }

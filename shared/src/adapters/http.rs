@@ -167,9 +167,8 @@ impl HttpError {
 
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    /// Built on the first request, once for every clone: building it loads the system trust
-    /// store, a cold-start cost an invocation that never calls out (a CloudTrail event with no
-    /// alert, a drift run with no finding) should not pay.
+    /// Built on the first request, once for every clone, over the process's one TLS
+    /// configuration (`crate::tls`), the one the SDK's calls use.
     client: Arc<OnceLock<reqwest::Client>>,
     user_agent: HeaderValue,
     timeout: Duration,
@@ -218,7 +217,10 @@ impl HttpClient {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
+        let tls = crate::tls::process_client_config()
+            .map_err(|e| HttpError::InvalidRequest(format!("cannot build the HTTP client: {e}")))?;
         let built = reqwest::Client::builder()
+            .tls_backend_preconfigured(rustls::ClientConfig::clone(&tls))
             .user_agent(self.user_agent.clone())
             .connect_timeout(self.timeout.min(Duration::from_secs(5)))
             .timeout(self.timeout)

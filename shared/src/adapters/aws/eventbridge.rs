@@ -2,7 +2,7 @@
 
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
-use super::sdk_error_text;
+use super::{LazyClient, SdkConfig, sdk_error_text};
 use crate::events::DomainEvent;
 use crate::ports::{EventPublisher, PublishError};
 
@@ -14,14 +14,23 @@ const PUT_EVENTS_ATTEMPTS: u32 = 3;
 /// Publishes domain events to the custom EventBridge bus.
 #[derive(Debug, Clone)]
 pub struct EventBridgePublisher {
-    client: aws_sdk_eventbridge::Client,
+    client: LazyClient<aws_sdk_eventbridge::Client>,
     bus_name: String,
 }
 
 impl EventBridgePublisher {
     pub fn new(client: aws_sdk_eventbridge::Client, bus_name: impl Into<String>) -> Self {
         Self {
-            client,
+            client: client.into(),
+            bus_name: bus_name.into(),
+        }
+    }
+
+    /// A publisher whose client is built on the first publish: an invocation with nothing to
+    /// publish never builds it.
+    pub fn for_sdk(sdk: &SdkConfig, bus_name: impl Into<String>) -> Self {
+        Self {
+            client: LazyClient::of(sdk, aws_sdk_eventbridge::Client::new),
             bus_name: bus_name.into(),
         }
     }
@@ -61,6 +70,7 @@ impl EventPublisher for EventBridgePublisher {
                 }
                 let output = self
                     .client
+                    .get()
                     .put_events()
                     .set_entries(Some(pending.clone()))
                     .send()

@@ -18,17 +18,21 @@ use crate::redact::Redactor;
 mod eventbridge;
 #[cfg(feature = "kms")]
 mod kms;
+mod lazy;
 mod s3;
 #[cfg(feature = "secretsmanager")]
 mod secretsmanager;
+mod transport;
 
 #[cfg(feature = "eventbridge")]
 pub use eventbridge::EventBridgePublisher;
 #[cfg(feature = "kms")]
 pub use kms::KmsDigestSigner;
-pub use s3::{CreateOnly, S3AuditBucket, S3Manifest, S3MarkerStore, s3_client};
+pub use lazy::LazyClient;
+pub use s3::{CreateOnly, S3AuditBucket, S3Manifest, S3MarkerStore, lazy_s3_client, s3_client};
 #[cfg(feature = "secretsmanager")]
 pub use secretsmanager::{SecretsManagerCatalog, config_secret_string, tags_from_sdk, tags_to_sdk};
+pub use transport::{sdk_http_client, sdk_http_client_trusting};
 
 /// Where the execution role's credentials are said to come from, in the SDK's errors.
 const LAMBDA_CREDENTIALS: &str = "lambda-environment";
@@ -39,7 +43,9 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(3_
 /// `AWS_REGION` and the execution role's credentials (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), as Lambda documents its reserved variables.
 /// Also honoured, as the SDK's own loader would: `AWS_ENDPOINT_URL` (a local AWS in the stack and
-/// tests), `AWS_USE_FIPS_ENDPOINT` and `AWS_USE_DUALSTACK_ENDPOINT`.
+/// tests), `AWS_USE_FIPS_ENDPOINT` and `AWS_USE_DUALSTACK_ENDPOINT`. Calls go over keyward's
+/// transport, trusting the process's roots (`crate::tls`: `SSL_CERT_FILE` or the built-in
+/// anchors); a named bundle that cannot be read fails here, at init, not at the first call.
 ///
 /// Not `aws-config`'s default chain: in Lambda it always ends at these variables, and the rest
 /// of it (profile files, SSO, STS web identity, IMDS) is a client and its code in every binary,
@@ -64,7 +70,11 @@ pub fn lambda_sdk_config(env: &dyn EnvSource) -> Result<SdkConfig, ConfigError> 
                 .build(),
         )
         .use_fips(config::flag(env, "AWS_USE_FIPS_ENDPOINT", false)?)
-        .use_dual_stack(config::flag(env, "AWS_USE_DUALSTACK_ENDPOINT", false)?);
+        .use_dual_stack(config::flag(env, "AWS_USE_DUALSTACK_ENDPOINT", false)?)
+        .http_client(sdk_http_client().map_err(|e| ConfigError::Invalid {
+            name: crate::tls::BUNDLE_VARIABLE,
+            reason: e.to_string(),
+        })?);
     if let Some(endpoint) = env.get("AWS_ENDPOINT_URL") {
         builder = builder.endpoint_url(endpoint);
     }

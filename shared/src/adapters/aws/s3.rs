@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 
-use super::{SdkConfig, sdk_error_text, to_chrono};
+use super::{LazyClient, SdkConfig, sdk_error_text, to_chrono};
 use crate::audit::{
     AuditReader, DigestWriter, FetchedObject, META_SIGNATURE, META_SIGNATURE_ALGORITHM,
     ObjectVersion, ReadError, SIGNATURE_ALGORITHM, SealedDigest,
@@ -17,6 +17,12 @@ pub fn s3_client(sdk: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client 
         .force_path_style(force_path_style)
         .build();
     aws_sdk_s3::Client::from_conf(config)
+}
+
+/// [`s3_client`], built on first use.
+pub fn lazy_s3_client(sdk: &SdkConfig, force_path_style: bool) -> LazyClient<aws_sdk_s3::Client> {
+    let sdk = sdk.clone();
+    LazyClient::with(move || s3_client(&sdk, force_path_style))
 }
 
 type PutObjectFailure = aws_sdk_s3::error::SdkError<
@@ -399,7 +405,8 @@ impl MarkerStore for S3MarkerStore {
 }
 /// The manifest files and `enums.yaml` CI writes under `s3://bucket/prefix/`.
 pub struct S3Manifest {
-    pub s3: aws_sdk_s3::Client,
+    /// Built on the first read: not every invocation reads the manifest.
+    pub s3: LazyClient<aws_sdk_s3::Client>,
     pub bucket: String,
     pub prefix: String,
 }
@@ -408,6 +415,7 @@ impl S3Manifest {
     async fn read_object(&self, key: &str) -> Result<String, ManifestReadError> {
         let object = self
             .s3
+            .get()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -436,6 +444,7 @@ impl ManifestSource for S3Manifest {
         let mut keys = Vec::new();
         let mut pages = self
             .s3
+            .get()
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(&self.prefix)

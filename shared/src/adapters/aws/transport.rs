@@ -1,0 +1,317 @@
+//! The SDK's HTTP transport: every AWS call of a keyward process goes over one `reqwest` client
+//! stack, trusting the process's one root store (`crate::tls`).
+//!
+//! Why not the SDK's default HTTPS client: it loads the system trust store when the first client
+//! is built (PEM-decoding every certificate under the OS's certificate paths, most of a bare
+//! function's init), it cannot be handed a TLS configuration, and the third-party client would
+//! load the store a second time. Here the SDK and the third-party client share one configuration
+//! whose anchors cost nothing to load.
+//!
+//! What the SDK expects of a connector, kept here: redirects are returned to it, never followed
+//! (S3 answers a wrong region with a redirect the SDK must see); the connect and read timeouts of
+//! its `HttpConnectorSettings` apply; failures are classified the way its retry strategy reads
+//! them (timeouts and I/O retry, malformed requests do not).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::retry::ErrorKind;
+
+use crate::tls::{TlsError, TrustRoots};
+
+/// The SDK's HTTP client for this process: the process's trust roots, built once.
+pub fn sdk_http_client() -> Result<SharedHttpClient, TlsError> {
+    Ok(SdkTransport::new(crate::tls::process_client_config()?).into_shared())
+}
+
+/// An SDK HTTP client trusting `roots` rather than the process's: for tests and tools that
+/// talk to a server with its own CA.
+pub fn sdk_http_client_trusting(roots: &TrustRoots) -> Result<SharedHttpClient, TlsError> {
+    Ok(SdkTransport::new(Arc::new(roots.client_config()?)).into_shared())
+}
+
+/// The timeouts a connector is built for: the SDK asks for a connector per operation, and
+/// operations with the same settings share one client and so one connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnectorTimeouts {
+    connect: Option<Duration>,
+    read: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+struct SdkTransport {
+    tls: Arc<rustls::ClientConfig>,
+    /// One client per distinct timeouts; in practice one per process.
+    clients: Arc<Mutex<Vec<(ConnectorTimeouts, reqwest::Client)>>>,
+}
+
+impl SdkTransport {
+    fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            tls,
+            clients: Arc::default(),
+        }
+    }
+
+    fn into_shared(self) -> SharedHttpClient {
+        SharedHttpClient::new(self)
+    }
+
+    fn client_for(&self, timeouts: ConnectorTimeouts) -> Result<reqwest::Client, reqwest::Error> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, client)) = clients.iter().find(|(t, _)| *t == timeouts) {
+            return Ok(client.clone());
+        }
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(rustls::ClientConfig::clone(&self.tls))
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true);
+        if let Some(connect) = timeouts.connect {
+            builder = builder.connect_timeout(connect);
+        }
+        if let Some(read) = timeouts.read {
+            builder = builder.read_timeout(read);
+        }
+        let client = builder.build()?;
+        clients.push((timeouts, client.clone()));
+        Ok(client)
+    }
+}
+
+impl HttpClient for SdkTransport {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        let timeouts = ConnectorTimeouts {
+            connect: settings.connect_timeout(),
+            read: settings.read_timeout(),
+        };
+        SharedHttpConnector::new(Connector {
+            client: self.client_for(timeouts).map_err(Arc::new),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Connector {
+    /// A client that could not be built fails every call with the reason, as a user error: the
+    /// SDK does not retry it.
+    client: Result<reqwest::Client, Arc<reqwest::Error>>,
+}
+
+impl HttpConnector for Connector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = match &self.client {
+            Ok(client) => client.clone(),
+            Err(err) => {
+                return HttpConnectorFuture::ready(Err(ConnectorError::user(
+                    format!("the HTTP client could not be built: {err}").into(),
+                )));
+            }
+        };
+        let request = match to_reqwest(request) {
+            Ok(request) => request,
+            Err(err) => return HttpConnectorFuture::ready(Err(err)),
+        };
+        HttpConnectorFuture::new(async move {
+            let response = client.execute(request).await.map_err(classify)?;
+            let response = http::Response::<reqwest::Body>::from(response);
+            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                .map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+fn to_reqwest(request: HttpRequest) -> Result<reqwest::Request, ConnectorError> {
+    let request = request
+        .try_into_http1x()
+        .map_err(|e| ConnectorError::user(e.into()))?;
+    let (parts, body) = request.into_parts();
+    // A body in memory goes as bytes (its length known, sent in one write); a stream as a stream.
+    let body = match body.bytes() {
+        Some(bytes) => reqwest::Body::from(bytes.to_vec()),
+        None => reqwest::Body::wrap(body),
+    };
+    reqwest::Request::try_from(http::Request::from_parts(parts, body))
+        .map_err(|e| ConnectorError::user(e.into()))
+}
+
+/// Which retry class a failed call falls in, as the SDK's own connector classifies hyper's
+/// errors: a timeout, a connection that could not be made or broke, a request that was wrong.
+fn classify(err: reqwest::Error) -> ConnectorError {
+    if err.is_timeout() {
+        ConnectorError::timeout(err.into())
+    } else if err.is_builder() {
+        ConnectorError::user(err.into())
+    } else if err.is_connect() || err.is_request() || err.is_body() {
+        ConnectorError::io(err.into())
+    } else {
+        ConnectorError::other(err.into(), Some(ErrorKind::TransientError))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, post};
+
+    async fn serve(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{address}")
+    }
+
+    fn connector(settings: HttpConnectorSettings) -> SharedHttpConnector {
+        let components = RuntimeComponentsBuilder::for_tests().build().unwrap();
+        sdk_http_client_trusting(&TrustRoots::BuiltIn)
+            .unwrap()
+            .http_connector(&settings, &components)
+    }
+
+    fn request(method: &str, uri: &str, body: SdkBody) -> HttpRequest {
+        let mut request = HttpRequest::new(body);
+        request.set_method(method).unwrap();
+        request.set_uri(uri).unwrap();
+        request
+    }
+
+    #[tokio::test]
+    async fn a_request_and_its_answer_cross_unchanged() {
+        let base = serve(Router::new().route(
+            "/echo",
+            post(|headers: HeaderMap, body: String| async move {
+                let target = headers["x-amz-target"].to_str().unwrap().to_owned();
+                (
+                    StatusCode::CREATED,
+                    [("x-amzn-requestid", "r-1")],
+                    format!("{target}:{body}"),
+                )
+            }),
+        ))
+        .await;
+        let mut sent = request(
+            "POST",
+            &format!("{base}/echo?a=1"),
+            SdkBody::from("{\"SecretId\":\"x\"}"),
+        );
+        sent.headers_mut()
+            .insert("x-amz-target", "secretsmanager.DescribeSecret");
+        let response = connector(HttpConnectorSettings::default())
+            .call(sent)
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        assert_eq!(response.headers().get("x-amzn-requestid"), Some("r-1"));
+        assert_eq!(
+            response.body().bytes(),
+            None,
+            "the answer streams, as the SDK's own client hands it over"
+        );
+        let body = aws_smithy_types::byte_stream::ByteStream::new(response.into_body())
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        assert_eq!(
+            &body[..],
+            b"secretsmanager.DescribeSecret:{\"SecretId\":\"x\"}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_returned_to_the_sdk_not_followed() {
+        let base = serve(
+            Router::new()
+                .route(
+                    "/bucket",
+                    get(|| async {
+                        (
+                            StatusCode::MOVED_PERMANENTLY,
+                            [
+                                ("location", "/elsewhere"),
+                                ("x-amz-bucket-region", "eu-west-1"),
+                            ],
+                        )
+                    }),
+                )
+                .route("/elsewhere", get(|| async { "followed" })),
+        )
+        .await;
+        let response = connector(HttpConnectorSettings::default())
+            .call(request("GET", &format!("{base}/bucket"), SdkBody::empty()))
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 301);
+        assert_eq!(
+            response.headers().get("x-amz-bucket-region"),
+            Some("eu-west-1")
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_fall_in_the_classes_the_sdk_retries_by() {
+        // Nothing listens on a port just released: the connection is refused, an I/O error.
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let err = connector(HttpConnectorSettings::default())
+            .call(request(
+                "GET",
+                &format!("http://{closed}/"),
+                SdkBody::empty(),
+            ))
+            .await
+            .unwrap_err();
+        assert!(err.is_io(), "{err:?}");
+
+        // An answer slower than the read timeout is a timeout.
+        let base = serve(Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        ))
+        .await;
+        let settings = HttpConnectorSettings::builder()
+            .read_timeout(Duration::from_millis(100))
+            .build();
+        let err = connector(settings)
+            .call(request("GET", &format!("{base}/slow"), SdkBody::empty()))
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+    }
+
+    #[test]
+    fn operations_with_the_same_timeouts_share_one_client() {
+        let transport = SdkTransport::new(Arc::new(TrustRoots::BuiltIn.client_config().unwrap()));
+        let short = ConnectorTimeouts {
+            connect: Some(Duration::from_secs(1)),
+            read: None,
+        };
+        let long = ConnectorTimeouts {
+            connect: Some(Duration::from_secs(9)),
+            read: None,
+        };
+        transport.client_for(short).unwrap();
+        transport.client_for(short).unwrap();
+        transport.client_for(long).unwrap();
+        assert_eq!(transport.clients.lock().unwrap().len(), 2);
+    }
+}
