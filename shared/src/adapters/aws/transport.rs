@@ -1,17 +1,19 @@
-//! The SDK's HTTP transport: every AWS call of a keyward process goes over one `reqwest` client
-//! stack, trusting the process's one root store (`crate::tls`).
+//! The SDK's HTTP transport: every AWS call of a keyward process goes over a `hyper` client
+//! trusting the process's one root store (`crate::tls`).
 //!
 //! Why not the SDK's default HTTPS client: it loads the system trust store when the first client
 //! is built (PEM-decoding every certificate under the OS's certificate paths, most of a bare
-//! function's init), it cannot be handed a TLS configuration, and the third-party client would
-//! load the store a second time. Here the SDK and the third-party client share one configuration
-//! whose anchors cost nothing to load.
+//! function's init), and it cannot be handed a TLS configuration. Here the SDK and the
+//! third-party client share one configuration whose anchors cost nothing to load. The transport
+//! is `hyper-util`'s pooled client and `hyper-rustls` directly, not `reqwest`, so a function that
+//! calls no third party links no `reqwest`.
 //!
 //! What the SDK expects of a connector, kept here: redirects are returned to it, never followed
-//! (S3 answers a wrong region with a redirect the SDK must see); the connect and read timeouts of
-//! its `HttpConnectorSettings` apply; failures are classified the way its retry strategy reads
-//! them (timeouts and I/O retry, malformed requests do not).
+//! (S3 answers a wrong region with a redirect the SDK must see; `hyper` follows none); the
+//! connect and read timeouts of its `HttpConnectorSettings` apply; failures are classified the
+//! way its retry strategy reads them (timeouts and I/O retry, malformed requests do not).
 
+use std::error::Error as StdError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,8 +26,13 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::ErrorKind;
+use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::rt::TokioExecutor;
 
 use crate::tls::{TlsError, TrustRoots};
+
+type PooledClient =
+    hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<TcpConnector>, SdkBody>;
 
 /// The SDK's HTTP client for this process: the process's trust roots, built once.
 pub fn sdk_http_client() -> Result<SharedHttpClient, TlsError> {
@@ -50,7 +57,7 @@ struct ConnectorTimeouts {
 struct SdkTransport {
     tls: Arc<rustls::ClientConfig>,
     /// One client per distinct timeouts; in practice one per process.
-    clients: Arc<Mutex<Vec<(ConnectorTimeouts, reqwest::Client)>>>,
+    clients: Arc<Mutex<Vec<(ConnectorTimeouts, PooledClient)>>>,
 }
 
 impl SdkTransport {
@@ -65,24 +72,24 @@ impl SdkTransport {
         SharedHttpClient::new(self)
     }
 
-    fn client_for(&self, timeouts: ConnectorTimeouts) -> Result<reqwest::Client, reqwest::Error> {
+    fn client_for(&self, timeouts: ConnectorTimeouts) -> PooledClient {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, client)) = clients.iter().find(|(t, _)| *t == timeouts) {
-            return Ok(client.clone());
+            return client.clone();
         }
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(rustls::ClientConfig::clone(&self.tls))
-            .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true);
-        if let Some(connect) = timeouts.connect {
-            builder = builder.connect_timeout(connect);
-        }
-        if let Some(read) = timeouts.read {
-            builder = builder.read_timeout(read);
-        }
-        let client = builder.build()?;
+        let mut tcp = TcpConnector::new();
+        // The TLS layer decides between http and https; the TCP layer must take both.
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(timeouts.connect);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(rustls::ClientConfig::clone(&self.tls))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
         clients.push((timeouts, client.clone()));
-        Ok(client)
+        client
     }
 }
 
@@ -97,67 +104,73 @@ impl HttpClient for SdkTransport {
             read: settings.read_timeout(),
         };
         SharedHttpConnector::new(Connector {
-            client: self.client_for(timeouts).map_err(Arc::new),
+            client: self.client_for(timeouts),
+            read_timeout: timeouts.read,
         })
     }
 }
 
 #[derive(Debug)]
 struct Connector {
-    /// A client that could not be built fails every call with the reason, as a user error: the
-    /// SDK does not retry it.
-    client: Result<reqwest::Client, Arc<reqwest::Error>>,
+    client: PooledClient,
+    /// From sending the request to the answer's head, as the SDK's own connector counts it.
+    read_timeout: Option<Duration>,
 }
 
 impl HttpConnector for Connector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let client = match &self.client {
-            Ok(client) => client.clone(),
-            Err(err) => {
-                return HttpConnectorFuture::ready(Err(ConnectorError::user(
-                    format!("the HTTP client could not be built: {err}").into(),
-                )));
-            }
-        };
-        let request = match to_reqwest(request) {
+        let request = match request.try_into_http1x() {
             Ok(request) => request,
-            Err(err) => return HttpConnectorFuture::ready(Err(err)),
+            Err(err) => return HttpConnectorFuture::ready(Err(ConnectorError::user(err.into()))),
         };
+        let answer = self.client.request(request);
+        let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
-            let response = client.execute(request).await.map_err(classify)?;
-            let response = http::Response::<reqwest::Body>::from(response);
+            let response = match read_timeout {
+                Some(limit) => tokio::time::timeout(limit, answer).await.map_err(|_| {
+                    ConnectorError::timeout(
+                        format!("no answer within the read timeout of {limit:?}").into(),
+                    )
+                })?,
+                None => answer.await,
+            }
+            .map_err(classify)?;
             HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
                 .map_err(|e| ConnectorError::other(e.into(), None))
         })
     }
 }
 
-fn to_reqwest(request: HttpRequest) -> Result<reqwest::Request, ConnectorError> {
-    let request = request
-        .try_into_http1x()
-        .map_err(|e| ConnectorError::user(e.into()))?;
-    let (parts, body) = request.into_parts();
-    // A body in memory goes as bytes (its length known, sent in one write); a stream as a stream.
-    let body = match body.bytes() {
-        Some(bytes) => reqwest::Body::from(bytes.to_vec()),
-        None => reqwest::Body::wrap(body),
-    };
-    reqwest::Request::try_from(http::Request::from_parts(parts, body))
-        .map_err(|e| ConnectorError::user(e.into()))
+/// Which retry class a failed call falls in, as the SDK's own connector classifies the same
+/// `hyper` errors: a timeout, a connection that could not be made or broke, a request that was
+/// wrong.
+fn classify(err: hyper_util::client::legacy::Error) -> ConnectorError {
+    let timed_out = causes(&err).any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    let hyper_error = causes(&err).find_map(|cause| cause.downcast_ref::<hyper::Error>());
+    let has_io_cause = causes(&err).any(|cause| cause.is::<std::io::Error>());
+    if timed_out || hyper_error.is_some_and(hyper::Error::is_timeout) {
+        return ConnectorError::timeout(err.into());
+    }
+    match hyper_error {
+        Some(e) if e.is_user() => ConnectorError::user(err.into()),
+        Some(e) if e.is_incomplete_message() => {
+            ConnectorError::other(err.into(), Some(ErrorKind::TransientError))
+        }
+        Some(e) if e.is_closed() || e.is_canceled() => ConnectorError::io(err.into()),
+        _ if err.is_connect() || has_io_cause => ConnectorError::io(err.into()),
+        _ => ConnectorError::other(err.into(), None),
+    }
 }
 
-/// Which retry class a failed call falls in, as the SDK's own connector classifies hyper's
-/// errors: a timeout, a connection that could not be made or broke, a request that was wrong.
-fn classify(err: reqwest::Error) -> ConnectorError {
-    if err.is_timeout() {
-        ConnectorError::timeout(err.into())
-    } else if err.is_builder() {
-        ConnectorError::user(err.into())
-    } else if err.is_connect() || err.is_request() || err.is_body() {
-        ConnectorError::io(err.into())
-    } else {
-        ConnectorError::other(err.into(), Some(ErrorKind::TransientError))
-    }
+/// An error and each of its sources, outermost first.
+fn causes<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |e: &&'a (dyn StdError + 'static)| (*e).source())
 }
 
 #[cfg(test)]
@@ -309,9 +322,9 @@ mod tests {
             connect: Some(Duration::from_secs(9)),
             read: None,
         };
-        transport.client_for(short).unwrap();
-        transport.client_for(short).unwrap();
-        transport.client_for(long).unwrap();
+        transport.client_for(short);
+        transport.client_for(short);
+        transport.client_for(long);
         assert_eq!(transport.clients.lock().unwrap().len(), 2);
     }
 }
