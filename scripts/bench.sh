@@ -6,8 +6,11 @@ cd "$KEYWARD_ROOT"
 ensure_python_tools
 ensure_bench_tools
 log "building release binaries"
-# The bare reference is built alone: it turns on the SDK's default HTTPS client, and built with
-# the functions that feature would be unified into their SDK crates, and their binaries.
-cargo build --release --workspace --exclude bare-reference --bins --locked
+# Three builds, so that no crate's features reach another's binaries: the functions as they ship
+# (the workspace's default members, as SAM builds them), the harness (bench, local stack, the
+# scan tool) with the CLI it times, and the bare reference, which turns on the SDK's default
+# HTTPS client.
+cargo build --release --bins --locked
+cargo build --release -p keyward-integration -p keyward-cli --bins --locked
 cargo build --release -p bare-reference --locked
 exec "$CARGO_TARGET_DIR/release/keyward-bench" "$@"

@@ -8,10 +8,10 @@
 //! not exist (Argo CD does not tell the two apart), 404 (code 5) when a project was named.
 
 use futures::future::BoxFuture;
+use keyward_shared::adapters::http::Method;
+use keyward_shared::adapters::http::header::{ACCEPT, HeaderValue};
 use keyward_shared::adapters::http::{HttpClient, HttpError, HttpRequest};
 use keyward_shared::redact::SafeText;
-use reqwest::Method;
-use reqwest::header::{ACCEPT, HeaderValue};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;

@@ -13,10 +13,10 @@
 
 use std::future::Future;
 
+use keyward_shared::adapters::http::Method;
+use keyward_shared::adapters::http::header::{ACCEPT, HeaderValue};
 use keyward_shared::adapters::http::{HttpClient, HttpError, HttpRequest};
 use keyward_shared::redact::SafeText;
-use reqwest::Method;
-use reqwest::header::{ACCEPT, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -213,7 +213,7 @@ impl GithubClient {
             HeaderValue::from_static("application/vnd.github+json"),
         )
         .header(
-            reqwest::header::HeaderName::from_static("x-github-api-version"),
+            keyward_shared::adapters::http::HeaderName::from_static("x-github-api-version"),
             HeaderValue::from_static("2022-11-28"),
         )
     }
@@ -562,7 +562,7 @@ impl JiraClient {
             method,
             format!("{}{path}", self.base_url.trim_end_matches('/')),
         )
-        .header(reqwest::header::AUTHORIZATION, value)
+        .header(keyward_shared::adapters::http::AUTHORIZATION, value)
         .header(ACCEPT, HeaderValue::from_static("application/json"))
     }
 

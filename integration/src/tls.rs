@@ -65,7 +65,7 @@ impl HttpsStub {
         let certs = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()?;
         let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())?;
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()

@@ -173,10 +173,12 @@ pub fn signing_string(
 /// Verifies an RSASSA-PKCS1-v1_5 SHA-256 signature with a DER public key (SubjectPublicKeyInfo,
 /// as KMS `GetPublicKey` returns it, or PKCS#1 RSAPublicKey).
 pub fn verify_signature(public_key_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_key_der)
-        .verify(message, signature)
-        .is_ok()
+    crate::rsa_verify::verify(
+        crate::rsa_verify::RsaPadding::Pkcs1Sha256,
+        public_key_der,
+        message,
+        signature,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -188,7 +190,7 @@ pub fn verify_signature(public_key_der: &[u8], message: &[u8], signature: &[u8])
 pub struct SignError(pub String);
 
 /// Signs digests: KMS in production ([`crate::adapters::aws::KmsDigestSigner`]), an in-memory
-/// key for offline use and tests ([`LocalKeySigner`]).
+/// key for benchmarks and tests (`LocalKeySigner`, with the `local-signer` feature).
 pub trait DigestSigner: Send + Sync {
     /// The DER SubjectPublicKeyInfo of the signing key.
     fn public_key_der(&self) -> impl Future<Output = Result<Vec<u8>, SignError>> + Send;
@@ -234,11 +236,14 @@ pub async fn seal<S: DigestSigner>(
     })
 }
 
-/// An RSA key held in memory.
+/// An RSA key held in memory, made by aws-lc (ring makes no RSA keys): for benchmarks and
+/// tests, so no function links it.
+#[cfg(any(test, feature = "local-signer"))]
 pub struct LocalKeySigner {
     key: aws_lc_rs::rsa::KeyPair,
 }
 
+#[cfg(any(test, feature = "local-signer"))]
 impl LocalKeySigner {
     pub fn generate() -> Result<Self, SignError> {
         let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
@@ -257,6 +262,7 @@ impl LocalKeySigner {
     }
 }
 
+#[cfg(any(test, feature = "local-signer"))]
 impl LocalKeySigner {
     /// Signs `message` with the given RSA padding (PKCS#1 v1.5 for digests, PSS for evidence).
     pub fn sign_with(
@@ -273,6 +279,7 @@ impl LocalKeySigner {
     }
 }
 
+#[cfg(any(test, feature = "local-signer"))]
 impl DigestSigner for LocalKeySigner {
     async fn public_key_der(&self) -> Result<Vec<u8>, SignError> {
         self.public_key_spki()

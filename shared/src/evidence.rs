@@ -39,6 +39,7 @@ pub trait EvidenceSigner: Send + Sync {
     fn sign_pss(&self, message: &[u8]) -> impl Future<Output = Result<Vec<u8>, SignError>> + Send;
 }
 
+#[cfg(any(test, feature = "local-signer"))]
 impl EvidenceSigner for crate::audit::LocalKeySigner {
     async fn public_key_der(&self) -> Result<Vec<u8>, SignError> {
         self.public_key_spki()
@@ -367,11 +368,12 @@ pub fn verify_bundle(dir: &Path, public_key_der: &[u8]) -> Result<BundleVerdict,
         .and_then(|text| BASE64.decode(text.trim()).ok());
     match signature {
         Some(signature) => {
-            use aws_lc_rs::signature::{RSA_PSS_2048_8192_SHA256, UnparsedPublicKey};
-            verdict.signature_valid =
-                UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, public_key_der)
-                    .verify(&signing_string(&index_bytes), &signature)
-                    .is_ok();
+            verdict.signature_valid = crate::rsa_verify::verify(
+                crate::rsa_verify::RsaPadding::PssSha256,
+                public_key_der,
+                &signing_string(&index_bytes),
+                &signature,
+            );
             if !verdict.signature_valid {
                 verdict.problems.push(format!(
                     "{BUNDLE_FILE}: the signature does not verify with this public key"

@@ -19,6 +19,7 @@ pub mod ports;
 pub mod posture;
 pub mod projections;
 pub mod redact;
+pub mod rsa_verify;
 pub mod tags;
 pub mod telemetry;
 pub mod tls;

@@ -63,8 +63,8 @@ impl TrustRoots {
         }
     }
 
-    /// A client configuration trusting these roots, on the aws-lc provider rustls and the SDK
-    /// share, with rustls' safe default protocol versions (TLS 1.2 and 1.3).
+    /// A client configuration trusting these roots, on rustls' ring provider (keyward's one crypto
+    /// library), with rustls' safe default protocol versions (TLS 1.2 and 1.3).
     pub fn client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
         client_config_with(self.root_store()?)
     }
@@ -86,7 +86,7 @@ pub fn process_client_config() -> Result<Arc<rustls::ClientConfig>, TlsError> {
 
 /// The certificates of a PEM bundle as trust anchors. Entries rustls cannot use as anchors are
 /// skipped, as system stores routinely hold some; a bundle with none is an error.
-pub fn bundle_root_store(path: &Path) -> Result<RootCertStore, TlsError> {
+fn bundle_root_store(path: &Path) -> Result<RootCertStore, TlsError> {
     let unreadable = |reason: String| TlsError::UnreadableBundle {
         path: path.to_owned(),
         reason,
@@ -106,8 +106,8 @@ pub fn bundle_root_store(path: &Path) -> Result<RootCertStore, TlsError> {
 }
 
 /// A client configuration trusting exactly `roots`.
-pub fn client_config_with(roots: RootCertStore) -> Result<rustls::ClientConfig, TlsError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+fn client_config_with(roots: RootCertStore) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Setup(e.to_string()))?

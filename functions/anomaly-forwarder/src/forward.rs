@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
+use keyward_shared::adapters::http::Method;
+use keyward_shared::adapters::http::header::{CONTENT_ENCODING, HeaderName, HeaderValue};
 use keyward_shared::adapters::http::{HttpClient, HttpError, HttpRequest, Idempotency};
 use keyward_shared::events::Severity;
-use reqwest::Method;
-use reqwest::header::{CONTENT_ENCODING, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use keyward_shared::events::{

@@ -42,7 +42,7 @@ impl JwksFetcher for HttpJwksFetcher {
         let response = self
             .0
             .send(keyward_shared::adapters::http::HttpRequest::new(
-                reqwest::Method::GET,
+                keyward_shared::adapters::http::Method::GET,
                 url,
             ))
             .await

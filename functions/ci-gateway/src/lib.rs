@@ -10,6 +10,7 @@
 //!
 //! - [`token`]: the token verifier (jsonwebtoken for the signature and registered claims, this
 //!   crate's wrapper for everything else);
+//! - [`jwt_crypto`]: RS256 for jsonwebtoken over ring;
 //! - [`jwks`]: the issuers' keys, cached across warm invocations;
 //! - [`policy`]: which workflows (by immutable ids) may do what, deny by default;
 //! - [`preflight`]: the checklist behind `POST /v1/preflight`;
@@ -18,6 +19,7 @@
 
 pub mod drift;
 pub mod jwks;
+pub mod jwt_crypto;
 pub mod policy;
 pub mod preflight;
 pub mod serve;

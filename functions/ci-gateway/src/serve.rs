@@ -1,15 +1,20 @@
 //! The gateway as deployed: built once from its configuration, served behind a Lambda
 //! Function URL (payload format 2.0).
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 use keyward_shared::adapters::aws::{
     EventBridgePublisher, S3MarkerStore, SdkConfig, SecretsManagerCatalog, s3_client,
 };
 use keyward_shared::adapters::http::HttpClient;
 use keyward_shared::config::EnvSource;
+use keyward_shared::lambda::{FailureKind, Handler};
 use keyward_shared::redact::Redactor;
-use lambda_http::{Body, RequestExt, service_fn};
+use serde::{Deserialize, Serialize};
 
 use crate::drift::{DeployedRemediation, RemediationConfig, remediation};
 use crate::jwks::{HttpJwksFetcher, JwksCache};
@@ -32,7 +37,7 @@ impl DeployedGateway {
         config: &Config,
         env: &dyn EnvSource,
         sdk: &SdkConfig,
-    ) -> Result<Self, lambda_http::Error> {
+    ) -> Result<Self, lambda_runtime::Error> {
         let loaded = crate::load(&config.config_dir)?;
         let http = HttpClient::for_function("ci-gateway", Duration::from_secs(3), Redactor::new())?;
         let drift = match RemediationConfig::from_env(env)? {
@@ -54,47 +59,125 @@ impl DeployedGateway {
     }
 }
 
+/// A Function URL invocation (payload format 2.0), as much of it as the gateway reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionUrlEvent {
+    raw_path: String,
+    /// Lower-case names; repeated headers arrive joined with commas.
+    #[serde(default)]
+    headers: HashMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
+    /// Set when the body is not text (by its content type), and then it is base64.
+    #[serde(default)]
+    is_base64_encoded: bool,
+    request_context: FunctionUrlContext,
+}
+
+#[derive(Debug, Deserialize)]
+struct FunctionUrlContext {
+    http: FunctionUrlHttp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionUrlHttp {
+    method: String,
+    #[serde(default)]
+    source_ip: Option<String>,
+}
+
+/// What the Function URL answers the caller with.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionUrlResponse {
+    pub status_code: u16,
+    pub headers: BTreeMap<&'static str, String>,
+    pub body: String,
+    pub is_base64_encoded: bool,
+}
+
+/// An invocation that is not a Function URL request: Lambda's own input, never a caller's, so
+/// it is a failed invocation rather than an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Only where the JSON went wrong: serde's own message can quote a value, and a header
+    /// value may be a token.
+    #[error("the event is not a Function URL request (line {line}, column {column})")]
+    NotAFunctionUrlRequest { line: usize, column: usize },
+    #[error("the request body is marked base64 but is not")]
+    BodyNotBase64,
+}
+
+impl FailureKind for EventError {
+    fn kind(&self) -> &'static str {
+        "InvalidEvent"
+    }
+}
+
 /// The request as the gateway sees it: method, path, the `Authorization` header, the caller's
 /// address, the body.
-pub fn request_of(event: &lambda_http::Request) -> Request {
-    Request {
-        method: event.method().as_str().to_owned(),
-        path: event.uri().path().to_owned(),
-        authorization: event
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        source_ip: match event.request_context_ref() {
-            Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => {
-                context.http.source_ip.clone()
-            }
-            _ => None,
-        },
-        body: event.body().to_vec(),
-    }
+pub fn request_of(payload: &str) -> Result<Request, EventError> {
+    let event: FunctionUrlEvent =
+        serde_json::from_str(payload).map_err(|e| EventError::NotAFunctionUrlRequest {
+            line: e.line(),
+            column: e.column(),
+        })?;
+    let body = match (event.body, event.is_base64_encoded) {
+        (None, _) => Vec::new(),
+        (Some(text), false) => text.into_bytes(),
+        (Some(encoded), true) => BASE64
+            .decode(encoded)
+            .map_err(|_| EventError::BodyNotBase64)?,
+    };
+    let authorization = event
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .map(|(_, value)| value.clone());
+    Ok(Request {
+        method: event.request_context.http.method,
+        path: event.raw_path,
+        source_ip: event.request_context.http.source_ip,
+        authorization,
+        body,
+    })
 }
 
 /// JSON with the response's own headers; never cached.
-pub fn http_response_of(
-    response: &Response,
-) -> Result<lambda_http::Response<Body>, lambda_http::http::Error> {
-    let mut builder = lambda_http::Response::builder()
-        .status(response.status)
-        .header("content-type", "application/json")
-        .header("cache-control", "no-store");
+pub fn response_of(response: &Response) -> FunctionUrlResponse {
+    let mut headers = BTreeMap::from([
+        ("content-type", "application/json".to_owned()),
+        ("cache-control", "no-store".to_owned()),
+    ]);
     for (name, value) in &response.headers {
-        builder = builder.header(*name, value);
+        headers
+            .entry(*name)
+            .and_modify(|joined| {
+                joined.push_str(", ");
+                joined.push_str(value);
+            })
+            .or_insert_with(|| value.clone());
     }
-    builder.body(Body::Text(response.body.to_string()))
+    FunctionUrlResponse {
+        status_code: response.status,
+        headers,
+        body: response.body.to_string(),
+        is_base64_encoded: false,
+    }
 }
 
-/// Answers every request this sandbox receives.
-pub async fn serve(gateway: DeployedGateway) -> Result<(), lambda_http::Error> {
-    let gateway = &gateway;
-    lambda_http::run(service_fn(move |event: lambda_http::Request| async move {
-        let response = gateway.handle(&request_of(&event)).await;
-        Ok::<_, lambda_http::Error>(http_response_of(&response)?)
-    }))
-    .await
+/// The gateway behind its Function URL, in the shape every keyward function has
+/// ([`keyward_shared::lambda::serve`]).
+pub struct FunctionUrlHandler(pub DeployedGateway);
+
+impl Handler for FunctionUrlHandler {
+    type Output = FunctionUrlResponse;
+    type Error = EventError;
+
+    async fn handle(&self, payload: &str) -> Result<FunctionUrlResponse, EventError> {
+        let request = request_of(payload)?;
+        Ok(response_of(&self.0.handle(&request).await))
+    }
 }

@@ -328,8 +328,8 @@ fn pull_request_tokens_pass_only_bindings_that_ask_for_them() {
     assert!(err.contains("pull_request"), "{err}");
 }
 
-/// Every sample request in `events/ci-gateway/` is a Function URL event `lambda_http` reads,
-/// becomes the gateway's request as `main` builds it, and carries the body its route parses.
+/// Every sample request in `events/ci-gateway/` is a Function URL event that becomes the
+/// gateway's request as the deployed handler builds it, and carries the body its route parses.
 #[test]
 fn sample_requests_parse_as_the_gateway_reads_them() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/ci-gateway");
@@ -337,9 +337,8 @@ fn sample_requests_parse_as_the_gateway_reads_them() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let event = lambda_http::request::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let request = crate::serve::request_of(&event);
+        let request =
+            crate::serve::request_of(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(request.method, "POST", "{name}");
         assert!(
@@ -445,4 +444,77 @@ fn drift_settings_default_to_one_approval_and_argocd_off() {
         (argocd.app.as_str(), argocd.namespace.as_str()),
         ("keyward-prod", "apps")
     );
+}
+
+/// A body the Function URL base64-encoded (a non-text content type) reaches the gateway decoded;
+/// the answer is JSON, never cached, with the response's own headers.
+#[test]
+fn function_url_events_in_and_responses_out() {
+    let body = r#"{"environment":"prod"}"#;
+    let event = |body: serde_json::Value, encoded: bool| {
+        json!({
+            "version": "2.0", "rawPath": "/v1/preflight", "rawQueryString": "",
+            "headers": {"Authorization": "Bearer t.k.n", "content-type": "application/octet-stream"},
+            "requestContext": {"http": {"method": "POST", "path": "/v1/preflight", "sourceIp": "203.0.113.9"}},
+            "body": body, "isBase64Encoded": encoded
+        })
+        .to_string()
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+    let request = crate::serve::request_of(&event(json!(encoded), true)).unwrap();
+    assert_eq!(request.body, body.as_bytes());
+    assert_eq!(request.authorization.as_deref(), Some("Bearer t.k.n"));
+    assert_eq!(request.source_ip.as_deref(), Some("203.0.113.9"));
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/v1/preflight")
+    );
+    assert_eq!(
+        crate::serve::request_of(&event(json!(body), false))
+            .unwrap()
+            .body,
+        body.as_bytes()
+    );
+    assert!(
+        crate::serve::request_of(&event(serde_json::Value::Null, false))
+            .unwrap()
+            .body
+            .is_empty()
+    );
+
+    let mut response = crate::Response::json(401, json!({"error": {"code": "unauthenticated"}}));
+    response.headers.push(("www-authenticate", "Bearer".into()));
+    let out = serde_json::to_value(crate::serve::response_of(&response)).unwrap();
+    assert_eq!(
+        out,
+        json!({
+            "statusCode": 401,
+            "headers": {"cache-control": "no-store", "content-type": "application/json", "www-authenticate": "Bearer"},
+            "body": r#"{"error":{"code":"unauthenticated"}}"#,
+            "isBase64Encoded": false
+        })
+    );
+}
+
+/// An invocation that is not a Function URL request fails with a kind and a position, and never
+/// quotes what it was sent (a header value may be a token).
+#[test]
+fn a_malformed_event_is_an_error_that_quotes_nothing() {
+    use keyward_shared::lambda::FailureKind as _;
+    let token = "ghs_tokenvalue1234567890";
+    for payload in [
+        json!({"rawPath": "/v1/preflight", "headers": {"authorization": token}}).to_string(),
+        json!({"rawPath": "/v1/preflight", "headers": {"authorization": [token]},
+               "requestContext": {"http": {"method": "POST"}}})
+        .to_string(),
+        json!({"rawPath": token, "requestContext": {"http": {"method": 7}}}).to_string(),
+        json!({"rawPath": "/", "requestContext": {"http": {"method": "POST"}},
+               "body": format!("{token}!"), "isBase64Encoded": true})
+        .to_string(),
+        "not json".to_owned(),
+    ] {
+        let err = crate::serve::request_of(&payload).unwrap_err();
+        assert_eq!(err.kind(), "InvalidEvent");
+        assert!(!format!("{err} {err:?}").contains("ghs_"), "{err}");
+    }
 }

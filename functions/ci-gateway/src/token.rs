@@ -1,4 +1,4 @@
-//! GitHub Actions OIDC token verification: `jsonwebtoken` (aws-lc backend) checks the RS256
+//! GitHub Actions OIDC token verification: `jsonwebtoken` (RS256 over ring, `jwt_crypto`) checks the
 //! signature and the registered claims; this wrapper adds what it does not do
 //! (`../shared/reference/github-oidc.md` §4, the "W" rows): a size cap, a strict token shape,
 //! a header denylist (`crit`, `jku`, `x5u`, `jwk`, `x5c`, `b64`, `zip`, `enc`...), duplicate keys
@@ -276,6 +276,7 @@ pub fn verify(
     validation.set_audience(&[&expect.audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     // jsonwebtoken checks the signature first, then exp/nbf/iss/aud against the real clock.
+    crate::jwt_crypto::install();
     if let Err(e) = jsonwebtoken::decode::<serde_json::Value>(unverified.token, key, &validation) {
         use jsonwebtoken::errors::ErrorKind;
         return Err(match e.kind() {

@@ -17,8 +17,8 @@
 use std::future::Future;
 
 use keyward_shared::adapters::http::{HttpClient, HttpError, HttpRequest, Idempotency};
+use keyward_shared::adapters::http::{Method, StatusCode};
 use keyward_shared::redact::SafeText;
-use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 

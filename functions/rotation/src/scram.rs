@@ -3,9 +3,10 @@
 //! then records nothing that logs in. PostgreSQL (10+) stores a string already in this form as-is
 //! (RFC 7677 and PostgreSQL's `scram_build_secret`).
 
-use aws_lc_rs::{digest, hmac, pbkdf2, rand};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use ring::rand::SecureRandom as _;
+use ring::{digest, hmac, pbkdf2, rand};
 use std::num::NonZeroU32;
 
 /// PostgreSQL's default `scram_iterations`.
@@ -25,7 +26,9 @@ pub enum ScramError {
 /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` for a fresh random salt.
 pub fn verifier(password: &str) -> Result<String, ScramError> {
     let mut salt = [0u8; SALT_LEN];
-    rand::fill(&mut salt).map_err(|_| ScramError::Random)?;
+    rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| ScramError::Random)?;
     verifier_with(password, &salt, ITERATIONS)
 }
 

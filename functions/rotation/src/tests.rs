@@ -253,7 +253,7 @@ impl Auth0Api for FakeAuth0 {
             state.lose_patch_responses -= 1;
             return Err(Auth0Error::Http(
                 keyward_shared::adapters::http::HttpError::Transport {
-                    method: reqwest::Method::PATCH,
+                    method: keyward_shared::adapters::http::Method::PATCH,
                     url: SafeText::fixed("https://acme.eu.auth0.com/api/v2/clients/app"),
                     message: SafeText::fixed("connection reset by peer"),
                     attempts: 3,

@@ -14,9 +14,9 @@
 
 use std::future::Future;
 
+use keyward_shared::adapters::http::Method;
 use keyward_shared::adapters::http::{HttpClient, HttpError, HttpRequest};
 use keyward_shared::redact::SafeText;
-use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 

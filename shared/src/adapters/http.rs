@@ -1,20 +1,28 @@
 //! The HTTP client every third-party adapter (Vercel, GitHub, Jira, Loki, Auth0, webhooks) uses.
 //!
-//! - timeouts on connect and on the whole request;
+//! - timeouts on connect and on the whole request, answer body included;
 //! - retries with full-jitter exponential backoff on 429 (always safe: the server refused before
 //!   acting) and on 5xx or timeouts only for idempotent requests;
 //! - `Retry-After` (seconds or HTTP date) honoured first, then `X-RateLimit-Reset` (epoch
 //!   seconds, Vercel and GitHub), and a wait longer than the policy allows is reported, not slept;
 //! - bearer tokens travel as sensitive headers, are registered with the [`Redactor`], and every
-//!   URL and body excerpt in an error passes through it.
+//!   URL and body excerpt in an error passes through it;
+//! - no redirect is followed: a token goes only to the URL its adapter was configured with, and
+//!   a 3xx is an error naming its status.
+//!
+//! Connections come from [`crate::adapters::connect`], the stack the SDK's calls use.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
-use reqwest::{Method, StatusCode};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use secrecy::{ExposeSecret, SecretString};
 
+pub use ::http::header::{self, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+pub use ::http::{Method, StatusCode, Uri};
+
+use crate::adapters::connect::{PooledClient, pooled_client, timed_out};
 use crate::redact::{Redactor, SafeText, error_chain};
 
 #[derive(Debug, Clone)]
@@ -97,7 +105,7 @@ impl HttpRequest {
         self
     }
 
-    pub fn header(mut self, name: reqwest::header::HeaderName, value: HeaderValue) -> Self {
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.insert(name, value);
         self
     }
@@ -169,7 +177,7 @@ impl HttpError {
 pub struct HttpClient {
     /// Built on the first request, once for every clone, over the process's one TLS
     /// configuration (`crate::tls`), the one the SDK's calls use.
-    client: Arc<OnceLock<reqwest::Client>>,
+    client: Arc<OnceLock<PooledClient<Full<Bytes>>>>,
     user_agent: HeaderValue,
     timeout: Duration,
     policy: RetryPolicy,
@@ -178,6 +186,50 @@ pub struct HttpClient {
 
 /// The longest body excerpt kept in an error.
 const BODY_EXCERPT: usize = 512;
+
+/// The longest a connection may take to open, whatever the request's timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A whole answer, read within the timeout.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Why an attempt got no answer, in the terms the retry rule needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// No connection was made, so the server never saw the request: always safe to retry.
+    NeverConnected,
+    /// No complete answer in time: the server may have acted.
+    TimedOut,
+    /// The connection broke, or the request could not be sent as written.
+    Broken,
+}
+
+struct TransportFailure {
+    kind: FailureKind,
+    /// The error chain, before redaction.
+    message: String,
+}
+
+impl TransportFailure {
+    fn of(err: &(dyn std::error::Error + 'static), never_connected: bool) -> Self {
+        // A connection that timed out opening is still one the server never saw.
+        let kind = if never_connected {
+            FailureKind::NeverConnected
+        } else if timed_out(err) {
+            FailureKind::TimedOut
+        } else {
+            FailureKind::Broken
+        };
+        Self {
+            kind,
+            message: error_chain(err),
+        }
+    }
+}
 
 impl HttpClient {
     /// The client a keyward function uses: user agent `keyward-<function>/<version>`, the
@@ -213,19 +265,13 @@ impl HttpClient {
         })
     }
 
-    fn client(&self) -> Result<&reqwest::Client, HttpError> {
+    fn client(&self) -> Result<&PooledClient<Full<Bytes>>, HttpError> {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
         let tls = crate::tls::process_client_config()
             .map_err(|e| HttpError::InvalidRequest(format!("cannot build the HTTP client: {e}")))?;
-        let built = reqwest::Client::builder()
-            .tls_backend_preconfigured(rustls::ClientConfig::clone(&tls))
-            .user_agent(self.user_agent.clone())
-            .connect_timeout(self.timeout.min(Duration::from_secs(5)))
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| HttpError::InvalidRequest(format!("cannot build the HTTP client: {e}")))?;
+        let built = pooled_client(&tls, Some(self.timeout.min(CONNECT_TIMEOUT)));
         // A racing first request may have built one too: either serves.
         Ok(self.client.get_or_init(|| built))
     }
@@ -235,12 +281,22 @@ impl HttpClient {
     }
 
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        if let Some(token) = &request.bearer {
+        let HttpRequest {
+            method,
+            url: raw_url,
+            mut headers,
+            bearer,
+            body,
+            idempotency,
+        } = request;
+        if let Some(token) = &bearer {
             self.redactor.register(token);
         }
-        let url = self.redactor.safe(&request.url);
-        let mut headers = request.headers.clone();
-        if let Some(token) = &request.bearer {
+        let url = self.redactor.safe(&raw_url);
+        let uri: Uri = raw_url
+            .parse()
+            .map_err(|_| HttpError::InvalidRequest(format!("`{url}` is not a valid URL")))?;
+        if let Some(token) = bearer {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
                 .map_err(|_| {
                     HttpError::InvalidRequest("the bearer token is not a valid header value".into())
@@ -248,46 +304,41 @@ impl HttpClient {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
+        headers
+            .entry(header::USER_AGENT)
+            .or_insert_with(|| self.user_agent.clone());
+        let body = Bytes::from(body.unwrap_or_default());
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut builder = self
-                .client()?
-                .request(request.method.clone(), &request.url)
-                .headers(headers.clone());
-            if let Some(body) = &request.body {
-                builder = builder.body(body.clone());
-            }
             let last = attempt >= self.policy.max_attempts;
-            match builder.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let response_headers = response.headers().clone();
-                    let body = response
-                        .bytes()
-                        .await
-                        .map(|b| b.to_vec())
-                        .unwrap_or_default();
-                    if status.is_success() || status.is_redirection() || status.is_informational() {
+            let mut outgoing = ::http::Request::new(Full::new(body.clone()));
+            *outgoing.method_mut() = method.clone();
+            *outgoing.uri_mut() = uri.clone();
+            *outgoing.headers_mut() = headers.clone();
+            match self.exchange(outgoing).await {
+                Ok(answer) => {
+                    let status = answer.status;
+                    if status.is_success() {
                         return Ok(HttpResponse {
                             status,
-                            headers: response_headers,
-                            body,
+                            headers: answer.headers,
+                            body: answer.body.to_vec(),
                             attempts: attempt,
                         });
                     }
-                    let server_wait = server_requested_wait(&response_headers, SystemTime::now());
+                    let server_wait = server_requested_wait(&answer.headers, SystemTime::now());
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS
-                        || (request.idempotency == Idempotency::Idempotent
+                        || (idempotency == Idempotency::Idempotent
                             && matches!(status.as_u16(), 500 | 502 | 503 | 504));
                     if !retryable || last {
                         return Err(HttpError::Status {
-                            method: request.method.clone(),
+                            method,
                             url,
                             status,
                             body: self
                                 .redactor
-                                .excerpt(&String::from_utf8_lossy(&body), BODY_EXCERPT),
+                                .excerpt(&String::from_utf8_lossy(&answer.body), BODY_EXCERPT),
                             attempts: attempt,
                             retry_after: server_wait,
                         });
@@ -295,7 +346,7 @@ impl HttpClient {
                     let wait = match server_wait {
                         Some(wait) if wait > self.policy.max_server_wait => {
                             return Err(HttpError::WaitTooLong {
-                                method: request.method.clone(),
+                                method,
                                 url,
                                 wait,
                                 limit: self.policy.max_server_wait,
@@ -309,15 +360,17 @@ impl HttpClient {
                     tracing::warn!(status = status.as_u16(), url = %url, attempt, wait_ms = wait.as_millis() as u64, "retrying HTTP request");
                     tokio::time::sleep(wait).await;
                 }
-                Err(err) => {
-                    let never_reached_server = err.is_connect();
-                    let retryable = never_reached_server
-                        || (request.idempotency == Idempotency::Idempotent && err.is_timeout());
+                Err(failure) => {
+                    let retryable = match failure.kind {
+                        FailureKind::NeverConnected => true,
+                        FailureKind::TimedOut => idempotency == Idempotency::Idempotent,
+                        FailureKind::Broken => false,
+                    };
                     if !retryable || last {
                         return Err(HttpError::Transport {
-                            method: request.method.clone(),
+                            method,
                             url,
-                            message: self.redactor.safe(&error_chain(&err)),
+                            message: self.redactor.safe(&failure.message),
                             attempts: attempt,
                         });
                     }
@@ -327,6 +380,42 @@ impl HttpClient {
                 }
             }
         }
+    }
+
+    /// One attempt: the request sent and the whole answer read, within the client's timeout.
+    async fn exchange(
+        &self,
+        outgoing: ::http::Request<Full<Bytes>>,
+    ) -> Result<Answer, TransportFailure> {
+        let client = self.client().map_err(|e| TransportFailure {
+            kind: FailureKind::Broken,
+            message: e.to_string(),
+        })?;
+        let attempt = async {
+            let response = client
+                .request(outgoing)
+                .await
+                .map_err(|err| TransportFailure::of(&err, err.is_connect()))?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|err| TransportFailure::of(&err, false))?
+                .to_bytes();
+            Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportFailure {
+                    kind: FailureKind::TimedOut,
+                    message: format!("no complete answer within {:?}", self.timeout),
+                })
+            })
     }
 
     /// Full jitter: uniform in [0, min(max, base * 2^attempt)).
@@ -352,7 +441,7 @@ fn jitter(upper: Duration) -> Duration {
 /// `X-RateLimit-Reset` (epoch seconds).
 pub fn server_requested_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(value) = headers
-        .get(reqwest::header::RETRY_AFTER)
+        .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
     {
         let value = value.trim();

@@ -5,5 +5,6 @@
 //! AWS and a local endpoint with no test hooks.
 
 pub mod aws;
+pub(crate) mod connect;
 #[cfg(feature = "http")]
 pub mod http;

@@ -4,16 +4,14 @@
 //! Why not the SDK's default HTTPS client: it loads the system trust store when the first client
 //! is built (PEM-decoding every certificate under the OS's certificate paths, most of a bare
 //! function's init), and it cannot be handed a TLS configuration. Here the SDK and the
-//! third-party client share one configuration whose anchors cost nothing to load. The transport
-//! is `hyper-util`'s pooled client and `hyper-rustls` directly, not `reqwest`, so a function that
-//! calls no third party links no `reqwest`.
+//! third-party client share one configuration whose anchors cost nothing to load, and one
+//! connection stack (`crate::adapters::connect`).
 //!
 //! What the SDK expects of a connector, kept here: redirects are returned to it, never followed
 //! (S3 answers a wrong region with a redirect the SDK must see; `hyper` follows none); the
 //! connect and read timeouts of its `HttpConnectorSettings` apply; failures are classified the
 //! way its retry strategy reads them (timeouts and I/O retry, malformed requests do not).
 
-use std::error::Error as StdError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,13 +24,9 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::ErrorKind;
-use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
-use hyper_util::rt::TokioExecutor;
 
+use crate::adapters::connect::{PooledClient, causes, pooled_client, timed_out};
 use crate::tls::{TlsError, TrustRoots};
-
-type PooledClient =
-    hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<TcpConnector>, SdkBody>;
 
 /// The SDK's HTTP client for this process: the process's trust roots, built once.
 pub fn sdk_http_client() -> Result<SharedHttpClient, TlsError> {
@@ -57,7 +51,14 @@ struct ConnectorTimeouts {
 struct SdkTransport {
     tls: Arc<rustls::ClientConfig>,
     /// One client per distinct timeouts; in practice one per process.
-    clients: Arc<Mutex<Vec<(ConnectorTimeouts, PooledClient)>>>,
+    clients: Arc<Mutex<Vec<TimedClient>>>,
+}
+
+/// A client and the timeouts it was built for.
+#[derive(Debug)]
+struct TimedClient {
+    timeouts: ConnectorTimeouts,
+    client: PooledClient<SdkBody>,
 }
 
 impl SdkTransport {
@@ -72,23 +73,16 @@ impl SdkTransport {
         SharedHttpClient::new(self)
     }
 
-    fn client_for(&self, timeouts: ConnectorTimeouts) -> PooledClient {
+    fn client_for(&self, timeouts: ConnectorTimeouts) -> PooledClient<SdkBody> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, client)) = clients.iter().find(|(t, _)| *t == timeouts) {
-            return client.clone();
+        if let Some(known) = clients.iter().find(|known| known.timeouts == timeouts) {
+            return known.client.clone();
         }
-        let mut tcp = TcpConnector::new();
-        // The TLS layer decides between http and https; the TCP layer must take both.
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(timeouts.connect);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(rustls::ClientConfig::clone(&self.tls))
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
-        clients.push((timeouts, client.clone()));
+        let client = pooled_client(&self.tls, timeouts.connect);
+        clients.push(TimedClient {
+            timeouts,
+            client: client.clone(),
+        });
         client
     }
 }
@@ -112,7 +106,7 @@ impl HttpClient for SdkTransport {
 
 #[derive(Debug)]
 struct Connector {
-    client: PooledClient,
+    client: PooledClient<SdkBody>,
     /// From sending the request to the answer's head, as the SDK's own connector counts it.
     read_timeout: Option<Duration>,
 }
@@ -145,14 +139,9 @@ impl HttpConnector for Connector {
 /// `hyper` errors: a timeout, a connection that could not be made or broke, a request that was
 /// wrong.
 fn classify(err: hyper_util::client::legacy::Error) -> ConnectorError {
-    let timed_out = causes(&err).any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    });
     let hyper_error = causes(&err).find_map(|cause| cause.downcast_ref::<hyper::Error>());
     let has_io_cause = causes(&err).any(|cause| cause.is::<std::io::Error>());
-    if timed_out || hyper_error.is_some_and(hyper::Error::is_timeout) {
+    if timed_out(&err) {
         return ConnectorError::timeout(err.into());
     }
     match hyper_error {
@@ -164,13 +153,6 @@ fn classify(err: hyper_util::client::legacy::Error) -> ConnectorError {
         _ if err.is_connect() || has_io_cause => ConnectorError::io(err.into()),
         _ => ConnectorError::other(err.into(), None),
     }
-}
-
-/// An error and each of its sources, outermost first.
-fn causes<'a>(
-    err: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(err), |e: &&'a (dyn StdError + 'static)| (*e).source())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ struct Script {
     replies: Arc<Vec<Reply>>,
     calls: Arc<AtomicU32>,
     saw_auth: Arc<std::sync::Mutex<Vec<String>>>,
+    saw_user_agent: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 async fn reply(State(script): State<Script>, headers: AxumHeaders) -> impl IntoResponse {
@@ -29,6 +30,13 @@ async fn reply(State(script): State<Script>, headers: AxumHeaders) -> impl IntoR
             .lock()
             .unwrap()
             .push(auth.to_str().unwrap().to_owned());
+    }
+    if let Some(agent) = headers.get("user-agent") {
+        script
+            .saw_user_agent
+            .lock()
+            .unwrap()
+            .push(agent.to_str().unwrap().to_owned());
     }
     let (status, hdrs, body) = script.replies[n.min(script.replies.len() - 1)].clone();
     let mut out = AxumHeaders::new();
@@ -43,6 +51,7 @@ async fn serve(replies: Vec<Reply>) -> (String, Script) {
         replies: Arc::new(replies),
         calls: Arc::new(AtomicU32::new(0)),
         saw_auth: Arc::default(),
+        saw_user_agent: Arc::default(),
     };
     let app = Router::new()
         .route("/{*path}", any(reply))
@@ -250,4 +259,107 @@ async fn the_client_is_built_on_first_use_and_shared_by_clones() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("not a valid user agent"), "{err}");
+}
+
+/// A redirect would carry the bearer token to a URL no one configured: it is an error naming its
+/// status, and the place it points to is never asked.
+#[tokio::test]
+async fn a_redirect_is_an_error_not_followed() {
+    let (base, script) = serve(vec![(
+        302,
+        vec![("location", "http://127.0.0.1:9/collect".into())],
+        "",
+    )])
+    .await;
+    let err = client()
+        .send(
+            HttpRequest::new(Method::GET, format!("{base}/v9/projects"))
+                .bearer(SecretString::from("tok_redirect_1234")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::FOUND), "{err}");
+    assert_eq!(script.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_user_agent_goes_with_every_request() {
+    let (base, script) = serve(vec![(200, vec![], "{}")]).await;
+    client()
+        .send(HttpRequest::new(Method::GET, format!("{base}/x")))
+        .await
+        .unwrap();
+    assert_eq!(
+        script.saw_user_agent.lock().unwrap().as_slice(),
+        ["keyward-test".to_owned()]
+    );
+}
+
+/// A server that answers nothing within the client's timeout may still have acted: an
+/// idempotent request is tried again, one that is not is reported after its one attempt.
+#[tokio::test]
+async fn a_timeout_is_retried_only_for_idempotent_requests() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let app = Router::new().route(
+        "/{*path}",
+        any(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let impatient = HttpClient::new(
+        "keyward-test",
+        Duration::from_millis(150),
+        RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            max_server_wait: Duration::from_secs(1),
+        },
+        Redactor::new(),
+    )
+    .unwrap();
+
+    let err = impatient
+        .send(HttpRequest::new(Method::GET, format!("http://{addr}/slow")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HttpError::Transport { attempts: 2, message, .. } if message.as_str().contains("no complete answer")),
+        "{err}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    let err = impatient
+        .send(HttpRequest::new(
+            Method::POST,
+            format!("http://{addr}/slow"),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HttpError::Transport { attempts: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_url_that_is_not_one_is_refused_before_anything_is_sent() {
+    let err = client()
+        .send(HttpRequest::new(Method::GET, "https://api.example.com/a b"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HttpError::InvalidRequest(reason) if reason.contains("not a valid URL")),
+        "{err}"
+    );
 }
